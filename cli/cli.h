@@ -1,0 +1,62 @@
+/* cli.h - what the verbs of the command-line front-end share. */
+#ifndef LT_CLI_H
+#define LT_CLI_H
+
+#include <cjson/cJSON.h>
+
+#include "loratool.h"
+
+/* Exit codes (spec/cli.md). */
+enum {
+    EXIT_LIMIT = 1,       /* audit: a limit or check failed        */
+    EXIT_USAGE = 2,
+    EXIT_INPUT = 3,       /* invalid or unsupported input          */
+    EXIT_IO = 4,
+};
+
+/* One verb: name, entry point, one-line summary for `loratool help`. */
+typedef struct cli_verb {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} cli_verb;
+
+int cmd_inspect(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+
+/* Print "loratool: <message>" for a library error; return its exit code. */
+int cli_fail(const lt_error *err);
+/* Print "loratool: <formatted>" plus a hint to --help; return EXIT_USAGE. */
+int cli_usage(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a warning line "loratool: warning: ..." on stderr. */
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print a JSON value (pretty, newline-terminated) on stdout and free it.
+ * Returns 0, or EXIT_IO when stdout could not be written. */
+int cli_print_json(cJSON *value);
+/* Flush stdout and report a write error (EXIT_IO) if any, else 0. */
+int cli_finish_stdout(void);
+
+/* ---- describe.c: the shared description of a file or adapter ---- */
+
+typedef struct cli_describe_opts {
+    bool with_tensors;        /* add tensor_list                            */
+    const char *base_path;    /* NULL, or a base model to compare with      */
+} cli_describe_opts;
+
+/* Describe PATH as a JSON object with the keys of spec/cli.md (format,
+ * tensors, parameters, bytes, dtypes, metadata, adapter, base, ...).
+ * *adapter_out (if not NULL) receives the opened adapter, or NULL when PATH
+ * is not an adapter; *base_out likewise the opened base.  The caller frees
+ * all three.  Returns NULL with err set on failure. */
+cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter **adapter_out,
+                    lt_source **base_out, lt_error *err);
+
+/* Print the description as human-readable text on stdout. */
+void cli_print_description(const cJSON *desc);
+
+/* Group-separated integer ("1,234,567") into buf; returns buf. */
+const char *cli_count(uint64_t n, char *buf, size_t size);
+
+#endif

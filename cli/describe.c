@@ -1,0 +1,393 @@
+/* describe.c - one description of a file or adapter, built once as JSON
+ * and rendered either as JSON (--json) or as text, so the two never drift.
+ * inspect and audit both use it. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static cJSON *shape_json(uint32_t n_dims, const uint64_t *shape)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (uint32_t d = 0; arr && d < n_dims; d++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)shape[d]));
+    return arr;
+}
+
+static cJSON *string_array(size_t n, const char *const *items)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(items[i]));
+    return arr;
+}
+
+static const char *kind_name(lt_module_kind kind)
+{
+    switch (kind) {
+    case LT_MODULE_LINEAR: return "linear";
+    case LT_MODULE_EMBEDDING: return "embedding";
+    case LT_MODULE_CONV: return "conv";
+    }
+    return "?";
+}
+
+/* format, tensors, parameters, bytes, dtypes, metadata (+ tensor_list) */
+static void describe_source(cJSON *out, const lt_source *src, bool with_tensors)
+{
+    uint64_t params = 0, bytes = 0;
+    size_t count_by_dtype[LT_DTYPE_COUNT] = {0};
+    size_t n = lt_source_tensor_count(src);
+    for (size_t i = 0; i < n; i++) {
+        const lt_tensor_info *t = lt_source_tensor(src, i);
+        params += t->n_elems;
+        bytes += t->n_bytes;
+        count_by_dtype[t->dtype]++;
+    }
+    cJSON_AddStringToObject(out, "path", lt_source_path(src));
+    cJSON_AddStringToObject(out, "format", lt_source_format(src));
+    cJSON_AddNumberToObject(out, "tensors", (double)n);
+    cJSON_AddNumberToObject(out, "parameters", (double)params);
+    cJSON_AddNumberToObject(out, "bytes", (double)bytes);
+    cJSON *dtypes = cJSON_AddObjectToObject(out, "dtypes");
+    for (int t = 0; t < LT_DTYPE_COUNT; t++)
+        if (count_by_dtype[t])
+            cJSON_AddNumberToObject(dtypes, lt_dtype_name((lt_dtype)t), (double)count_by_dtype[t]);
+    cJSON *meta = cJSON_AddObjectToObject(out, "metadata");
+    for (size_t i = 0; i < lt_source_meta_count(src); i++)
+        cJSON_AddStringToObject(meta, lt_source_meta_key(src, i), lt_source_meta_value(src, i));
+    if (lt_source_file_count(src) > 1) {
+        cJSON *files = cJSON_AddArrayToObject(out, "files");
+        for (size_t k = 0; k < lt_source_file_count(src); k++)
+            cJSON_AddItemToArray(files, cJSON_CreateString(lt_source_file_path(src, k)));
+    }
+    if (!with_tensors)
+        return;
+    cJSON *list = cJSON_AddArrayToObject(out, "tensor_list");
+    for (size_t i = 0; i < n; i++) {
+        const lt_tensor_info *t = lt_source_tensor(src, i);
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "name", t->name);
+        cJSON_AddStringToObject(item, "dtype", lt_dtype_name(t->dtype));
+        cJSON_AddItemToObject(item, "shape", shape_json(t->n_dims, t->shape));
+        cJSON_AddNumberToObject(item, "offset", (double)t->offset);
+        cJSON_AddNumberToObject(item, "bytes", (double)t->n_bytes);
+        if (lt_source_file_count(src) > 1)
+            cJSON_AddNumberToObject(item, "file", (double)t->file_index);
+        cJSON_AddItemToArray(list, item);
+    }
+}
+
+static void describe_adapter(cJSON *out, const lt_adapter *ad)
+{
+    const lt_peft_config *cfg = lt_adapter_config(ad);
+    const lt_source *src = lt_adapter_source(ad);
+    cJSON *a = cJSON_AddObjectToObject(out, "adapter");
+    cJSON_AddStringToObject(a, "peft_type", cfg->peft_type);
+    if (cfg->base_model)
+        cJSON_AddStringToObject(a, "base_model", cfg->base_model);
+    else
+        cJSON_AddNullToObject(a, "base_model");
+    if (cfg->task_type)
+        cJSON_AddStringToObject(a, "task_type", cfg->task_type);
+    if (cfg->peft_version)
+        cJSON_AddStringToObject(a, "peft_version", cfg->peft_version);
+    uint32_t max_rank = 0;
+    for (size_t i = 0; i < lt_adapter_module_count(ad); i++)
+        if (lt_adapter_module(ad, i)->rank > max_rank)
+            max_rank = lt_adapter_module(ad, i)->rank;
+    cJSON_AddNumberToObject(a, "rank", max_rank);
+    cJSON_AddNumberToObject(a, "alpha", cfg->lora_alpha);
+    cJSON_AddBoolToObject(a, "use_rslora", cfg->use_rslora);
+    cJSON_AddBoolToObject(a, "use_dora", cfg->use_dora);
+    cJSON_AddBoolToObject(a, "fan_in_fan_out", cfg->fan_in_fan_out);
+    cJSON_AddBoolToObject(a, "rank_pattern", cfg->has_rank_pattern);
+    cJSON_AddBoolToObject(a, "alpha_pattern", cfg->has_alpha_pattern);
+    cJSON_AddStringToObject(a, "bias", cfg->bias);
+    if (cfg->target_regex)
+        cJSON_AddStringToObject(a, "target_modules", cfg->target_regex);
+    else
+        cJSON_AddItemToObject(a, "target_modules", string_array(cfg->n_target_modules, cfg->target_modules));
+    cJSON_AddItemToObject(a, "modules_to_save", string_array(cfg->n_modules_to_save, cfg->modules_to_save));
+    cJSON_AddNumberToObject(a, "modules", (double)lt_adapter_module_count(ad));
+    uint64_t lora = lt_adapter_lora_params(ad), replaced = lt_adapter_replacement_params(ad);
+    cJSON_AddNumberToObject(a, "lora_parameters", (double)lora);
+    cJSON_AddNumberToObject(a, "replacement_parameters", (double)replaced);
+    cJSON_AddNumberToObject(a, "trainable_parameters", (double)(lora + replaced));
+    cJSON *modules = cJSON_AddArrayToObject(a, "module_list");
+    for (size_t i = 0; i < lt_adapter_module_count(ad); i++) {
+        const lt_lora_module *m = lt_adapter_module(ad, i);
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "name", m->name);
+        cJSON_AddStringToObject(item, "target", m->target);
+        cJSON_AddStringToObject(item, "kind", kind_name(m->kind));
+        cJSON_AddNumberToObject(item, "rank", m->rank);
+        cJSON_AddNumberToObject(item, "alpha", m->alpha);
+        cJSON_AddNumberToObject(item, "scale", m->scale);
+        uint64_t shape[2] = {m->out_features, m->in_features};
+        cJSON_AddItemToObject(item, "shape", shape_json(2, shape));
+        cJSON_AddNumberToObject(item, "parameters", (double)m->n_params);
+        if (m->tensor_magnitude >= 0)
+            cJSON_AddBoolToObject(item, "dora", true);
+        if (m->tensor_bias >= 0)
+            cJSON_AddBoolToObject(item, "lora_bias", true);
+        cJSON_AddItemToArray(modules, item);
+    }
+    cJSON *repl = cJSON_AddArrayToObject(a, "replacement_list");
+    for (size_t i = 0; i < lt_adapter_replacement_count(ad); i++) {
+        const lt_replacement *r = lt_adapter_replacement(ad, i);
+        const lt_tensor_info *t = lt_source_tensor(src, (size_t)r->tensor);
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "name", r->key);
+        cJSON_AddStringToObject(item, "target", r->target);
+        cJSON_AddStringToObject(item, "kind", r->kind == LT_REPLACE_FULL ? "full" : "token_rows");
+        cJSON_AddItemToObject(item, "shape", shape_json(t->n_dims, t->shape));
+        cJSON_AddNumberToObject(item, "parameters", (double)r->n_params);
+        cJSON_AddItemToArray(repl, item);
+    }
+    cJSON_AddItemToObject(a, "unknown_config_keys", string_array(cfg->n_unknown_keys, cfg->unknown_keys));
+}
+
+cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter **adapter_out,
+                    lt_source **base_out, lt_error *err)
+{
+    /* an adapter directory is opened as an adapter first, so a non-LoRA
+     * config is refused by its type before its weights are looked at */
+    lt_adapter *ad = NULL;
+    lt_source *src;
+    char config[4096];
+    bool is_adapter = (size_t)snprintf(config, sizeof config, "%s/adapter_config.json", path) <
+                          sizeof config &&
+                      access(config, F_OK) == 0;
+    if (is_adapter) {
+        ad = lt_adapter_open(path, err);
+        if (!ad)
+            return NULL;
+        src = lt_adapter_source(ad);
+    } else {
+        src = lt_source_open(path, err);
+        if (!src)
+            return NULL;
+    }
+    lt_source *base = NULL;
+    if (opts->base_path) {
+        base = lt_source_open(opts->base_path, err);
+        if (!base) {
+            if (ad)
+                lt_adapter_close(ad);
+            else
+                lt_source_close(src);
+            return NULL;
+        }
+    }
+    cJSON *out = cJSON_CreateObject();
+    describe_source(out, src, opts->with_tensors);
+    if (ad)
+        describe_adapter(out, ad);
+    if (base) {
+        uint64_t base_params = 0;
+        for (size_t i = 0; i < lt_source_tensor_count(base); i++)
+            base_params += lt_source_tensor(base, i)->n_elems;
+        cJSON *b = cJSON_AddObjectToObject(out, "base");
+        cJSON_AddStringToObject(b, "path", lt_source_path(base));
+        cJSON_AddStringToObject(b, "format", lt_source_format(base));
+        cJSON_AddNumberToObject(b, "parameters", (double)base_params);
+        if (ad) {
+            /* PEFT's print_trainable_parameters: all = base + adapter */
+            uint64_t trainable = lt_adapter_lora_params(ad) + lt_adapter_replacement_params(ad);
+            double all = (double)base_params + (double)trainable;
+            cJSON_AddNumberToObject(out, "trainable_percent", all > 0 ? 100.0 * (double)trainable / all : 0);
+        }
+    }
+    if (adapter_out)
+        *adapter_out = ad;
+    else if (ad)
+        lt_adapter_close(ad);
+    if (!ad)
+        lt_source_close(src);
+    if (base_out)
+        *base_out = base;
+    else
+        lt_source_close(base);
+    return out;
+}
+
+/* ---- text rendering ---- */
+
+static double num(const cJSON *obj, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(item) ? item->valuedouble : 0;
+}
+
+static const char *str(const cJSON *obj, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static bool flag(const cJSON *obj, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
+}
+
+static void print_shape(const cJSON *shape)
+{
+    const cJSON *d;
+    int i = 0;
+    putchar('[');
+    cJSON_ArrayForEach(d, shape) printf("%s%.0f", i++ ? ", " : "", d->valuedouble);
+    putchar(']');
+}
+
+/* Module name with each run of digits replaced by '*', to group layers. */
+static void layer_pattern(const char *name, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const char *p = name; *p && n + 2 < size; p++) {
+        if (isdigit((unsigned char)*p)) {
+            out[n++] = '*';
+            while (isdigit((unsigned char)p[1]))
+                p++;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Print modules grouped by (layer pattern, rank, alpha, scale, shape). */
+static void print_module_groups(const cJSON *modules)
+{
+    size_t n = (size_t)cJSON_GetArraySize(modules);
+    bool *done = calloc(n ? n : 1, sizeof *done);
+    if (!done)
+        return;
+    char pattern_i[512], pattern_j[512];
+    for (size_t i = 0; i < n; i++) {
+        if (done[i])
+            continue;
+        const cJSON *mi = cJSON_GetArrayItem(modules, (int)i);
+        layer_pattern(str(mi, "name"), pattern_i, sizeof pattern_i);
+        char *shape_i = cJSON_PrintUnformatted(cJSON_GetObjectItem(mi, "shape"));
+        size_t count = 0;
+        for (size_t j = i; j < n; j++) {
+            const cJSON *mj = cJSON_GetArrayItem(modules, (int)j);
+            layer_pattern(str(mj, "name"), pattern_j, sizeof pattern_j);
+            char *shape_j = cJSON_PrintUnformatted(cJSON_GetObjectItem(mj, "shape"));
+            bool same = !done[j] && strcmp(pattern_i, pattern_j) == 0 &&
+                        num(mi, "rank") == num(mj, "rank") && num(mi, "alpha") == num(mj, "alpha") &&
+                        num(mi, "scale") == num(mj, "scale") && shape_i && shape_j &&
+                        strcmp(shape_i, shape_j) == 0;
+            cJSON_free(shape_j);
+            if (same) {
+                done[j] = true;
+                count++;
+            }
+        }
+        cJSON_free(shape_i);
+        printf("  %3zu x %s  rank %.0f  alpha %g  scale %g  %s ", count, count > 1 ? pattern_i : str(mi, "name"),
+               num(mi, "rank"), num(mi, "alpha"), num(mi, "scale"), str(mi, "kind"));
+        print_shape(cJSON_GetObjectItem(mi, "shape"));
+        printf("%s%s\n", flag(mi, "dora") ? " dora" : "", flag(mi, "lora_bias") ? " lora_bias" : "");
+    }
+    free(done);
+}
+
+void cli_print_description(const cJSON *desc)
+{
+    char buf[40], buf2[40];
+    printf("path:         %s\n", str(desc, "path"));
+    printf("format:       %s\n", str(desc, "format"));
+    printf("tensors:      %.0f (", num(desc, "tensors"));
+    const cJSON *item;
+    int i = 0;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItem(desc, "dtypes"))
+        printf("%s%s: %.0f", i++ ? ", " : "", item->string, item->valuedouble);
+    printf(")\n");
+    printf("parameters:   %s\n", cli_count((uint64_t)num(desc, "parameters"), buf, sizeof buf));
+    printf("bytes:        %s\n", cli_count((uint64_t)num(desc, "bytes"), buf, sizeof buf));
+    const cJSON *meta = cJSON_GetObjectItem(desc, "metadata");
+    if (cJSON_GetArraySize(meta) > 0) {
+        printf("metadata:\n");
+        cJSON_ArrayForEach(item, meta) {
+            const char *value = item->valuestring;
+            size_t len = strlen(value);
+            printf("  %s = %.*s%s\n", item->string, len > 60 ? 60 : (int)len, value,
+                   len > 60 ? "..." : "");
+        }
+    }
+    const cJSON *files = cJSON_GetObjectItem(desc, "files");
+    if (files) {
+        printf("files:        %d shards\n", cJSON_GetArraySize(files));
+        cJSON_ArrayForEach(item, files) printf("  %s\n", item->valuestring);
+    }
+    const cJSON *a = cJSON_GetObjectItem(desc, "adapter");
+    if (a) {
+        printf("adapter:      %s", str(a, "peft_type"));
+        if (str(a, "task_type"))
+            printf(", task %s", str(a, "task_type"));
+        if (str(a, "peft_version"))
+            printf(", peft %s", str(a, "peft_version"));
+        printf("\nbase model:   %s\n", str(a, "base_model") ? str(a, "base_model") : "(not given)");
+        const cJSON *targets = cJSON_GetObjectItem(a, "target_modules");
+        printf("targets:      ");
+        if (cJSON_IsString(targets)) {
+            printf("regex %s", targets->valuestring);
+        } else {
+            i = 0;
+            cJSON_ArrayForEach(item, targets) printf("%s%s", i++ ? ", " : "", item->valuestring);
+        }
+        printf("\nflags:       ");
+        static const char *const flags[] = {"use_rslora", "use_dora", "fan_in_fan_out",
+                                            "rank_pattern", "alpha_pattern"};
+        int shown = 0;
+        for (size_t f = 0; f < sizeof flags / sizeof *flags; f++)
+            if (flag(a, flags[f]))
+                printf(" %s", flags[f]), shown++;
+        if (strcmp(str(a, "bias"), "none") != 0)
+            printf(" bias=%s", str(a, "bias")), shown++;
+        printf("%s\n", shown ? "" : " none");
+        printf("modules:      %.0f LoRA modules, %s parameters, max rank %.0f, lora_alpha %g\n",
+               num(a, "modules"), cli_count((uint64_t)num(a, "lora_parameters"), buf, sizeof buf),
+               num(a, "rank"), num(a, "alpha"));
+        print_module_groups(cJSON_GetObjectItem(a, "module_list"));
+        const cJSON *repl = cJSON_GetObjectItem(a, "replacement_list");
+        if (cJSON_GetArraySize(repl) > 0) {
+            printf("replacements: %d tensors, %s parameters\n", cJSON_GetArraySize(repl),
+                   cli_count((uint64_t)num(a, "replacement_parameters"), buf, sizeof buf));
+            cJSON_ArrayForEach(item, repl) {
+                printf("  %s (%s) ", str(item, "target"), str(item, "kind"));
+                print_shape(cJSON_GetObjectItem(item, "shape"));
+                putchar('\n');
+            }
+        }
+        printf("trainable:    %s parameters\n",
+               cli_count((uint64_t)num(a, "trainable_parameters"), buf, sizeof buf));
+        const cJSON *unknown = cJSON_GetObjectItem(a, "unknown_config_keys");
+        if (cJSON_GetArraySize(unknown) > 0) {
+            printf("unknown config keys:");
+            cJSON_ArrayForEach(item, unknown) printf(" %s", item->valuestring);
+            putchar('\n');
+        }
+    }
+    const cJSON *b = cJSON_GetObjectItem(desc, "base");
+    if (b) {
+        printf("base:         %s (%s), %s parameters\n", str(b, "path"), str(b, "format"),
+               cli_count((uint64_t)num(b, "parameters"), buf2, sizeof buf2));
+        if (cJSON_GetObjectItem(desc, "trainable_percent"))
+            printf("trainable%%:   %.4f%% of base + adapter\n", num(desc, "trainable_percent"));
+    }
+    const cJSON *list = cJSON_GetObjectItem(desc, "tensor_list");
+    if (list) {
+        printf("tensor list:\n");
+        cJSON_ArrayForEach(item, list) {
+            printf("  %-60s %-5s ", str(item, "name"), str(item, "dtype"));
+            print_shape(cJSON_GetObjectItem(item, "shape"));
+            printf(" @%.0f +%.0f\n", num(item, "offset"), num(item, "bytes"));
+        }
+    }
+}

@@ -1,0 +1,45 @@
+/* inspect.c - `loratool inspect PATH [--json] [--tensors] [--base BASE]` */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+static const char usage_text[] =
+    "usage: loratool inspect PATH [--json] [--tensors] [--base BASE]\n"
+    "  PATH       a .safetensors file, a sharded model (directory or index) or a PEFT adapter directory\n"
+    "  --json     one JSON object on stdout (keys in spec/cli.md)\n"
+    "  --tensors  list every tensor (name, dtype, shape, offset, bytes)\n"
+    "  --base     a base model: adds its parameter count and the adapter's trainable %\n";
+
+int cmd_inspect(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"json", no_argument, NULL, 'j'},  {"tensors", no_argument, NULL, 't'},
+        {"base", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool json = false;
+    cli_describe_opts opts = {0};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = true; break;
+        case 't': opts.with_tensors = true; break;
+        case 'b': opts.base_path = optarg; break;
+        case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
+        default: return cli_usage("inspect", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind + 1 != argc)
+        return cli_usage("inspect", "expected exactly one PATH");
+    lt_error err;
+    cJSON *desc = cli_describe(argv[optind], &opts, NULL, NULL, &err);
+    if (!desc)
+        return cli_fail(&err);
+    if (json)
+        return cli_print_json(desc);
+    cli_print_description(desc);
+    cJSON_Delete(desc);
+    return cli_finish_stdout();
+}

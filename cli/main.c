@@ -1,0 +1,108 @@
+/* main.c - loratool's entry point: dispatch to one verb per file. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_verb verbs[] = {
+    {"inspect", cmd_inspect, "describe a safetensors file, sharded model or PEFT adapter"},
+    {"audit", cmd_audit, "check an adapter against limits and a base model (for CI)"},
+    {"merge", cmd_merge, "merge adapters into base weights (streaming, exact rounding)"},
+};
+
+static void print_help(FILE *out)
+{
+    fprintf(out, "usage: loratool <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+        fprintf(out, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+    fprintf(out, "\n'loratool <command> --help' describes a command's options.\n"
+                 "exit codes: 0 ok, 1 audit limit exceeded, 2 usage, 3 invalid or unsupported "
+                 "input, 4 I/O error\n");
+}
+
+int cli_fail(const lt_error *err)
+{
+    fprintf(stderr, "loratool: %s\n", err->message);
+    return lt_status_exit_code(err->status);
+}
+
+int cli_usage(const char *verb, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loratool: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see 'loratool %s --help')\n", verb ? verb : "help");
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loratool: warning: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_finish_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "loratool: <stdout>: write failed: %s\n", strerror(errno));
+        return EXIT_IO;
+    }
+    return 0;
+}
+
+int cli_print_json(cJSON *value)
+{
+    char *text = cJSON_Print(value);
+    cJSON_Delete(value);
+    if (!text) {
+        fprintf(stderr, "loratool: out of memory\n");
+        return EXIT_IO;
+    }
+    fputs(text, stdout);
+    fputc('\n', stdout);
+    cJSON_free(text);
+    return cli_finish_stdout();
+}
+
+const char *cli_count(uint64_t n, char *buf, size_t size)
+{
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%llu", (unsigned long long)n);
+    size_t out = 0;
+    for (int i = 0; i < len && out + 2 < size; i++) {
+        if (i > 0 && (len - i) % 3 == 0)
+            buf[out++] = ',';
+        buf[out++] = digits[i];
+    }
+    buf[out] = '\0';
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_help(stderr);
+        return EXIT_USAGE;
+    }
+    const char *verb = argv[1];
+    if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
+        print_help(stdout);
+        return cli_finish_stdout();
+    }
+    if (!strcmp(verb, "--version") || !strcmp(verb, "version")) {
+        printf("loratool %s\n", LT_VERSION_STRING);
+        return cli_finish_stdout();
+    }
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+        if (!strcmp(verb, verbs[i].name))
+            return verbs[i].run(argc - 1, argv + 1);
+    return cli_usage(NULL, "unknown command '%s'", verb);
+}

@@ -1,0 +1,432 @@
+/* merge.c - `loratool merge BASE ADAPTER[:SCALE]... -o OUT [options]` */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char usage_text[] =
+    "usage: loratool merge BASE ADAPTER[:SCALE]... -o OUT [--dtype keep|f32|f16|bf16]\n"
+    "                      [--threads N] [--shard-size SIZE] [--dry-run] [--allow-missing] [--json]\n"
+    "  BASE             a .safetensors file or a sharded model (directory or index)\n"
+    "  ADAPTER[:SCALE]  PEFT adapter directories; SCALE multiplies the delta (default 1, may be negative)\n"
+    "  -o OUT           a .safetensors file, or a directory (sharded like the base or at --shard-size,\n"
+    "                   with the base directory's config and tokenizer files copied)\n"
+    "  --dtype          output dtype of float tensors (default keep)\n"
+    "  --threads N      worker threads (default: all cores); output bytes do not depend on it\n"
+    "  --shard-size S   directory output: largest shard, e.g. 5GB, 500MB\n"
+    "  --dry-run        check every name and shape, print the plan, write nothing\n"
+    "  --allow-missing  skip modules whose target the base lacks (each listed)\n"
+    "  --json           print a JSON summary\n";
+
+typedef struct merge_args {
+    const char *base, *out;
+    const char **adapters;
+    double *weights;
+    size_t n_adapters;
+    lt_merge_options opts;
+    uint64_t shard_size;
+    bool dry_run, json;
+} merge_args;
+
+static bool path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* "dir:0.5" -> ("dir", 0.5) when "dir:0.5" itself does not exist and the
+ * text after the last colon is a number. */
+static void split_scale(const char *arg, char **path, double *weight)
+{
+    *weight = 1.0;
+    const char *colon = strrchr(arg, ':');
+    if (colon && !path_exists(arg)) {
+        char *end;
+        double w = strtod(colon + 1, &end);
+        if (end != colon + 1 && *end == '\0') {
+            *path = strndup(arg, (size_t)(colon - arg));
+            *weight = w;
+            return;
+        }
+    }
+    *path = strdup(arg);
+}
+
+static bool parse_dtype(const char *text, lt_dtype *out)
+{
+    static const struct { const char *name; lt_dtype dtype; } names[] = {
+        {"keep", LT_DTYPE_INVALID}, {"f32", LT_F32}, {"f16", LT_F16}, {"bf16", LT_BF16},
+        {"F32", LT_F32}, {"F16", LT_F16}, {"BF16", LT_BF16}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(text, names[i].name) == 0) {
+            *out = names[i].dtype;
+            return true;
+        }
+    return false;
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Directory holding the base's files (for copying config/tokenizer), or
+ * NULL when the base is a lone file. */
+static char *base_directory(const lt_source *base)
+{
+    const char *path = lt_source_path(base);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return strdup(path);
+    if (ends_with(path, ".index.json")) {
+        char *dir = strdup(path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash)
+            *slash = '\0';
+        else if (dir)
+            strcpy(dir, ".");
+        return dir;
+    }
+    return NULL;
+}
+
+/* Refuse to write over any input. */
+static int check_output(const merge_args *a, const lt_source *base)
+{
+    for (size_t k = 0; k < lt_source_file_count(base); k++) {
+        const char *file = lt_source_file_path(base, k);
+        if (same_file(a->out, file) || same_file(a->out, a->base))
+            return cli_usage("merge", "%s: output would overwrite the base", a->out);
+        char *dir = strdup(file), *slash = dir ? strrchr(dir, '/') : NULL;
+        if (slash)
+            *slash = '\0';
+        bool clash = dir && slash && same_file(a->out, dir) && !ends_with(a->out, ".safetensors");
+        free(dir);
+        if (clash)
+            return cli_usage("merge", "%s: output directory is the base's directory", a->out);
+    }
+    for (size_t i = 0; i < a->n_adapters; i++)
+        if (same_file(a->out, a->adapters[i]))
+            return cli_usage("merge", "%s: output would overwrite an adapter", a->out);
+    return 0;
+}
+
+/* Copy the base directory's non-weight files (config, tokenizer) to OUT. */
+static int copy_side_files(const char *from, const char *to)
+{
+    DIR *dir = opendir(from);
+    if (!dir)
+        return 0;
+    struct dirent *entry;
+    int rc = 0;
+    while (rc == 0 && (entry = readdir(dir)) != NULL) {
+        const char *name = entry->d_name;
+        if (name[0] == '.' || ends_with(name, ".safetensors") || ends_with(name, ".index.json") ||
+            ends_with(name, ".bin") || ends_with(name, ".pt") || ends_with(name, ".gguf") ||
+            ends_with(name, ".pth"))
+            continue;
+        char *src = malloc(strlen(from) + strlen(name) + 2), *dst = malloc(strlen(to) + strlen(name) + 2);
+        if (src && dst) {
+            sprintf(src, "%s/%s", from, name);
+            sprintf(dst, "%s/%s", to, name);
+            struct stat st;
+            lt_error err;
+            if (stat(src, &st) == 0 && S_ISREG(st.st_mode) && lt_copy_file(src, dst, &err) != LT_OK)
+                rc = cli_fail(&err);
+        }
+        free(src);
+        free(dst);
+    }
+    closedir(dir);
+    return rc;
+}
+
+static void on_progress(void *ctx, const lt_merge_progress *p)
+{
+    const struct timespec *start = ctx;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double secs = (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) * 1e-9;
+    fprintf(stderr, "\rmerging: %zu/%zu tensors, %.0f/%.0f MB, %.0f MB/s   ", p->tensors_done,
+            p->tensors_total, (double)p->bytes_done / 1e6, (double)p->bytes_total / 1e6,
+            secs > 0 ? (double)p->bytes_done / 1e6 / secs : 0);
+    if (p->bytes_done == p->bytes_total)
+        fputc('\n', stderr);
+}
+
+static char *provenance_json(const merge_args *a)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "tool", "loratool " LT_VERSION_STRING);
+    cJSON_AddStringToObject(root, "base", a->base);
+    cJSON *list = cJSON_AddArrayToObject(root, "adapters");
+    for (size_t i = 0; i < a->n_adapters; i++) {
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "path", a->adapters[i]);
+        cJSON_AddNumberToObject(item, "scale", a->weights[i]);
+        cJSON_AddItemToArray(list, item);
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+static cJSON *summary_json(const merge_args *a, const lt_merge_plan *plan, lt_adapter **ads, double secs,
+                           const char *written)
+{
+    lt_merge_stats st = lt_merge_plan_stats(plan);
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "base", a->base);
+    cJSON_AddStringToObject(root, "output", written ? written : a->out);
+    cJSON_AddBoolToObject(root, "dry_run", a->dry_run);
+    cJSON *list = cJSON_AddArrayToObject(root, "adapters");
+    for (size_t i = 0; i < a->n_adapters; i++) {
+        cJSON *item = cJSON_CreateObject();
+        cJSON_AddStringToObject(item, "path", a->adapters[i]);
+        cJSON_AddNumberToObject(item, "scale", a->weights[i]);
+        cJSON_AddNumberToObject(item, "modules", (double)lt_adapter_module_count(ads[i]));
+        cJSON_AddNumberToObject(item, "modules_merged", (double)lt_merge_plan_modules_merged(plan, i));
+        cJSON_AddNumberToObject(item, "replacements", (double)lt_adapter_replacement_count(ads[i]));
+        cJSON_AddItemToArray(list, item);
+    }
+    cJSON *t = cJSON_AddObjectToObject(root, "tensors");
+    cJSON_AddNumberToObject(t, "total", (double)st.tensors_total);
+    cJSON_AddNumberToObject(t, "copied", (double)st.tensors_copied);
+    cJSON_AddNumberToObject(t, "converted", (double)st.tensors_converted);
+    cJSON_AddNumberToObject(t, "merged", (double)st.tensors_merged);
+    cJSON_AddNumberToObject(t, "replaced", (double)st.tensors_replaced);
+    cJSON_AddNumberToObject(t, "added", (double)st.tensors_added);
+    cJSON_AddNumberToObject(root, "bytes", (double)st.bytes_written);
+    cJSON *skipped = cJSON_AddArrayToObject(root, "skipped");
+    for (size_t i = 0; i < lt_merge_plan_skipped_count(plan); i++)
+        cJSON_AddItemToArray(skipped, cJSON_CreateString(lt_merge_plan_skipped(plan, i)));
+    cJSON_AddNumberToObject(root, "seconds", secs);
+    return root;
+}
+
+static void print_summary(const cJSON *s)
+{
+    const cJSON *item;
+    printf("%s %s\n", cJSON_IsTrue(cJSON_GetObjectItem(s, "dry_run")) ? "would write" : "wrote",
+           cJSON_GetObjectItem(s, "output")->valuestring);
+    cJSON_ArrayForEach(item, cJSON_GetObjectItem(s, "adapters"))
+        printf("  adapter %s (scale %g): %.0f of %.0f modules merged, %.0f replacement tensors\n",
+               cJSON_GetObjectItem(item, "path")->valuestring, cJSON_GetObjectItem(item, "scale")->valuedouble,
+               cJSON_GetObjectItem(item, "modules_merged")->valuedouble,
+               cJSON_GetObjectItem(item, "modules")->valuedouble,
+               cJSON_GetObjectItem(item, "replacements")->valuedouble);
+    const cJSON *t = cJSON_GetObjectItem(s, "tensors");
+    printf("  tensors: %.0f total, %.0f merged, %.0f copied, %.0f converted, %.0f replaced, %.0f added\n",
+           cJSON_GetObjectItem(t, "total")->valuedouble, cJSON_GetObjectItem(t, "merged")->valuedouble,
+           cJSON_GetObjectItem(t, "copied")->valuedouble, cJSON_GetObjectItem(t, "converted")->valuedouble,
+           cJSON_GetObjectItem(t, "replaced")->valuedouble, cJSON_GetObjectItem(t, "added")->valuedouble);
+    printf("  %.0f bytes of tensor data, %.2f s\n", cJSON_GetObjectItem(s, "bytes")->valuedouble,
+           cJSON_GetObjectItem(s, "seconds")->valuedouble);
+    cJSON_ArrayForEach(item, cJSON_GetObjectItem(s, "skipped")) printf("  skipped: %s\n", item->valuestring);
+}
+
+static int parse_args(int argc, char **argv, merge_args *a)
+{
+    static const struct option options[] = {
+        {"output", required_argument, NULL, 'o'}, {"dtype", required_argument, NULL, 'd'},
+        {"threads", required_argument, NULL, 't'}, {"shard-size", required_argument, NULL, 's'},
+        {"dry-run", no_argument, NULL, 'n'},      {"allow-missing", no_argument, NULL, 'm'},
+        {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    uint64_t threads;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+        switch (c) {
+        case 'o': a->out = optarg; break;
+        case 'd':
+            if (!parse_dtype(optarg, &a->opts.out_dtype))
+                return cli_usage("merge", "--dtype: '%s' is not keep, f32, f16 or bf16", optarg);
+            break;
+        case 't':
+            if (!lt_parse_count(optarg, &threads) || threads == 0 || threads > 256)
+                return cli_usage("merge", "--threads: '%s' is not a number from 1 to 256", optarg);
+            a->opts.threads = (unsigned)threads;
+            break;
+        case 's':
+            if (!lt_parse_size(optarg, &a->shard_size) || a->shard_size == 0)
+                return cli_usage("merge", "--shard-size: '%s' is not a size (e.g. 5GB)", optarg);
+            break;
+        case 'n': a->dry_run = true; break;
+        case 'm': a->opts.allow_missing = true; break;
+        case 'j': a->json = true; break;
+        case 'h': fputs(usage_text, stdout); return -1;
+        default: return cli_usage("merge", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind < 2)
+        return cli_usage("merge", "expected BASE and at least one ADAPTER");
+    if (!a->out && !a->dry_run)
+        return cli_usage("merge", "missing -o OUT");
+    a->base = argv[optind];
+    a->n_adapters = (size_t)(argc - optind - 1);
+    a->adapters = calloc(a->n_adapters, sizeof *a->adapters);
+    a->weights = calloc(a->n_adapters, sizeof *a->weights);
+    if (!a->adapters || !a->weights)
+        return cli_usage("merge", "out of memory");
+    for (size_t i = 0; i < a->n_adapters; i++) {
+        char *path;
+        split_scale(argv[optind + 1 + (int)i], &path, &a->weights[i]);
+        a->adapters[i] = path;
+    }
+    return 0;
+}
+
+/* Where the tensors go: a file, or a directory (one file or shards). */
+static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **written, bool *made_dir,
+                            lt_error *err)
+{
+    lt_sink_options so = {0};
+    bool to_dir = !ends_with(a->out, ".safetensors") || a->shard_size > 0;
+    if (!to_dir) {
+        *written = strdup(a->out);
+        return lt_sink_create("safetensors", a->out, &so, err);
+    }
+    *made_dir = mkdir(a->out, 0777) == 0;
+    if (!*made_dir && errno != EEXIST) {
+        err->status = LT_ERR_IO;
+        snprintf(err->message, sizeof err->message, "%s: cannot create directory: %s", a->out, strerror(errno));
+        return NULL;
+    }
+    so.shard_size = a->shard_size;
+    if (!so.shard_size && lt_source_file_count(base) > 1) {
+        /* sharded like the base: its largest shard's data size */
+        uint64_t *per_file = calloc(lt_source_file_count(base), sizeof *per_file);
+        for (size_t i = 0; per_file && i < lt_source_tensor_count(base); i++) {
+            const lt_tensor_info *t = lt_source_tensor(base, i);
+            per_file[t->file_index] += t->n_bytes;
+        }
+        for (size_t k = 0; per_file && k < lt_source_file_count(base); k++)
+            if (per_file[k] > so.shard_size)
+                so.shard_size = per_file[k];
+        free(per_file);
+    }
+    if (so.shard_size) {
+        *written = strdup(a->out);
+        return lt_sink_create("safetensors", a->out, &so, err);
+    }
+    size_t len = strlen(a->out) + sizeof "/model.safetensors";
+    *written = malloc(len);
+    if (*written)
+        snprintf(*written, len, "%s/model.safetensors", a->out);
+    return *written ? lt_sink_create("safetensors", *written, &so, err) : NULL;
+}
+
+int cmd_merge(int argc, char **argv)
+{
+    merge_args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc)
+        return rc < 0 ? cli_finish_stdout() : rc;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    lt_error err;
+    lt_source *base = NULL;
+    lt_adapter **ads = calloc(a.n_adapters, sizeof *ads);
+    lt_merge_input *inputs = calloc(a.n_adapters, sizeof *inputs);
+    lt_merge_plan *plan = NULL;
+    char *written = NULL, *provenance = NULL;
+    if (!ads || !inputs) {
+        rc = cli_usage("merge", "out of memory");
+        goto done;
+    }
+    if (!(base = lt_source_open(a.base, &err))) {
+        rc = cli_fail(&err);
+        goto done;
+    }
+    for (size_t i = 0; i < a.n_adapters; i++) {
+        if (!(ads[i] = lt_adapter_open(a.adapters[i], &err))) {
+            rc = cli_fail(&err);
+            goto done;
+        }
+        for (size_t w = 0; w < lt_adapter_warning_count(ads[i]); w++)
+            cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));
+        inputs[i] = (lt_merge_input){ads[i], a.weights[i]};
+    }
+    if (a.out && (rc = check_output(&a, base)))
+        goto done;
+    if (isatty(STDERR_FILENO) && !a.dry_run) {
+        a.opts.progress = on_progress;
+        a.opts.progress_ctx = &start;
+    }
+    if (!(plan = lt_merge_plan_create(base, inputs, a.n_adapters, &a.opts, &err))) {
+        rc = cli_fail(&err);
+        goto done;
+    }
+    for (size_t i = 0; i < lt_merge_plan_skipped_count(plan); i++)
+        cli_warn("skipped %s", lt_merge_plan_skipped(plan, i));
+    if (!a.dry_run) {
+        bool made_dir = false;
+        lt_sink *sink = create_sink(&a, base, &written, &made_dir, &err);
+        provenance = provenance_json(&a);
+        lt_status s = sink ? LT_OK : err.status;
+        if (s == LT_OK && !provenance) {
+            s = err.status = LT_ERR_NOMEM;
+            snprintf(err.message, sizeof err.message, "%s: out of memory", a.out);
+        }
+        if (s == LT_OK)
+            s = lt_sink_set_meta(sink, "loratool_merge", provenance, &err);
+        if (s != LT_OK)
+            lt_sink_abort(sink);
+        else
+            s = lt_merge_run(plan, sink, NULL, &err);
+        if (s != LT_OK) {
+            if (made_dir)
+                rmdir(a.out); /* only succeeds when nothing was left in it */
+            rc = cli_fail(&err);
+            goto done;
+        }
+        char *from = base_directory(base);
+        bool to_dir = !ends_with(a.out, ".safetensors") || a.shard_size > 0;
+        if (from && to_dir)
+            rc = copy_side_files(from, a.out);
+        free(from);
+        if (rc)
+            goto done;
+    }
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double secs = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) * 1e-9;
+    cJSON *summary = summary_json(&a, plan, ads, secs, written);
+    if (a.json) {
+        rc = cli_print_json(summary);
+    } else {
+        print_summary(summary);
+        cJSON_Delete(summary);
+        rc = cli_finish_stdout();
+    }
+done:
+    lt_merge_plan_free(plan);
+    for (size_t i = 0; ads && i < a.n_adapters; i++)
+        lt_adapter_close(ads[i]);
+    lt_source_close(base);
+    for (size_t i = 0; a.adapters && i < a.n_adapters; i++)
+        free((char *)a.adapters[i]);
+    free(a.adapters);
+    free(a.weights);
+    free(ads);
+    free(inputs);
+    free(written);
+    cJSON_free(provenance);
+    return rc;
+}

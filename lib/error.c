@@ -1,0 +1,55 @@
+/* error.c - status names, exit codes and the error-filling helpers. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+int lt_status_exit_code(lt_status status)
+{
+    switch (status) {
+    case LT_OK: return 0;
+    case LT_ERR_USAGE: return 2;
+    case LT_ERR_INVALID:
+    case LT_ERR_UNSUPPORTED: return 3;
+    case LT_ERR_IO:
+    case LT_ERR_NOMEM: return 4;
+    }
+    return 4;
+}
+
+const char *lt_status_name(lt_status status)
+{
+    switch (status) {
+    case LT_OK: return "ok";
+    case LT_ERR_USAGE: return "usage error";
+    case LT_ERR_INVALID: return "invalid input";
+    case LT_ERR_UNSUPPORTED: return "unsupported input";
+    case LT_ERR_IO: return "I/O error";
+    case LT_ERR_NOMEM: return "out of memory";
+    }
+    return "unknown status";
+}
+
+lt_status lt_fail(lt_error *err, lt_status status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+        err->status = status;
+    }
+    return status;
+}
+
+lt_status lt_fail_errno(lt_error *err, const char *path, const char *what)
+{
+    int saved = errno;
+    return lt_fail(err, LT_ERR_IO, "%s: %s: %s", path, what, strerror(saved));
+}
+
+lt_status lt_fail_nomem(lt_error *err, const char *path)
+{
+    return lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path ? path : "loratool");
+}

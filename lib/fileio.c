@@ -1,0 +1,272 @@
+/* fileio.c - positional reads of input files, and outputs that appear
+ * only when complete (temporary name in the destination directory, fsync,
+ * rename, fsync of the directory). */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+lt_status lt_rfile_open(lt_rfile *f, const char *path, lt_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lt_fail_errno(err, path, "cannot open");
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        lt_status s = lt_fail_errno(err, path, "cannot stat");
+        close(fd);
+        return s;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return lt_fail(err, LT_ERR_INVALID, "%s: not a regular file", path);
+    }
+    f->path = lt_strdup(path);
+    if (!f->path) {
+        close(fd);
+        return lt_fail_nomem(err, path);
+    }
+    f->fd = fd;
+    f->size = (uint64_t)st.st_size;
+    return LT_OK;
+}
+
+lt_status lt_rfile_pread(const lt_rfile *f, uint64_t off, void *dst, size_t len,
+                         lt_error *err)
+{
+    uint64_t end;
+    if (!lt_add_u64(off, len, &end) || end > f->size)
+        return lt_fail(err, LT_ERR_INVALID,
+                       "%s: file truncated (needs %llu bytes, has %llu)", f->path,
+                       (unsigned long long)(lt_add_u64(off, len, &end) ? end : UINT64_MAX),
+                       (unsigned long long)f->size);
+    unsigned char *p = dst;
+    while (len > 0) {
+        size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+        ssize_t got = pread(f->fd, p, chunk, (off_t)off);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return lt_fail_errno(err, f->path, "read failed");
+        }
+        if (got == 0)
+            return lt_fail(err, LT_ERR_INVALID, "%s: file shrank while reading", f->path);
+        p += got;
+        off += (uint64_t)got;
+        len -= (size_t)got;
+    }
+    return LT_OK;
+}
+
+void lt_rfile_close(lt_rfile *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f->path);
+    f->fd = -1;
+    f->path = NULL;
+}
+
+lt_status lt_read_small_file(const char *path, size_t max_bytes, char **out,
+                             size_t *out_len, lt_error *err)
+{
+    lt_rfile f;
+    lt_status s = lt_rfile_open(&f, path, err);
+    if (s != LT_OK)
+        return s;
+    if (f.size > max_bytes) {
+        lt_rfile_close(&f);
+        return lt_fail(err, LT_ERR_INVALID, "%s: file too large (%llu bytes, limit %zu)",
+                       path, (unsigned long long)f.size, max_bytes);
+    }
+    char *buf = malloc((size_t)f.size + 1);
+    if (!buf) {
+        lt_rfile_close(&f);
+        return lt_fail_nomem(err, path);
+    }
+    s = lt_rfile_pread(&f, 0, buf, (size_t)f.size, err);
+    if (s != LT_OK) {
+        free(buf);
+        lt_rfile_close(&f);
+        return s;
+    }
+    buf[f.size] = '\0';
+    if (out_len)
+        *out_len = (size_t)f.size;
+    *out = buf;
+    lt_rfile_close(&f);
+    return LT_OK;
+}
+
+/* The directory part of path, malloc'd ("." when there is none). */
+static char *directory_of(const char *path)
+{
+    char *copy = lt_strdup(path);
+    if (!copy)
+        return NULL;
+    char *dir = lt_strdup(dirname(copy));
+    free(copy);
+    return dir;
+}
+
+lt_status lt_wfile_create(lt_wfile *f, const char *final_path, lt_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    if (lt_is_dir(final_path))
+        return lt_fail(err, LT_ERR_USAGE, "%s: output is a directory", final_path);
+    char *copy = lt_strdup(final_path);
+    char *dir = directory_of(final_path);
+    if (!copy || !dir) {
+        free(copy);
+        free(dir);
+        return lt_fail_nomem(err, final_path);
+    }
+    char *base = basename(copy);
+    f->tmp_path = lt_asprintf("%s/.%s.tmp-XXXXXX", dir, base);
+    free(copy);
+    free(dir);
+    f->final_path = lt_strdup(final_path);
+    if (!f->tmp_path || !f->final_path) {
+        lt_wfile_abort(f);
+        return lt_fail_nomem(err, final_path);
+    }
+    int fd = mkstemp(f->tmp_path);
+    if (fd < 0) {
+        lt_status s = lt_fail_errno(err, final_path, "cannot create output");
+        free(f->tmp_path);
+        f->tmp_path = NULL;
+        lt_wfile_abort(f);
+        return s;
+    }
+    /* mkstemp makes 0600; outputs are ordinary files */
+    mode_t mask = umask(0);
+    umask(mask);
+    (void)fchmod(fd, 0666 & ~mask);
+    f->fd = fd;
+    return LT_OK;
+}
+
+lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len,
+                          lt_error *err)
+{
+    const unsigned char *p = buf;
+    while (len > 0) {
+        size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+        ssize_t put = pwrite(f->fd, p, chunk, (off_t)off);
+        if (put < 0) {
+            if (errno == EINTR)
+                continue;
+            return lt_fail_errno(err, f->final_path, "write failed");
+        }
+        p += put;
+        off += (uint64_t)put;
+        len -= (size_t)put;
+    }
+    return LT_OK;
+}
+
+static void fsync_directory_of(const char *path)
+{
+    char *dir = directory_of(path);
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd); /* best effort: some filesystems refuse */
+        close(fd);
+    }
+    free(dir);
+}
+
+lt_status lt_wfile_commit(lt_wfile *f, lt_error *err)
+{
+    if (fsync(f->fd) != 0) {
+        lt_status s = lt_fail_errno(err, f->final_path, "fsync failed");
+        lt_wfile_abort(f);
+        return s;
+    }
+    if (close(f->fd) != 0) {
+        f->fd = -1;
+        lt_status s = lt_fail_errno(err, f->final_path, "close failed");
+        lt_wfile_abort(f);
+        return s;
+    }
+    f->fd = -1;
+    if (rename(f->tmp_path, f->final_path) != 0) {
+        lt_status s = lt_fail_errno(err, f->final_path, "cannot rename output into place");
+        lt_wfile_abort(f);
+        return s;
+    }
+    fsync_directory_of(f->final_path);
+    free(f->tmp_path);
+    free(f->final_path);
+    f->tmp_path = f->final_path = NULL;
+    return LT_OK;
+}
+
+void lt_wfile_abort(lt_wfile *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->tmp_path)
+        unlink(f->tmp_path);
+    free(f->tmp_path);
+    free(f->final_path);
+    f->fd = -1;
+    f->tmp_path = f->final_path = NULL;
+}
+
+lt_status lt_write_file_atomic(const char *path, const void *data, size_t len,
+                               lt_error *err)
+{
+    lt_wfile f;
+    lt_status s = lt_wfile_create(&f, path, err);
+    if (s != LT_OK)
+        return s;
+    s = lt_wfile_pwrite(&f, 0, data, len, err);
+    if (s != LT_OK) {
+        lt_wfile_abort(&f);
+        return s;
+    }
+    return lt_wfile_commit(&f, err);
+}
+
+lt_status lt_copy_file(const char *src, const char *dst, lt_error *err)
+{
+    lt_rfile in;
+    lt_status s = lt_rfile_open(&in, src, err);
+    if (s != LT_OK)
+        return s;
+    lt_wfile out;
+    s = lt_wfile_create(&out, dst, err);
+    if (s != LT_OK) {
+        lt_rfile_close(&in);
+        return s;
+    }
+    static const size_t chunk = 1u << 20;
+    unsigned char *buf = malloc(chunk);
+    if (!buf)
+        s = lt_fail_nomem(err, dst);
+    for (uint64_t off = 0; s == LT_OK && off < in.size; off += chunk) {
+        size_t n = in.size - off < chunk ? (size_t)(in.size - off) : chunk;
+        s = lt_rfile_pread(&in, off, buf, n, err);
+        if (s == LT_OK)
+            s = lt_wfile_pwrite(&out, off, buf, n, err);
+    }
+    free(buf);
+    lt_rfile_close(&in);
+    if (s != LT_OK) {
+        lt_wfile_abort(&out);
+        return s;
+    }
+    return lt_wfile_commit(&out, err);
+}

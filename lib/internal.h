@@ -1,0 +1,210 @@
+/*
+ * internal.h - what lib/ shares with formats/ but not with users.
+ *
+ * Naming: public calls are lt_*, these shared internals are lt_* too but are
+ * declared only here; everything else is static in its file.
+ */
+#ifndef LT_INTERNAL_H
+#define LT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "loratool.h"
+
+#if defined(__GNUC__)
+#define LT_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define LT_PRINTF(a, b)
+#endif
+
+/* ---- errors (lib/error.c) ---- */
+
+/* Fill err (if not NULL) with status and a formatted message; returns
+ * status so callers can write `return lt_fail(err, LT_ERR_INVALID, ...)`. */
+lt_status lt_fail(lt_error *err, lt_status status, const char *fmt, ...) LT_PRINTF(3, 4);
+/* I/O failure: "<path>: <what>: <strerror(errno)>", LT_ERR_IO. */
+lt_status lt_fail_errno(lt_error *err, const char *path, const char *what);
+/* Out of memory, naming what could not be allocated. */
+lt_status lt_fail_nomem(lt_error *err, const char *path);
+
+/* ---- checked arithmetic: true when the result fits ---- */
+static inline bool lt_add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+static inline bool lt_mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* ---- small allocation helpers (lib/util.c); NULL on failure ---- */
+char *lt_strdup(const char *s);
+char *lt_strndup(const char *s, size_t n);
+/* malloc'd printf; NULL on failure */
+char *lt_asprintf(const char *fmt, ...) LT_PRINTF(1, 2);
+/* Join a directory and a file name with one '/'. malloc'd; NULL on failure */
+char *lt_path_join(const char *dir, const char *name);
+bool lt_is_dir(const char *path);
+bool lt_is_file(const char *path);
+/* Grow *array (of elem_size items, capacity *cap) to hold at least need
+ * items; false on overflow or allocation failure. */
+bool lt_grow(void **array, size_t *cap, size_t need, size_t elem_size);
+
+/* ---- string -> index map (lib/strmap.c); keys are borrowed ---- */
+typedef struct lt_strmap {
+    const char **keys;
+    long *values;
+    size_t cap;   /* power of two, or 0 */
+    size_t count;
+} lt_strmap;
+/* Insert key -> value.  Returns 1 when inserted, 0 when the key was already
+ * present (map unchanged), -1 on allocation failure. */
+int lt_strmap_put(lt_strmap *map, const char *key, long value);
+/* Value for key, or -1. */
+long lt_strmap_get(const lt_strmap *map, const char *key);
+void lt_strmap_free(lt_strmap *map);
+
+/* ---- files (lib/fileio.c) ---- */
+
+/* A file opened for positional reads. */
+typedef struct lt_rfile {
+    int fd;
+    uint64_t size;
+    char *path;
+} lt_rfile;
+
+lt_status lt_rfile_open(lt_rfile *f, const char *path, lt_error *err);
+/* Read exactly len bytes at off; an attempt past the end of the file is
+ * LT_ERR_INVALID ("<path>: file truncated ..."). Thread-safe. */
+lt_status lt_rfile_pread(const lt_rfile *f, uint64_t off, void *dst, size_t len,
+                         lt_error *err);
+void lt_rfile_close(lt_rfile *f);
+
+/* Read a whole small file (config JSON, index) into a NUL-terminated
+ * malloc'd buffer; refuses files larger than max_bytes. */
+lt_status lt_read_small_file(const char *path, size_t max_bytes, char **out,
+                             size_t *out_len, lt_error *err);
+
+/* An output file written under a temporary name in its final directory and
+ * renamed into place by lt_wfile_commit. */
+typedef struct lt_wfile {
+    int fd;
+    char *final_path;
+    char *tmp_path;
+} lt_wfile;
+
+lt_status lt_wfile_create(lt_wfile *f, const char *final_path, lt_error *err);
+/* Write exactly len bytes at off. Thread-safe. */
+lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len,
+                          lt_error *err);
+/* fsync, close, rename to the final name, fsync the directory. */
+lt_status lt_wfile_commit(lt_wfile *f, lt_error *err);
+/* Close and unlink the temporary file. Safe on a zeroed or committed f. */
+void lt_wfile_abort(lt_wfile *f);
+/* Write a whole small file atomically (temp + rename). */
+lt_status lt_write_file_atomic(const char *path, const void *data, size_t len,
+                               lt_error *err);
+
+/* ---- sources: how formats build them (lib/source.c) ---- */
+
+struct lt_source_ops {
+    /* Read len bytes at off of tensor t (bounds already checked). */
+    lt_status (*read)(lt_source *src, const lt_tensor_info *t, uint64_t off,
+                      void *dst, size_t len, lt_error *err);
+    /* Free the format's private state. */
+    void (*close)(void *impl);
+};
+
+struct lt_source {
+    const char *format;               /* static string                      */
+    char *path;
+    const struct lt_source_ops *ops;
+    void *impl;                       /* the format's private state         */
+    lt_tensor_info *tensors;
+    size_t n_tensors, cap_tensors;
+    lt_strmap by_name;
+    char **meta_keys, **meta_values;
+    size_t n_meta, cap_meta;
+    char **files;
+    size_t n_files, cap_files;
+};
+
+lt_source *lt_source_new(const char *format, const char *path,
+                         const struct lt_source_ops *ops, lt_error *err);
+/* Append a tensor; computes n_elems and n_bytes with overflow checks.
+ * LT_ERR_INVALID naming `file_path` on duplicate names, bad dims, overflow
+ * or a shape that is not a whole number of blocks. */
+lt_status lt_source_add_tensor(lt_source *src, const char *file_path,
+                               const char *name, lt_dtype dtype, uint32_t n_dims,
+                               const uint64_t *shape, uint64_t offset,
+                               uint32_t file_index, lt_error *err);
+lt_status lt_source_add_meta(lt_source *src, const char *key, const char *value,
+                             lt_error *err);
+lt_status lt_source_add_file(lt_source *src, const char *path, lt_error *err);
+
+/* Element count of a shape, overflow-checked. */
+bool lt_shape_elems(uint32_t n_dims, const uint64_t *shape, uint64_t *out);
+
+/* ---- sinks: how formats implement them (lib/sink.c) ---- */
+
+typedef struct lt_sink_tensor {
+    char *name;
+    lt_dtype dtype;
+    uint32_t n_dims;
+    uint64_t shape[LT_MAX_DIMS];
+    uint64_t n_elems, n_bytes;
+    uint64_t offset;       /* absolute file offset, set by the format's begin */
+    uint32_t file_index;   /* shard, set by the format's begin                */
+} lt_sink_tensor;
+
+struct lt_sink_ops {
+    lt_status (*begin)(lt_sink *sink, lt_error *err);
+    lt_status (*write)(lt_sink *sink, const lt_sink_tensor *t, uint64_t off,
+                       const void *data, size_t len, lt_error *err);
+    lt_status (*commit)(lt_sink *sink, lt_error *err);
+    void (*abort)(lt_sink *sink);   /* remove temp files, free impl          */
+};
+
+struct lt_sink {
+    const char *format;
+    char *path;
+    lt_sink_options opts;
+    const struct lt_sink_ops *ops;
+    void *impl;
+    lt_sink_tensor *tensors;
+    size_t n_tensors, cap_tensors;
+    lt_strmap by_name;
+    char **meta_keys, **meta_values;
+    size_t n_meta, cap_meta;
+    bool begun;
+};
+
+lt_sink *lt_sink_new(const char *format, const char *path,
+                     const lt_sink_options *opts, const struct lt_sink_ops *ops,
+                     lt_error *err);
+
+/* ---- formats (formats/registry.c) ---- */
+
+/* What a format sees when bidding for a path. */
+typedef struct lt_probe {
+    const char *path;
+    bool is_dir;
+    const unsigned char *head;   /* first bytes of a regular file */
+    size_t head_len;
+} lt_probe;
+
+typedef struct lt_format {
+    const char *name;
+    /* 0 = not mine; higher = more certain (100 = magic bytes matched) */
+    int (*bid)(const lt_probe *probe);
+    lt_source *(*open)(const char *path, lt_error *err);
+    /* NULL when the format cannot be written */
+    lt_sink *(*create)(const char *path, const lt_sink_options *opts, lt_error *err);
+} lt_format;
+
+extern const lt_format lt_format_safetensors;
+extern const lt_format lt_format_safetensors_sharded;
+extern const lt_format lt_format_peft;
+
+#endif

@@ -1,0 +1,494 @@
+/*
+ * loratool.h - the one public header of libloratool.
+ *
+ * libloratool reads, checks and writes LoRA adapters and the model weight
+ * files they apply to.  The library is layered:
+ *
+ *   1. errors     lt_status + lt_error: every fallible call takes an
+ *                 lt_error * (may be NULL) and returns a status; the message
+ *                 names the file and what is wrong, ready for a
+ *                 "loratool: <message>" line.  The library never prints,
+ *                 never exits and keeps no global mutable state.
+ *   2. dtypes     one table of element types (safetensors dtypes and ggml
+ *                 types) and exact conversions to and from f32.
+ *   3. sources    a read-only, format-neutral set of named tensors plus
+ *                 string metadata.  Opened by lt_source_open(), which probes
+ *                 the path (magic bytes, directory contents), not the
+ *                 extension.  Tensor bytes are read by range on demand.
+ *   4. sinks      a writer: declare every tensor, then lt_sink_begin()
+ *                 fixes the layout and writes the header, then tensor bytes
+ *                 are written at any offset in any order (thread-safe), then
+ *                 lt_sink_commit() fsyncs and renames the temporary file
+ *                 into place.  lt_sink_abort() removes every trace.
+ *   5. adapters   a PEFT adapter directory parsed into LoRA modules and
+ *                 replacement tensors (lt_adapter).
+ *
+ * Shapes are always given outermost dimension first (PyTorch / safetensors
+ * order): a Linear weight is [out, in].
+ */
+#ifndef LORATOOL_H
+#define LORATOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LT_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------ */
+/* 1. Errors                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Status codes.  The numeric values of the input and I/O classes equal the
+ * CLI's exit codes (spec/cli.md). */
+typedef enum lt_status {
+    LT_OK = 0,
+    LT_ERR_USAGE = 2,       /* caller passed bad arguments or options      */
+    LT_ERR_INVALID = 3,     /* input malformed, inconsistent or hostile    */
+    LT_ERR_UNSUPPORTED = 5, /* input valid but of a kind we do not handle  */
+    LT_ERR_IO = 4,          /* open/read/write/rename failed               */
+    LT_ERR_NOMEM = 6        /* allocation failed                           */
+} lt_status;
+
+#define LT_ERROR_MAX 1024
+
+/* Error record filled by a failing call.  Caller-owned (usually on the
+ * stack); the library writes status and a NUL-terminated message of the
+ * form "<file>: <what is wrong>" (no "loratool:" prefix, no newline). */
+typedef struct lt_error {
+    lt_status status;
+    char message[LT_ERROR_MAX];
+} lt_error;
+
+/* Exit code the CLI uses for a status: 0 ok, 2 usage, 3 invalid or
+ * unsupported input, 4 I/O error or out of memory. */
+int lt_status_exit_code(lt_status status);
+
+/* Short English name of a status ("invalid input", ...); static string. */
+const char *lt_status_name(lt_status status);
+
+/* ------------------------------------------------------------------ */
+/* 2. Element types                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef enum lt_dtype {
+    LT_DTYPE_INVALID = 0,
+    /* safetensors dtypes (ggml has some of them too) */
+    LT_BOOL, LT_U8, LT_I8, LT_I16, LT_U16, LT_I32, LT_U32, LT_I64, LT_U64,
+    LT_F16, LT_BF16, LT_F32, LT_F64, LT_F8_E4M3, LT_F8_E5M2, LT_F8_E8M0,
+    LT_C64,
+    /* ggml block-quantized types */
+    LT_Q4_0, LT_Q4_1, LT_Q5_0, LT_Q5_1, LT_Q8_0, LT_Q8_1,
+    LT_Q2_K, LT_Q3_K, LT_Q4_K, LT_Q5_K, LT_Q6_K, LT_Q8_K,
+    LT_IQ2_XXS, LT_IQ2_XS, LT_IQ3_XXS, LT_IQ1_S, LT_IQ4_NL, LT_IQ3_S,
+    LT_IQ2_S, LT_IQ4_XS, LT_IQ1_M, LT_TQ1_0, LT_TQ2_0, LT_MXFP4,
+    LT_DTYPE_COUNT
+} lt_dtype;
+
+/* Canonical name: the safetensors spelling ("F32", "BF16") where one
+ * exists, else ggml's ("Q4_K").  Static string; "INVALID" if out of range. */
+const char *lt_dtype_name(lt_dtype t);
+
+/* Lookup by safetensors dtype string (exact, case-sensitive).
+ * Returns LT_DTYPE_INVALID when the name is not a safetensors dtype. */
+lt_dtype lt_dtype_from_safetensors(const char *name);
+
+/* Lookup by ggml type id (as stored in GGUF).  LT_DTYPE_INVALID for ids
+ * that are unknown or removed.  lt_dtype_ggml_id returns -1 for types ggml
+ * lacks (BOOL, U8, ...). */
+lt_dtype lt_dtype_from_ggml(uint32_t ggml_id);
+int lt_dtype_ggml_id(lt_dtype t);
+
+/* Elements per block (1 for plain types) and bytes per block. */
+uint32_t lt_dtype_block_elems(lt_dtype t);
+uint32_t lt_dtype_block_bytes(lt_dtype t);
+
+/* True for F16, BF16, F32, F64, F8_E4M3, F8_E5M2: the types
+ * lt_convert_to_f32 / lt_convert_from_f32 handle. */
+bool lt_dtype_is_float(lt_dtype t);
+
+/* Bytes taken by n elements of t.  Fails (returns false) when n is not a
+ * multiple of the block size or the product overflows uint64. */
+bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes);
+
+/* Scalar conversions.  f32 -> narrow types round to nearest, ties to even,
+ * subnormal results included; infinities are kept where the type has them;
+ * values that round beyond the largest finite value become +-Inf for
+ * F16/BF16/F8_E5M2.  NaN stays NaN with its sign: F16/BF16 give a quiet NaN
+ * keeping the top payload bits, the F8 types give S.11111.11 / S.1111.111.
+ * F8_E4M3 is torch.float8_e4m3fn (bias 7, max 448, no Inf, S.1111.111 is
+ * NaN) and behaves like torch's cast: it does not saturate; +-Inf and
+ * finite values that round beyond 448 (magnitude > 464) become NaN, sign
+ * kept.  Narrow -> f32 is exact; NaN payloads are widened bit for bit. */
+float lt_f16_to_f32(uint16_t h);
+uint16_t lt_f32_to_f16(float f);
+float lt_bf16_to_f32(uint16_t h);
+uint16_t lt_f32_to_bf16(float f);
+float lt_f8e4m3_to_f32(uint8_t v);
+uint8_t lt_f32_to_f8e4m3(float f);
+float lt_f8e5m2_to_f32(uint8_t v);
+uint8_t lt_f32_to_f8e5m2(float f);
+
+/* Convert n little-endian elements of src_type at src to f32 at dst.
+ * Returns LT_ERR_UNSUPPORTED (no message) for a non-float type. */
+lt_status lt_convert_to_f32(lt_dtype src_type, const void *src, float *dst, size_t n);
+/* Convert n f32 values to dst_type (little-endian), rounding once. */
+lt_status lt_convert_from_f32(lt_dtype dst_type, const float *src, void *dst, size_t n);
+
+/* The same in double precision, for accumulators: to_f64 is exact;
+ * from_f64 rounds once, to nearest even, from the double value itself (for
+ * F16/BF16/F8 through a round-to-odd f32, which makes the second rounding
+ * exact), so a merged value is never rounded twice. */
+lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n);
+lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* 3. Tensor sources                                                    */
+/* ------------------------------------------------------------------ */
+
+#define LT_MAX_DIMS 8
+
+/* One tensor as declared by its file.  Owned by the source; valid until
+ * lt_source_close. */
+typedef struct lt_tensor_info {
+    const char *name;
+    lt_dtype dtype;
+    uint32_t n_dims;            /* 0 for a scalar                          */
+    uint64_t shape[LT_MAX_DIMS];/* outermost first; unused entries are 0   */
+    uint64_t n_elems;           /* product of shape (1 for a scalar)       */
+    uint64_t n_bytes;           /* bytes of data                           */
+    uint64_t offset;            /* offset in its file's data section       */
+    uint32_t file_index;        /* shard number for sharded sources, else 0*/
+} lt_tensor_info;
+
+typedef struct lt_source lt_source;
+
+/* Open PATH as a tensor source, choosing the format by probing: a
+ * safetensors file, a sharded safetensors model (directory holding
+ * model.safetensors.index.json, or that index file), a directory holding a
+ * single model.safetensors, or a PEFT adapter directory (its weights file).
+ * Reads and validates headers only.  Returns NULL and fills err on failure.
+ * Free with lt_source_close. */
+lt_source *lt_source_open(const char *path, lt_error *err);
+
+/* Close and free; NULL is accepted. */
+void lt_source_close(lt_source *src);
+
+/* Format name: "safetensors", "safetensors-sharded", "peft", "gguf". */
+const char *lt_source_format(const lt_source *src);
+/* The path given to lt_source_open. */
+const char *lt_source_path(const lt_source *src);
+
+size_t lt_source_tensor_count(const lt_source *src);
+/* Tensor i in file order (ascending offset; shard by shard).  i must be in
+ * range. */
+const lt_tensor_info *lt_source_tensor(const lt_source *src, size_t i);
+/* Index of the tensor called name, or -1. */
+long lt_source_find(const lt_source *src, const char *name);
+
+/* Read len bytes of tensor i starting at byte offset off into dst (caller
+ * buffer).  off + len must not exceed the tensor's n_bytes (else
+ * LT_ERR_USAGE).  Safe to call from several threads at once. */
+lt_status lt_source_read(lt_source *src, size_t i, uint64_t off, void *dst,
+                         size_t len, lt_error *err);
+
+/* Read elements [first, first+count) of tensor i, converted to f32, into
+ * dst.  The tensor must have a float dtype (else LT_ERR_UNSUPPORTED). */
+lt_status lt_source_read_f32(lt_source *src, size_t i, uint64_t first,
+                             uint64_t count, float *dst, lt_error *err);
+
+/* String metadata (safetensors __metadata__), in file order. */
+size_t lt_source_meta_count(const lt_source *src);
+const char *lt_source_meta_key(const lt_source *src, size_t i);
+const char *lt_source_meta_value(const lt_source *src, size_t i);
+/* Value for key, or NULL. */
+const char *lt_source_meta_get(const lt_source *src, const char *key);
+
+/* Number of files the source spans (shards), and the path of file k. */
+size_t lt_source_file_count(const lt_source *src);
+const char *lt_source_file_path(const lt_source *src, size_t k);
+
+/* ------------------------------------------------------------------ */
+/* 4. Tensor sinks                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct lt_sink lt_sink;
+
+typedef struct lt_sink_options {
+    /* For a safetensors output that is a directory: the largest shard in
+     * bytes of tensor data (0 = one file, model.safetensors). */
+    uint64_t shard_size;
+} lt_sink_options;
+
+/* Create a sink that will write PATH.  FORMAT: "safetensors" (PATH is the
+ * file; or, when opts->shard_size > 0, a directory that gets
+ * model-0000k-of-0000n.safetensors shards plus
+ * model.safetensors.index.json).  Nothing is created on disk until
+ * lt_sink_begin.  opts may be NULL.  Free with lt_sink_abort or
+ * lt_sink_commit. */
+lt_sink *lt_sink_create(const char *format, const char *path,
+                        const lt_sink_options *opts, lt_error *err);
+
+/* Declare a tensor; returns its index (>= 0) or -1 with err set (duplicate
+ * name, bad shape, too many dims).  Tensors are written in the order
+ * declared.  Only before lt_sink_begin. */
+long lt_sink_add_tensor(lt_sink *sink, const char *name, lt_dtype dtype,
+                        uint32_t n_dims, const uint64_t *shape, lt_error *err);
+
+/* Set a metadata key (copied).  Later calls with the same key replace the
+ * value.  Only before lt_sink_begin. */
+lt_status lt_sink_set_meta(lt_sink *sink, const char *key, const char *value,
+                           lt_error *err);
+
+/* Fix the layout, create the temporary output file(s) next to PATH and
+ * write the header(s). */
+lt_status lt_sink_begin(lt_sink *sink, lt_error *err);
+
+/* Bytes of tensor index (as declared) */
+uint64_t lt_sink_tensor_bytes(const lt_sink *sink, long index);
+
+/* Write len bytes at byte offset off of tensor index.  Thread-safe after
+ * lt_sink_begin; writes may come in any order. */
+lt_status lt_sink_write(lt_sink *sink, long index, uint64_t off,
+                        const void *data, size_t len, lt_error *err);
+
+/* Finish: fsync, rename into place, fsync the directory, free the sink
+ * (also on failure, after removing the temporary files). */
+lt_status lt_sink_commit(lt_sink *sink, lt_error *err);
+
+/* Discard: remove temporary files and free.  NULL is accepted. */
+void lt_sink_abort(lt_sink *sink);
+
+/* ------------------------------------------------------------------ */
+/* 5. PEFT adapters                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef enum lt_module_kind {
+    LT_MODULE_LINEAR = 0,    /* lora_A.weight [r,in], lora_B.weight [out,r]  */
+    LT_MODULE_EMBEDDING,     /* lora_embedding_A [r,vocab], _B [dim,r]       */
+    LT_MODULE_CONV           /* lora_A [r,in,kh,kw], lora_B [out,r,1,1]      */
+} lt_module_kind;
+
+/* One LoRA module.  Strings and the struct are owned by the adapter. */
+typedef struct lt_lora_module {
+    const char *name;        /* module path, "base_model.model." stripped    */
+    const char *target;      /* base tensor it changes: name + ".weight"     */
+    lt_module_kind kind;
+    uint32_t rank;           /* rows of A                                    */
+    double alpha;            /* from alpha_pattern or lora_alpha             */
+    double scale;            /* alpha/rank, or alpha/sqrt(rank) with rsLoRA;
+                                AdaLoRA: see spec/peft.md                    */
+    uint64_t out_features;   /* delta shape [out, in] (PyTorch Linear view)  */
+    uint64_t in_features;    /* for conv: in_channels * kernel elements      */
+    bool fan_in_fan_out;     /* config flag (GPT-2 Conv1D stores W as [in,out])*/
+    long tensor_a;           /* index in the adapter's source                */
+    long tensor_b;
+    long tensor_e;           /* AdaLoRA lora_E, or -1                        */
+    long tensor_magnitude;   /* DoRA lora_magnitude_vector, or -1            */
+    long tensor_bias;        /* lora_B.bias (lora_bias), or -1               */
+    uint64_t n_params;       /* elements of all this module's tensors        */
+} lt_lora_module;
+
+typedef enum lt_replacement_kind {
+    LT_REPLACE_FULL = 0,     /* tensor replaces the base tensor outright      */
+    LT_REPLACE_TOKEN_ROWS    /* trainable_tokens_delta: rows at token indices */
+} lt_replacement_kind;
+
+/* A non-LoRA tensor saved in the adapter (modules_to_save copies, biases,
+ * resized embeddings, trainable token rows). */
+typedef struct lt_replacement {
+    const char *key;         /* key in the weights file                      */
+    const char *target;      /* base tensor name it replaces                 */
+    lt_replacement_kind kind;
+    long tensor;             /* index in the adapter's source                */
+    uint64_t n_params;
+} lt_replacement;
+
+/* The parsed adapter_config.json.  Strings owned by the adapter. */
+typedef struct lt_peft_config {
+    const char *peft_type;           /* "LORA", "ADALORA"                      */
+    const char *task_type;           /* may be NULL                            */
+    const char *base_model;          /* base_model_name_or_path, may be NULL   */
+    const char *peft_version;        /* may be NULL                            */
+    uint32_t r;                      /* default rank                           */
+    double lora_alpha;
+    bool use_rslora;
+    bool use_dora;
+    bool fan_in_fan_out;
+    bool lora_bias;
+    const char *bias;                /* "none", "all", "lora_only"             */
+    bool has_rank_pattern;
+    bool has_alpha_pattern;
+    bool has_layer_replication;      /* merging is undefined when set          */
+    uint32_t adalora_init_r;         /* AdaLoRA init_r (default 12)            */
+    size_t n_target_modules;         /* list form; 0 with target_regex set     */
+    const char *const *target_modules;
+    const char *target_regex;        /* string form (re.fullmatch), or NULL    */
+    size_t n_modules_to_save;
+    const char *const *modules_to_save;
+    size_t n_unknown_keys;           /* keys we do not know (kept, reported)   */
+    const char *const *unknown_keys;
+} lt_peft_config;
+
+typedef struct lt_adapter lt_adapter;
+
+/* Open a PEFT adapter directory (adapter_config.json + weights).  Refuses
+ * non-LoRA PEFT types by name (LT_ERR_UNSUPPORTED, "unsupported adapter
+ * type LOHA"), and weights whose keys contradict the config.  Free with
+ * lt_adapter_close. */
+lt_adapter *lt_adapter_open(const char *dir, lt_error *err);
+void lt_adapter_close(lt_adapter *ad);
+
+const lt_peft_config *lt_adapter_config(const lt_adapter *ad);
+/* The weights file as a tensor source (owned by the adapter). */
+lt_source *lt_adapter_source(const lt_adapter *ad);
+
+size_t lt_adapter_module_count(const lt_adapter *ad);
+const lt_lora_module *lt_adapter_module(const lt_adapter *ad, size_t i);
+size_t lt_adapter_replacement_count(const lt_adapter *ad);
+const lt_replacement *lt_adapter_replacement(const lt_adapter *ad, size_t i);
+
+/* Elements of LoRA tensors / of replacement tensors. */
+uint64_t lt_adapter_lora_params(const lt_adapter *ad);
+uint64_t lt_adapter_replacement_params(const lt_adapter *ad);
+
+/* Warnings gathered while reading (unknown config keys, ...), as lines. */
+size_t lt_adapter_warning_count(const lt_adapter *ad);
+const char *lt_adapter_warning(const lt_adapter *ad, size_t i);
+
+/* Find the base tensor that TARGET (a module's or replacement's base tensor
+ * name, e.g. "model.layers.0.self_attn.q_proj.weight") refers to in BASE:
+ * the exact name; else the name with leading components dropped one at a
+ * time (an adapter for a causal-LM over a base saved as the bare model:
+ * "model.layers.0..." -> "layers.0...", "transformer.h.0..." -> "h.0...");
+ * else the one base tensor whose name ends with "." + TARGET (a base saved
+ * with a wrapper prefix).  For "lm_head.weight" missing from a base with
+ * tied embeddings, returns -1 (the caller decides).  Returns the index or
+ * -1. */
+long lt_base_find(const lt_source *base, const char *target);
+
+/* How a module's delta [out, in] lies on a base tensor. */
+typedef enum lt_fit {
+    LT_FIT_NONE = 0,      /* shapes do not fit                               */
+    LT_FIT_DIRECT,        /* base is [out, in] (embedding: [vocab, dim];
+                             conv: [out, in_ch, k...])                       */
+    LT_FIT_TRANSPOSED     /* base is [in, out]: GPT-2 Conv1D (fan_in_fan_out)*/
+} lt_fit;
+
+/* Decide the fit from the base tensor's shape; a square base is transposed
+ * only when the module's fan_in_fan_out flag says so. */
+lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base);
+
+/* ------------------------------------------------------------------ */
+/* 5b. Merging adapters into base weights                               */
+/* ------------------------------------------------------------------ */
+
+/* One adapter to merge and the factor its delta is multiplied by. */
+typedef struct lt_merge_input {
+    const lt_adapter *adapter;   /* borrowed; must outlive the plan          */
+    double weight;               /* 1 = as trained; negative subtracts       */
+} lt_merge_input;
+
+typedef struct lt_merge_progress {
+    size_t tensors_done, tensors_total;
+    uint64_t bytes_done, bytes_total;  /* output tensor bytes               */
+} lt_merge_progress;
+
+typedef struct lt_merge_options {
+    lt_dtype out_dtype;     /* LT_DTYPE_INVALID: keep each tensor's dtype;
+                               else F32/F16/BF16 for every float tensor      */
+    unsigned threads;       /* 0 = one per online processor                  */
+    bool allow_missing;     /* skip modules whose target is absent (listed)  */
+    /* Called from worker threads, serialized, at most every few MiB. */
+    void (*progress)(void *ctx, const lt_merge_progress *p);
+    void *progress_ctx;
+} lt_merge_options;
+
+/* What a merge did or would do. */
+typedef struct lt_merge_stats {
+    size_t tensors_total;       /* output tensors                            */
+    size_t tensors_copied;      /* byte for byte                             */
+    size_t tensors_converted;   /* dtype changed only                        */
+    size_t tensors_merged;      /* received at least one delta               */
+    size_t tensors_replaced;    /* taken from an adapter (modules_to_save)   */
+    size_t tensors_added;       /* adapter tensors with no base counterpart  */
+    uint64_t bytes_written;     /* tensor data bytes                         */
+    size_t modules_skipped;     /* with allow_missing                        */
+} lt_merge_stats;
+
+typedef struct lt_merge_plan lt_merge_plan;
+
+/* Check every name and shape and plan the merge of INPUTS into BASE: W' =
+ * W + sum_i weight_i * scale_i * B_i A_i per module (spec/merge.md for
+ * DoRA, lora_bias, embeddings, conv, fan_in_fan_out, replacements).
+ * Nothing is read but headers and the adapters' own tensors.  Errors: a
+ * missing target (unless allow_missing), a shape that does not fit, two
+ * adapters replacing one tensor, a config whose merge is undefined, a
+ * base tensor that is not a float type.  BASE and the adapters are
+ * borrowed.  Free with lt_merge_plan_free. */
+lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *inputs,
+                                    size_t n_inputs, const lt_merge_options *opts,
+                                    lt_error *err);
+void lt_merge_plan_free(lt_merge_plan *plan);
+
+/* Counts as planned (bytes_written is the planned output size). */
+lt_merge_stats lt_merge_plan_stats(const lt_merge_plan *plan);
+/* Modules per input that will be merged. */
+size_t lt_merge_plan_modules_merged(const lt_merge_plan *plan, size_t input);
+/* Skipped modules (allow_missing), as "adapter: module: reason" lines. */
+size_t lt_merge_plan_skipped_count(const lt_merge_plan *plan);
+const char *lt_merge_plan_skipped(const lt_merge_plan *plan, size_t i);
+
+/* Run the plan into SINK (fresh from lt_sink_create: the merge declares the
+ * tensors, copies BASE's metadata, adds the caller's metadata already set on
+ * the sink, and commits).  Output bytes do not depend on the thread count.
+ * A result that is NaN or Inf where the base was finite is an error naming
+ * the tensor.  On any error the sink is aborted (no output left).  The sink
+ * is consumed either way. */
+lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats,
+                       lt_error *err);
+
+/* ------------------------------------------------------------------ */
+/* 6. Python-compatible regular expressions                             */
+/* ------------------------------------------------------------------ */
+
+/* A compiled pattern with the semantics of Python's `re` module for the
+ * constructs PEFT configs use: literals and escapes, '.', classes with
+ * ranges and \d \w \s \D \W \S, groups (capturing, (?:...)), alternation,
+ * greedy and lazy quantifiers * + ? {m} {m,} {m,n}, anchors ^ $ \A \Z \b \B,
+ * lookahead (?=...) (?!...).  Anything else fails to compile. */
+typedef struct lt_regex lt_regex;
+
+/* Compile; NULL with err set (LT_ERR_UNSUPPORTED or LT_ERR_INVALID naming
+ * the construct and its position). */
+lt_regex *lt_regex_compile(const char *pattern, lt_error *err);
+void lt_regex_free(lt_regex *re);
+/* re.fullmatch(pattern, s) is not None */
+bool lt_regex_fullmatch(const lt_regex *re, const char *s);
+/* re.search(pattern, s) is not None */
+bool lt_regex_search(const lt_regex *re, const char *s);
+
+/* ------------------------------------------------------------------ */
+/* 7. Small utilities shared with the CLI                               */
+/* ------------------------------------------------------------------ */
+
+/* Parse a count with an optional suffix: "5000", "5M", "1.5B", "2k"
+ * (k/K=1e3, M=1e6, B/G=1e9, T=1e12).  Returns false on junk or overflow. */
+bool lt_parse_count(const char *text, uint64_t *out);
+
+/* Parse a byte size: "5GB", "500MB", "2GiB", "1048576" (KB/MB/GB decimal,
+ * KiB/MiB/GiB binary).  Returns false on junk or overflow. */
+bool lt_parse_size(const char *text, uint64_t *out);
+
+/* Copy the regular file SRC to DST (temporary name + rename, so DST
+ * appears only complete).  LT_ERR_IO with a message on failure. */
+lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LORATOOL_H */

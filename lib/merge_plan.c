@@ -1,0 +1,411 @@
+/* merge_plan.c - deciding what a merge does to every base tensor, and
+ * loading the adapters' factors in the layout the kernel wants.
+ *
+ * Every base tensor is viewed as rows x cols (shape[0] x the rest).  A
+ * low-rank op adds  coef (rows x r) @ vec (r x cols)  to it:
+ *   base [out, in] (Linear, conv):   coef = w s B,   vec = A
+ *   base [in, out] (GPT-2 Conv1D):   coef = A^T,     vec = w s B^T
+ *   embedding [vocab, dim]:          coef = A^T,     vec = w s B^T
+ * so one kernel serves every layout (merge_run.c).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "merge_internal.h"
+
+void lt_merge_plan_free(lt_merge_plan *plan)
+{
+    if (!plan)
+        return;
+    for (size_t i = 0; i < plan->n_tensors; i++) {
+        plan_tensor *t = &plan->tensors[i];
+        for (size_t k = 0; k < t->n_ops; k++) {
+            free(t->ops[k].coef);
+            free(t->ops[k].vec);
+            free(t->ops[k].magnitude);
+        }
+        free(t->ops);
+        free(t->name);
+    }
+    free(plan->tensors);
+    lt_strmap_free(&plan->by_name);
+    for (size_t i = 0; i < plan->n_skipped; i++)
+        free(plan->skipped[i]);
+    free(plan->skipped);
+    free(plan->modules_merged);
+    free(plan->inputs);
+    free(plan);
+}
+
+static lt_status add_skipped(lt_merge_plan *plan, const char *line, lt_error *err)
+{
+    char *copy = lt_strdup(line);
+    if (!copy || !lt_grow((void **)&plan->skipped, &plan->cap_skipped, plan->n_skipped + 1,
+                          sizeof(char *))) {
+        free(copy);
+        return lt_fail_nomem(err, "merge");
+    }
+    plan->skipped[plan->n_skipped++] = copy;
+    plan->stats.modules_skipped++;
+    return LT_OK;
+}
+
+/* Read a whole adapter tensor as doubles (adapters are small: this is the
+ * "+ adapters" term of the memory bound). */
+static lt_status load_f64(const lt_adapter *ad, long index, double **out, lt_error *err)
+{
+    lt_source *src = lt_adapter_source(ad);
+    const lt_tensor_info *t = lt_source_tensor(src, (size_t)index);
+    size_t elem = lt_dtype_block_bytes(t->dtype);
+    if (t->n_elems > SIZE_MAX / sizeof(double) || !lt_dtype_is_float(t->dtype))
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' cannot be read as numbers",
+                       lt_source_path(src), t->name);
+    double *values = malloc((size_t)t->n_elems * sizeof(double) + 1);
+    void *raw = malloc((size_t)t->n_bytes + 1);
+    if (!values || !raw) {
+        free(values);
+        free(raw);
+        return lt_fail_nomem(err, lt_source_path(src));
+    }
+    lt_status s = lt_source_read(src, (size_t)index, 0, raw, (size_t)t->n_bytes, err);
+    if (s == LT_OK)
+        lt_convert_to_f64(t->dtype, raw, values, (size_t)t->n_elems);
+    (void)elem;
+    free(raw);
+    if (s != LT_OK) {
+        free(values);
+        return s;
+    }
+    for (uint64_t i = 0; i < t->n_elems; i++) {
+        if (!isfinite(values[i])) {
+            free(values);
+            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' holds NaN or Inf", lt_source_path(src),
+                           t->name);
+        }
+    }
+    *out = values;
+    return LT_OK;
+}
+
+/* Build coef and vec for a low-rank op (see the comment at the top). */
+static lt_status build_lowrank(merge_op *op, const lt_adapter *ad, const lt_lora_module *m,
+                               double factor, lt_error *err)
+{
+    double *a = NULL, *b = NULL, *e = NULL;
+    lt_status s = load_f64(ad, m->tensor_a, &a, err);
+    if (s == LT_OK)
+        s = load_f64(ad, m->tensor_b, &b, err);
+    if (s == LT_OK && m->tensor_e >= 0)
+        s = load_f64(ad, m->tensor_e, &e, err);
+    if (s != LT_OK)
+        goto done;
+    uint64_t r = m->rank;
+    /* A is [r, a_cols]; B is [b_rows, r] (conv: trailing 1s) */
+    uint64_t a_cols = m->kind == LT_MODULE_EMBEDDING ? m->out_features : m->in_features;
+    uint64_t b_rows = m->kind == LT_MODULE_EMBEDDING ? m->in_features : m->out_features;
+    if (e) /* AdaLoRA: B @ (A * E), E one value per rank row */
+        for (uint64_t k = 0; k < r; k++)
+            for (uint64_t j = 0; j < a_cols; j++)
+                a[k * a_cols + j] *= e[k];
+    op->rank = (uint32_t)r;
+    bool b_is_coef = op->fit == LT_FIT_DIRECT && m->kind != LT_MODULE_EMBEDDING;
+    if (b_is_coef) {
+        for (uint64_t i = 0; i < b_rows * r; i++)
+            b[i] *= factor;
+        op->coef = b, b = NULL; /* [out, r] */
+        op->vec = a, a = NULL;  /* [r, in]  */
+    } else {
+        double *a_t = malloc((size_t)(a_cols * r) * sizeof *a_t + 1);
+        double *b_t = malloc((size_t)(b_rows * r) * sizeof *b_t + 1);
+        if (!a_t || !b_t) {
+            free(a_t);
+            free(b_t);
+            s = lt_fail_nomem(err, "merge");
+            goto done;
+        }
+        for (uint64_t k = 0; k < r; k++)
+            for (uint64_t j = 0; j < a_cols; j++)
+                a_t[j * r + k] = a[k * a_cols + j];
+        for (uint64_t i = 0; i < b_rows; i++)
+            for (uint64_t k = 0; k < r; k++)
+                b_t[k * b_rows + i] = factor * b[i * r + k];
+        op->coef = a_t; /* [a_cols, r] */
+        op->vec = b_t;  /* [r, b_rows] */
+    }
+done:
+    free(a);
+    free(b);
+    free(e);
+    return s;
+}
+
+static lt_status add_op(plan_tensor *t, const merge_op *op, lt_error *err)
+{
+    if (!lt_grow((void **)&t->ops, &t->cap_ops, t->n_ops + 1, sizeof *op))
+        return lt_fail_nomem(err, "merge");
+    t->ops[t->n_ops++] = *op;
+    return LT_OK;
+}
+
+static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_module *m,
+                             lt_error *err)
+{
+    const lt_adapter *ad = plan->inputs[input].adapter;
+    const char *apath = lt_source_path(lt_adapter_source(ad));
+    char line[1024];
+    long index = lt_base_find(plan->base, m->target);
+    if (index < 0) {
+        if (!plan->opts.allow_missing)
+            return lt_fail(err, LT_ERR_INVALID,
+                           "%s: module '%s': target '%s' not found in base %s (use --allow-missing to skip)",
+                           apath, m->name, m->target, lt_source_path(plan->base));
+        snprintf(line, sizeof line, "%s: module %s: target %s not in base", apath, m->name, m->target);
+        return add_skipped(plan, line, err);
+    }
+    plan_tensor *t = &plan->tensors[index];
+    const lt_tensor_info *bt = lt_source_tensor(plan->base, (size_t)index);
+    merge_op op = {.input = input, .module = m, .fit = lt_module_fit(m, bt)};
+    if (op.fit == LT_FIT_NONE)
+        return lt_fail(err, LT_ERR_INVALID,
+                       "%s: module '%s': adapter shape [%llu, %llu] does not fit base tensor '%s' [%llu%s%llu%s]",
+                       apath, m->name, (unsigned long long)m->out_features,
+                       (unsigned long long)m->in_features, bt->name, (unsigned long long)bt->shape[0],
+                       bt->n_dims > 1 ? ", " : "", bt->n_dims > 1 ? (unsigned long long)bt->shape[1] : 0ULL,
+                       bt->n_dims > 2 ? ", ..." : "");
+    if (!lt_dtype_is_float(bt->dtype))
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: base tensor '%s' has dtype %s: cannot merge into it",
+                       lt_source_path(plan->base), bt->name, lt_dtype_name(bt->dtype));
+    if (t->action == ACT_REPLACE)
+        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' targets '%s', which an adapter also replaces",
+                       apath, m->name, bt->name);
+    if (m->tensor_magnitude >= 0 && (op.fit != LT_FIT_DIRECT || m->kind != LT_MODULE_LINEAR))
+        return lt_fail(err, LT_ERR_UNSUPPORTED,
+                       "%s: module '%s': DoRA is merged for Linear layers stored [out, in] only", apath, m->name);
+    double factor = plan->inputs[input].weight * m->scale;
+    lt_status s = build_lowrank(&op, ad, m, factor, err);
+    if (s == LT_OK && m->tensor_magnitude >= 0)
+        s = load_f64(ad, m->tensor_magnitude, &op.magnitude, err);
+    if (s == LT_OK)
+        s = add_op(t, &op, err);
+    if (s != LT_OK) {
+        free(op.coef);
+        free(op.vec);
+        free(op.magnitude);
+        return s;
+    }
+    t->action = ACT_MERGE;
+    plan->modules_merged[input]++;
+    if (m->tensor_bias < 0)
+        return LT_OK;
+
+    /* lora_bias: bias' = bias + w s lora_B.bias, on "<module>.bias" */
+    char *bias_name = lt_asprintf("%.*s.bias", (int)(strlen(bt->name) - strlen(".weight")), bt->name);
+    if (!bias_name)
+        return lt_fail_nomem(err, "merge");
+    long bias_index = lt_source_find(plan->base, bias_name);
+    free(bias_name);
+    if (bias_index < 0 || lt_source_tensor(plan->base, (size_t)bias_index)->n_elems != m->out_features)
+        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' has a lora bias but base tensor '%s' has no bias of %llu elements",
+                       apath, m->name, bt->name, (unsigned long long)m->out_features);
+    merge_op bias_op = {.input = input, .module = m, .fit = LT_FIT_DIRECT, .rank = 1};
+    s = load_f64(ad, m->tensor_bias, &bias_op.vec, err);
+    if (s != LT_OK)
+        return s;
+    for (uint64_t i = 0; i < m->out_features; i++)
+        bias_op.vec[i] *= factor;
+    bias_op.coef = malloc(sizeof(double));
+    if (!bias_op.coef) {
+        free(bias_op.vec);
+        return lt_fail_nomem(err, "merge");
+    }
+    bias_op.coef[0] = 1.0;
+    plan->tensors[bias_index].action = ACT_MERGE;
+    s = add_op(&plan->tensors[bias_index], &bias_op, err);
+    if (s != LT_OK) {
+        free(bias_op.vec);
+        free(bias_op.coef);
+    }
+    return s;
+}
+
+static plan_tensor *append_tensor(lt_merge_plan *plan, lt_error *err)
+{
+    if (!lt_grow((void **)&plan->tensors, &plan->cap_tensors, plan->n_tensors + 1, sizeof *plan->tensors)) {
+        lt_fail_nomem(err, "merge");
+        return NULL;
+    }
+    plan_tensor *t = &plan->tensors[plan->n_tensors++];
+    memset(t, 0, sizeof *t);
+    t->base_index = -1;
+    t->replace_tensor = -1;
+    return t;
+}
+
+static lt_status plan_replacement(lt_merge_plan *plan, size_t input, const lt_replacement *r,
+                                  lt_error *err)
+{
+    const lt_adapter *ad = plan->inputs[input].adapter;
+    const lt_source *asrc = lt_adapter_source(ad);
+    const char *apath = lt_source_path(asrc);
+    const lt_tensor_info *rt = lt_source_tensor(asrc, (size_t)r->tensor);
+    if (r->kind == LT_REPLACE_TOKEN_ROWS)
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: trainable token rows ('%s') cannot be merged yet",
+                       apath, r->key);
+    long index = lt_base_find(plan->base, r->target);
+    plan_tensor *t;
+    if (index >= 0) {
+        t = &plan->tensors[index];
+        const lt_tensor_info *bt = lt_source_tensor(plan->base, (size_t)index);
+        if (bt->n_dims != rt->n_dims || memcmp(bt->shape, rt->shape, bt->n_dims * sizeof *bt->shape) != 0)
+            return lt_fail(err, LT_ERR_INVALID, "%s: replacement '%s' does not have the shape of base tensor '%s'",
+                           apath, r->key, bt->name);
+        if (!lt_dtype_is_float(rt->dtype) && rt->dtype != bt->dtype)
+            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: replacement '%s' has dtype %s, base has %s", apath,
+                           r->key, lt_dtype_name(rt->dtype), lt_dtype_name(bt->dtype));
+    } else {
+        long existing = lt_strmap_get(&plan->by_name, r->target);
+        if (existing >= 0) {
+            t = &plan->tensors[existing];
+        } else {
+            /* a head the base does not have (a task model's classifier) */
+            if (!(t = append_tensor(plan, err)))
+                return LT_ERR_NOMEM;
+            t->name = lt_strdup(r->target);
+            if (!t->name || lt_strmap_put(&plan->by_name, t->name, (long)(t - plan->tensors)) < 0)
+                return lt_fail_nomem(err, "merge");
+            t->action = ACT_ADD;
+            t->n_dims = rt->n_dims;
+            memcpy(t->shape, rt->shape, sizeof t->shape);
+            t->in_dtype = rt->dtype;
+            t->out_dtype = plan->opts.out_dtype != LT_DTYPE_INVALID && lt_dtype_is_float(rt->dtype)
+                               ? plan->opts.out_dtype
+                               : rt->dtype;
+            t->replace_input = input;
+            t->replace_tensor = r->tensor;
+            return LT_OK;
+        }
+    }
+    if (t->action == ACT_REPLACE || t->action == ACT_ADD)
+        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' is replaced by two adapters", apath, t->name);
+    if (t->action == ACT_MERGE)
+        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' is both replaced and changed by a LoRA module", apath,
+                       t->name);
+    t->action = ACT_REPLACE;
+    t->replace_input = input;
+    t->replace_tensor = r->tensor;
+    t->in_dtype = rt->dtype;
+    return LT_OK;
+}
+
+static lt_status check_config(const lt_adapter *ad, lt_error *err)
+{
+    const lt_peft_config *cfg = lt_adapter_config(ad);
+    const char *path = lt_source_path(lt_adapter_source(ad));
+    if (cfg->has_layer_replication)
+        return lt_fail(err, LT_ERR_UNSUPPORTED,
+                       "%s: layer_replication is set: the merged weights would not describe the replicated layers",
+                       path);
+    return LT_OK;
+}
+
+lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *inputs, size_t n_inputs,
+                                    const lt_merge_options *opts, lt_error *err)
+{
+    lt_merge_plan *plan = calloc(1, sizeof *plan);
+    if (!plan) {
+        lt_fail_nomem(err, "merge");
+        return NULL;
+    }
+    plan->base = base;
+    if (opts)
+        plan->opts = *opts;
+    plan->inputs = calloc(n_inputs ? n_inputs : 1, sizeof *plan->inputs);
+    plan->modules_merged = calloc(n_inputs ? n_inputs : 1, sizeof *plan->modules_merged);
+    if (!plan->inputs || !plan->modules_merged) {
+        lt_merge_plan_free(plan);
+        lt_fail_nomem(err, "merge");
+        return NULL;
+    }
+    memcpy(plan->inputs, inputs, n_inputs * sizeof *inputs);
+    plan->n_inputs = n_inputs;
+    lt_dtype out = plan->opts.out_dtype;
+    if (out != LT_DTYPE_INVALID && out != LT_F32 && out != LT_F16 && out != LT_BF16) {
+        lt_merge_plan_free(plan);
+        lt_fail(err, LT_ERR_USAGE, "merge: output dtype must be F32, F16 or BF16");
+        return NULL;
+    }
+    lt_status s = LT_OK;
+    size_t n_base = lt_source_tensor_count(base);
+    for (size_t i = 0; i < n_base && s == LT_OK; i++) {
+        const lt_tensor_info *bt = lt_source_tensor(base, i);
+        plan_tensor *t = append_tensor(plan, err);
+        if (!t || !(t->name = lt_strdup(bt->name))) {
+            s = LT_ERR_NOMEM;
+            lt_fail_nomem(err, "merge");
+            break;
+        }
+        if (lt_strmap_put(&plan->by_name, t->name, (long)i) < 0)
+            s = lt_fail_nomem(err, "merge");
+        t->base_index = (long)i;
+        t->n_dims = bt->n_dims;
+        memcpy(t->shape, bt->shape, sizeof t->shape);
+        t->in_dtype = bt->dtype;
+        t->out_dtype = out != LT_DTYPE_INVALID && lt_dtype_is_float(bt->dtype) ? out : bt->dtype;
+        t->action = t->out_dtype == bt->dtype ? ACT_COPY : ACT_CONVERT;
+    }
+    for (size_t in = 0; in < n_inputs && s == LT_OK; in++) {
+        const lt_adapter *ad = inputs[in].adapter;
+        s = check_config(ad, err);
+        for (size_t k = 0; k < lt_adapter_replacement_count(ad) && s == LT_OK; k++)
+            s = plan_replacement(plan, in, lt_adapter_replacement(ad, k), err);
+    }
+    for (size_t in = 0; in < n_inputs && s == LT_OK; in++) {
+        const lt_adapter *ad = inputs[in].adapter;
+        for (size_t k = 0; k < lt_adapter_module_count(ad) && s == LT_OK; k++)
+            s = plan_module(plan, in, lt_adapter_module(ad, k), err);
+    }
+    if (s != LT_OK) {
+        lt_merge_plan_free(plan);
+        return NULL;
+    }
+    for (size_t i = 0; i < plan->n_tensors; i++) {
+        plan_tensor *t = &plan->tensors[i];
+        if (t->action == ACT_MERGE && t->out_dtype == t->in_dtype && !lt_dtype_is_float(t->in_dtype))
+            t->action = ACT_COPY;
+        switch (t->action) {
+        case ACT_COPY: plan->stats.tensors_copied++; break;
+        case ACT_CONVERT: plan->stats.tensors_converted++; break;
+        case ACT_MERGE: plan->stats.tensors_merged++; break;
+        case ACT_REPLACE: plan->stats.tensors_replaced++; break;
+        case ACT_ADD: plan->stats.tensors_added++; break;
+        }
+        uint64_t elems, bytes;
+        if (!lt_shape_elems(t->n_dims, t->shape, &elems) || !lt_dtype_nbytes(t->out_dtype, elems, &bytes)) {
+            lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s' is too large", t->name);
+            lt_merge_plan_free(plan);
+            return NULL;
+        }
+        t->n_elems = elems;
+        t->rows = t->n_dims >= 1 ? t->shape[0] : 1;
+        t->cols = t->rows ? elems / t->rows : 0;
+        if (t->n_dims == 1 && t->n_ops) { /* a bias: one row of [out] */
+            t->rows = 1;
+            t->cols = elems;
+        }
+        plan->stats.bytes_written += bytes;
+    }
+    plan->stats.tensors_total = plan->n_tensors;
+    return plan;
+}
+
+lt_merge_stats lt_merge_plan_stats(const lt_merge_plan *plan) { return plan->stats; }
+
+size_t lt_merge_plan_modules_merged(const lt_merge_plan *plan, size_t input)
+{
+    return input < plan->n_inputs ? plan->modules_merged[input] : 0;
+}
+
+size_t lt_merge_plan_skipped_count(const lt_merge_plan *plan) { return plan->n_skipped; }
+const char *lt_merge_plan_skipped(const lt_merge_plan *plan, size_t i) { return plan->skipped[i]; }

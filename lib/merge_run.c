@@ -1,0 +1,335 @@
+/* merge_run.c - streaming a merge plan into a sink with worker threads.
+ *
+ * The output is cut into work items (byte ranges to copy, element ranges to
+ * convert, row blocks to merge); threads take items in order from a shared
+ * counter.  Every output element is computed by the same sequence of
+ * double-precision operations whichever thread takes it and however the
+ * rows are blocked, so the bytes do not depend on the thread count.
+ * Memory: each thread holds one item's buffers (a few MiB), plus the
+ * adapters' factors held by the plan; never a whole base tensor.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "merge_internal.h"
+
+#define COPY_CHUNK_BYTES (8u << 20)
+#define BLOCK_ELEMS (256u << 10)
+
+typedef struct work_item {
+    size_t tensor;
+    uint64_t first, count;   /* bytes (copy), rows (merge) or elements */
+} work_item;
+
+typedef struct run_state {
+    lt_merge_plan *plan;
+    lt_sink *sink;
+    work_item *items;
+    size_t n_items;
+    size_t next_item;            /* guarded by lock */
+    pthread_mutex_t lock;
+    bool failed;                 /* guarded by lock */
+    lt_error error;              /* first error, guarded by lock */
+    size_t max_block_elems;
+    lt_merge_progress progress;  /* guarded by lock */
+    uint64_t reported_bytes;
+} run_state;
+
+typedef struct thread_buffers {
+    unsigned char *raw;    /* input bytes of one item            */
+    double *acc;           /* the item's values in double        */
+    unsigned char *out;    /* output bytes of one item           */
+} thread_buffers;
+
+static size_t elem_bytes(lt_dtype t) { return lt_dtype_block_bytes(t); }
+
+static bool item_is_merge(const plan_tensor *t) { return t->action == ACT_MERGE; }
+
+/* acc[i, :] += sum_k coef[row0 + i, k] * vec[k, :] for nr rows, keeping
+ * each element's additions in k order (four at a time to save loads). */
+/* Built twice (AVX2 and baseline x86-64, chosen at load time); both do the
+ * same IEEE double operations in the same order (no FMA contraction in
+ * ISO C mode), so the output bytes do not depend on the machine's ISA. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void add_lowrank(double *acc, uint64_t nr, uint64_t cols, const merge_op *op, uint64_t row0)
+{
+    uint32_t r = op->rank;
+    for (uint64_t i = 0; i < nr; i++) {
+        double *restrict row = acc + i * cols;
+        const double *coef = op->coef + (row0 + i) * r;
+        uint32_t k = 0;
+        for (; k + 4 <= r; k += 4) {
+            const double c0 = coef[k], c1 = coef[k + 1], c2 = coef[k + 2], c3 = coef[k + 3];
+            const double *restrict v0 = op->vec + (uint64_t)k * cols;
+            const double *restrict v1 = v0 + cols, *restrict v2 = v1 + cols, *restrict v3 = v2 + cols;
+            for (uint64_t j = 0; j < cols; j++)
+                row[j] = (((row[j] + c0 * v0[j]) + c1 * v1[j]) + c2 * v2[j]) + c3 * v3[j];
+        }
+        for (; k < r; k++) {
+            const double c = coef[k];
+            const double *restrict v = op->vec + (uint64_t)k * cols;
+            for (uint64_t j = 0; j < cols; j++)
+                row[j] += c * v[j];
+        }
+    }
+}
+
+/* DoRA: W' = (m / ||W + dW||_row) (W + dW), row by row. */
+static lt_status apply_dora(double *acc, uint64_t nr, uint64_t cols, const merge_op *op, uint64_t row0,
+                            const char *name, lt_error *err)
+{
+    for (uint64_t i = 0; i < nr; i++) {
+        double *row = acc + i * cols, sum = 0;
+        for (uint64_t j = 0; j < cols; j++)
+            sum += row[j] * row[j];
+        double norm = sqrt(sum);
+        if (!(norm > 0))
+            return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s' row %llu: DoRA weight norm is zero", name,
+                           (unsigned long long)(row0 + i));
+        double factor = op->magnitude[row0 + i] / norm;
+        for (uint64_t j = 0; j < cols; j++)
+            row[j] *= factor;
+    }
+    return LT_OK;
+}
+
+static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_item *w,
+                                thread_buffers *buf, lt_error *err)
+{
+    lt_merge_plan *plan = st->plan;
+    uint64_t n = w->count * t->cols;
+    size_t in_elem = elem_bytes(t->in_dtype);
+    lt_status s = lt_source_read(plan->base, (size_t)t->base_index, w->first * t->cols * in_elem, buf->raw,
+                                 (size_t)(n * in_elem), err);
+    if (s != LT_OK)
+        return s;
+    lt_convert_to_f64(t->in_dtype, buf->raw, buf->acc, (size_t)n);
+    for (size_t k = 0; k < t->n_ops; k++) {
+        add_lowrank(buf->acc, w->count, t->cols, &t->ops[k], w->first);
+        if (t->ops[k].magnitude &&
+            (s = apply_dora(buf->acc, w->count, t->cols, &t->ops[k], w->first, t->name, err)) != LT_OK)
+            return s;
+    }
+    for (uint64_t j = 0; j < n; j++) {
+        if (isfinite(buf->acc[j]))
+            continue;
+        double before;
+        lt_convert_to_f64(t->in_dtype, buf->raw + j * in_elem, &before, 1);
+        if (isfinite(before))
+            return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s", t->name,
+                           (unsigned long long)(w->first + j / t->cols), isnan(buf->acc[j]) ? "NaN" : "Inf");
+    }
+    lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)n);
+    size_t out_elem = elem_bytes(t->out_dtype);
+    return lt_sink_write(st->sink, (long)(t - plan->tensors), w->first * t->cols * out_elem, buf->out,
+                         (size_t)(n * out_elem), err);
+}
+
+/* Copy, convert, replace and add: element ranges, no arithmetic but one
+ * rounding when the dtype narrows. */
+static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_item *w,
+                                thread_buffers *buf, lt_error *err)
+{
+    lt_merge_plan *plan = st->plan;
+    long index = (long)(t - plan->tensors);
+    lt_source *src = plan->base;
+    size_t src_index = (size_t)t->base_index;
+    if (t->action == ACT_REPLACE || t->action == ACT_ADD) {
+        src = lt_adapter_source(plan->inputs[t->replace_input].adapter);
+        src_index = (size_t)t->replace_tensor;
+    }
+    lt_status s;
+    if (t->action == ACT_COPY) { /* first/count are bytes */
+        s = lt_source_read(src, src_index, w->first, buf->raw, (size_t)w->count, err);
+        return s != LT_OK ? s : lt_sink_write(st->sink, index, w->first, buf->raw, (size_t)w->count, err);
+    }
+    size_t in_elem = elem_bytes(t->in_dtype), out_elem = elem_bytes(t->out_dtype);
+    s = lt_source_read(src, src_index, w->first * in_elem, buf->raw, (size_t)(w->count * in_elem), err);
+    if (s != LT_OK)
+        return s;
+    const unsigned char *bytes = buf->raw;
+    if (t->in_dtype != t->out_dtype) {
+        lt_convert_to_f64(t->in_dtype, buf->raw, buf->acc, (size_t)w->count);
+        lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)w->count);
+        bytes = buf->out;
+    }
+    return lt_sink_write(st->sink, index, w->first * out_elem, bytes, (size_t)(w->count * out_elem), err);
+}
+
+static void report_progress(run_state *st, const plan_tensor *t, const work_item *w, bool tensor_done)
+{
+    uint64_t bytes = t->action == ACT_COPY ? w->count
+                     : item_is_merge(t)   ? w->count * t->cols * elem_bytes(t->out_dtype)
+                                          : w->count * elem_bytes(t->out_dtype);
+    st->progress.bytes_done += bytes;
+    if (tensor_done)
+        st->progress.tensors_done++;
+    lt_merge_options *o = &st->plan->opts;
+    if (o->progress && (st->progress.bytes_done - st->reported_bytes >= (16u << 20) ||
+                        st->progress.bytes_done == st->progress.bytes_total)) {
+        st->reported_bytes = st->progress.bytes_done;
+        o->progress(o->progress_ctx, &st->progress);
+    }
+}
+
+static void *worker(void *arg)
+{
+    run_state *st = arg;
+    thread_buffers buf = {0};
+    size_t acc_bytes = st->max_block_elems * sizeof(double);
+    buf.raw = malloc(acc_bytes > COPY_CHUNK_BYTES ? acc_bytes : COPY_CHUNK_BYTES);
+    buf.acc = malloc(acc_bytes);
+    buf.out = malloc(acc_bytes);
+    lt_error err;
+    bool ok = buf.raw && buf.acc && buf.out;
+    if (!ok)
+        lt_fail_nomem(&err, "merge");
+    for (;;) {
+        pthread_mutex_lock(&st->lock);
+        if (!ok && !st->failed) {
+            st->failed = true;
+            st->error = err;
+        }
+        if (st->failed || st->next_item >= st->n_items) {
+            pthread_mutex_unlock(&st->lock);
+            break;
+        }
+        const work_item *w = &st->items[st->next_item++];
+        pthread_mutex_unlock(&st->lock);
+        const plan_tensor *t = &st->plan->tensors[w->tensor];
+        lt_status s = item_is_merge(t) ? run_merge_item(st, t, w, &buf, &err)
+                                       : run_plain_item(st, t, w, &buf, &err);
+        pthread_mutex_lock(&st->lock);
+        if (s != LT_OK) {
+            if (!st->failed) {
+                st->failed = true;
+                st->error = err;
+            }
+        } else {
+            bool last = w + 1 == st->items + st->n_items || w[1].tensor != w->tensor;
+            report_progress(st, t, w, last);
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    free(buf.raw);
+    free(buf.acc);
+    free(buf.out);
+    return NULL;
+}
+
+static lt_status push_item(run_state *st, size_t *cap, size_t tensor, uint64_t first, uint64_t count,
+                           lt_error *err)
+{
+    if (!lt_grow((void **)&st->items, cap, st->n_items + 1, sizeof *st->items))
+        return lt_fail_nomem(err, "merge");
+    st->items[st->n_items++] = (work_item){tensor, first, count};
+    return LT_OK;
+}
+
+/* Cut every tensor into items, and size the per-thread buffers. */
+static lt_status make_items(run_state *st, lt_error *err)
+{
+    size_t cap = 0;
+    st->max_block_elems = BLOCK_ELEMS;
+    for (size_t i = 0; i < st->plan->n_tensors; i++) {
+        const plan_tensor *t = &st->plan->tensors[i];
+        uint64_t total, step;
+        if (t->action == ACT_COPY) {
+            total = lt_sink_tensor_bytes(st->sink, (long)i);
+            step = COPY_CHUNK_BYTES;
+        } else if (item_is_merge(t)) {
+            total = t->rows;
+            step = t->cols >= BLOCK_ELEMS ? 1 : BLOCK_ELEMS / t->cols;
+            if (t->cols > st->max_block_elems)
+                st->max_block_elems = t->cols;
+            if (t->cols > (SIZE_MAX / 8) / 4)
+                return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s' has rows too long", t->name);
+        } else {
+            total = t->n_elems;
+            step = BLOCK_ELEMS;
+        }
+        if (total == 0) {
+            lt_status s = push_item(st, &cap, i, 0, 0, err);
+            if (s != LT_OK)
+                return s;
+        }
+        for (uint64_t first = 0; first < total; first += step) {
+            lt_status s = push_item(st, &cap, i, first, total - first < step ? total - first : step, err);
+            if (s != LT_OK)
+                return s;
+        }
+    }
+    return LT_OK;
+}
+
+static lt_status declare_outputs(lt_merge_plan *plan, lt_sink *sink, lt_error *err)
+{
+    for (size_t i = 0; i < plan->n_tensors; i++) {
+        const plan_tensor *t = &plan->tensors[i];
+        if (lt_sink_add_tensor(sink, t->name, t->out_dtype, t->n_dims, t->shape, err) < 0)
+            return err ? err->status : LT_ERR_USAGE;
+    }
+    /* the base's metadata, unless the caller already set that key */
+    for (size_t i = 0; i < lt_source_meta_count(plan->base); i++) {
+        const char *key = lt_source_meta_key(plan->base, i);
+        bool set = false;
+        for (size_t k = 0; k < sink->n_meta && !set; k++)
+            set = strcmp(sink->meta_keys[k], key) == 0;
+        if (!set) {
+            lt_status s = lt_sink_set_meta(sink, key, lt_source_meta_value(plan->base, i), err);
+            if (s != LT_OK)
+                return s;
+        }
+    }
+    return lt_sink_begin(sink, err);
+}
+
+lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats, lt_error *err)
+{
+    run_state st;
+    memset(&st, 0, sizeof st);
+    st.plan = plan;
+    st.sink = sink;
+    lt_status s = declare_outputs(plan, sink, err);
+    if (s == LT_OK)
+        s = make_items(&st, err);
+    if (s != LT_OK) {
+        free(st.items);
+        lt_sink_abort(sink);
+        return s;
+    }
+    st.progress.tensors_total = plan->n_tensors;
+    st.progress.bytes_total = plan->stats.bytes_written;
+    pthread_mutex_init(&st.lock, NULL);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n_threads = plan->opts.threads ? plan->opts.threads : (online > 0 ? (size_t)online : 1);
+    if (n_threads > st.n_items)
+        n_threads = st.n_items ? st.n_items : 1;
+    if (n_threads > 256)
+        n_threads = 256;
+    pthread_t threads[256];
+    size_t started = 0;
+    for (; started + 1 < n_threads; started++)
+        if (pthread_create(&threads[started], NULL, worker, &st) != 0)
+            break;
+    worker(&st); /* the calling thread works too */
+    for (size_t i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    pthread_mutex_destroy(&st.lock);
+    free(st.items);
+    if (st.failed) {
+        if (err)
+            *err = st.error;
+        lt_sink_abort(sink);
+        return st.error.status;
+    }
+    s = lt_sink_commit(sink, err);
+    if (s == LT_OK && stats)
+        *stats = plan->stats;
+    return s;
+}
