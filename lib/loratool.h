@@ -383,6 +383,36 @@ typedef enum lt_fit {
  * only when the module's fan_in_fan_out flag says so. */
 lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base);
 
+/* A LoRA module to save, factors in PEFT's layout (f32, row-major). */
+typedef struct lt_lora_save_module {
+    const char *name;            /* module path, without "base_model.model." */
+    uint32_t rank;
+    double alpha;                /* saved as lora_alpha or in alpha_pattern  */
+    uint64_t out_features, in_features;
+    const float *a;              /* [rank, in_features]                      */
+    const float *b;              /* [out_features, rank]                     */
+} lt_lora_save_module;
+
+typedef struct lt_peft_save_spec {
+    const char *base_model;      /* base_model_name_or_path, may be NULL      */
+    const char *task_type;       /* may be NULL                              */
+    lt_dtype dtype;              /* F32, F16 or BF16 for the saved factors   */
+    bool use_rslora;
+    bool fan_in_fan_out;
+    const lt_lora_save_module *modules;
+    size_t n_modules;
+} lt_peft_save_spec;
+
+/* Write a PEFT LoRA adapter directory DIR (created if missing):
+ * adapter_config.json and adapter_model.safetensors with keys
+ * "base_model.model.<name>.lora_A.weight" / ".lora_B.weight".  r and
+ * lora_alpha are the most common rank and alpha; modules that differ get
+ * rank_pattern / alpha_pattern entries (their full names, regex-escaped),
+ * so PEFT and loratool compute the same scale.  target_modules lists the
+ * distinct last name components.  Each file appears only complete.  The
+ * spec and its buffers are borrowed. */
+lt_status lt_peft_save(const char *dir, const lt_peft_save_spec *spec, lt_error *err);
+
 /* ------------------------------------------------------------------ */
 /* 5b. Merging adapters into base weights                               */
 /* ------------------------------------------------------------------ */

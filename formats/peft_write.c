@@ -1,0 +1,177 @@
+/* peft_write.c - saving a PEFT LoRA adapter directory (config + weights). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+/* The value that occurs most often (first in order among ties). */
+static uint32_t most_common_rank(const lt_peft_save_spec *spec)
+{
+    uint32_t best = spec->n_modules ? spec->modules[0].rank : 8;
+    size_t best_count = 0;
+    for (size_t i = 0; i < spec->n_modules; i++) {
+        size_t count = 0;
+        for (size_t j = 0; j < spec->n_modules; j++)
+            count += spec->modules[j].rank == spec->modules[i].rank;
+        if (count > best_count)
+            best = spec->modules[i].rank, best_count = count;
+    }
+    return best;
+}
+
+static double most_common_alpha(const lt_peft_save_spec *spec)
+{
+    double best = spec->n_modules ? spec->modules[0].alpha : 8;
+    size_t best_count = 0;
+    for (size_t i = 0; i < spec->n_modules; i++) {
+        size_t count = 0;
+        for (size_t j = 0; j < spec->n_modules; j++)
+            count += spec->modules[j].alpha == spec->modules[i].alpha;
+        if (count > best_count)
+            best = spec->modules[i].alpha, best_count = count;
+    }
+    return best;
+}
+
+/* A module name as a regex matching itself ('.' and other specials escaped). */
+static char *regex_escape(const char *name)
+{
+    char *out = malloc(strlen(name) * 2 + 1), *p = out;
+    if (!out)
+        return NULL;
+    for (; *name; name++) {
+        if (strchr(".^$*+?()[]{}|\\", *name))
+            *p++ = '\\';
+        *p++ = *name;
+    }
+    *p = '\0';
+    return out;
+}
+
+static lt_status write_config(const char *dir, const lt_peft_save_spec *spec, lt_error *err)
+{
+    uint32_t r = most_common_rank(spec);
+    double alpha = most_common_alpha(spec);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *targets = cJSON_CreateArray(), *ranks = cJSON_CreateObject(), *alphas = cJSON_CreateObject();
+    bool ok = root && targets && ranks && alphas;
+    for (size_t i = 0; ok && i < spec->n_modules; i++) {
+        const lt_lora_save_module *m = &spec->modules[i];
+        const char *last = strrchr(m->name, '.');
+        last = last ? last + 1 : m->name;
+        bool seen = false;
+        const cJSON *item;
+        cJSON_ArrayForEach(item, targets) seen = seen || strcmp(item->valuestring, last) == 0;
+        if (!seen)
+            cJSON_AddItemToArray(targets, cJSON_CreateString(last));
+        if (m->rank == r && m->alpha == alpha)
+            continue;
+        char *key = regex_escape(m->name);
+        ok = key != NULL;
+        if (ok && m->rank != r)
+            cJSON_AddNumberToObject(ranks, key, m->rank);
+        if (ok && m->alpha != alpha)
+            cJSON_AddNumberToObject(alphas, key, m->alpha);
+        free(key);
+    }
+    if (!ok) {
+        cJSON_Delete(root);
+        cJSON_Delete(targets);
+        cJSON_Delete(ranks);
+        cJSON_Delete(alphas);
+        return lt_fail_nomem(err, dir);
+    }
+    cJSON_AddStringToObject(root, "peft_type", "LORA");
+    if (spec->task_type)
+        cJSON_AddStringToObject(root, "task_type", spec->task_type);
+    else
+        cJSON_AddNullToObject(root, "task_type");
+    if (spec->base_model)
+        cJSON_AddStringToObject(root, "base_model_name_or_path", spec->base_model);
+    else
+        cJSON_AddNullToObject(root, "base_model_name_or_path");
+    cJSON_AddNumberToObject(root, "r", r);
+    cJSON_AddNumberToObject(root, "lora_alpha", alpha);
+    cJSON_AddItemToObject(root, "target_modules", targets);
+    cJSON_AddItemToObject(root, "rank_pattern", ranks);
+    cJSON_AddItemToObject(root, "alpha_pattern", alphas);
+    cJSON_AddBoolToObject(root, "use_rslora", spec->use_rslora);
+    cJSON_AddBoolToObject(root, "use_dora", false);
+    cJSON_AddBoolToObject(root, "fan_in_fan_out", spec->fan_in_fan_out);
+    cJSON_AddStringToObject(root, "bias", "none");
+    cJSON_AddNumberToObject(root, "lora_dropout", 0);
+    cJSON_AddBoolToObject(root, "inference_mode", true);
+    cJSON_AddNullToObject(root, "modules_to_save");
+    cJSON_AddStringToObject(root, "saved_by", "loratool " LT_VERSION_STRING);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    char *path = lt_path_join(dir, "adapter_config.json");
+    lt_status s = text && path ? lt_write_file_atomic(path, text, strlen(text), err) : lt_fail_nomem(err, dir);
+    cJSON_free(text);
+    free(path);
+    return s;
+}
+
+static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, lt_error *err)
+{
+    char *path = lt_path_join(dir, "adapter_model.safetensors");
+    if (!path)
+        return lt_fail_nomem(err, dir);
+    lt_sink *sink = lt_sink_create("safetensors", path, NULL, err);
+    free(path);
+    if (!sink)
+        return err ? err->status : LT_ERR_IO;
+    lt_status s = lt_sink_set_meta(sink, "format", "pt", err);
+    for (size_t i = 0; i < spec->n_modules && s == LT_OK; i++) {
+        const lt_lora_save_module *m = &spec->modules[i];
+        uint64_t a_shape[2] = {m->rank, m->in_features}, b_shape[2] = {m->out_features, m->rank};
+        char *a_name = lt_asprintf("base_model.model.%s.lora_A.weight", m->name);
+        char *b_name = lt_asprintf("base_model.model.%s.lora_B.weight", m->name);
+        if (!a_name || !b_name)
+            s = lt_fail_nomem(err, dir);
+        else if (lt_sink_add_tensor(sink, a_name, spec->dtype, 2, a_shape, err) < 0 ||
+                 lt_sink_add_tensor(sink, b_name, spec->dtype, 2, b_shape, err) < 0)
+            s = err ? err->status : LT_ERR_USAGE;
+        free(a_name);
+        free(b_name);
+    }
+    if (s == LT_OK)
+        s = lt_sink_begin(sink, err);
+    size_t elem = lt_dtype_block_bytes(spec->dtype);
+    for (size_t i = 0; i < spec->n_modules && s == LT_OK; i++) {
+        const lt_lora_save_module *m = &spec->modules[i];
+        const float *factor[2] = {m->a, m->b};
+        uint64_t count[2] = {(uint64_t)m->rank * m->in_features, (uint64_t)m->out_features * m->rank};
+        for (int f = 0; f < 2 && s == LT_OK; f++) {
+            void *bytes = malloc((size_t)count[f] * elem + 1);
+            if (!bytes) {
+                s = lt_fail_nomem(err, dir);
+                break;
+            }
+            lt_convert_from_f32(spec->dtype, factor[f], bytes, (size_t)count[f]);
+            s = lt_sink_write(sink, (long)(2 * i + (size_t)f), 0, bytes, (size_t)count[f] * elem, err);
+            free(bytes);
+        }
+    }
+    if (s != LT_OK) {
+        lt_sink_abort(sink);
+        return s;
+    }
+    return lt_sink_commit(sink, err);
+}
+
+lt_status lt_peft_save(const char *dir, const lt_peft_save_spec *spec, lt_error *err)
+{
+    if (spec->dtype != LT_F32 && spec->dtype != LT_F16 && spec->dtype != LT_BF16)
+        return lt_fail(err, LT_ERR_USAGE, "%s: adapter factors must be saved as F32, F16 or BF16", dir);
+    for (size_t i = 0; i < spec->n_modules; i++)
+        if (spec->modules[i].rank == 0)
+            return lt_fail(err, LT_ERR_USAGE, "%s: module '%s' has rank 0", dir, spec->modules[i].name);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return lt_fail_errno(err, dir, "cannot create directory");
+    lt_status s = write_weights(dir, spec, err);
+    return s == LT_OK ? write_config(dir, spec, err) : s;
+}
