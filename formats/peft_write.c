@@ -7,31 +7,22 @@
 
 #include "internal.h"
 
-/* The value that occurs most often (first in order among ties). */
-static uint32_t most_common_rank(const lt_peft_save_spec *spec)
-{
-    uint32_t best = spec->n_modules ? spec->modules[0].rank : 8;
-    size_t best_count = 0;
-    for (size_t i = 0; i < spec->n_modules; i++) {
-        size_t count = 0;
-        for (size_t j = 0; j < spec->n_modules; j++)
-            count += spec->modules[j].rank == spec->modules[i].rank;
-        if (count > best_count)
-            best = spec->modules[i].rank, best_count = count;
-    }
-    return best;
-}
+static double rank_of(const lt_lora_save_module *m) { return m->rank; }
+static double alpha_of(const lt_lora_save_module *m) { return m->alpha; }
 
-static double most_common_alpha(const lt_peft_save_spec *spec)
+/* The value of a field that occurs most often (the first among ties), so the
+ * config's r / lora_alpha cover most modules and the patterns stay short. */
+static double most_common(const lt_peft_save_spec *spec, double (*field)(const lt_lora_save_module *),
+                          double fallback)
 {
-    double best = spec->n_modules ? spec->modules[0].alpha : 8;
+    double best = fallback;
     size_t best_count = 0;
     for (size_t i = 0; i < spec->n_modules; i++) {
         size_t count = 0;
         for (size_t j = 0; j < spec->n_modules; j++)
-            count += spec->modules[j].alpha == spec->modules[i].alpha;
+            count += field(&spec->modules[j]) == field(&spec->modules[i]);
         if (count > best_count)
-            best = spec->modules[i].alpha, best_count = count;
+            best = field(&spec->modules[i]), best_count = count;
     }
     return best;
 }
@@ -53,8 +44,8 @@ static char *regex_escape(const char *name)
 
 static lt_status write_config(const char *dir, const lt_peft_save_spec *spec, lt_error *err)
 {
-    uint32_t r = most_common_rank(spec);
-    double alpha = most_common_alpha(spec);
+    uint32_t r = (uint32_t)most_common(spec, rank_of, 8);
+    double alpha = most_common(spec, alpha_of, 8);
     cJSON *root = cJSON_CreateObject();
     cJSON *targets = cJSON_CreateArray(), *ranks = cJSON_CreateObject(), *alphas = cJSON_CreateObject();
     bool ok = root && targets && ranks && alphas;
