@@ -205,7 +205,7 @@ int cmd_audit(int argc, char **argv)
         cli_print_description(desc);
         cJSON_Delete(desc);
         const cJSON *item;
-        printf("audit:        %s\n", passed ? "passed" : "FAILED");
+        printf("audit: %s\n", passed ? "passed" : "FAILED");
         cJSON_ArrayForEach(item, violations) printf("  violation: %s\n", item->valuestring);
         cJSON_Delete(violations);
         rc = cli_finish_stdout();

@@ -36,7 +36,7 @@ static const char *kind_name(lt_module_kind kind)
 }
 
 /* format, tensors, parameters, bytes, dtypes, metadata (+ tensor_list) */
-static void describe_source(cJSON *out, const lt_source *src, bool with_tensors)
+static void describe_source(cJSON *out, const char *path, const lt_source *src, bool with_tensors)
 {
     uint64_t params = 0, bytes = 0;
     size_t count_by_dtype[LT_DTYPE_COUNT] = {0};
@@ -47,7 +47,7 @@ static void describe_source(cJSON *out, const lt_source *src, bool with_tensors)
         bytes += t->n_bytes;
         count_by_dtype[t->dtype]++;
     }
-    cJSON_AddStringToObject(out, "path", lt_source_path(src));
+    cJSON_AddStringToObject(out, "path", path);
     cJSON_AddStringToObject(out, "format", lt_source_format(src));
     cJSON_AddNumberToObject(out, "tensors", (double)n);
     cJSON_AddNumberToObject(out, "parameters", (double)params);
@@ -184,7 +184,7 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
         }
     }
     cJSON *out = cJSON_CreateObject();
-    describe_source(out, src, opts->with_tensors);
+    describe_source(out, path, src, opts->with_tensors);
     if (ad)
         describe_adapter(out, ad);
     if (base) {

@@ -34,9 +34,13 @@ int cmd_inspect(int argc, char **argv)
     if (optind + 1 != argc)
         return cli_usage("inspect", "expected exactly one PATH");
     lt_error err;
-    cJSON *desc = cli_describe(argv[optind], &opts, NULL, NULL, &err);
+    lt_adapter *ad = NULL;
+    cJSON *desc = cli_describe(argv[optind], &opts, &ad, NULL, &err);
     if (!desc)
         return cli_fail(&err);
+    for (size_t i = 0; ad && i < lt_adapter_warning_count(ad); i++)
+        cli_warn("%s: %s", argv[optind], lt_adapter_warning(ad, i));
+    lt_adapter_close(ad);
     if (json)
         return cli_print_json(desc);
     cli_print_description(desc);
