@@ -314,7 +314,8 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
         uint64_t *per_file = calloc(lt_source_file_count(base), sizeof *per_file);
         for (size_t i = 0; per_file && i < lt_source_tensor_count(base); i++) {
             const lt_tensor_info *t = lt_source_tensor(base, i);
-            per_file[t->file_index] += t->n_bytes;
+            bool converted = a->opts.out_dtype != LT_DTYPE_INVALID && lt_dtype_is_float(t->dtype);
+            per_file[t->file_index] += converted ? t->n_elems * lt_dtype_block_bytes(a->opts.out_dtype) : t->n_bytes;
         }
         for (size_t k = 0; per_file && k < lt_source_file_count(base); k++)
             if (per_file[k] > so.shard_size)

@@ -306,7 +306,11 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
     if ((s = config_string_list(ad, cJSON_GetObjectItemCaseSensitive(root, "modules_to_save"),
                                 "modules_to_save", &ad->to_save, err)))
         goto done;
-    if ((s = config_patterns(ad, root, "rank_pattern", &ad->rank_pattern, &ad->n_rank_pattern, err)) ||
+    /* AdaLoRA saves rank_pattern as per-rank keep masks ("...lora_E":
+     * [true, false, ...]); the saved tensors already have the pruned rank */
+    bool adalora = strcmp(cfg->peft_type, "ADALORA") == 0;
+    if ((!adalora &&
+         (s = config_patterns(ad, root, "rank_pattern", &ad->rank_pattern, &ad->n_rank_pattern, err))) ||
         (s = config_patterns(ad, root, "alpha_pattern", &ad->alpha_pattern, &ad->n_alpha_pattern, err)))
         goto done;
     cfg->has_rank_pattern = ad->n_rank_pattern > 0;
@@ -571,8 +575,9 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
     m->alpha = alpha_entry ? alpha_entry->value : cfg->lora_alpha;
     if (adalora) {
         /* SVDLinear: scaling = lora_alpha if > 0 else r, divided by
-         * ranknum + 1e-5 where ranknum (never saved) is init_r */
-        double scaling = m->alpha > 0 ? m->alpha : (double)cfg->r;
+         * ranknum + 1e-5 where ranknum (never saved) is init_r; PEFT
+         * builds the layers with r = init_r, hence the fallback */
+        double scaling = m->alpha > 0 ? m->alpha : (double)cfg->adalora_init_r;
         m->scale = scaling / ((double)cfg->adalora_init_r + 1e-5);
     } else {
         m->scale = cfg->use_rslora ? m->alpha / sqrt((double)m->rank) : m->alpha / (double)m->rank;

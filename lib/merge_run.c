@@ -48,6 +48,18 @@ static size_t elem_bytes(lt_dtype t) { return lt_dtype_block_bytes(t); }
 
 static bool item_is_merge(const plan_tensor *t) { return t->action == ACT_MERGE; }
 
+/* Smallest magnitude that rounds to Inf in the output dtype: the largest
+ * finite value plus half an ulp. */
+static double overflow_threshold(lt_dtype t)
+{
+    switch (t) {
+    case LT_F16: return 65520.0;
+    case LT_BF16: return 0x1.ffp127;       /* (2 - 2^-8) * 2^127 */
+    case LT_F32: return 0x1.ffffffp127;    /* (2 - 2^-24) * 2^127 */
+    default: return INFINITY;
+    }
+}
+
 /* acc[i, :] += sum_k coef[row0 + i, k] * vec[k, :] for nr rows, keeping
  * each element's additions in k order (four at a time to save loads). */
 /* Built twice (AVX2 and baseline x86-64, chosen at load time); both do the
@@ -115,14 +127,17 @@ static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_
             (s = apply_dora(buf->acc, w->count, t->cols, &t->ops[k], w->first, t->name, err)) != LT_OK)
             return s;
     }
+    double limit = overflow_threshold(t->out_dtype);
     for (uint64_t j = 0; j < n; j++) {
-        if (isfinite(buf->acc[j]))
+        if (fabs(buf->acc[j]) < limit) /* false for NaN too */
             continue;
         double before;
         lt_convert_to_f64(t->in_dtype, buf->raw + j * in_elem, &before, 1);
         if (isfinite(before))
-            return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s", t->name,
-                           (unsigned long long)(w->first + j / t->cols), isnan(buf->acc[j]) ? "NaN" : "Inf");
+            return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s",
+                           t->name, (unsigned long long)(w->first + j / t->cols),
+                           isnan(buf->acc[j]) ? "NaN" : isinf(buf->acc[j]) ? "Inf" : "out of range",
+                           lt_dtype_name(t->out_dtype));
     }
     lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)n);
     size_t out_elem = elem_bytes(t->out_dtype);
