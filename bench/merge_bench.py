@@ -105,14 +105,20 @@ def numpy_merge(base_path, adapter_path, out_path):
     stwrite.write(out_path, out, bh.get("__metadata__"))
 
 
-def timed(cmd):
+def timed(cmd, work):
+    """Wall seconds and peak RSS (MiB) of one run, from GNU time: it forks
+    the command from a small process, so the peak is the command's own
+    (a child of this big Python process would inherit its RSS high-water
+    mark across exec)."""
+    report = os.path.join(work, "time.txt")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    status = subprocess.call(["/usr/bin/time", "-f", "%M", "-o", report] + cmd, stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
     if status != 0:
         sys.exit(f"benchmark command failed ({status}): {' '.join(cmd)}")
-    return elapsed, usage.ru_maxrss / 1024.0  # MiB
+    with open(report) as f:
+        peak_kib = int(f.read().split()[-1])
+    return elapsed, peak_kib / 1024.0
 
 
 def main():
@@ -139,6 +145,7 @@ def main():
         out = os.path.join(args.work, "out.safetensors")
         commands = {
             "cp": ["cp", base, out],
+            "cp+sync": ["sh", "-c", f"cp {base} {out} && sync {out}"],
             "loratool": [args.tool, "merge", base, adapter, "-o", out],
             "numpy": [sys.executable, me, "--numpy-only-child", base, adapter, out],
         }
@@ -147,13 +154,14 @@ def main():
             for name, cmd in commands.items():
                 if os.path.exists(out):
                     os.unlink(out)
-                runs[name].append(timed(cmd))
+                runs[name].append(timed(cmd, args.work))
         os.unlink(out)
         med = {k: (statistics.median(t for t, _ in v), max(r for _, r in v)) for k, v in runs.items()}
         print(f"\n{dtype} base, {size / 1e9:.2f} GB")
         for name in commands:
             print(f"  {name:9s} {med[name][0]:7.2f} s   peak RSS {med[name][1]:8.1f} MiB")
         print(f"  ratio loratool / cp    {med['loratool'][0] / med['cp'][0]:.2f}x   (target <= 1.3x)")
+        print(f"  ratio loratool / cp+sync {med['loratool'][0] / med['cp+sync'][0]:.2f}x   (loratool fsyncs its output)")
         print(f"  ratio numpy / loratool {med['numpy'][0] / med['loratool'][0]:.2f}x")
         print(f"  loratool peak RSS {med['loratool'][1]:.1f} MiB (target <= 256 MiB)")
 

@@ -5,4 +5,5 @@ set -e
 tool=${1:-build/loratool}
 cd "$(dirname "$0")/.."
 ./.ci/install-deps --test
+[ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
 /usr/bin/python3 bench/merge_bench.py --tool "$tool" --work build/bench

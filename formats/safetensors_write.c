@@ -291,8 +291,8 @@ static lt_status open_output_file(lt_sink *sink, struct st_writer *w, size_t k, 
     free(header.data);
     /* size the file now: tensors never written (zero bytes, or a caller
      * that writes sparsely) still leave a file of the declared length */
-    if (s == LT_OK && ftruncate(f->file.fd, (off_t)(f->data_start + f->data_bytes)) != 0)
-        s = lt_fail_errno(err, f->path, "cannot size output file");
+    if (s == LT_OK)
+        s = lt_wfile_reserve(&f->file, f->data_start + f->data_bytes, err);
     if (s != LT_OK)
         return s;
     for (size_t i = f->first; i < f->first + f->count; i++)

@@ -155,10 +155,24 @@ lt_status lt_wfile_create(lt_wfile *f, const char *final_path, lt_error *err)
     return LT_OK;
 }
 
+lt_status lt_wfile_reserve(lt_wfile *f, uint64_t size, lt_error *err)
+{
+    if (fallocate(f->fd, 0, 0, (off_t)size) == 0)
+        return LT_OK;
+    if (errno == ENOSPC)
+        return lt_fail_errno(err, f->final_path, "cannot reserve output space");
+    /* filesystems without fallocate: a sparse file of the right size */
+    if (ftruncate(f->fd, (off_t)size) != 0)
+        return lt_fail_errno(err, f->final_path, "cannot size output file");
+    return LT_OK;
+}
+
 lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len,
                           lt_error *err)
 {
     const unsigned char *p = buf;
+    uint64_t start_off = off;
+    size_t start_len = len;
     while (len > 0) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : len;
         ssize_t put = pwrite(f->fd, p, chunk, (off_t)off);
@@ -171,6 +185,10 @@ lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len
         off += (uint64_t)put;
         len -= (size_t)put;
     }
+    /* Start writeback of large writes now, so the fsync at commit finds
+     * little left to do and the disk works while we compute. */
+    if (start_len >= (1u << 20))
+        (void)sync_file_range(f->fd, (off_t)start_off, (off_t)start_len, SYNC_FILE_RANGE_WRITE);
     return LT_OK;
 }
 

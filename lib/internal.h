@@ -95,6 +95,9 @@ typedef struct lt_wfile {
 } lt_wfile;
 
 lt_status lt_wfile_create(lt_wfile *f, const char *final_path, lt_error *err);
+/* Give the file its final size, with its blocks allocated where the
+ * filesystem can (so a full disk is an error now, not halfway through). */
+lt_status lt_wfile_reserve(lt_wfile *f, uint64_t size, lt_error *err);
 /* Write exactly len bytes at off. Thread-safe. */
 lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len,
                           lt_error *err);
