@@ -24,6 +24,7 @@ typedef struct cli_verb {
 int cmd_inspect(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);

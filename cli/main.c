@@ -10,6 +10,7 @@ static const cli_verb verbs[] = {
     {"inspect", cmd_inspect, "describe a safetensors file, sharded model or PEFT adapter"},
     {"audit", cmd_audit, "check an adapter against limits and a base model (for CI)"},
     {"merge", cmd_merge, "merge adapters into base weights (streaming, exact rounding)"},
+    {"convert", cmd_convert, "convert adapters between PEFT and GGUF (llama.cpp)"},
 };
 
 static void print_help(FILE *out)

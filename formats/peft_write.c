@@ -96,7 +96,6 @@ static lt_status write_config(const char *dir, const lt_peft_save_spec *spec, lt
     cJSON_AddNumberToObject(root, "lora_dropout", 0);
     cJSON_AddBoolToObject(root, "inference_mode", true);
     cJSON_AddNullToObject(root, "modules_to_save");
-    cJSON_AddStringToObject(root, "saved_by", "loratool " LT_VERSION_STRING);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     char *path = lt_path_join(dir, "adapter_config.json");
@@ -119,8 +118,10 @@ static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, l
     for (size_t i = 0; i < spec->n_modules && s == LT_OK; i++) {
         const lt_lora_save_module *m = &spec->modules[i];
         uint64_t a_shape[2] = {m->rank, m->in_features}, b_shape[2] = {m->out_features, m->rank};
-        char *a_name = lt_asprintf("base_model.model.%s.lora_A.weight", m->name);
-        char *b_name = lt_asprintf("base_model.model.%s.lora_B.weight", m->name);
+        char *a_name = m->embedding ? lt_asprintf("base_model.model.%s.lora_embedding_A", m->name)
+                                    : lt_asprintf("base_model.model.%s.lora_A.weight", m->name);
+        char *b_name = m->embedding ? lt_asprintf("base_model.model.%s.lora_embedding_B", m->name)
+                                    : lt_asprintf("base_model.model.%s.lora_B.weight", m->name);
         if (!a_name || !b_name)
             s = lt_fail_nomem(err, dir);
         else if (lt_sink_add_tensor(sink, a_name, spec->dtype, 2, a_shape, err) < 0 ||

@@ -146,6 +146,18 @@ lt_status lt_convert_from_f32(lt_dtype dst_type, const float *src, void *dst, si
 lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n);
 lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n);
 
+/* ggml blocks (lib/quant.c).  lt_dequantize_row expands n elements (a
+ * multiple of the type's block size) of type at src into f32 at dst, as
+ * ggml's dequantize_row_* does, bit for bit.  Types: F32, F16, BF16, F64,
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+ * lt_quantize_row packs n f32 values into Q8_0 or Q4_0 blocks with the
+ * rounding of ggml's reference quantizers (quantize_row_q8_0_ref,
+ * quantize_row_q4_0_ref).  Both return LT_ERR_UNSUPPORTED (no message) for
+ * other types (IQ*, TQ*, MXFP4, Q8_1, Q8_K, ...) and LT_ERR_USAGE when n
+ * is not a whole number of blocks. */
+lt_status lt_dequantize_row(lt_dtype type, const void *src, float *dst, size_t n);
+lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n);
+
 /* ------------------------------------------------------------------ */
 /* 3. Tensor sources                                                    */
 /* ------------------------------------------------------------------ */
@@ -170,7 +182,8 @@ typedef struct lt_source lt_source;
 /* Open PATH as a tensor source, choosing the format by probing: a
  * safetensors file, a sharded safetensors model (directory holding
  * model.safetensors.index.json, or that index file), a directory holding a
- * single model.safetensors, or a PEFT adapter directory (its weights file).
+ * single model.safetensors, a PEFT adapter directory (its weights file), or
+ * a GGUF file (spec/gguf.md).
  * Reads and validates headers only.  Returns NULL and fills err on failure.
  * Free with lt_source_close. */
 lt_source *lt_source_open(const char *path, lt_error *err);
@@ -201,7 +214,8 @@ lt_status lt_source_read(lt_source *src, size_t i, uint64_t off, void *dst,
 lt_status lt_source_read_f32(lt_source *src, size_t i, uint64_t first,
                              uint64_t count, float *dst, lt_error *err);
 
-/* String metadata (safetensors __metadata__), in file order. */
+/* String metadata (safetensors __metadata__; GGUF string scalars), in file
+ * order. */
 size_t lt_source_meta_count(const lt_source *src);
 const char *lt_source_meta_key(const lt_source *src, size_t i);
 const char *lt_source_meta_value(const lt_source *src, size_t i);
@@ -211,6 +225,49 @@ const char *lt_source_meta_get(const lt_source *src, const char *key);
 /* Number of files the source spans (shards), and the path of file k. */
 size_t lt_source_file_count(const lt_source *src);
 const char *lt_source_file_path(const lt_source *src, size_t k);
+
+/* GGUF key-values.  A GGUF source keeps every key-value pair of its header
+ * with its type; string scalars also appear in the string metadata above.
+ * On any other source there are none: count 0, version 0, alignment 0.
+ * Indexes i count from 0 in file order; j is the element of an array (0 for
+ * a scalar).  A getter returns false / NULL when i or j is out of range or
+ * the value is not of a fitting type; it never aborts. */
+typedef enum lt_gguf_type {          /* value type ids as stored in GGUF     */
+    LT_GGUF_U8 = 0, LT_GGUF_I8 = 1, LT_GGUF_U16 = 2, LT_GGUF_I16 = 3,
+    LT_GGUF_U32 = 4, LT_GGUF_I32 = 5, LT_GGUF_F32 = 6, LT_GGUF_BOOL = 7,
+    LT_GGUF_STRING = 8, LT_GGUF_ARRAY = 9, LT_GGUF_U64 = 10, LT_GGUF_I64 = 11,
+    LT_GGUF_F64 = 12
+} lt_gguf_type;
+
+/* "u32", "string", "array", ...; "?" for an unknown id.  Static string. */
+const char *lt_gguf_type_name(int type);
+
+/* GGUF version (2 or 3), and general.alignment (32 when absent). */
+uint32_t lt_source_gguf_version(const lt_source *src);
+uint64_t lt_source_gguf_alignment(const lt_source *src);
+
+size_t lt_source_kv_count(const lt_source *src);
+/* Key i (NUL-terminated, never contains NUL), or NULL. */
+const char *lt_source_kv_key(const lt_source *src, size_t i);
+/* Index of key, or -1. */
+long lt_source_kv_find(const lt_source *src, const char *key);
+/* Value type of pair i (LT_GGUF_ARRAY for an array), or -1. */
+int lt_source_kv_type(const lt_source *src, size_t i);
+/* Element type of an array; for a scalar, its own type; -1 out of range. */
+int lt_source_kv_elem_type(const lt_source *src, size_t i);
+/* Elements of an array; 1 for a scalar; 0 out of range. */
+uint64_t lt_source_kv_len(const lt_source *src, size_t i);
+/* Integer value: u64 takes any unsigned type and non-negative signed
+ * values; i64 takes any integer type whose value fits in int64_t. */
+bool lt_source_kv_u64(const lt_source *src, size_t i, uint64_t j, uint64_t *out);
+bool lt_source_kv_i64(const lt_source *src, size_t i, uint64_t j, int64_t *out);
+/* F32 or F64 value (exact), or an integer value converted to double. */
+bool lt_source_kv_f64(const lt_source *src, size_t i, uint64_t j, double *out);
+/* BOOL value (any non-zero byte is true). */
+bool lt_source_kv_bool(const lt_source *src, size_t i, uint64_t j, bool *out);
+/* STRING value: NUL-terminated, *len (may be NULL) gets its length; the
+ * bytes are as stored and may contain NUL.  NULL if not a string. */
+const char *lt_source_kv_str(const lt_source *src, size_t i, uint64_t j, size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* 4. Tensor sinks                                                      */
@@ -227,7 +284,7 @@ typedef struct lt_sink_options {
 /* Create a sink that will write PATH.  FORMAT: "safetensors" (PATH is the
  * file; or, when opts->shard_size > 0, a directory that gets
  * model-0000k-of-0000n.safetensors shards plus
- * model.safetensors.index.json).  Nothing is created on disk until
+ * model.safetensors.index.json), or "gguf" (a GGUF v3 file: spec/gguf.md).  Nothing is created on disk until
  * lt_sink_begin.  opts may be NULL.  Free with lt_sink_abort or
  * lt_sink_commit. */
 lt_sink *lt_sink_create(const char *format, const char *path,
@@ -243,6 +300,23 @@ long lt_sink_add_tensor(lt_sink *sink, const char *name, lt_dtype dtype,
  * value.  Only before lt_sink_begin. */
 lt_status lt_sink_set_meta(lt_sink *sink, const char *key, const char *value,
                            lt_error *err);
+
+/* Set a typed key-value pair (copied); later calls with the same key
+ * replace it.  TYPE is an lt_gguf_type other than LT_GGUF_ARRAY; VALUE
+ * points at one value of the C type that matches (uint8_t, int8_t,
+ * uint16_t, int16_t, uint32_t, int32_t, float, bool, uint64_t, int64_t,
+ * double) or, for LT_GGUF_STRING, is the NUL-terminated string itself.
+ * lt_sink_set_kv_array stores COUNT such values as an array: VALUES is a C
+ * array of that type (const char * pointers for strings).  A GGUF sink
+ * writes them in the order first set, before string metadata set with
+ * lt_sink_set_meta (a typed key wins over metadata of the same name); a
+ * u32 "general.alignment" (a power of two) also sets the data alignment.
+ * Other sinks take string scalars as metadata and refuse everything else
+ * (LT_ERR_UNSUPPORTED).  Only before lt_sink_begin. */
+lt_status lt_sink_set_kv(lt_sink *sink, const char *key, int type, const void *value,
+                         lt_error *err);
+lt_status lt_sink_set_kv_array(lt_sink *sink, const char *key, int elem_type,
+                               const void *values, size_t count, lt_error *err);
 
 /* Fix the layout, create the temporary output file(s) next to PATH and
  * write the header(s). */
@@ -391,6 +465,9 @@ typedef struct lt_lora_save_module {
     uint64_t out_features, in_features;
     const float *a;              /* [rank, in_features]                      */
     const float *b;              /* [out_features, rank]                     */
+    bool embedding;              /* saved as lora_embedding_A/B: then
+                                    in_features is the vocabulary and
+                                    out_features the embedding width        */
 } lt_lora_save_module;
 
 typedef struct lt_peft_save_spec {
@@ -483,6 +560,40 @@ lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats
                        lt_error *err);
 
 /* ------------------------------------------------------------------ */
+/* 5c. Conversion between PEFT and GGUF (llama.cpp) adapters            */
+/* ------------------------------------------------------------------ */
+
+/* What a conversion needs to know of the base model. */
+typedef struct lt_arch_info {
+    char arch[32];        /* GGUF architecture: llama, qwen2, gemma3, ...    */
+    uint32_t n_head;      /* attention heads (Q rows permutation)            */
+    uint32_t n_head_kv;   /* key/value heads (K rows permutation)            */
+} lt_arch_info;
+
+/* Read the architecture from BASE: a config.json, a directory holding one,
+ * or a GGUF model (general.architecture, <arch>.attention.head_count[_kv]).
+ * LT_ERR_UNSUPPORTED for a model type without a name map. */
+lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err);
+
+/* Write AD as a GGUF LoRA adapter llama.cpp loads (spec/convert.md):
+ * tensors "<gguf name>.lora_a" / ".lora_b", llama.cpp's Q/K row permutation
+ * applied to lora_b for llama, each module's exact PEFT scale folded into
+ * lora_b where alpha / r of the file would differ (rsLoRA, alpha_pattern,
+ * AdaLoRA), token embeddings as llama.cpp expects.  OUTTYPE F32, F16, BF16
+ * or Q8_0 (factors whose rows are not whole Q8_0 blocks are written F16).
+ * DoRA, lora biases, conv modules and replacement tensors cannot be
+ * represented: LT_ERR_UNSUPPORTED naming them.  Nothing is written on
+ * error. */
+lt_status lt_convert_adapter_to_gguf(const lt_adapter *ad, const lt_arch_info *arch,
+                                     const char *out_path, lt_dtype outtype, lt_error *err);
+
+/* The reverse: a GGUF LoRA adapter SRC to a PEFT directory OUT_DIR (F32
+ * factors, permutation undone, alpha from adapter.lora.alpha; alpha 0
+ * means scale 1, saved as alpha = r). */
+lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch,
+                                     const char *out_dir, lt_error *err);
+
+/* ------------------------------------------------------------------ */
 /* 6. Python-compatible regular expressions                             */
 /* ------------------------------------------------------------------ */
 
@@ -517,6 +628,90 @@ bool lt_parse_size(const char *text, uint64_t *out);
 /* Copy the regular file SRC to DST (temporary name + rename, so DST
  * appears only complete).  LT_ERR_IO with a message on failure. */
 lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
+
+/* ------------------------------------------------------------------ */
+/* 8. Linear algebra (spec/linalg.md)                                   */
+/* ------------------------------------------------------------------ */
+
+/* Matrices are row-major: element (i, j) of a matrix with leading
+ * dimension ld is p[i * ld + j], and ld >= its column count.  Every call
+ * checks its sizes for overflow (LT_ERR_USAGE), refuses NaN or Inf in its
+ * inputs (LT_ERR_INVALID, "...: matrix holds NaN or Inf") and reports
+ * allocation failure as LT_ERR_NOMEM.  Outputs must not overlap inputs.
+ * Results are the same bytes for any thread count. */
+
+/* C = alpha * op(A) op(B) + beta * C, with op(A) m x k and op(B) k x n:
+ * op(A) = A (stored m x k) or, with trans_a, A^T (A stored k x m); the same
+ * for B.  When beta == 0, C is only written (it may hold anything).
+ * Each element is accumulated in its own precision (f32 / f64) as
+ * ((a_i0 b_0j + a_i1 b_1j) + ...) in that order, then alpha * sum + beta * c;
+ * no fused multiply-add, so the bytes do not depend on the CPU either.
+ * threads: worker threads, 0 = one per online processor. */
+lt_status lt_gemm_f32(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+                      const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                      size_t ldc, unsigned threads, lt_error *err);
+lt_status lt_gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double alpha,
+                      const double *a, size_t lda, const double *b, size_t ldb, double beta,
+                      double *c, size_t ldc, unsigned threads, lt_error *err);
+
+/* Thin Householder QR of the m x n matrix A: A = Q R with p = min(m, n),
+ * Q m x p with orthonormal columns (formed explicitly), R p x n upper
+ * triangular (upper trapezoidal when n > m; zeros below the diagonal are
+ * written).  Diagonal entries of R may be negative.  q or r may be NULL
+ * when not wanted. */
+lt_status lt_qr_f64(size_t m, size_t n, const double *a, size_t lda, double *q, size_t ldq,
+                    double *r, size_t ldr, lt_error *err);
+
+/* Thin SVD A = U diag(s) V^T of the m x n matrix A, p = min(m, n): s[p]
+ * descending and >= 0, U m x p and V n x p with orthonormal columns (u or
+ * v may be NULL).  One-sided Jacobi (Hestenes) on the triangular factor of
+ * a QR; singular values carry an error of a few units of 1e-16 * ||A||_2
+ * or better.  Zero and rank-deficient matrices are fine (singular vectors
+ * of zero singular values complete the orthonormal sets).  A matrix on
+ * which Jacobi does not converge in 60 sweeps gives LT_ERR_UNSUPPORTED
+ * ("did not converge"); never seen in practice. */
+lt_status lt_svd_f64(size_t m, size_t n, const double *a, size_t lda, double *u, size_t ldu,
+                     double *s, double *v, size_t ldv, lt_error *err);
+
+/* Truncated SVD of the product B A of B (m x r) and A (r x n), without
+ * forming the m x n matrix: QR of B and of A^T, SVD of the small core
+ * R_B R_A^T, rotate back (cost O((m + n) r^2)).  Returns the top k
+ * triples: s[k] descending, U m x k, V n x k (u or v may be NULL), so that
+ * B A ~= U diag(s) V^T, exactly when k >= min(m, n, r).  Triples beyond
+ * min(m, n, r) do not exist: s is 0 there and those columns of U and V are
+ * zero.  A weighted sum of adapters sum_i w_i B_i A_i is the product of the
+ * concatenations [w_1 B_1 | ... | w_k B_k] (m x sum r_i) and
+ * [A_1; ...; A_k] (sum r_i x n); the caller builds them and passes
+ * r = sum r_i. */
+lt_status lt_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
+                             const double *a, size_t lda, size_t k, double *u, size_t ldu,
+                             double *s, double *v, size_t ldv, lt_error *err);
+
+/* Recommended settings for lt_randomized_svd_f64. */
+#define LT_RSVD_OVERSAMPLE 10
+#define LT_RSVD_POWER_ITERS 2
+
+/* Approximate top-k SVD of a dense m x n f32 matrix W (a fine-tuned minus
+ * base delta), computed in f64: randomized range finder with a Gaussian
+ * test matrix of k + oversample columns drawn from SEED (same seed, same
+ * result), power_iters power iterations with QR re-orthonormalization
+ * between products, then an exact SVD of the projected matrix (Halko,
+ * Martinsson, Tropp 2011, alg. 4.4 + 5.1).  Outputs as lt_lowrank_svd_f64:
+ * s[k], U m x k, V n x k; triples beyond min(m, n) are zero.  Reads W
+ * 2 * power_iters + 2 times; threads as for lt_gemm_f64. */
+lt_status lt_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw, size_t k,
+                                size_t oversample, unsigned power_iters, uint64_t seed,
+                                unsigned threads, double *u, size_t ldu, double *s, double *v,
+                                size_t ldv, lt_error *err);
+
+/* Rank choice on singular values s[0..n) sorted descending (finite, >= 0).
+ * lt_rank_for_energy: the smallest k with sum_{i<k} s_i^2 >= fraction *
+ * sum_i s_i^2 (sums accumulated in index order); at least 1 when the total
+ * is positive, 0 when every s_i is 0; n when fraction > 1.
+ * lt_rank_for_ratio: the number of i with s_i > s_0 / ratio (0 when s_0 is
+ * 0). */
+size_t lt_rank_for_energy(const double *s, size_t n, double fraction);
+size_t lt_rank_for_ratio(const double *s, size_t n, double ratio);
 
 #ifdef __cplusplus
 }

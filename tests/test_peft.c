@@ -38,9 +38,9 @@ static void test_save_round_trip(void)
     for (int i = 0; i < 16; i++)
         b2[i] = (float)(i - 8);
     lt_lora_save_module mods[3] = {
-        {"model.layers.0.self_attn.q_proj", 2, 16, 4, 3, a1, b1},
-        {"model.layers.1.self_attn.q_proj", 2, 16, 4, 3, a1, b1},
-        {"model.layers.1.mlp.down_proj", 4, 4, 4, 3, a2, b2},
+        {"model.layers.0.self_attn.q_proj", 2, 16, 4, 3, a1, b1, false},
+        {"model.layers.1.self_attn.q_proj", 2, 16, 4, 3, a1, b1, false},
+        {"model.layers.1.mlp.down_proj", 4, 4, 4, 3, a2, b2, false},
     };
     lt_peft_save_spec spec = {.base_model = "tiny", .task_type = "CAUSAL_LM", .dtype = LT_F32,
                               .modules = mods, .n_modules = 3};

@@ -1,0 +1,98 @@
+/* convert.c - `loratool convert INPUT -o OUT --base BASE [--outtype T]`:
+ * PEFT adapter directory -> GGUF LoRA, or GGUF LoRA -> PEFT directory. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char usage_text[] =
+    "usage: loratool convert ADAPTER_DIR -o OUT.gguf --base BASE [--outtype f32|f16|bf16|q8_0]\n"
+    "       loratool convert ADAPTER.gguf -o OUT_DIR --base BASE\n"
+    "  BASE       the base model's config.json, its directory, or a GGUF model: gives the\n"
+    "             architecture (tensor names) and head counts (llama's Q/K row order)\n"
+    "  --outtype  GGUF factor type (default f32, exact); q8_0 falls back to f16 for factors\n"
+    "             whose rows are not whole 32-element blocks\n";
+
+static bool parse_outtype(const char *text, lt_dtype *out)
+{
+    static const struct { const char *name; lt_dtype dtype; } names[] = {
+        {"f32", LT_F32}, {"f16", LT_F16}, {"bf16", LT_BF16}, {"q8_0", LT_Q8_0}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(text, names[i].name) == 0) {
+            *out = names[i].dtype;
+            return true;
+        }
+    return false;
+}
+
+static bool is_adapter_dir(const char *path)
+{
+    char config[4096];
+    return (size_t)snprintf(config, sizeof config, "%s/adapter_config.json", path) < sizeof config &&
+           access(config, F_OK) == 0;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"output", required_argument, NULL, 'o'}, {"base", required_argument, NULL, 'b'},
+        {"outtype", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *out = NULL, *base = NULL;
+    lt_dtype outtype = LT_F32;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'b': base = optarg; break;
+        case 't':
+            if (!parse_outtype(optarg, &outtype))
+                return cli_usage("convert", "--outtype: '%s' is not f32, f16, bf16 or q8_0", optarg);
+            break;
+        case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
+        default: return cli_usage("convert", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind + 1 != argc)
+        return cli_usage("convert", "expected exactly one INPUT");
+    if (!out)
+        return cli_usage("convert", "missing -o OUT");
+    if (!base)
+        return cli_usage("convert", "missing --base (config.json, model directory or GGUF model)");
+    const char *input = argv[optind];
+    lt_error err;
+    lt_arch_info arch;
+    if (lt_arch_info_read(base, &arch, &err) != LT_OK)
+        return cli_fail(&err);
+    if (is_adapter_dir(input)) {
+        lt_adapter *ad = lt_adapter_open(input, &err);
+        if (!ad)
+            return cli_fail(&err);
+        lt_status s = lt_convert_adapter_to_gguf(ad, &arch, out, outtype, &err);
+        size_t modules = lt_adapter_module_count(ad);
+        lt_adapter_close(ad);
+        if (s != LT_OK)
+            return cli_fail(&err);
+        printf("wrote %s: GGUF LoRA adapter, architecture %s, %zu modules\n", out, arch.arch, modules);
+        return cli_finish_stdout();
+    }
+    lt_source *src = lt_source_open(input, &err);
+    if (!src)
+        return cli_fail(&err);
+    if (strcmp(lt_source_format(src), "gguf") != 0) {
+        lt_source_close(src);
+        fprintf(stderr, "loratool: %s: convert takes a PEFT adapter directory or a GGUF LoRA adapter "
+                        "(whole-model conversion is not supported yet)\n", input);
+        return EXIT_INPUT;
+    }
+    lt_status s = lt_convert_gguf_to_adapter(src, &arch, out, &err);
+    lt_source_close(src);
+    if (s != LT_OK)
+        return cli_fail(&err);
+    printf("wrote %s: PEFT adapter directory, architecture %s\n", out, arch.arch);
+    return cli_finish_stdout();
+}

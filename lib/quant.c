@@ -1,0 +1,400 @@
+/*
+ * quant.c - ggml's block-quantized types: expanding blocks to f32, and
+ * packing f32 into Q8_0 and Q4_0.
+ *
+ * The block layouts and the arithmetic were read from ggml's
+ * ggml-common.h (the block_* structs) and ggml-quants.c (dequantize_row_*,
+ * quantize_row_q8_0_ref, quantize_row_q4_0_ref).  Every product and sum is
+ * done in f32 in the same order as there, so results are bit for bit the
+ * same (the build uses -ffp-contract=off, so nothing is fused).  All
+ * multi-byte fields are little-endian; "f16" is an IEEE half.
+ *
+ * Notation in the diagrams: byte offsets on top, field names below; a
+ * "nibble" is 4 bits, low nibble first.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define QK 32    /* elements of a Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 block */
+#define QK_K 256 /* elements of a K-quant super-block                    */
+
+static float half_at(const unsigned char *p)
+{
+    return lt_f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
+}
+
+/* ------------------------------------------------------------------ */
+/* 32-element blocks                                                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Q8_0, 34 bytes:   0      2                                  34
+ *                   | d f16 | qs: 32 x i8                      |
+ *   y[j] = qs[j] * d
+ */
+static void dequant_q8_0(const unsigned char *b, float *y)
+{
+    const float d = half_at(b);
+    for (int j = 0; j < QK; j++)
+        y[j] = (float)(int8_t)b[2 + j] * d;
+}
+
+/*
+ * Q4_0, 18 bytes:   0      2                     18
+ *                   | d f16 | qs: 16 bytes        |
+ *   byte qs[j] = (high nibble: element j+16)(low nibble: element j)
+ *   y = (nibble - 8) * d
+ */
+static void dequant_q4_0(const unsigned char *b, float *y)
+{
+    const float d = half_at(b);
+    for (int j = 0; j < QK / 2; j++) {
+        y[j] = (float)((b[2 + j] & 0x0F) - 8) * d;
+        y[j + QK / 2] = (float)((b[2 + j] >> 4) - 8) * d;
+    }
+}
+
+/*
+ * Q4_1, 20 bytes:   0      2      4                     20
+ *                   | d f16 | m f16 | qs: 16 bytes        |
+ *   nibbles as Q4_0; y = nibble * d + m
+ */
+static void dequant_q4_1(const unsigned char *b, float *y)
+{
+    const float d = half_at(b), m = half_at(b + 2);
+    for (int j = 0; j < QK / 2; j++) {
+        y[j] = (float)(b[4 + j] & 0x0F) * d + m;
+        y[j + QK / 2] = (float)(b[4 + j] >> 4) * d + m;
+    }
+}
+
+/* The 5-bit values of a Q5 block: low 4 bits from the nibbles, the fifth
+ * bit of element j from bit j of the u32 qh. */
+static void q5_values(const unsigned char *qh_bytes, const unsigned char *qs, int *x)
+{
+    uint32_t qh = (uint32_t)qh_bytes[0] | (uint32_t)qh_bytes[1] << 8 |
+                  (uint32_t)qh_bytes[2] << 16 | (uint32_t)qh_bytes[3] << 24;
+    for (int j = 0; j < QK / 2; j++) {
+        x[j] = (qs[j] & 0x0F) | (int)(((qh >> j) << 4) & 0x10);
+        x[j + QK / 2] = (qs[j] >> 4) | (int)((qh >> (j + 12)) & 0x10);
+    }
+}
+
+/*
+ * Q5_0, 22 bytes:   0      2          6                     22
+ *                   | d f16 | qh: u32  | qs: 16 bytes        |
+ *   y = (5-bit value - 16) * d
+ */
+static void dequant_q5_0(const unsigned char *b, float *y)
+{
+    const float d = half_at(b);
+    int x[QK];
+    q5_values(b + 2, b + 6, x);
+    for (int j = 0; j < QK; j++)
+        y[j] = (float)(x[j] - 16) * d;
+}
+
+/*
+ * Q5_1, 24 bytes:   0      2      4          8                     24
+ *                   | d f16 | m f16 | qh: u32  | qs: 16 bytes        |
+ *   y = 5-bit value * d + m
+ */
+static void dequant_q5_1(const unsigned char *b, float *y)
+{
+    const float d = half_at(b), m = half_at(b + 2);
+    int x[QK];
+    q5_values(b + 4, b + 8, x);
+    for (int j = 0; j < QK; j++)
+        y[j] = (float)x[j] * d + m;
+}
+
+/* ------------------------------------------------------------------ */
+/* K-quants: 256-element super-blocks                                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Q2_K, 84 bytes:   0               16                   80      82      84
+ *                   | scales: 16 B   | qs: 64 B           | d f16 | dmin  |
+ *   16 sub-blocks of 16; scales[s] = (4-bit min)(4-bit scale).
+ *   Each 128-element half uses 32 qs bytes; element 32*k + l of the half
+ *   (k = 0..3) is bits 2k..2k+1 of qs[l].
+ *   y = d * scale * q - dmin * min
+ */
+static void dequant_q2_k(const unsigned char *b, float *y)
+{
+    const unsigned char *scales = b, *q = b + 16;
+    const float d = half_at(b + 80), min = half_at(b + 82);
+    int is = 0;
+    for (int n = 0; n < QK_K; n += 128) {
+        for (int shift = 0; shift < 8; shift += 2) {
+            for (int half = 0; half < 2; half++) {
+                unsigned char sc = scales[is++];
+                const float dl = d * (float)(sc & 0xF), ml = min * (float)(sc >> 4);
+                for (int l = 0; l < 16; l++)
+                    *y++ = dl * (float)((q[l + 16 * half] >> shift) & 3) - ml;
+            }
+        }
+        q += 32;
+    }
+}
+
+/* Q3_K's 16 six-bit scales from their 12 packed bytes:
+ *   bytes 0-7:  low nibbles = low 4 bits of scales 0-7,
+ *               high nibbles = low 4 bits of scales 8-15
+ *   bytes 8-11: bits 2k..2k+1 of byte 8+i = high 2 bits of scale 4k+i */
+static int q3_k_scale(const unsigned char *packed, int j)
+{
+    int low = j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4;
+    int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+    return (int)(int8_t)(uint8_t)(low | high << 4) - 32;
+}
+
+/*
+ * Q3_K, 110 bytes:  0              32               96            108     110
+ *                   | hmask: 32 B   | qs: 64 B       | scales: 12 B | d f16 |
+ *   2 low bits as in Q2_K; the third bit of element 32*k + l (k = 0..7
+ *   over the whole block) is bit k of hmask[l]; a clear bit subtracts 4.
+ *   y = d * (scale - 32) * q3, q3 in -4..3
+ */
+static void dequant_q3_k(const unsigned char *b, float *y)
+{
+    const unsigned char *hm = b, *q = b + 32, *packed = b + 96;
+    const float d_all = half_at(b + 108);
+    int is = 0;
+    unsigned m = 1;
+    for (int n = 0; n < QK_K; n += 128) {
+        for (int shift = 0; shift < 8; shift += 2) {
+            for (int half = 0; half < 2; half++) {
+                const float dl = d_all * (float)q3_k_scale(packed, is++);
+                for (int l = 0; l < 16; l++) {
+                    int low = (q[l + 16 * half] >> shift) & 3;
+                    int high = (hm[l + 16 * half] & m) ? 0 : 4;
+                    *y++ = dl * (float)(low - high);
+                }
+            }
+            m <<= 1;
+        }
+        q += 32;
+    }
+}
+
+/* The 6-bit scale and min of sub-block j (0..7) of Q4_K / Q5_K, packed in
+ * 12 bytes:
+ *   j < 4:  scale = low 6 bits of byte j,   min = low 6 bits of byte j+4
+ *   j >= 4: scale = low nibble of byte j+4 | top 2 bits of byte j-4 << 4
+ *           min   = high nibble of byte j+4 | top 2 bits of byte j << 4 */
+static void k4_scale_min(const unsigned char *q, int j, unsigned *scale, unsigned *min)
+{
+    if (j < 4) {
+        *scale = q[j] & 63;
+        *min = q[j + 4] & 63;
+    } else {
+        *scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/*
+ * Q4_K, 144 bytes:  0      2       4              16                    144
+ *                   | d f16 | dmin  | scales: 12 B  | qs: 128 B           |
+ *   8 sub-blocks of 32; each 64 elements share 32 qs bytes: low nibbles
+ *   the first 32, high nibbles the next 32.
+ *   y = d * scale * q - dmin * min
+ */
+static void dequant_q4_k(const unsigned char *b, float *y)
+{
+    const float d = half_at(b), min = half_at(b + 2);
+    const unsigned char *scales = b + 4, *q = b + 16;
+    for (int is = 0; is < 8; is += 2) {
+        unsigned sc, m;
+        k4_scale_min(scales, is, &sc, &m);
+        const float d1 = d * (float)sc, m1 = min * (float)m;
+        k4_scale_min(scales, is + 1, &sc, &m);
+        const float d2 = d * (float)sc, m2 = min * (float)m;
+        for (int l = 0; l < 32; l++)
+            *y++ = d1 * (float)(q[l] & 0xF) - m1;
+        for (int l = 0; l < 32; l++)
+            *y++ = d2 * (float)(q[l] >> 4) - m2;
+        q += 32;
+    }
+}
+
+/*
+ * Q5_K, 176 bytes:  0      2       4              16            48          176
+ *                   | d f16 | dmin  | scales: 12 B  | qh: 32 B     | qs: 128 B |
+ *   as Q4_K, plus a fifth bit: element 32*k + l (k = 0..7) has bit k of
+ *   qh[l] as its value 16.
+ */
+static void dequant_q5_k(const unsigned char *b, float *y)
+{
+    const float d = half_at(b), min = half_at(b + 2);
+    const unsigned char *scales = b + 4, *qh = b + 16, *ql = b + 48;
+    unsigned u1 = 1, u2 = 2;
+    for (int is = 0; is < 8; is += 2) {
+        unsigned sc, m;
+        k4_scale_min(scales, is, &sc, &m);
+        const float d1 = d * (float)sc, m1 = min * (float)m;
+        k4_scale_min(scales, is + 1, &sc, &m);
+        const float d2 = d * (float)sc, m2 = min * (float)m;
+        for (int l = 0; l < 32; l++)
+            *y++ = d1 * (float)((ql[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
+        for (int l = 0; l < 32; l++)
+            *y++ = d2 * (float)((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
+        ql += 32;
+        u1 <<= 2;
+        u2 <<= 2;
+    }
+}
+
+/*
+ * Q6_K, 210 bytes:  0              128            192              208     210
+ *                   | ql: 128 B     | qh: 64 B      | scales: 16 i8   | d f16 |
+ *   Per 128-element half (64 ql, 32 qh, 8 scales), for l = 0..31:
+ *     element l      = ql[l]    low nibble | qh[l] bits 0-1 << 4
+ *     element l + 32 = ql[l+32] low nibble | qh[l] bits 2-3 << 4
+ *     element l + 64 = ql[l]    high nibble| qh[l] bits 4-5 << 4
+ *     element l + 96 = ql[l+32] high nibble| qh[l] bits 6-7 << 4
+ *   16 sub-blocks of 16, each with a signed 8-bit scale.
+ *   y = d * scale * (q6 - 32)
+ */
+static void dequant_q6_k(const unsigned char *b, float *y)
+{
+    const unsigned char *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    const float d = half_at(b + 208);
+    for (int n = 0; n < QK_K; n += 128) {
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * (float)sc[is] * (float)q1;
+            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        }
+        y += 128;
+        ql += 64;
+        qh += 32;
+        sc += 8;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Rows                                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef void (*dequant_fn)(const unsigned char *block, float *y);
+
+static dequant_fn dequantizer(lt_dtype type)
+{
+    switch (type) {
+    case LT_Q4_0: return dequant_q4_0;
+    case LT_Q4_1: return dequant_q4_1;
+    case LT_Q5_0: return dequant_q5_0;
+    case LT_Q5_1: return dequant_q5_1;
+    case LT_Q8_0: return dequant_q8_0;
+    case LT_Q2_K: return dequant_q2_k;
+    case LT_Q3_K: return dequant_q3_k;
+    case LT_Q4_K: return dequant_q4_k;
+    case LT_Q5_K: return dequant_q5_k;
+    case LT_Q6_K: return dequant_q6_k;
+    default: return NULL;
+    }
+}
+
+lt_status lt_dequantize_row(lt_dtype type, const void *src, float *dst, size_t n)
+{
+    switch (type) {
+    case LT_F32: case LT_F16: case LT_BF16: case LT_F64:
+        return lt_convert_to_f32(type, src, dst, n);
+    default:
+        break;
+    }
+    dequant_fn fn = dequantizer(type);
+    if (!fn)
+        return LT_ERR_UNSUPPORTED;
+    size_t block_elems = lt_dtype_block_elems(type), block_bytes = lt_dtype_block_bytes(type);
+    if (n % block_elems != 0)
+        return LT_ERR_USAGE;
+    const unsigned char *in = src;
+    for (size_t i = 0; i < n / block_elems; i++)
+        fn(in + i * block_bytes, dst + i * block_elems);
+    return LT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Quantization (ggml's reference rounding)                             */
+/* ------------------------------------------------------------------ */
+
+static void put_half(unsigned char *p, float f)
+{
+    uint16_t h = lt_f32_to_f16(f);
+    p[0] = (unsigned char)h;
+    p[1] = (unsigned char)(h >> 8);
+}
+
+/* Q8_0: d = absmax / 127 (stored as f16, rounded to nearest even);
+ * q = round(x / d) with halves away from zero, using 1/d of the unrounded
+ * f32 d as ggml does. */
+static void quant_q8_0(const float *x, unsigned char *b)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++)
+        amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]); /* ggml's MAX() */
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(b, d);
+    for (int j = 0; j < QK; j++) {
+        float q = roundf(x[j] * id); /* within +-127 unless x holds NaN or Inf */
+        b[2 + j] = (unsigned char)(int8_t)(!(q >= -128.0f) ? 0 : q > 127.0f ? 127 : (int)q);
+    }
+}
+
+/* Q4_0: d = (the value of largest magnitude, first one on ties) / -8, so
+ * that value maps to -8 exactly; q = trunc(x / d + 8.5) capped at 15.  The
+ * product and sum are taken as one exact operation, as ggml's reference
+ * computes them where the compiler fuses them into an FMA (and as gguf-py
+ * reproduces in float64): x * id is exact in double and the one rounding
+ * of the sum cannot move it across an integer. */
+static void quant_q4_0(const float *x, unsigned char *b)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_half(b, d);
+    for (int j = 0; j < QK / 2; j++) {
+        double v0 = trunc((double)x[j] * (double)id + 8.5);
+        double v1 = trunc((double)x[j + QK / 2] * (double)id + 8.5);
+        /* in 0..16.5 for finite x; NaN gives 0 */
+        unsigned q0 = !(v0 >= 0.0) ? 0u : v0 > 15.0 ? 15u : (unsigned)v0;
+        unsigned q1 = !(v1 >= 0.0) ? 0u : v1 > 15.0 ? 15u : (unsigned)v1;
+        b[2 + j] = (unsigned char)(q0 | q1 << 4);
+    }
+}
+
+lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n)
+{
+    void (*fn)(const float *, unsigned char *);
+    switch (type) {
+    case LT_Q8_0: fn = quant_q8_0; break;
+    case LT_Q4_0: fn = quant_q4_0; break;
+    default: return LT_ERR_UNSUPPORTED;
+    }
+    if (n % QK != 0)
+        return LT_ERR_USAGE;
+    unsigned char *out = dst;
+    size_t block_bytes = lt_dtype_block_bytes(type);
+    for (size_t i = 0; i < n / QK; i++)
+        fn(src + i * QK, out + i * block_bytes);
+    return LT_OK;
+}
