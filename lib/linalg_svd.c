@@ -1,0 +1,751 @@
+/*
+ * linalg_svd.c - Householder QR, one-sided Jacobi SVD, the SVD of a
+ * low-rank product, randomized SVD and rank choice (spec/linalg.md).
+ *
+ * All f64, row-major.  Conventions shared by the routines below:
+ *   - a column-oriented working matrix is kept transposed ("rows are the
+ *     columns"), so the inner loops run over contiguous memory;
+ *   - inputs are copied and scaled by a power of two (exact) so that the
+ *     largest magnitude lies in [0.5, 1): no overflow in dot products, and
+ *     the scale is put back on the singular values at the end;
+ *   - nothing depends on thread timing: the only threaded part is
+ *     lt_gemm_f64, which is deterministic.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define JACOBI_MAX_SWEEPS 60
+
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* malloc for rows x cols doubles, overflow-checked; never malloc(0).
+ * Sets *fail on failure (and returns NULL); a NULL fail flag stays set. */
+static double *dalloc(size_t rows, size_t cols, bool *fail)
+{
+    size_t n;
+    if (__builtin_mul_overflow(rows, cols, &n) || __builtin_mul_overflow(n, sizeof(double), &n)) {
+        *fail = true;
+        return NULL;
+    }
+    double *p = malloc(n ? n : sizeof(double));
+    if (!p)
+        *fail = true;
+    return p;
+}
+
+/* rows x cols with leading dimension ld addressable in size_t bytes of
+ * size es, and ld >= cols. */
+static bool extent_ok(size_t rows, size_t cols, size_t ld, size_t es)
+{
+    if (rows == 0 || cols == 0)
+        return true;
+    if (ld < cols)
+        return false;
+    size_t n;
+    return !__builtin_mul_overflow(rows - 1, ld, &n) && !__builtin_add_overflow(n, cols, &n) &&
+           !__builtin_mul_overflow(n, es, &n);
+}
+
+/* Largest magnitude of a rows x cols matrix; -1 when it holds NaN or Inf. */
+static double max_abs(const double *p, size_t rows, size_t cols, size_t ld)
+{
+    double mx = 0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) {
+            double x = fabs(p[i * ld + j]);
+            if (!(x <= DBL_MAX))
+                return -1;
+            if (x > mx)
+                mx = x;
+        }
+    return mx;
+}
+
+/* Exponent e with mx * 2^-e in [0.5, 1); 0 for mx == 0. */
+static int scale_exp(double mx)
+{
+    int e = 0;
+    if (mx > 0)
+        frexp(mx, &e);
+    return e;
+}
+
+/* Euclidean norm of n elements at stride inc, without overflow or
+ * harmful underflow. */
+static double norm2(const double *x, size_t n, size_t inc)
+{
+    double mx = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i * inc]) > mx)
+            mx = fabs(x[i * inc]);
+    if (mx == 0)
+        return 0;
+    double sum = 0;
+    if (mx > 0x1p-500 && mx < 0x1p500) {
+        for (size_t i = 0; i < n; i++)
+            sum += x[i * inc] * x[i * inc];
+        return sqrt(sum);
+    }
+    for (size_t i = 0; i < n; i++) {
+        double y = x[i * inc] / mx;
+        sum += y * y;
+    }
+    return mx * sqrt(sum);
+}
+
+/* ------------------------------------------------------------------ */
+/* Householder QR                                                      */
+/* ------------------------------------------------------------------ */
+
+/* In-place QR of W (m x n, leading dimension ldw): on return R is on and
+ * above the diagonal, the reflector vectors v_j below it (v_j[j] = 1
+ * implied), H_j = I - tau[j] v_j v_j^T, A = H_0 ... H_{p-1} R.  work holds
+ * n doubles. */
+static void qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work)
+{
+    size_t p = min_sz(m, n);
+    for (size_t j = 0; j < p; j++) {
+        double alpha = w[j * ldw + j];
+        double xnorm = m > j + 1 ? norm2(w + (j + 1) * ldw + j, m - j - 1, ldw) : 0;
+        if (xnorm == 0) {
+            tau[j] = 0; /* H_j = I */
+            continue;
+        }
+        double beta = -copysign(hypot(alpha, xnorm), alpha);
+        tau[j] = (beta - alpha) / beta;
+        double d = alpha - beta; /* |d| >= |beta| >= every |x_i|: no overflow */
+        for (size_t i = j + 1; i < m; i++)
+            w[i * ldw + j] /= d;
+        w[j * ldw + j] = beta;
+        /* Apply H_j to the trailing columns: W -= tau v (v^T W). */
+        size_t nc = n - j - 1;
+        if (nc == 0)
+            continue;
+        double *restrict wk = work;
+        double *rowj = w + j * ldw + j + 1;
+        for (size_t c = 0; c < nc; c++)
+            wk[c] = rowj[c];
+        for (size_t i = j + 1; i < m; i++) {
+            const double vi = w[i * ldw + j];
+            const double *restrict row = w + i * ldw + j + 1;
+            for (size_t c = 0; c < nc; c++)
+                wk[c] += vi * row[c];
+        }
+        for (size_t c = 0; c < nc; c++)
+            wk[c] *= tau[j];
+        for (size_t c = 0; c < nc; c++)
+            rowj[c] -= wk[c];
+        for (size_t i = j + 1; i < m; i++) {
+            const double vi = w[i * ldw + j];
+            double *restrict row = w + i * ldw + j + 1;
+            for (size_t c = 0; c < nc; c++)
+                row[c] -= vi * wk[c];
+        }
+    }
+}
+
+/* Q (m x p, p = min(m, n)) = H_0 ... H_{p-1} I[:, :p], accumulated
+ * backwards.  work holds p doubles. */
+static void qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau,
+                      double *q, size_t ldq, double *work)
+{
+    size_t p = min_sz(m, n);
+    for (size_t i = 0; i < m; i++)
+        for (size_t c = 0; c < p; c++)
+            q[i * ldq + c] = i == c ? 1.0 : 0.0;
+    for (size_t j = p; j-- > 0;) {
+        if (tau[j] == 0)
+            continue;
+        size_t nc = p - j;
+        double *restrict wk = work;
+        double *rowj = q + j * ldq + j;
+        for (size_t c = 0; c < nc; c++)
+            wk[c] = rowj[c];
+        for (size_t i = j + 1; i < m; i++) {
+            const double vi = w[i * ldw + j];
+            const double *restrict row = q + i * ldq + j;
+            for (size_t c = 0; c < nc; c++)
+                wk[c] += vi * row[c];
+        }
+        for (size_t c = 0; c < nc; c++)
+            wk[c] *= tau[j];
+        for (size_t c = 0; c < nc; c++)
+            rowj[c] -= wk[c];
+        for (size_t i = j + 1; i < m; i++) {
+            const double vi = w[i * ldw + j];
+            double *restrict row = q + i * ldq + j;
+            for (size_t c = 0; c < nc; c++)
+                row[c] -= vi * wk[c];
+        }
+    }
+}
+
+/* Copy the p x n upper trapezoid of a factored W into r (zeros below). */
+static void qr_copy_r(size_t m, size_t n, const double *w, size_t ldw, double *r, size_t ldr)
+{
+    size_t p = min_sz(m, n);
+    for (size_t i = 0; i < p; i++)
+        for (size_t c = 0; c < n; c++)
+            r[i * ldr + c] = c >= i ? w[i * ldw + c] : 0.0;
+}
+
+lt_status lt_qr_f64(size_t m, size_t n, const double *a, size_t lda, double *q, size_t ldq,
+                    double *r, size_t ldr, lt_error *err)
+{
+    static const char fn[] = "lt_qr_f64";
+    size_t p = min_sz(m, n);
+    if (!extent_ok(m, n, lda, sizeof(double)) || (q && !extent_ok(m, p, ldq, sizeof(double))) ||
+        (r && !extent_ok(p, n, ldr, sizeof(double))))
+        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    if (p == 0)
+        return LT_OK;
+    if (!a)
+        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+    if (max_abs(a, m, n, lda) < 0)
+        return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+    bool fail = false;
+    double *w = dalloc(m, n, &fail);
+    double *tau = dalloc(p, 1, &fail);
+    double *work = dalloc(n, 1, &fail);
+    if (fail) {
+        free(w), free(tau), free(work);
+        return lt_fail_nomem(err, fn);
+    }
+    for (size_t i = 0; i < m; i++)
+        memcpy(w + i * n, a + i * lda, n * sizeof(double));
+    qr_factor(m, n, w, n, tau, work);
+    if (r)
+        qr_copy_r(m, n, w, n, r, ldr);
+    if (q)
+        qr_form_q(m, n, w, n, tau, q, ldq, work);
+    free(w), free(tau), free(work);
+    return LT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* One-sided Jacobi SVD                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Hestenes' one-sided Jacobi on a matrix X given by its columns: row i of
+ * gt (ncol rows, len long, contiguous) is column i of X.  Each pair of
+ * columns (i, j), in cyclic row order, is rotated to be orthogonal unless
+ * already |x_i . x_j| <= tol ||x_i|| ||x_j||; the same rotations are applied
+ * to the rows of vt (ncol x ncol).  Converged when a whole sweep rotates
+ * nothing.  Returns false after JACOBI_MAX_SWEEPS sweeps without that.
+ */
+static bool jacobi(size_t ncol, size_t len, double *gt, double *vt, size_t vlen)
+{
+    /* Rounding noise of a computed dot product is about sqrt(len) eps
+     * relative to the norms; a threshold at that level is reached. */
+    const double tol = DBL_EPSILON * fmax(2.0 * sqrt((double)len), 4.0);
+    for (int sweep = 0; sweep < JACOBI_MAX_SWEEPS; sweep++) {
+        size_t rotations = 0;
+        for (size_t i = 0; i + 1 < ncol; i++) {
+            double *restrict gi = gt + i * len;
+            double *restrict vi = vt + i * vlen;
+            for (size_t j = i + 1; j < ncol; j++) {
+                double *restrict gj = gt + j * len;
+                double *restrict vj = vt + j * vlen;
+                double aa = 0, bb = 0, ab = 0;
+                for (size_t t = 0; t < len; t++) {
+                    aa += gi[t] * gi[t];
+                    bb += gj[t] * gj[t];
+                    ab += gi[t] * gj[t];
+                }
+                if (aa == 0 || bb == 0 || fabs(ab) <= tol * sqrt(aa) * sqrt(bb))
+                    continue;
+                rotations++;
+                /* Rutishauser's formulas: the smaller root t of
+                 * t^2 + 2 zeta t - 1 = 0 makes the pair orthogonal. */
+                double zeta = (bb - aa) / (2.0 * ab);
+                double t;
+                if (fabs(zeta) > 0x1p100)
+                    t = 0.5 / zeta;
+                else
+                    t = (zeta >= 0 ? 1.0 : -1.0) / (fabs(zeta) + sqrt(1.0 + zeta * zeta));
+                double c = 1.0 / sqrt(1.0 + t * t), s = c * t;
+                for (size_t q = 0; q < len; q++) {
+                    double x = gi[q], y = gj[q];
+                    gi[q] = c * x - s * y;
+                    gj[q] = s * x + c * y;
+                }
+                for (size_t q = 0; q < vlen; q++) {
+                    double x = vi[q], y = vj[q];
+                    vi[q] = c * x - s * y;
+                    vj[q] = s * x + c * y;
+                }
+            }
+        }
+        if (rotations == 0)
+            return true;
+    }
+    return false;
+}
+
+/* order[0..n) = indices of sig sorted descending, ties by index. */
+static void sort_desc(const double *sig, size_t *order, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t x = order[i] = i, j = i;
+        while (j > 0 && sig[order[j - 1]] < sig[x]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = x;
+    }
+}
+
+/* Rows 0..nrows of rows (each len long, contiguous) are orthonormal except
+ * rows from first on, which may be zero or inaccurate: re-orthogonalize
+ * each of those against all earlier rows (two Gram-Schmidt passes) and,
+ * when little is left, replace it by the unit vector e_t that keeps the
+ * most.  Afterwards all nrows rows are orthonormal (nrows <= len). */
+static void complete_rows(double *rows, size_t nrows, size_t len, size_t first)
+{
+    for (size_t c = first; c < nrows; c++) {
+        double *x = rows + c * len;
+        for (size_t attempt = 0; attempt <= len; attempt++) {
+            if (attempt > 0) { /* unit vector e_{attempt-1} */
+                memset(x, 0, len * sizeof(double));
+                x[attempt - 1] = 1.0;
+            }
+            double before = norm2(x, len, 1);
+            if (before == 0)
+                continue;
+            for (int pass = 0; pass < 2; pass++)
+                for (size_t b = 0; b < c; b++) {
+                    const double *y = rows + b * len;
+                    double d = 0;
+                    for (size_t t = 0; t < len; t++)
+                        d += y[t] * x[t];
+                    for (size_t t = 0; t < len; t++)
+                        x[t] -= d * y[t];
+                }
+            double after = norm2(x, len, 1);
+            if (after > 0.5 * before) {
+                for (size_t t = 0; t < len; t++)
+                    x[t] /= after;
+                break;
+            }
+        }
+    }
+}
+
+/*
+ * SVD of W (m x n, m >= n >= 1, contiguous, largest magnitude in
+ * [0.5, 1), destroyed).  A = QR; Jacobi on the columns of R^T (the rows of
+ * R), which converges faster than on R (Drmac and Veselic 2008):
+ * R^T V' = G, so R^T = (G S^-1) S V'^T, R = V' S (G S^-1)^T and
+ * A = (Q V') S (G S^-1)^T.  sig gets the n singular values (descending);
+ * U (m x n) and V (n x n) when wanted.
+ */
+static lt_status svd_tall(size_t m, size_t n, double *w, double *sig, double *u, size_t ldu,
+                          double *v, size_t ldv, const char *fn, lt_error *err)
+{
+    bool fail = false;
+    double *tau = dalloc(n, 1, &fail);
+    double *work = dalloc(n, 1, &fail);
+    double *gt = dalloc(n, n, &fail);
+    double *vt = dalloc(n, n, &fail);
+    double *nrm = dalloc(n, 1, &fail);
+    double *rows = dalloc(n, n, &fail);
+    double *q = u ? dalloc(m, n, &fail) : NULL;
+    size_t *order = NULL;
+    if (!fail) {
+        order = malloc(n * sizeof *order); /* n * n did not overflow */
+        fail = !order;
+    }
+    lt_status st = LT_OK;
+    if (fail) {
+        st = lt_fail_nomem(err, fn);
+        goto out;
+    }
+    qr_factor(m, n, w, n, tau, work);
+    qr_copy_r(m, n, w, n, gt, n);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            vt[i * n + j] = i == j ? 1.0 : 0.0;
+    if (!jacobi(n, n, gt, vt, n)) {
+        st = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: Jacobi SVD did not converge in %d sweeps", fn,
+                     JACOBI_MAX_SWEEPS);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        nrm[i] = norm2(gt + i * n, n, 1);
+    sort_desc(nrm, order, n);
+    for (size_t c = 0; c < n; c++)
+        sig[c] = nrm[order[c]];
+    if (u) {
+        /* U = Q V'(:, order): rows of `rows` are the columns V'(:, order). */
+        qr_form_q(m, n, w, n, tau, q, n, work);
+        for (size_t c = 0; c < n; c++)
+            memcpy(rows + c * n, vt + order[c] * n, n * sizeof(double));
+        st = lt_gemm_f64(false, true, m, n, n, 1.0, q, n, rows, n, 0.0, u, ldu, 1, err);
+        if (st != LT_OK)
+            goto out;
+    }
+    if (v) {
+        /* V(:, c) = G(:, order[c]) / sigma_c; columns of numerically zero
+         * singular values are re-orthogonalized or replaced. */
+        size_t first_bad = n;
+        double tiny = sig[0] * DBL_EPSILON * (double)n;
+        for (size_t c = 0; c < n; c++) {
+            const double *g = gt + order[c] * n;
+            double *x = rows + c * n;
+            if (sig[c] > 0x1p-900)
+                for (size_t t = 0; t < n; t++)
+                    x[t] = g[t] / sig[c];
+            else
+                memset(x, 0, n * sizeof(double));
+            if (first_bad == n && !(sig[c] > tiny))
+                first_bad = c;
+        }
+        complete_rows(rows, n, n, first_bad);
+        for (size_t i = 0; i < n; i++)
+            for (size_t c = 0; c < n; c++)
+                v[i * ldv + c] = rows[c * n + i];
+    }
+out:
+    free(tau), free(work), free(gt), free(vt), free(nrm), free(rows), free(q), free(order);
+    return st;
+}
+
+/* lt_svd_f64 after the argument checks. */
+static lt_status svd_checked(size_t m, size_t n, const double *a, size_t lda, double *u, size_t ldu,
+                             double *s, double *v, size_t ldv, const char *fn, lt_error *err)
+{
+    size_t p = min_sz(m, n);
+    if (p == 0)
+        return LT_OK;
+    double mx = max_abs(a, m, n, lda);
+    if (mx < 0)
+        return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+    if (mx == 0) { /* zero matrix: s = 0, U and V the leading identity columns */
+        for (size_t c = 0; c < p; c++)
+            s[c] = 0;
+        for (size_t i = 0; u && i < m; i++)
+            for (size_t c = 0; c < p; c++)
+                u[i * ldu + c] = i == c ? 1.0 : 0.0;
+        for (size_t i = 0; v && i < n; i++)
+            for (size_t c = 0; c < p; c++)
+                v[i * ldv + c] = i == c ? 1.0 : 0.0;
+        return LT_OK;
+    }
+    int e = scale_exp(mx);
+    bool tall = m >= n;
+    size_t rows = tall ? m : n, cols = tall ? n : m;
+    bool fail = false;
+    double *w = dalloc(rows, cols, &fail);
+    if (fail)
+        return lt_fail_nomem(err, fn);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double x = ldexp(a[i * lda + j], -e);
+            if (tall)
+                w[i * cols + j] = x;
+            else
+                w[j * cols + i] = x;
+        }
+    lt_status st = tall ? svd_tall(m, n, w, s, u, ldu, v, ldv, fn, err)
+                        : svd_tall(n, m, w, s, v, ldv, u, ldu, fn, err);
+    free(w);
+    if (st == LT_OK)
+        for (size_t c = 0; c < p; c++)
+            s[c] = ldexp(s[c], e);
+    return st;
+}
+
+lt_status lt_svd_f64(size_t m, size_t n, const double *a, size_t lda, double *u, size_t ldu,
+                     double *s, double *v, size_t ldv, lt_error *err)
+{
+    static const char fn[] = "lt_svd_f64";
+    size_t p = min_sz(m, n);
+    if (!extent_ok(m, n, lda, sizeof(double)) || (u && !extent_ok(m, p, ldu, sizeof(double))) ||
+        (v && !extent_ok(n, p, ldv, sizeof(double))))
+        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    if (p > 0 && (!a || !s))
+        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+    return svd_checked(m, n, a, lda, u, ldu, s, v, ldv, fn, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* Truncated SVD of a low-rank product                                 */
+/* ------------------------------------------------------------------ */
+
+/* Columns kk..k of U (rows x k) and V, and s[kk..k), set to zero. */
+static void zero_tail(size_t kk, size_t k, size_t m, size_t n, double *u, size_t ldu, double *s,
+                      double *v, size_t ldv)
+{
+    for (size_t c = kk; c < k; c++)
+        s[c] = 0;
+    for (size_t i = 0; u && i < m; i++)
+        for (size_t c = kk; c < k; c++)
+            u[i * ldu + c] = 0;
+    for (size_t i = 0; v && i < n; i++)
+        for (size_t c = kk; c < k; c++)
+            v[i * ldv + c] = 0;
+}
+
+lt_status lt_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
+                             const double *a, size_t lda, size_t k, double *u, size_t ldu,
+                             double *s, double *v, size_t ldv, lt_error *err)
+{
+    static const char fn[] = "lt_lowrank_svd_f64";
+    if (!extent_ok(m, r, ldb, sizeof(double)) || !extent_ok(r, n, lda, sizeof(double)) ||
+        (u && !extent_ok(m, k, ldu, sizeof(double))) || (v && !extent_ok(n, k, ldv, sizeof(double))))
+        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    if (k == 0)
+        return LT_OK;
+    if (!s || (m && r && !b) || (r && n && !a))
+        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+    double mb = max_abs(b, m, r, ldb), ma = max_abs(a, r, n, lda);
+    if (mb < 0 || ma < 0)
+        return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+    size_t p = min_sz(min_sz(m, n), r), kk = min_sz(k, p);
+    if (p == 0) {
+        zero_tail(0, k, m, n, u, ldu, s, v, ldv);
+        return LT_OK;
+    }
+    const size_t kb = min_sz(m, r), ka = min_sz(n, r);
+    const int eb = scale_exp(mb), ea = scale_exp(ma);
+    bool fail = false;
+    double *wb = dalloc(m, r, &fail), *wa = dalloc(n, r, &fail);
+    double *taub = dalloc(kb, 1, &fail), *taua = dalloc(ka, 1, &fail), *work = dalloc(r, 1, &fail);
+    double *rb = dalloc(kb, r, &fail), *ra = dalloc(ka, r, &fail), *core = dalloc(kb, ka, &fail);
+    double *uc = dalloc(kb, p, &fail), *vc = dalloc(ka, p, &fail), *sc = dalloc(p, 1, &fail);
+    double *qb = u ? dalloc(m, kb, &fail) : NULL, *qa = v ? dalloc(n, ka, &fail) : NULL;
+    lt_status st = LT_OK;
+    if (fail) {
+        st = lt_fail_nomem(err, fn);
+        goto out;
+    }
+    /* B * 2^-eb and A^T * 2^-ea, exact scalings. */
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < r; j++)
+            wb[i * r + j] = ldexp(b[i * ldb + j], -eb);
+    for (size_t i = 0; i < r; i++)
+        for (size_t j = 0; j < n; j++)
+            wa[j * r + i] = ldexp(a[i * lda + j], -ea);
+    qr_factor(m, r, wb, r, taub, work);
+    qr_factor(n, r, wa, r, taua, work);
+    qr_copy_r(m, r, wb, r, rb, r);
+    qr_copy_r(n, r, wa, r, ra, r);
+    /* core = R_B R_A^T (kb x ka); B A = Q_B core Q_A^T. */
+    st = lt_gemm_f64(false, true, kb, ka, r, 1.0, rb, r, ra, r, 0.0, core, ka, 1, err);
+    if (st == LT_OK)
+        st = svd_checked(kb, ka, core, ka, u ? uc : NULL, p, sc, v ? vc : NULL, p, fn, err);
+    if (st != LT_OK)
+        goto out;
+    if (u) {
+        qr_form_q(m, r, wb, r, taub, qb, kb, work);
+        st = lt_gemm_f64(false, false, m, kk, kb, 1.0, qb, kb, uc, p, 0.0, u, ldu, 1, err);
+    }
+    if (v && st == LT_OK) {
+        qr_form_q(n, r, wa, r, taua, qa, ka, work);
+        st = lt_gemm_f64(false, false, n, kk, ka, 1.0, qa, ka, vc, p, 0.0, v, ldv, 1, err);
+    }
+    if (st != LT_OK)
+        goto out;
+    for (size_t c = 0; c < kk; c++)
+        s[c] = ldexp(sc[c], eb + ea);
+    zero_tail(kk, k, m, n, u, ldu, s, v, ldv);
+out:
+    free(wb), free(wa), free(taub), free(taua), free(work), free(rb), free(ra), free(core);
+    free(uc), free(vc), free(sc), free(qb), free(qa);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Randomized SVD                                                      */
+/* ------------------------------------------------------------------ */
+
+/* splitmix64 (Steele, Lea, Flood 2014): a fine stream for test matrices. */
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+/* n standard normal values, Box-Muller on pairs of uniforms. */
+static void gaussian_fill(double *x, size_t n, uint64_t seed)
+{
+    uint64_t st = seed;
+    const double two_pi = 6.283185307179586476925286766559;
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = (double)((splitmix64(&st) >> 11) + 1) * 0x1p-53; /* (0, 1] */
+        double u2 = (double)(splitmix64(&st) >> 11) * 0x1p-53;       /* [0, 1) */
+        double rad = sqrt(-2.0 * log(u1));
+        x[i] = rad * cos(two_pi * u2);
+        if (i + 1 < n)
+            x[i + 1] = rad * sin(two_pi * u2);
+    }
+}
+
+typedef struct rsvd_op {
+    size_t m, n, l;
+    const float *w;
+    size_t ldw;
+    double *blk;      /* blk_rows x n f64 copy of some rows of W */
+    size_t blk_rows;
+    unsigned threads;
+} rsvd_op;
+
+/* out (m x l) = W x (x: n x l), or with trans out (n x l) = W^T x (x: m x l).
+ * W is converted to f64 blk_rows rows at a time; W^T x is accumulated
+ * block after block in row order (deterministic). */
+static lt_status rsvd_apply(const rsvd_op *op, bool trans, const double *x, double *out,
+                            lt_error *err)
+{
+    const size_t n = op->n, l = op->l;
+    for (size_t i0 = 0; i0 < op->m; i0 += op->blk_rows) {
+        size_t br = min_sz(op->blk_rows, op->m - i0);
+        for (size_t i = 0; i < br; i++) {
+            const float *src = op->w + (i0 + i) * op->ldw;
+            double *dst = op->blk + i * n;
+            for (size_t j = 0; j < n; j++)
+                dst[j] = src[j];
+        }
+        lt_status st;
+        if (!trans)
+            st = lt_gemm_f64(false, false, br, l, n, 1.0, op->blk, n, x, l, 0.0, out + i0 * l, l,
+                             op->threads, err);
+        else
+            st = lt_gemm_f64(true, false, n, l, br, 1.0, op->blk, n, x + i0 * l, l,
+                             i0 == 0 ? 0.0 : 1.0, out, l, op->threads, err);
+        if (st != LT_OK)
+            return st;
+    }
+    return LT_OK;
+}
+
+/* y (rows x l, rows >= l) <- the Q of its thin QR. */
+static void orthonormalize(double *y, size_t rows, size_t l, double *q, double *tau, double *work)
+{
+    qr_factor(rows, l, y, l, tau, work);
+    qr_form_q(rows, l, y, l, tau, q, l, work);
+    memcpy(y, q, rows * l * sizeof(double));
+}
+
+lt_status lt_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw, size_t k,
+                                size_t oversample, unsigned power_iters, uint64_t seed,
+                                unsigned threads, double *u, size_t ldu, double *s, double *v,
+                                size_t ldv, lt_error *err)
+{
+    static const char fn[] = "lt_randomized_svd_f64";
+    if (!extent_ok(m, n, ldw, sizeof(float)) || (u && !extent_ok(m, k, ldu, sizeof(double))) ||
+        (v && !extent_ok(n, k, ldv, sizeof(double))))
+        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    if (k == 0)
+        return LT_OK;
+    if (!s || (m && n && !w))
+        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+    for (size_t i = 0; i < m; i++) {
+        const float *row = w + i * ldw;
+        float acc = 0;
+        for (size_t j = 0; j < n; j++)
+            acc += row[j] * 0.0f; /* NaN iff some element is NaN or Inf */
+        if (acc != 0)
+            return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+    }
+    size_t p = min_sz(m, n), l;
+    if (__builtin_add_overflow(k, oversample, &l))
+        l = SIZE_MAX;
+    l = min_sz(l, p);
+    size_t kk = min_sz(k, p);
+    if (p == 0) {
+        zero_tail(0, k, m, n, u, ldu, s, v, ldv);
+        return LT_OK;
+    }
+    size_t big = m > n ? m : n;
+    rsvd_op op = {.m = m, .n = n, .l = l, .w = w, .ldw = ldw, .threads = threads};
+    op.blk_rows = n >= (1u << 20) ? 1 : min_sz(m, ((size_t)1 << 20) / n); /* ~8 MiB */
+    bool fail = false;
+    op.blk = dalloc(op.blk_rows, n, &fail);
+    double *y = dalloc(m, l, &fail), *z = dalloc(n, l, &fail), *q = dalloc(big, l, &fail);
+    double *tau = dalloc(l, 1, &fail), *work = dalloc(l, 1, &fail);
+    double *ub = dalloc(n, l, &fail), *vb = dalloc(l, l, &fail), *sb = dalloc(l, 1, &fail);
+    lt_status st = LT_OK;
+    if (fail) {
+        st = lt_fail_nomem(err, fn);
+        goto out;
+    }
+    /* Y = W Omega, Omega n x l Gaussian; Q = orth(Y). */
+    gaussian_fill(z, n * l, seed);
+    st = rsvd_apply(&op, false, z, y, err);
+    if (st != LT_OK)
+        goto out;
+    orthonormalize(y, m, l, q, tau, work);
+    for (unsigned it = 0; it < power_iters; it++) { /* Halko alg. 4.4 */
+        if ((st = rsvd_apply(&op, true, y, z, err)) != LT_OK)
+            goto out;
+        orthonormalize(z, n, l, q, tau, work);
+        if ((st = rsvd_apply(&op, false, z, y, err)) != LT_OK)
+            goto out;
+        orthonormalize(y, m, l, q, tau, work);
+    }
+    /* B = Q^T W (l x n), held as B^T = W^T Q; B^T = Ub S Vb^T, so
+     * W ~= Q B = (Q Vb) S Ub^T (Halko alg. 5.1). */
+    if ((st = rsvd_apply(&op, true, y, z, err)) != LT_OK)
+        goto out;
+    st = svd_checked(n, l, z, l, v ? ub : NULL, l, sb, u ? vb : NULL, l, fn, err);
+    if (st != LT_OK)
+        goto out;
+    if (u)
+        st = lt_gemm_f64(false, false, m, kk, l, 1.0, y, l, vb, l, 0.0, u, ldu, 1, err);
+    if (st != LT_OK)
+        goto out;
+    for (size_t i = 0; v && i < n; i++)
+        for (size_t c = 0; c < kk; c++)
+            v[i * ldv + c] = ub[i * l + c];
+    for (size_t c = 0; c < kk; c++)
+        s[c] = sb[c];
+    zero_tail(kk, k, m, n, u, ldu, s, v, ldv);
+out:
+    free(op.blk), free(y), free(z), free(q), free(tau), free(work), free(ub), free(vb), free(sb);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Rank choice                                                         */
+/* ------------------------------------------------------------------ */
+
+size_t lt_rank_for_energy(const double *s, size_t n, double fraction)
+{
+    /* Squares of values beyond 2^500 would overflow: scale those (only). */
+    double mx = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(s[i]) > mx)
+            mx = fabs(s[i]);
+    double sc = mx > 0x1p500 ? ldexp(1.0, -scale_exp(mx)) : 1.0;
+    double total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (s[i] * sc) * (s[i] * sc);
+    if (!(total > 0))
+        return 0;
+    double target = fraction * total, cum = 0;
+    for (size_t i = 0; i < n; i++) {
+        cum += (s[i] * sc) * (s[i] * sc);
+        if (cum >= target)
+            return i + 1;
+    }
+    return n;
+}
+
+size_t lt_rank_for_ratio(const double *s, size_t n, double ratio)
+{
+    if (n == 0 || !(s[0] > 0))
+        return 0;
+    double cut = s[0] / ratio;
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] > cut)
+            count++;
+    return count;
+}
