@@ -25,6 +25,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_combine(int argc, char **argv);
 
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);
@@ -56,6 +58,18 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
 
 /* Print the description as human-readable text on stdout. */
 void cli_print_description(const cJSON *desc);
+
+/* "dir:0.5" -> ("dir", 0.5) when the whole argument is not an existing
+ * path and the text after the last colon is a number; else (arg, 1).
+ * *path is malloc'd. */
+void cli_split_scale(const char *arg, char **path, double *weight);
+
+/* ---- surgery_common.c ---- */
+/* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;
+ * 0 or a usage exit code. */
+int cli_parse_rank_rule(const char *verb, int option, const char *arg, lt_rank_rule *rule);
+/* Print the per-module report (text or JSON); 0 or EXIT_IO. */
+int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bool json);
 
 /* Group-separated integer ("1,234,567") into buf; returns buf. */
 const char *cli_count(uint64_t n, char *buf, size_t size);

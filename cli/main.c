@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -11,6 +13,8 @@ static const cli_verb verbs[] = {
     {"audit", cmd_audit, "check an adapter against limits and a base model (for CI)"},
     {"merge", cmd_merge, "merge adapters into base weights (streaming, exact rounding)"},
     {"convert", cmd_convert, "convert adapters between PEFT and GGUF (llama.cpp)"},
+    {"resize", cmd_resize, "shrink adapter ranks by exact truncated SVD"},
+    {"combine", cmd_combine, "add weighted adapters into one (exact, or truncated)"},
 };
 
 static void print_help(FILE *out)
@@ -71,6 +75,23 @@ int cli_print_json(cJSON *value)
     fputc('\n', stdout);
     cJSON_free(text);
     return cli_finish_stdout();
+}
+
+void cli_split_scale(const char *arg, char **path, double *weight)
+{
+    *weight = 1.0;
+    const char *colon = strrchr(arg, ':');
+    struct stat st;
+    if (colon && stat(arg, &st) != 0) {
+        char *end;
+        double w = strtod(colon + 1, &end);
+        if (end != colon + 1 && *end == '\0') {
+            *path = strndup(arg, (size_t)(colon - arg));
+            *weight = w;
+            return;
+        }
+    }
+    *path = strdup(arg);
 }
 
 const char *cli_count(uint64_t n, char *buf, size_t size)

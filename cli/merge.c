@@ -35,30 +35,6 @@ typedef struct merge_args {
     bool dry_run, json;
 } merge_args;
 
-static bool path_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* "dir:0.5" -> ("dir", 0.5) when "dir:0.5" itself does not exist and the
- * text after the last colon is a number. */
-static void split_scale(const char *arg, char **path, double *weight)
-{
-    *weight = 1.0;
-    const char *colon = strrchr(arg, ':');
-    if (colon && !path_exists(arg)) {
-        char *end;
-        double w = strtod(colon + 1, &end);
-        if (end != colon + 1 && *end == '\0') {
-            *path = strndup(arg, (size_t)(colon - arg));
-            *weight = w;
-            return;
-        }
-    }
-    *path = strdup(arg);
-}
-
 static bool parse_dtype(const char *text, lt_dtype *out)
 {
     static const struct { const char *name; lt_dtype dtype; } names[] = {
@@ -286,7 +262,7 @@ static int parse_args(int argc, char **argv, merge_args *a)
         return cli_usage("merge", "out of memory");
     for (size_t i = 0; i < a->n_adapters; i++) {
         char *path;
-        split_scale(argv[optind + 1 + (int)i], &path, &a->weights[i]);
+        cli_split_scale(argv[optind + 1 + (int)i], &path, &a->weights[i]);
         a->adapters[i] = path;
     }
     return 0;

@@ -95,7 +95,23 @@ static lt_status write_config(const char *dir, const lt_peft_save_spec *spec, lt
     cJSON_AddStringToObject(root, "bias", "none");
     cJSON_AddNumberToObject(root, "lora_dropout", 0);
     cJSON_AddBoolToObject(root, "inference_mode", true);
-    cJSON_AddNullToObject(root, "modules_to_save");
+    cJSON *to_save = cJSON_CreateArray();
+    for (size_t i = 0; to_save && i < spec->n_copy_replacements_from; i++) {
+        const lt_peft_config *cfg = lt_adapter_config(spec->copy_replacements_from[i]);
+        for (size_t k = 0; k < cfg->n_modules_to_save; k++) {
+            bool seen = false;
+            const cJSON *item;
+            cJSON_ArrayForEach(item, to_save) seen = seen || strcmp(item->valuestring, cfg->modules_to_save[k]) == 0;
+            if (!seen)
+                cJSON_AddItemToArray(to_save, cJSON_CreateString(cfg->modules_to_save[k]));
+        }
+    }
+    if (cJSON_GetArraySize(to_save) > 0)
+        cJSON_AddItemToObject(root, "modules_to_save", to_save);
+    else {
+        cJSON_Delete(to_save);
+        cJSON_AddNullToObject(root, "modules_to_save");
+    }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     char *path = lt_path_join(dir, "adapter_config.json");
@@ -130,8 +146,32 @@ static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, l
         free(a_name);
         free(b_name);
     }
+    /* replacement tensors follow the factors, keys as saved */
+    for (size_t k = 0; k < spec->n_copy_replacements_from && s == LT_OK; k++) {
+        const lt_adapter *from = spec->copy_replacements_from[k];
+        const lt_source *src = lt_adapter_source(from);
+        for (size_t i = 0; i < lt_adapter_replacement_count(from) && s == LT_OK; i++) {
+            const lt_tensor_info *t = lt_source_tensor(src, (size_t)lt_adapter_replacement(from, i)->tensor);
+            if (lt_sink_add_tensor(sink, t->name, t->dtype, t->n_dims, t->shape, err) < 0)
+                s = lt_fail(err, LT_ERR_INVALID, "%s: replacement tensor '%s' comes from two adapters", dir, t->name);
+        }
+    }
     if (s == LT_OK)
         s = lt_sink_begin(sink, err);
+    long next = (long)(2 * spec->n_modules);
+    for (size_t k = 0; k < spec->n_copy_replacements_from && s == LT_OK; k++) {
+        const lt_adapter *from = spec->copy_replacements_from[k];
+        lt_source *src = lt_adapter_source(from);
+        for (size_t i = 0; i < lt_adapter_replacement_count(from) && s == LT_OK; i++, next++) {
+            size_t index = (size_t)lt_adapter_replacement(from, i)->tensor;
+            uint64_t bytes = lt_source_tensor(src, index)->n_bytes;
+            void *raw = malloc((size_t)bytes + 1);
+            s = raw ? lt_source_read(src, index, 0, raw, (size_t)bytes, err) : lt_fail_nomem(err, dir);
+            if (s == LT_OK)
+                s = lt_sink_write(sink, next, 0, raw, (size_t)bytes, err);
+            free(raw);
+        }
+    }
     size_t elem = lt_dtype_block_bytes(spec->dtype);
     for (size_t i = 0; i < spec->n_modules && s == LT_OK; i++) {
         const lt_lora_save_module *m = &spec->modules[i];

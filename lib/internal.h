@@ -146,6 +146,16 @@ lt_status lt_source_add_meta(lt_source *src, const char *key, const char *value,
                              lt_error *err);
 lt_status lt_source_add_file(lt_source *src, const char *path, lt_error *err);
 
+/* Read all of float tensor i as doubles into a malloc'd array (adapter
+ * factors: small).  NaN or Inf values are LT_ERR_INVALID naming the
+ * tensor; quantized GGUF tensors are dequantized. */
+lt_status lt_source_read_all_f64(lt_source *src, size_t i, double **out, lt_error *err);
+
+/* Match with the outcome made visible (lib/regex.c): 1 match, 0 no match,
+ * -1 when the step budget ran out (lt_regex_fullmatch/search report -1 as
+ * no match). */
+int lt_regex_exec(const lt_regex *re, const char *subject, bool search);
+
 /* Element count of a shape, overflow-checked. */
 bool lt_shape_elems(uint32_t n_dims, const uint64_t *shape, uint64_t *out);
 

@@ -478,6 +478,11 @@ typedef struct lt_peft_save_spec {
     bool fan_in_fan_out;
     const lt_lora_save_module *modules;
     size_t n_modules;
+    /* Adapters whose replacement tensors (modules_to_save heads, biases)
+     * are copied as they are, with their modules_to_save entries; a key in
+     * two of them is an error (LT_ERR_INVALID). */
+    const lt_adapter *const *copy_replacements_from;
+    size_t n_copy_replacements_from;
 } lt_peft_save_spec;
 
 /* Write a PEFT LoRA adapter directory DIR (created if missing):
@@ -592,6 +597,60 @@ lt_status lt_convert_adapter_to_gguf(const lt_adapter *ad, const lt_arch_info *a
  * means scale 1, saved as alpha = r). */
 lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch,
                                      const char *out_dir, lt_error *err);
+
+/* ------------------------------------------------------------------ */
+/* 5d. Adapter surgery: resize, combine (spec/surgery.md)               */
+/* ------------------------------------------------------------------ */
+
+typedef enum lt_rank_rule_kind {
+    LT_RANK_KEEP = 0,    /* no truncation (combine: exact concatenation)       */
+    LT_RANK_FIXED,       /* value = the rank                                   */
+    LT_RANK_ENERGY,      /* value = fraction of sum s_i^2 to keep (0, 1]       */
+    LT_RANK_RATIO        /* value = X: keep s_i > s_0 / X                      */
+} lt_rank_rule_kind;
+
+typedef struct lt_rank_rule {
+    lt_rank_rule_kind kind;
+    double value;
+} lt_rank_rule;
+
+/* What happened to one module. */
+typedef struct lt_surgery_module {
+    char *name;
+    uint32_t old_rank;       /* resize: the module's rank; combine: sum of ranks */
+    uint32_t new_rank;
+    double energy_kept;      /* sum of kept s_i^2 / sum of all, 1 when all zero  */
+    double rel_error;        /* ||dW - dW'||_F / ||dW||_F (0 when dW = 0)        */
+    bool zero;               /* the delta is exactly zero                        */
+} lt_surgery_module;
+
+typedef struct lt_surgery_report {
+    lt_surgery_module *modules;
+    size_t n_modules;
+    uint64_t params_before, params_after;   /* LoRA factor elements */
+} lt_surgery_report;
+
+void lt_surgery_report_free(lt_surgery_report *report);
+
+/* Resize AD to OUT_DIR: per module, the truncated SVD of scale * B A
+ * computed from QR factors of B and A^T (the dense delta is never formed),
+ * the smallest rank that meets RULE (never above the module's rank, at
+ * least 1); new B = U sqrt(S), A = sqrt(S) V^T, written with alpha = rank
+ * (scale 1), so every module keeps its exact effective scale in PEFT and
+ * llama.cpp.  Replacement tensors are copied.  DoRA, lora biases and conv
+ * modules are refused (LT_ERR_UNSUPPORTED).  *REPORT (caller frees) gets
+ * one entry per module. */
+lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, const char *out_dir,
+                    lt_surgery_report *report, lt_error *err);
+
+/* Combine N adapters: dW = sum_i weight_i * scale_i * B_i A_i per module,
+ * exact by concatenation ([w1 s1 B1 | w2 s2 B2 ...] [A1; A2; ...], rank =
+ * sum of ranks, scale 1) with LT_RANK_KEEP, else truncated as lt_resize
+ * does.  Modules present in only some adapters are taken from those;
+ * adapters whose shapes for one module differ are refused. */
+lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n,
+                     const lt_rank_rule *rule, const char *out_dir, lt_surgery_report *report,
+                     lt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* 6. Python-compatible regular expressions                             */

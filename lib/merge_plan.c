@@ -52,41 +52,9 @@ static lt_status add_skipped(lt_merge_plan *plan, const char *line, lt_error *er
     return LT_OK;
 }
 
-/* Read a whole adapter tensor as doubles (adapters are small: this is the
- * "+ adapters" term of the memory bound). */
 static lt_status load_f64(const lt_adapter *ad, long index, double **out, lt_error *err)
 {
-    lt_source *src = lt_adapter_source(ad);
-    const lt_tensor_info *t = lt_source_tensor(src, (size_t)index);
-    size_t elem = lt_dtype_block_bytes(t->dtype);
-    if (t->n_elems > SIZE_MAX / sizeof(double) || !lt_dtype_is_float(t->dtype))
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' cannot be read as numbers",
-                       lt_source_path(src), t->name);
-    double *values = malloc((size_t)t->n_elems * sizeof(double) + 1);
-    void *raw = malloc((size_t)t->n_bytes + 1);
-    if (!values || !raw) {
-        free(values);
-        free(raw);
-        return lt_fail_nomem(err, lt_source_path(src));
-    }
-    lt_status s = lt_source_read(src, (size_t)index, 0, raw, (size_t)t->n_bytes, err);
-    if (s == LT_OK)
-        lt_convert_to_f64(t->dtype, raw, values, (size_t)t->n_elems);
-    (void)elem;
-    free(raw);
-    if (s != LT_OK) {
-        free(values);
-        return s;
-    }
-    for (uint64_t i = 0; i < t->n_elems; i++) {
-        if (!isfinite(values[i])) {
-            free(values);
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' holds NaN or Inf", lt_source_path(src),
-                           t->name);
-        }
-    }
-    *out = values;
-    return LT_OK;
+    return lt_source_read_all_f64(lt_adapter_source(ad), (size_t)index, out, err);
 }
 
 /* Build coef and vec for a low-rank op (see the comment at the top). */

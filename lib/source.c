@@ -1,5 +1,6 @@
 /* source.c - the format-neutral tensor source: a list of tensor infos, a
  * name index, string metadata, and reads delegated to the format. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,5 +185,40 @@ lt_status lt_source_read_f32(lt_source *src, size_t i, uint64_t first,
         first += n;
         count -= n;
     }
+    return LT_OK;
+}
+
+lt_status lt_source_read_all_f64(lt_source *src, size_t i, double **out, lt_error *err)
+{
+    const lt_tensor_info *t = lt_source_tensor(src, i);
+    bool quantized = lt_dtype_block_elems(t->dtype) > 1;
+    if (t->n_elems > SIZE_MAX / sizeof(double) || (!lt_dtype_is_float(t->dtype) && !quantized))
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' of type %s cannot be read as numbers",
+                       src->path, t->name, lt_dtype_name(t->dtype));
+    double *values = malloc((size_t)t->n_elems * sizeof(double) + 1);
+    void *raw = malloc((size_t)t->n_bytes + 1);
+    float *dequantized = quantized ? malloc((size_t)t->n_elems * sizeof(float) + 1) : NULL;
+    lt_status s = values && raw && (!quantized || dequantized) ? LT_OK : lt_fail_nomem(err, src->path);
+    if (s == LT_OK)
+        s = lt_source_read(src, i, 0, raw, (size_t)t->n_bytes, err);
+    if (s == LT_OK && quantized) {
+        if (lt_dequantize_row(t->dtype, raw, dequantized, (size_t)t->n_elems) != LT_OK)
+            s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s': cannot dequantize %s", src->path, t->name,
+                        lt_dtype_name(t->dtype));
+        for (uint64_t k = 0; s == LT_OK && k < t->n_elems; k++)
+            values[k] = dequantized[k];
+    } else if (s == LT_OK) {
+        lt_convert_to_f64(t->dtype, raw, values, (size_t)t->n_elems);
+    }
+    free(raw);
+    free(dequantized);
+    for (uint64_t k = 0; s == LT_OK && k < t->n_elems; k++)
+        if (!isfinite(values[k]))
+            s = lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' holds NaN or Inf", src->path, t->name);
+    if (s != LT_OK) {
+        free(values);
+        return s;
+    }
+    *out = values;
     return LT_OK;
 }

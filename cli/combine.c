@@ -1,0 +1,81 @@
+/* combine.c - `loratool combine A[:W] B[:W]... -o OUT [--rank R | --energy F] [--json]` */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static const char usage_text[] =
+    "usage: loratool combine ADAPTER[:W]... -o OUT_DIR [--rank R | --energy F | --sv-ratio X] [--json]\n"
+    "  dW = sum_i W_i * scale_i * B_i A_i per module (W default 1, may be negative)\n"
+    "  default: exact, by concatenation (rank = sum of ranks, scale 1)\n"
+    "  --rank / --energy / --sv-ratio: that exact sum truncated by its SVD (method svd)\n";
+
+int cmd_combine(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"output", required_argument, NULL, 'o'}, {"rank", required_argument, NULL, 'r'},
+        {"energy", required_argument, NULL, 'e'}, {"sv-ratio", required_argument, NULL, 'x'},
+        {"method", required_argument, NULL, 'm'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    const char *out = NULL, *method = NULL;
+    bool json = false;
+    lt_rank_rule rule = {LT_RANK_KEEP, 0};
+    int c, rc;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'r': case 'e': case 'x':
+            if ((rc = cli_parse_rank_rule("combine", c, optarg, &rule)))
+                return rc;
+            break;
+        case 'm': method = optarg; break;
+        case 'j': json = true; break;
+        case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
+        default: return cli_usage("combine", "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (method && strcmp(method, "concat") != 0 && strcmp(method, "svd") != 0)
+        return cli_usage("combine", "--method %s is not available (concat, svd)", method);
+    if (method && strcmp(method, "svd") == 0 && rule.kind == LT_RANK_KEEP)
+        return cli_usage("combine", "--method svd needs --rank, --energy or --sv-ratio");
+    if (method && strcmp(method, "concat") == 0 && rule.kind != LT_RANK_KEEP)
+        return cli_usage("combine", "--method concat is exact: it takes no --rank/--energy");
+    if (argc - optind < 1)
+        return cli_usage("combine", "expected at least one ADAPTER");
+    if (!out)
+        return cli_usage("combine", "missing -o OUT_DIR");
+    size_t n = (size_t)(argc - optind);
+    lt_adapter **ads = calloc(n, sizeof *ads);
+    double *weights = calloc(n, sizeof *weights);
+    lt_error err;
+    rc = 0;
+    for (size_t i = 0; ads && weights && i < n && rc == 0; i++) {
+        char *path;
+        cli_split_scale(argv[optind + (int)i], &path, &weights[i]);
+        ads[i] = path ? lt_adapter_open(path, &err) : NULL;
+        free(path);
+        if (!ads[i])
+            rc = cli_fail(&err);
+    }
+    if (rc == 0 && (!ads || !weights))
+        rc = cli_usage("combine", "out of memory");
+    lt_surgery_report report;
+    if (rc == 0) {
+        if (lt_combine((const lt_adapter *const *)ads, weights, n, &rule, out, &report, &err) != LT_OK) {
+            rc = cli_fail(&err);
+        } else {
+            rc = cli_print_surgery_report(out, &report, json);
+            lt_surgery_report_free(&report);
+        }
+    }
+    for (size_t i = 0; ads && i < n; i++)
+        lt_adapter_close(ads[i]);
+    free(ads);
+    free(weights);
+    return rc;
+}

@@ -1,0 +1,345 @@
+/* surgery.c - resize and combine LoRA adapters exactly (spec/surgery.md).
+ *
+ * Every module's delta is a product B (m x R) A (R x n) with the scale
+ * folded into B.  Its truncated SVD comes from QR factors of B and A^T and
+ * the R x R core (lt_lowrank_svd_f64), so the m x n delta is never formed:
+ * O((m + n) R^2) per module.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void lt_surgery_report_free(lt_surgery_report *report)
+{
+    if (!report)
+        return;
+    for (size_t i = 0; i < report->n_modules; i++)
+        free(report->modules[i].name);
+    free(report->modules);
+    memset(report, 0, sizeof *report);
+}
+
+/* One module of the output, in PEFT layout, before saving. */
+typedef struct out_module {
+    char *name;
+    bool embedding;
+    uint64_t b_rows, a_cols;     /* delta is b_rows x a_cols            */
+    uint32_t rank;
+    float *a, *b;
+} out_module;
+
+/* The factors of one input module as doubles: b [b_rows, r] already times
+ * weight * scale, a [r, a_cols] (AdaLoRA's E folded in). */
+static lt_status load_scaled_factors(const lt_adapter *ad, const lt_lora_module *m, double weight,
+                                     double **b_out, double **a_out, lt_error *err)
+{
+    const char *path = lt_source_path(lt_adapter_source(ad));
+    if (m->tensor_magnitude >= 0 || m->tensor_bias >= 0 || m->kind == LT_MODULE_CONV)
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is %s: its delta is not a plain low-rank product",
+                       path, m->name, m->tensor_magnitude >= 0 ? "DoRA" : m->tensor_bias >= 0 ? "lora_bias" : "conv");
+    lt_source *src = lt_adapter_source(ad);
+    double *a = NULL, *b = NULL, *e = NULL;
+    lt_status s = lt_source_read_all_f64(src, (size_t)m->tensor_a, &a, err);
+    if (s == LT_OK)
+        s = lt_source_read_all_f64(src, (size_t)m->tensor_b, &b, err);
+    if (s == LT_OK && m->tensor_e >= 0)
+        s = lt_source_read_all_f64(src, (size_t)m->tensor_e, &e, err);
+    if (s != LT_OK) {
+        free(a);
+        free(b);
+        free(e);
+        return s;
+    }
+    uint64_t r = m->rank;
+    uint64_t a_cols = m->kind == LT_MODULE_EMBEDDING ? m->out_features : m->in_features;
+    uint64_t b_rows = m->kind == LT_MODULE_EMBEDDING ? m->in_features : m->out_features;
+    if (e)
+        for (uint64_t k = 0; k < r; k++)
+            for (uint64_t j = 0; j < a_cols; j++)
+                a[k * a_cols + j] *= e[k];
+    free(e);
+    double factor = weight * m->scale;
+    for (uint64_t i = 0; i < b_rows * r; i++)
+        b[i] *= factor;
+    *b_out = b;
+    *a_out = a;
+    return LT_OK;
+}
+
+static double frobenius(const double *x, uint64_t n)
+{
+    double sum = 0;
+    for (uint64_t i = 0; i < n; i++)
+        sum += x[i] * x[i];
+    return sqrt(sum);
+}
+
+/* Singular values of a product that cancels (an adapter combined with its
+ * negative) come out as rounding noise, about eps * ||B|| ||A||, not 0: call
+ * those 0, so the rank rules and the zero-delta report see the exact sum. */
+static void drop_rounding_noise(double *sv, uint64_t r, double scale)
+{
+    double tol = 1e-13 * scale;
+    for (uint64_t i = 0; i < r; i++)
+        if (sv[i] <= tol)
+            sv[i] = 0;
+}
+
+static size_t choose_rank(const lt_rank_rule *rule, const double *s, size_t n)
+{
+    size_t k = n;
+    switch (rule->kind) {
+    case LT_RANK_KEEP: k = n; break;
+    case LT_RANK_FIXED: k = rule->value < (double)n ? (size_t)rule->value : n; break;
+    case LT_RANK_ENERGY: k = lt_rank_for_energy(s, n, rule->value); break;
+    case LT_RANK_RATIO: k = lt_rank_for_ratio(s, n, rule->value); break;
+    }
+    return k < 1 ? 1 : k;
+}
+
+/* Truncate b (m x R) a (R x n) by RULE into om, filling the report entry. */
+static lt_status truncate_product(const double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
+                                  const lt_rank_rule *rule, out_module *om, lt_surgery_module *rep,
+                                  lt_error *err)
+{
+    double *u = malloc((size_t)(m * r) * sizeof *u + 1), *v = malloc((size_t)(n * r) * sizeof *v + 1);
+    double *sv = malloc((size_t)r * sizeof *sv + 1);
+    lt_status s = u && v && sv ? LT_OK : lt_fail_nomem(err, om->name);
+    if (s == LT_OK)
+        s = lt_lowrank_svd_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, (size_t)r, u,
+                               (size_t)r, sv, v, (size_t)r, err);
+    if (s == LT_OK)
+        drop_rounding_noise(sv, r, frobenius(b, m * r) * frobenius(a, r * n));
+    if (s == LT_OK) {
+        double total = 0, kept = 0;
+        for (uint64_t i = 0; i < r; i++)
+            total += sv[i] * sv[i];
+        size_t k = choose_rank(rule, sv, (size_t)r);
+        for (size_t i = 0; i < k; i++)
+            kept += sv[i] * sv[i];
+        rep->zero = total == 0;
+        rep->energy_kept = total > 0 ? kept / total : 1.0;
+        rep->rel_error = total > 0 ? sqrt(fmax(0.0, total - kept) / total) : 0.0;
+        rep->new_rank = (uint32_t)k;
+        om->rank = (uint32_t)k;
+        om->b = malloc((size_t)(m * k) * sizeof(float) + 1);
+        om->a = malloc((size_t)(k * n) * sizeof(float) + 1);
+        if (!om->a || !om->b)
+            s = lt_fail_nomem(err, om->name);
+        for (uint64_t i = 0; s == LT_OK && i < m; i++)
+            for (size_t j = 0; j < k; j++)
+                om->b[i * k + j] = (float)(u[i * r + j] * sqrt(sv[j]));
+        for (size_t j = 0; s == LT_OK && j < k; j++)
+            for (uint64_t c = 0; c < n; c++)
+                om->a[j * n + c] = (float)(sqrt(sv[j]) * v[c * r + j]);
+    }
+    free(u);
+    free(v);
+    free(sv);
+    return s;
+}
+
+/* Exact: keep the concatenated factors (scale already in b). */
+static lt_status keep_product(const double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
+                              out_module *om, lt_surgery_module *rep, lt_error *err)
+{
+    om->rank = (uint32_t)r;
+    om->b = malloc((size_t)(m * r) * sizeof(float) + 1);
+    om->a = malloc((size_t)(r * n) * sizeof(float) + 1);
+    if (!om->a || !om->b)
+        return lt_fail_nomem(err, om->name);
+    for (uint64_t i = 0; i < m * r; i++)
+        om->b[i] = (float)b[i];
+    for (uint64_t i = 0; i < r * n; i++)
+        om->a[i] = (float)a[i];
+    rep->new_rank = (uint32_t)r;
+    rep->energy_kept = 1.0;
+    rep->rel_error = 0.0;
+    /* the largest singular value says whether the sum cancels */
+    double *sv = malloc((size_t)r * sizeof *sv + 1);
+    if (!sv)
+        return lt_fail_nomem(err, om->name);
+    lt_status s = lt_lowrank_svd_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, (size_t)r,
+                                     NULL, 0, sv, NULL, 0, err);
+    if (s == LT_OK) {
+        drop_rounding_noise(sv, r, frobenius(b, m * r) * frobenius(a, r * n));
+        rep->zero = sv[0] == 0;
+    }
+    free(sv);
+    return s;
+}
+
+static void free_out(out_module *mods, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(mods[i].name);
+        free(mods[i].a);
+        free(mods[i].b);
+    }
+    free(mods);
+}
+
+static lt_status save(const char *out_dir, out_module *mods, size_t n, const lt_adapter *const *ads,
+                      size_t n_ads, lt_error *err)
+{
+    lt_lora_save_module *save_mods = calloc(n + 1, sizeof *save_mods);
+    if (!save_mods)
+        return lt_fail_nomem(err, out_dir);
+    for (size_t i = 0; i < n; i++) {
+        const out_module *om = &mods[i];
+        /* alpha = rank: scale 1, the scale lives in the factors */
+        save_mods[i] = (lt_lora_save_module){om->name, om->rank, (double)om->rank, om->b_rows, om->a_cols,
+                                             om->a, om->b, om->embedding};
+        if (om->embedding) { /* saved as lora_embedding_A [r, vocab], B [dim, r] */
+            save_mods[i].in_features = om->a_cols;
+            save_mods[i].out_features = om->b_rows;
+        }
+    }
+    const lt_peft_config *first = lt_adapter_config(ads[0]);
+    lt_peft_save_spec spec = {.base_model = first->base_model, .task_type = first->task_type,
+                              .dtype = LT_F32, .fan_in_fan_out = first->fan_in_fan_out,
+                              .modules = save_mods, .n_modules = n,
+                              .copy_replacements_from = ads, .n_copy_replacements_from = n_ads};
+    lt_status s = lt_peft_save(out_dir, &spec, err);
+    free(save_mods);
+    return s;
+}
+
+static lt_status report_init(lt_surgery_report *report, size_t n, lt_error *err)
+{
+    memset(report, 0, sizeof *report);
+    report->modules = calloc(n + 1, sizeof *report->modules);
+    return report->modules ? LT_OK : lt_fail_nomem(err, "surgery");
+}
+
+lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, const char *out_dir,
+                    lt_surgery_report *report, lt_error *err)
+{
+    return lt_combine(&ad, (const double[]){1.0}, 1, rule, out_dir, report, err);
+}
+
+/* Index of the first adapter module called name in ad, or -1. */
+static long module_index(const lt_adapter *ad, const char *name)
+{
+    for (size_t i = 0; i < lt_adapter_module_count(ad); i++)
+        if (strcmp(lt_adapter_module(ad, i)->name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* Gather every adapter's factors for one module name into concatenated
+ * b [m, R] and a [R, n]. */
+static lt_status gather(const lt_adapter *const *ads, const double *weights, size_t n_ads,
+                        const lt_lora_module *first, double **b_out, double **a_out, uint64_t *r_out,
+                        lt_error *err)
+{
+    uint64_t m = first->kind == LT_MODULE_EMBEDDING ? first->in_features : first->out_features;
+    uint64_t n = first->kind == LT_MODULE_EMBEDDING ? first->out_features : first->in_features;
+    uint64_t total_r = 0;
+    for (size_t i = 0; i < n_ads; i++) {
+        long k = module_index(ads[i], first->name);
+        if (k < 0)
+            continue;
+        const lt_lora_module *mk = lt_adapter_module(ads[i], (size_t)k);
+        if (mk->kind != first->kind || mk->out_features != first->out_features ||
+            mk->in_features != first->in_features)
+            return lt_fail(err, LT_ERR_INVALID,
+                           "%s: module '%s' has shape [%llu, %llu] here but [%llu, %llu] in another adapter (different base models?)",
+                           lt_source_path(lt_adapter_source(ads[i])), mk->name,
+                           (unsigned long long)mk->out_features, (unsigned long long)mk->in_features,
+                           (unsigned long long)first->out_features, (unsigned long long)first->in_features);
+        total_r += mk->rank;
+    }
+    double *b = calloc((size_t)(m * total_r) + 1, sizeof *b), *a = calloc((size_t)(total_r * n) + 1, sizeof *a);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return lt_fail_nomem(err, first->name);
+    }
+    uint64_t col = 0;
+    lt_status s = LT_OK;
+    for (size_t i = 0; i < n_ads && s == LT_OK; i++) {
+        long k = module_index(ads[i], first->name);
+        if (k < 0)
+            continue;
+        const lt_lora_module *mk = lt_adapter_module(ads[i], (size_t)k);
+        double *bi = NULL, *ai = NULL;
+        s = load_scaled_factors(ads[i], mk, weights[i], &bi, &ai, err);
+        if (s != LT_OK)
+            break;
+        for (uint64_t row = 0; row < m; row++)
+            memcpy(b + row * total_r + col, bi + row * mk->rank, mk->rank * sizeof *b);
+        memcpy(a + col * n, ai, (size_t)(mk->rank * n) * sizeof *a);
+        col += mk->rank;
+        free(bi);
+        free(ai);
+    }
+    if (s != LT_OK) {
+        free(a);
+        free(b);
+        return s;
+    }
+    *b_out = b;
+    *a_out = a;
+    *r_out = total_r;
+    return LT_OK;
+}
+
+lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n_ads,
+                     const lt_rank_rule *rule, const char *out_dir, lt_surgery_report *report,
+                     lt_error *err)
+{
+    /* the union of module names, in first-seen order */
+    size_t cap = 0;
+    for (size_t i = 0; i < n_ads; i++)
+        cap += lt_adapter_module_count(ads[i]);
+    const lt_lora_module **unique = calloc(cap + 1, sizeof *unique);
+    out_module *mods = calloc(cap + 1, sizeof *mods);
+    size_t n_unique = 0;
+    lt_status s = unique && mods ? report_init(report, cap, err) : lt_fail_nomem(err, out_dir);
+    for (size_t i = 0; i < n_ads && s == LT_OK; i++)
+        for (size_t k = 0; k < lt_adapter_module_count(ads[i]); k++) {
+            const lt_lora_module *m = lt_adapter_module(ads[i], k);
+            bool seen = false;
+            for (size_t j = 0; j < n_unique && !seen; j++)
+                seen = strcmp(unique[j]->name, m->name) == 0;
+            if (!seen)
+                unique[n_unique++] = m;
+            report->params_before += m->n_params;
+        }
+    for (size_t j = 0; j < n_unique && s == LT_OK; j++) {
+        const lt_lora_module *first = unique[j];
+        out_module *om = &mods[j];
+        lt_surgery_module *rep = &report->modules[j];
+        om->name = lt_strdup(first->name);
+        rep->name = lt_strdup(first->name);
+        report->n_modules = j + 1;
+        if (!om->name || !rep->name) {
+            s = lt_fail_nomem(err, out_dir);
+            break;
+        }
+        om->embedding = first->kind == LT_MODULE_EMBEDDING;
+        om->b_rows = om->embedding ? first->in_features : first->out_features;
+        om->a_cols = om->embedding ? first->out_features : first->in_features;
+        double *b = NULL, *a = NULL;
+        uint64_t r = 0;
+        s = gather(ads, weights, n_ads, first, &b, &a, &r, err);
+        if (s != LT_OK)
+            break;
+        rep->old_rank = (uint32_t)r;
+        s = rule->kind == LT_RANK_KEEP ? keep_product(b, a, om->b_rows, om->a_cols, r, om, rep, err)
+                                       : truncate_product(b, a, om->b_rows, om->a_cols, r, rule, om, rep, err);
+        free(a);
+        free(b);
+        report->params_after += (uint64_t)om->rank * (om->b_rows + om->a_cols);
+    }
+    if (s == LT_OK)
+        s = save(out_dir, mods, n_unique, ads, n_ads, err);
+    free_out(mods, n_unique);
+    free(unique);
+    if (s != LT_OK)
+        lt_surgery_report_free(report);
+    return s;
+}
