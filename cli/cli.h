@@ -27,6 +27,7 @@ int cmd_merge(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_combine(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
 
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);

@@ -15,6 +15,7 @@ static const cli_verb verbs[] = {
     {"convert", cmd_convert, "convert adapters between PEFT and GGUF (llama.cpp)"},
     {"resize", cmd_resize, "shrink adapter ranks by exact truncated SVD"},
     {"combine", cmd_combine, "add weighted adapters into one (exact, or truncated)"},
+    {"extract", cmd_extract, "extract a LoRA adapter from a fine-tuned model minus its base"},
 };
 
 static void print_help(FILE *out)

@@ -652,6 +652,26 @@ lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t
                      const lt_rank_rule *rule, const char *out_dir, lt_surgery_report *report,
                      lt_error *err);
 
+typedef struct lt_extract_options {
+    lt_rank_rule rule;       /* LT_RANK_FIXED or LT_RANK_ENERGY              */
+    const char *targets;     /* Python regex, fullmatch on the tensor name
+                                ("...q_proj.weight"); NULL = attention and
+                                MLP projections (spec/surgery.md)            */
+    uint32_t max_rank;       /* cap for --energy (0 = 256)                   */
+    unsigned threads;        /* 0 = online processors                        */
+    uint64_t seed;           /* randomized SVD test matrix                   */
+} lt_extract_options;
+
+/* Extract a LoRA adapter from TUNED - BASE: for every 2-D float weight of
+ * TUNED whose name matches the targets and that BASE has with the same
+ * shape, the randomized SVD (oversampling 10, 2 power iterations) of the
+ * dense difference, truncated by the rule; saved to OUT_DIR with alpha =
+ * rank (scale 1).  *REPORT gets energy kept and relative error per module
+ * (for the randomized factors, against the exact ||dW||_F).  Deterministic
+ * for a seed. */
+lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts,
+                     const char *out_dir, lt_surgery_report *report, lt_error *err);
+
 /* ------------------------------------------------------------------ */
 /* 6. Python-compatible regular expressions                             */
 /* ------------------------------------------------------------------ */

@@ -1,0 +1,179 @@
+/* extract.c - a LoRA adapter from a fine-tuned model minus its base, by
+ * randomized SVD of each targeted weight's difference (Halko, Martinsson,
+ * Tropp 2011, alg. 4.4 + 5.1; spec/surgery.md). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_TARGETS                                                                           \
+    ".*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|qkv_proj|gate_up_proj|"        \
+    "query|key|value|out_proj|fc1|fc2|to_q|to_k|to_v)\\.weight"
+
+/* tuned - base for one weight, as f32 (the randomized SVD's input), and
+ * ||tuned - base||_F^2 in double. */
+static lt_status difference(lt_source *base, size_t bi, lt_source *tuned, size_t ti, float **out,
+                            double *energy, lt_error *err)
+{
+    const lt_tensor_info *t = lt_source_tensor(tuned, ti);
+    uint64_t n = t->n_elems;
+    float *diff = malloc((size_t)n * sizeof *diff + 1);
+    float *row = malloc((64u << 10) * sizeof *row);
+    lt_status s = diff && row ? LT_OK : lt_fail_nomem(err, lt_source_path(tuned));
+    double sum = 0;
+    for (uint64_t first = 0; s == LT_OK && first < n; first += 64u << 10) {
+        uint64_t count = n - first < (64u << 10) ? n - first : (64u << 10);
+        s = lt_source_read_f32(tuned, ti, first, count, diff + first, err);
+        if (s == LT_OK)
+            s = lt_source_read_f32(base, bi, first, count, row, err);
+        for (uint64_t j = 0; s == LT_OK && j < count; j++) {
+            double d = (double)diff[first + j] - (double)row[j];
+            if (!isfinite(d))
+                s = lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' holds NaN or Inf", lt_source_path(tuned), t->name);
+            diff[first + j] = (float)d;
+            sum += d * d;
+        }
+    }
+    free(row);
+    if (s != LT_OK) {
+        free(diff);
+        return s;
+    }
+    *out = diff;
+    *energy = sum;
+    return LT_OK;
+}
+
+typedef struct extracted {
+    char *name;
+    uint64_t rows, cols;
+    uint32_t rank;
+    float *a, *b;
+} extracted;
+
+static lt_status extract_one(const lt_extract_options *opts, const float *diff, uint64_t m, uint64_t n,
+                             double total, extracted *out, lt_surgery_module *rep, lt_error *err)
+{
+    uint64_t full = m < n ? m : n;
+    uint64_t cap = opts->rule.kind == LT_RANK_FIXED ? (uint64_t)opts->rule.value
+                                                     : (opts->max_rank ? opts->max_rank : 256);
+    uint64_t k = cap < full ? cap : full;
+    double *u = malloc((size_t)(m * k) * sizeof *u + 1), *v = malloc((size_t)(n * k) * sizeof *v + 1);
+    double *sv = malloc((size_t)k * sizeof *sv + 1);
+    lt_status s = u && v && sv ? LT_OK : lt_fail_nomem(err, out->name);
+    if (s == LT_OK)
+        s = lt_randomized_svd_f64((size_t)m, (size_t)n, diff, (size_t)n, (size_t)k, LT_RSVD_OVERSAMPLE,
+                                  LT_RSVD_POWER_ITERS, opts->seed, opts->threads, u, (size_t)k, sv, v, (size_t)k,
+                                  err);
+    uint64_t keep = k;
+    if (s == LT_OK && opts->rule.kind == LT_RANK_ENERGY && total > 0) {
+        double kept = 0;
+        for (keep = 0; keep < k && kept < opts->rule.value * total; keep++)
+            kept += sv[keep] * sv[keep];
+    }
+    if (keep < 1)
+        keep = 1;
+    if (s == LT_OK) {
+        double kept = 0;
+        for (uint64_t i = 0; i < keep; i++)
+            kept += sv[i] * sv[i];
+        rep->new_rank = (uint32_t)keep;
+        rep->old_rank = (uint32_t)full;
+        rep->zero = total == 0;
+        rep->energy_kept = total > 0 ? fmin(1.0, kept / total) : 1.0;
+        rep->rel_error = total > 0 ? sqrt(fmax(0.0, total - kept) / total) : 0.0;
+        out->rank = (uint32_t)keep;
+        out->b = malloc((size_t)(m * keep) * sizeof(float) + 1);
+        out->a = malloc((size_t)(keep * n) * sizeof(float) + 1);
+        if (!out->a || !out->b)
+            s = lt_fail_nomem(err, out->name);
+        for (uint64_t i = 0; s == LT_OK && i < m; i++)
+            for (uint64_t j = 0; j < keep; j++)
+                out->b[i * keep + j] = (float)(u[i * k + j] * sqrt(sv[j]));
+        for (uint64_t j = 0; s == LT_OK && j < keep; j++)
+            for (uint64_t c = 0; c < n; c++)
+                out->a[j * n + c] = (float)(sqrt(sv[j]) * v[c * k + j]);
+    }
+    free(u);
+    free(v);
+    free(sv);
+    return s;
+}
+
+lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts,
+                     const char *out_dir, lt_surgery_report *report, lt_error *err)
+{
+    memset(report, 0, sizeof *report);
+    if (opts->rule.kind != LT_RANK_FIXED && opts->rule.kind != LT_RANK_ENERGY)
+        return lt_fail(err, LT_ERR_USAGE, "%s: extract needs --rank or --energy", out_dir);
+    lt_regex *re = lt_regex_compile(opts->targets ? opts->targets : DEFAULT_TARGETS, err);
+    if (!re)
+        return err ? err->status : LT_ERR_USAGE;
+    size_t n_tensors = lt_source_tensor_count(tuned);
+    extracted *mods = calloc(n_tensors + 1, sizeof *mods);
+    report->modules = calloc(n_tensors + 1, sizeof *report->modules);
+    size_t n = 0;
+    lt_status s = mods && report->modules ? LT_OK : lt_fail_nomem(err, out_dir);
+    for (size_t i = 0; i < n_tensors && s == LT_OK; i++) {
+        const lt_tensor_info *t = lt_source_tensor(tuned, i);
+        size_t len = strlen(t->name);
+        if (t->n_dims != 2 || !lt_dtype_is_float(t->dtype) || len <= 7 ||
+            strcmp(t->name + len - 7, ".weight") != 0 || !lt_regex_fullmatch(re, t->name))
+            continue;
+        long bi = lt_source_find(base, t->name);
+        if (bi < 0)
+            bi = lt_base_find(base, t->name);
+        const lt_tensor_info *bt = bi >= 0 ? lt_source_tensor(base, (size_t)bi) : NULL;
+        if (!bt || bt->n_dims != 2 || bt->shape[0] != t->shape[0] || bt->shape[1] != t->shape[1] ||
+            !lt_dtype_is_float(bt->dtype)) {
+            s = lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' [%llu, %llu] has no counterpart of that shape in %s",
+                        lt_source_path(tuned), t->name, (unsigned long long)t->shape[0],
+                        (unsigned long long)t->shape[1], lt_source_path(base));
+            break;
+        }
+        extracted *om = &mods[n];
+        lt_surgery_module *rep = &report->modules[n];
+        om->name = lt_strndup(t->name, len - 7);
+        rep->name = lt_strdup(om->name ? om->name : "");
+        om->rows = t->shape[0];
+        om->cols = t->shape[1];
+        report->n_modules = ++n;
+        if (!om->name || !rep->name) {
+            s = lt_fail_nomem(err, out_dir);
+            break;
+        }
+        float *diff = NULL;
+        double total = 0;
+        s = difference(base, (size_t)bi, tuned, i, &diff, &total, err);
+        if (s == LT_OK)
+            s = extract_one(opts, diff, om->rows, om->cols, total, om, rep, err);
+        free(diff);
+        report->params_after += (uint64_t)om->rank * (om->rows + om->cols);
+        report->params_before += t->n_elems;
+    }
+    lt_regex_free(re);
+    if (s == LT_OK && n == 0)
+        s = lt_fail(err, LT_ERR_INVALID, "%s: no 2-D weight matches the targets", lt_source_path(tuned));
+    if (s == LT_OK) {
+        lt_lora_save_module *save = calloc(n + 1, sizeof *save);
+        if (!save)
+            s = lt_fail_nomem(err, out_dir);
+        for (size_t i = 0; s == LT_OK && i < n; i++)
+            save[i] = (lt_lora_save_module){mods[i].name, mods[i].rank, (double)mods[i].rank, mods[i].rows,
+                                            mods[i].cols, mods[i].a, mods[i].b, false};
+        lt_peft_save_spec spec = {.dtype = LT_F32, .modules = save, .n_modules = n};
+        if (s == LT_OK)
+            s = lt_peft_save(out_dir, &spec, err);
+        free(save);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(mods[i].name);
+        free(mods[i].a);
+        free(mods[i].b);
+    }
+    free(mods);
+    if (s != LT_OK)
+        lt_surgery_report_free(report);
+    return s;
+}
