@@ -28,23 +28,29 @@ all: deps $(BUILD)/loratool $(BUILD)/libloratool.a $(BUILD)/libloratool.so
 deps:
 	@./.ci/install-deps
 
+# V=1 shows the full commands
+Q = $(if $(V),,@)
+
 $(BUILD)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/libloratool.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/libloratool.so: $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libloratool.so.0 $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+	$(Q)$(CC) -shared -Wl,-soname,libloratool.so.0 $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/loratool: $(CLI_OBJ) $(BUILD)/libloratool.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(BUILD)/libloratool.a $(LDLIBS_ALL)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(BUILD)/libloratool.a $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libloratool.a $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS_ALL) -o $@ $< $(BUILD)/libloratool.a $(LDFLAGS_ALL) $(LDLIBS_ALL)
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS_ALL) -o $@ $< $(BUILD)/libloratool.a $(LDFLAGS_ALL) $(LDLIBS_ALL)
 
 # Build everything, make the numpy reference fixtures, run every test
 # (plain build, then again under ASan+UBSan), print "N passed, N failed".
