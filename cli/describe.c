@@ -151,6 +151,67 @@ static void describe_adapter(cJSON *out, const lt_adapter *ad)
     cJSON_AddItemToObject(a, "unknown_config_keys", string_array(cfg->n_unknown_keys, cfg->unknown_keys));
 }
 
+static bool is_gguf_adapter(const lt_source *src)
+{
+    long k = lt_source_kv_find(src, "general.type");
+    const char *type = k >= 0 ? lt_source_kv_str(src, (size_t)k, 0, NULL) : NULL;
+    return type && strcmp(type, "adapter") == 0;
+}
+
+/* One GGUF value as JSON: numbers, bools and strings as themselves; an
+ * array of up to 16 elements as an array, a longer one as its type and
+ * length. */
+static cJSON *gguf_value_json(const lt_source *src, size_t i)
+{
+    int type = lt_source_kv_type(src, i);
+    uint64_t n = lt_source_kv_len(src, i);
+    if (type == LT_GGUF_ARRAY && n > 16) {
+        cJSON *summary = cJSON_CreateObject();
+        cJSON_AddStringToObject(summary, "type", lt_gguf_type_name(lt_source_kv_elem_type(src, i)));
+        cJSON_AddNumberToObject(summary, "length", (double)n);
+        return summary;
+    }
+    int elem = type == LT_GGUF_ARRAY ? lt_source_kv_elem_type(src, i) : type;
+    cJSON *arr = type == LT_GGUF_ARRAY ? cJSON_CreateArray() : NULL;
+    for (uint64_t j = 0; j < (type == LT_GGUF_ARRAY ? n : 1); j++) {
+        cJSON *item;
+        double d;
+        bool b;
+        const char *str;
+        if (elem == LT_GGUF_STRING && (str = lt_source_kv_str(src, i, j, NULL)))
+            item = cJSON_CreateString(str);
+        else if (elem == LT_GGUF_BOOL && lt_source_kv_bool(src, i, j, &b))
+            item = cJSON_CreateBool(b);
+        else if (lt_source_kv_f64(src, i, j, &d))
+            item = cJSON_CreateNumber(d);
+        else
+            item = cJSON_CreateNull();
+        if (!arr)
+            return item;
+        cJSON_AddItemToArray(arr, item);
+    }
+    return arr;
+}
+
+static void describe_gguf(cJSON *out, const lt_source *src)
+{
+    cJSON *g = cJSON_AddObjectToObject(out, "gguf");
+    cJSON_AddNumberToObject(g, "version", lt_source_gguf_version(src));
+    cJSON_AddNumberToObject(g, "alignment", (double)lt_source_gguf_alignment(src));
+    long k = lt_source_kv_find(src, "general.architecture");
+    const char *arch = k >= 0 ? lt_source_kv_str(src, (size_t)k, 0, NULL) : NULL;
+    k = lt_source_kv_find(src, "general.type");
+    const char *type = k >= 0 ? lt_source_kv_str(src, (size_t)k, 0, NULL) : NULL;
+    if (arch)
+        cJSON_AddStringToObject(g, "architecture", arch);
+    else
+        cJSON_AddNullToObject(g, "architecture");
+    cJSON_AddStringToObject(g, "type", type ? type : "model");
+    cJSON *kv = cJSON_AddObjectToObject(g, "kv");
+    for (size_t i = 0; i < lt_source_kv_count(src); i++)
+        cJSON_AddItemToObject(kv, lt_source_kv_key(src, i), gguf_value_json(src, i));
+}
+
 cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter **adapter_out,
                     lt_source **base_out, lt_error *err)
 {
@@ -171,6 +232,12 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
         src = lt_source_open(path, err);
         if (!src)
             return NULL;
+        if (is_gguf_adapter(src)) {
+            lt_source_close(src);
+            if (!(ad = lt_adapter_open(path, err)))
+                return NULL;
+            src = lt_adapter_source(ad);
+        }
     }
     lt_source *base = NULL;
     if (opts->base_path) {
@@ -185,6 +252,8 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
     }
     cJSON *out = cJSON_CreateObject();
     describe_source(out, path, src, opts->with_tensors);
+    if (strcmp(lt_source_format(src), "gguf") == 0)
+        describe_gguf(out, src);
     if (ad)
         describe_adapter(out, ad);
     if (base) {

@@ -633,9 +633,104 @@ static void refuse_single_file(const char *path, lt_error *err)
             CONFIG_NAME);
 }
 
+/* A GGUF LoRA adapter (llama.cpp): pairs "<target>.lora_a" [r, in] /
+ * "<target>.lora_b" [out, r], one alpha for the file (spec/convert.md).
+ * Module names are the GGUF target names without ".weight". */
+static bool gguf_kv_is(lt_source *src, const char *key, const char *want)
+{
+    long k = lt_source_kv_find(src, key);
+    const char *v = k >= 0 ? lt_source_kv_str(src, (size_t)k, 0, NULL) : NULL;
+    return v && strcmp(v, want) == 0;
+}
+
+static lt_status gguf_modules(lt_adapter *ad, lt_error *err)
+{
+    lt_source *src = ad->weights;
+    const char *path = lt_source_path(src);
+    for (size_t i = 0; i < lt_source_tensor_count(src); i++) {
+        const lt_tensor_info *t = lt_source_tensor(src, i);
+        size_t len = strlen(t->name);
+        bool is_a = len > 7 && strcmp(t->name + len - 7, ".lora_a") == 0;
+        bool is_b = len > 7 && strcmp(t->name + len - 7, ".lora_b") == 0;
+        if (!is_a && !is_b)
+            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is not a lora_a/lora_b factor", path, t->name);
+        size_t target_len = len - 7;
+        size_t name_len = target_len > 7 && strncmp(t->name + target_len - 7, ".weight", 7) == 0 ? target_len - 7
+                                                                                                 : target_len;
+        if (strncmp(t->name, "token_embd.", 11) == 0)
+            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: token embedding factors ('%s') are not read from GGUF yet",
+                           path, t->name);
+        lt_lora_module *m = NULL;
+        lt_status s = module_for(ad, t->name, name_len, &m, err);
+        if (s != LT_OK)
+            return s;
+        long *slot = is_a ? &m->tensor_a : &m->tensor_b;
+        if (*slot >= 0)
+            return lt_fail(err, LT_ERR_INVALID, "%s: two tensors for '%s'", path, t->name);
+        *slot = (long)i;
+        if (!m->target && !(m->target = lt_strndup(t->name, target_len)))
+            return lt_fail_nomem(err, path);
+    }
+    long k = lt_source_kv_find(src, "adapter.lora.alpha");
+    double alpha = 0;
+    if (k >= 0 && !lt_source_kv_f64(src, (size_t)k, 0, &alpha))
+        alpha = 0;
+    ad->cfg.lora_alpha = alpha;
+    for (size_t i = 0; i < ad->n_modules; i++) {
+        lt_lora_module *m = &ad->modules[i];
+        if (m->tensor_a < 0 || m->tensor_b < 0)
+            return lt_fail(err, LT_ERR_INVALID, "%s: '%s' lacks its %s", path, m->name, m->tensor_a < 0 ? "lora_a" : "lora_b");
+        const lt_tensor_info *a = lt_source_tensor(src, (size_t)m->tensor_a);
+        const lt_tensor_info *b = lt_source_tensor(src, (size_t)m->tensor_b);
+        if (a->n_dims != 2 || b->n_dims != 2 || b->shape[1] != a->shape[0] || a->shape[0] == 0 ||
+            a->shape[0] > 0xFFFFFFFFu)
+            return lt_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b does not fit lora_a", path, m->name);
+        m->kind = LT_MODULE_LINEAR;
+        m->rank = (uint32_t)a->shape[0];
+        m->in_features = a->shape[1];
+        m->out_features = b->shape[0];
+        m->alpha = alpha;
+        /* llama.cpp: alpha / r, or 1 when alpha is 0 or absent */
+        m->scale = alpha > 0 ? alpha / (double)m->rank : 1.0;
+        m->n_params = a->n_elems + b->n_elems;
+        ad->lora_params += m->n_params;
+        if (m->rank > ad->cfg.r)
+            ad->cfg.r = m->rank;
+    }
+    return ad->n_modules ? LT_OK : lt_fail(err, LT_ERR_INVALID, "%s: no lora_a/lora_b tensors", path);
+}
+
+static lt_adapter *open_gguf_adapter(const char *path, lt_source *src, lt_error *err)
+{
+    lt_adapter *ad = calloc(1, sizeof *ad);
+    if (!ad || !(ad->dir = lt_strdup(path)) || !(ad->config_path = lt_strdup(path)) ||
+        !(ad->owned_strings[0] = lt_strdup("LORA"))) {
+        lt_adapter_close(ad);
+        lt_source_close(src);
+        lt_fail_nomem(err, path);
+        return NULL;
+    }
+    ad->weights = src;
+    ad->cfg.peft_type = ad->owned_strings[0];
+    ad->cfg.bias = "none";
+    lt_status s = gguf_kv_is(src, "general.type", "adapter") && gguf_kv_is(src, "adapter.type", "lora")
+                      ? gguf_modules(ad, err)
+                      : lt_fail(err, LT_ERR_INVALID, "%s: a GGUF file that is not a LoRA adapter "
+                                "(general.type / adapter.type)", path);
+    if (s != LT_OK) {
+        lt_adapter_close(ad);
+        return NULL;
+    }
+    return ad;
+}
+
 lt_adapter *lt_adapter_open(const char *dir, lt_error *err)
 {
     if (!lt_is_dir(dir)) {
+        lt_source *src = lt_is_file(dir) ? lt_source_open(dir, err) : NULL;
+        if (src && strcmp(lt_source_format(src), "gguf") == 0)
+            return open_gguf_adapter(dir, src, err);
+        lt_source_close(src);
         if (lt_is_file(dir))
             refuse_single_file(dir, err);
         else

@@ -181,9 +181,62 @@ static void free_out(out_module *mods, size_t n)
     free(mods);
 }
 
+/* GGUF LoRA output, for GGUF inputs: "<target>.lora_a" / ".lora_b" with
+ * alpha 0, which llama.cpp reads as scale 1 (the scale is in the factors). */
+static lt_status save_gguf(const char *out_path, out_module *mods, size_t n, const lt_adapter *const *ads,
+                           size_t n_ads, lt_error *err)
+{
+    lt_source *first = lt_adapter_source(ads[0]);
+    long k = lt_source_kv_find(first, "general.architecture");
+    const char *arch = k >= 0 ? lt_source_kv_str(first, (size_t)k, 0, NULL) : NULL;
+    for (size_t i = 0; i < n_ads; i++)
+        if (strcmp(lt_source_format(lt_adapter_source(ads[i])), "gguf") != 0 || !arch)
+            return lt_fail(err, LT_ERR_USAGE,
+                           "%s: GGUF output needs GGUF LoRA inputs (convert PEFT adapters with 'loratool convert')",
+                           out_path);
+    lt_sink *sink = lt_sink_create("gguf", out_path, NULL, err);
+    if (!sink)
+        return err ? err->status : LT_ERR_IO;
+    float alpha = 0;
+    lt_status s = lt_sink_set_kv(sink, "general.architecture", LT_GGUF_STRING, arch, err);
+    if (s == LT_OK)
+        s = lt_sink_set_kv(sink, "general.type", LT_GGUF_STRING, "adapter", err);
+    if (s == LT_OK)
+        s = lt_sink_set_kv(sink, "adapter.type", LT_GGUF_STRING, "lora", err);
+    if (s == LT_OK)
+        s = lt_sink_set_kv(sink, "adapter.lora.alpha", LT_GGUF_F32, &alpha, err);
+    for (size_t i = 0; i < n && s == LT_OK; i++) {
+        char *a_name = lt_asprintf("%s.weight.lora_a", mods[i].name);
+        char *b_name = lt_asprintf("%s.weight.lora_b", mods[i].name);
+        uint64_t a_shape[2] = {mods[i].rank, mods[i].a_cols}, b_shape[2] = {mods[i].b_rows, mods[i].rank};
+        if (!a_name || !b_name)
+            s = lt_fail_nomem(err, out_path);
+        else if (lt_sink_add_tensor(sink, a_name, LT_F32, 2, a_shape, err) < 0 ||
+                 lt_sink_add_tensor(sink, b_name, LT_F32, 2, b_shape, err) < 0)
+            s = err ? err->status : LT_ERR_INVALID;
+        free(a_name);
+        free(b_name);
+    }
+    if (s == LT_OK)
+        s = lt_sink_begin(sink, err);
+    for (size_t i = 0; i < n && s == LT_OK; i++) {
+        s = lt_sink_write(sink, (long)(2 * i), 0, mods[i].a, (size_t)(mods[i].rank * mods[i].a_cols) * 4, err);
+        if (s == LT_OK)
+            s = lt_sink_write(sink, (long)(2 * i + 1), 0, mods[i].b, (size_t)(mods[i].b_rows * mods[i].rank) * 4, err);
+    }
+    if (s != LT_OK) {
+        lt_sink_abort(sink);
+        return s;
+    }
+    return lt_sink_commit(sink, err);
+}
+
 static lt_status save(const char *out_dir, out_module *mods, size_t n, const lt_adapter *const *ads,
                       size_t n_ads, lt_error *err)
 {
+    size_t len = strlen(out_dir);
+    if (len > 5 && strcmp(out_dir + len - 5, ".gguf") == 0)
+        return save_gguf(out_dir, mods, n, ads, n_ads, err);
     lt_lora_save_module *save_mods = calloc(n + 1, sizeof *save_mods);
     if (!save_mods)
         return lt_fail_nomem(err, out_dir);
