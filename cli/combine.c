@@ -8,10 +8,14 @@
 #include "cli.h"
 
 static const char usage_text[] =
-    "usage: loratool combine ADAPTER[:W]... -o OUT_DIR [--rank R | --energy F | --sv-ratio X] [--json]\n"
+    "usage: loratool combine ADAPTER[:W]... -o OUT [--rank R | --energy F | --sv-ratio X]\n"
+    "                        [--method concat|svd|ties|dare] [--density D] [--seed S] [--json]\n"
     "  dW = sum_i W_i * scale_i * B_i A_i per module (W default 1, may be negative)\n"
-    "  default: exact, by concatenation (rank = sum of ranks, scale 1)\n"
-    "  --rank / --energy / --sv-ratio: that exact sum truncated by its SVD (method svd)\n";
+    "  concat (default): exact, by concatenation (rank = sum of ranks, scale 1)\n"
+    "  svd: that exact sum truncated by its SVD (--rank, --energy or --sv-ratio)\n"
+    "  ties, dare: on each module's dense deltas with --density D (default 0.5; dare: --seed S),\n"
+    "       then truncated to --rank (default: the largest input rank)\n"
+    "  OUT ending in .gguf: a GGUF LoRA (GGUF inputs)\n";
 
 int cmd_combine(int argc, char **argv)
 {
@@ -19,10 +23,14 @@ int cmd_combine(int argc, char **argv)
         {"output", required_argument, NULL, 'o'}, {"rank", required_argument, NULL, 'r'},
         {"energy", required_argument, NULL, 'e'}, {"sv-ratio", required_argument, NULL, 'x'},
         {"method", required_argument, NULL, 'm'}, {"json", no_argument, NULL, 'j'},
+        {"density", required_argument, NULL, 'd'}, {"seed", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *out = NULL, *method = NULL;
-    bool json = false;
+    bool json = false, has_density = false;
+    double density = 0.5;
+    uint64_t seed = 0;
+    char *end;
     lt_rank_rule rule = {LT_RANK_KEEP, 0};
     int c, rc;
     opterr = 0;
@@ -34,13 +42,28 @@ int cmd_combine(int argc, char **argv)
                 return rc;
             break;
         case 'm': method = optarg; break;
+        case 'd':
+            density = strtod(optarg, &end);
+            if (end == optarg || *end || !(density > 0 && density <= 1))
+                return cli_usage("combine", "--density: '%s' is not in (0, 1]", optarg);
+            has_density = true;
+            break;
+        case 's':
+            if (!lt_parse_count(optarg, &seed))
+                return cli_usage("combine", "--seed: '%s' is not a number", optarg);
+            break;
         case 'j': json = true; break;
         case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
         default: return cli_usage("combine", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
-    if (method && strcmp(method, "concat") != 0 && strcmp(method, "svd") != 0)
-        return cli_usage("combine", "--method %s is not available (concat, svd)", method);
+    bool dense = method && (strcmp(method, "ties") == 0 || strcmp(method, "dare") == 0);
+    if (method && !dense && strcmp(method, "concat") != 0 && strcmp(method, "svd") != 0)
+        return cli_usage("combine", "--method %s is not one of concat, svd, ties, dare", method);
+    if (has_density && !dense)
+        return cli_usage("combine", "--density goes with --method ties or dare");
+    if (dense && rule.kind != LT_RANK_KEEP && rule.kind != LT_RANK_FIXED)
+        return cli_usage("combine", "--method %s truncates to --rank only", method);
     if (method && strcmp(method, "svd") == 0 && rule.kind == LT_RANK_KEEP)
         return cli_usage("combine", "--method svd needs --rank, --energy or --sv-ratio");
     if (method && strcmp(method, "concat") == 0 && rule.kind != LT_RANK_KEEP)
@@ -66,7 +89,12 @@ int cmd_combine(int argc, char **argv)
         rc = cli_usage("combine", "out of memory");
     lt_surgery_report report;
     if (rc == 0) {
-        if (lt_combine((const lt_adapter *const *)ads, weights, n, &rule, out, &report, &err) != LT_OK) {
+        lt_status s = dense ? lt_combine_dense((const lt_adapter *const *)ads, weights, n,
+                                               strcmp(method, "ties") == 0 ? LT_COMBINE_TIES : LT_COMBINE_DARE,
+                                               density, seed, rule.kind == LT_RANK_FIXED ? (uint32_t)rule.value : 0,
+                                               out, &report, &err)
+                            : lt_combine((const lt_adapter *const *)ads, weights, n, &rule, out, &report, &err);
+        if (s != LT_OK) {
             rc = cli_fail(&err);
         } else {
             rc = cli_print_surgery_report(out, &report, json);

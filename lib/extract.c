@@ -52,8 +52,9 @@ typedef struct extracted {
     float *a, *b;
 } extracted;
 
-static lt_status extract_one(const lt_extract_options *opts, const float *diff, uint64_t m, uint64_t n,
-                             double total, extracted *out, lt_surgery_module *rep, lt_error *err)
+lt_status lt_factors_from_dense(const lt_extract_options *opts, const float *diff, uint64_t m, uint64_t n,
+                                double total, uint32_t *rank_out, float **a_out, float **b_out,
+                                lt_surgery_module *rep, lt_error *err)
 {
     uint64_t full = m < n ? m : n;
     uint64_t cap = opts->rule.kind == LT_RANK_FIXED ? (uint64_t)opts->rule.value
@@ -61,7 +62,7 @@ static lt_status extract_one(const lt_extract_options *opts, const float *diff, 
     uint64_t k = cap < full ? cap : full;
     double *u = malloc((size_t)(m * k) * sizeof *u + 1), *v = malloc((size_t)(n * k) * sizeof *v + 1);
     double *sv = malloc((size_t)k * sizeof *sv + 1);
-    lt_status s = u && v && sv ? LT_OK : lt_fail_nomem(err, out->name);
+    lt_status s = u && v && sv ? LT_OK : lt_fail_nomem(err, "svd");
     if (s == LT_OK)
         s = lt_randomized_svd_f64((size_t)m, (size_t)n, diff, (size_t)n, (size_t)k, LT_RSVD_OVERSAMPLE,
                                   LT_RSVD_POWER_ITERS, opts->seed, opts->threads, u, (size_t)k, sv, v, (size_t)k,
@@ -83,17 +84,17 @@ static lt_status extract_one(const lt_extract_options *opts, const float *diff, 
         rep->zero = total == 0;
         rep->energy_kept = total > 0 ? fmin(1.0, kept / total) : 1.0;
         rep->rel_error = total > 0 ? sqrt(fmax(0.0, total - kept) / total) : 0.0;
-        out->rank = (uint32_t)keep;
-        out->b = malloc((size_t)(m * keep) * sizeof(float) + 1);
-        out->a = malloc((size_t)(keep * n) * sizeof(float) + 1);
-        if (!out->a || !out->b)
-            s = lt_fail_nomem(err, out->name);
+        *rank_out = (uint32_t)keep;
+        float *b = *b_out = malloc((size_t)(m * keep) * sizeof(float) + 1);
+        float *a = *a_out = malloc((size_t)(keep * n) * sizeof(float) + 1);
+        if (!a || !b)
+            s = lt_fail_nomem(err, "svd");
         for (uint64_t i = 0; s == LT_OK && i < m; i++)
             for (uint64_t j = 0; j < keep; j++)
-                out->b[i * keep + j] = (float)(u[i * k + j] * sqrt(sv[j]));
+                b[i * keep + j] = (float)(u[i * k + j] * sqrt(sv[j]));
         for (uint64_t j = 0; s == LT_OK && j < keep; j++)
             for (uint64_t c = 0; c < n; c++)
-                out->a[j * n + c] = (float)(sqrt(sv[j]) * v[c * k + j]);
+                a[j * n + c] = (float)(sqrt(sv[j]) * v[c * k + j]);
     }
     free(u);
     free(v);
@@ -147,7 +148,7 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
         double total = 0;
         s = difference(base, (size_t)bi, tuned, i, &diff, &total, err);
         if (s == LT_OK)
-            s = extract_one(opts, diff, om->rows, om->cols, total, om, rep, err);
+            s = lt_factors_from_dense(opts, diff, om->rows, om->cols, total, &om->rank, &om->a, &om->b, rep, err);
         free(diff);
         report->params_after += (uint64_t)om->rank * (om->rows + om->cols);
         report->params_before += t->n_elems;

@@ -156,6 +156,16 @@ lt_status lt_source_read_all_f64(lt_source *src, size_t i, double **out, lt_erro
  * no match). */
 int lt_regex_exec(const lt_regex *re, const char *subject, bool search);
 
+/* Truncated factors of a dense delta DIFF (m x n, f32) by randomized SVD
+ * under opts->rule (FIXED: that rank; ENERGY: the smallest rank up to
+ * opts->max_rank keeping that fraction of TOTAL = ||DIFF||_F^2): *b_out
+ * [m, rank] = U sqrt(S), *a_out [rank, n] = sqrt(S) V^T (malloc'd), the
+ * report entry's new_rank, energy_kept, rel_error and zero filled
+ * (lib/extract.c; shared with TIES/DARE in lib/surgery.c). */
+lt_status lt_factors_from_dense(const lt_extract_options *opts, const float *diff, uint64_t m, uint64_t n,
+                                double total, uint32_t *rank_out, float **a_out, float **b_out,
+                                lt_surgery_module *rep, lt_error *err);
+
 /* Element count of a shape, overflow-checked. */
 bool lt_shape_elems(uint32_t n_dims, const uint64_t *shape, uint64_t *out);
 

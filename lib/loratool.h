@@ -652,6 +652,27 @@ lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t
                      const lt_rank_rule *rule, const char *out_dir, lt_surgery_report *report,
                      lt_error *err);
 
+typedef enum lt_combine_method {
+    LT_COMBINE_TIES = 1,   /* trim to density, elect sign, disjoint mean     */
+    LT_COMBINE_DARE        /* Bernoulli(density) keep, rescale 1/density, sum */
+} lt_combine_method;
+
+/* Combine N adapters by TIES (Yadav et al. 2023) or DARE (Yu et al. 2023)
+ * on each module's dense delta tau_i = weight_i * scale_i * B_i A_i:
+ *   TIES: keep the density fraction of each tau_i's entries with the
+ *         largest magnitude (ties broken by position), elect each entry's
+ *         sign as sign(sum_i tau_i), average the kept entries that agree
+ *         with it;
+ *   DARE: keep each entry with probability density (seeded splitmix64
+ *         stream per adapter and module), divide by density, sum;
+ * then truncate back to RANK (0 = the largest input rank) by randomized
+ * SVD.  Deterministic for a seed.  Memory: the dense deltas of one module
+ * (n x m x n x 4 bytes). */
+lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, size_t n,
+                           lt_combine_method method, double density, uint64_t seed,
+                           uint32_t rank, const char *out_dir, lt_surgery_report *report,
+                           lt_error *err);
+
 typedef struct lt_extract_options {
     lt_rank_rule rule;       /* LT_RANK_FIXED or LT_RANK_ENERGY              */
     const char *targets;     /* Python regex, fullmatch on the tensor name

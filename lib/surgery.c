@@ -396,3 +396,199 @@ lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t
         lt_surgery_report_free(report);
     return s;
 }
+
+/* ---- TIES and DARE on dense deltas ---- */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+typedef struct ranked { float magnitude; uint64_t index; } ranked;
+
+static int by_magnitude_desc(const void *x, const void *y)
+{
+    const ranked *a = x, *b = y;
+    if (a->magnitude != b->magnitude)
+        return a->magnitude > b->magnitude ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* TIES trim: zero all but the k = density * count largest magnitudes. */
+static lt_status trim_to_density(float *tau, uint64_t count, double density, lt_error *err)
+{
+    uint64_t keep = (uint64_t)(density * (double)count);
+    if (keep >= count)
+        return LT_OK;
+    ranked *order = malloc((size_t)count * sizeof *order + 1);
+    if (!order)
+        return lt_fail_nomem(err, "ties");
+    for (uint64_t i = 0; i < count; i++)
+        order[i] = (ranked){fabsf(tau[i]), i};
+    qsort(order, (size_t)count, sizeof *order, by_magnitude_desc);
+    for (uint64_t i = keep; i < count; i++)
+        tau[order[i].index] = 0;
+    free(order);
+    return LT_OK;
+}
+
+/* The dense delta of adapter i's module: w s B A as f32 [rows, cols]. */
+static lt_status dense_delta(const lt_adapter *ad, const lt_lora_module *m, double weight, float *out,
+                             uint64_t rows, uint64_t cols, lt_error *err)
+{
+    double *b, *a;
+    lt_status s = load_scaled_factors(ad, m, weight, &b, &a, err);
+    if (s != LT_OK)
+        return s;
+    uint64_t r = m->rank;
+    double *row = malloc((size_t)cols * sizeof *row + 1);
+    if (!row)
+        s = lt_fail_nomem(err, m->name);
+    for (uint64_t i = 0; s == LT_OK && i < rows; i++) {
+        memset(row, 0, (size_t)cols * sizeof *row);
+        for (uint64_t k = 0; k < r; k++)
+            for (uint64_t j = 0; j < cols; j++)
+                row[j] += b[i * r + k] * a[k * cols + j];
+        for (uint64_t j = 0; j < cols; j++)
+            out[i * cols + j] = (float)row[j];
+    }
+    free(row);
+    free(a);
+    free(b);
+    return s;
+}
+
+static void merge_ties(float *const *tau, size_t n, uint64_t count, float *out)
+{
+    for (uint64_t j = 0; j < count; j++) {
+        double total = 0;
+        for (size_t i = 0; i < n; i++)
+            total += tau[i][j];
+        double sum = 0;
+        int agree = 0;
+        for (size_t i = 0; i < n; i++)
+            if (tau[i][j] != 0 && (tau[i][j] > 0) == (total > 0) && total != 0) {
+                sum += tau[i][j];
+                agree++;
+            }
+        out[j] = agree ? (float)(sum / agree) : 0.0f;
+    }
+}
+
+static void merge_dare(float *const *tau, size_t n, uint64_t count, double density, uint64_t seed,
+                       const char *name, float *out)
+{
+    memset(out, 0, (size_t)count * sizeof *out);
+    double sum_scale = 1.0 / density;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t state = seed ^ name_hash(name) ^ (0xD1B54A32D192ED03ULL * (i + 1));
+        for (uint64_t j = 0; j < count; j++) {
+            double u = (double)(splitmix64(&state) >> 11) * 0x1p-53;
+            if (tau[i][j] != 0 && u < density)
+                out[j] = (float)((double)out[j] + (double)tau[i][j] * sum_scale);
+        }
+    }
+}
+
+lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, size_t n_ads,
+                           lt_combine_method method, double density, uint64_t seed, uint32_t rank,
+                           const char *out_dir, lt_surgery_report *report, lt_error *err)
+{
+    if (!(density > 0 && density <= 1))
+        return lt_fail(err, LT_ERR_USAGE, "%s: density must be in (0, 1]", out_dir);
+    size_t cap = 0;
+    uint32_t max_rank = 1;
+    for (size_t i = 0; i < n_ads; i++) {
+        cap += lt_adapter_module_count(ads[i]);
+        for (size_t k = 0; k < lt_adapter_module_count(ads[i]); k++)
+            if (lt_adapter_module(ads[i], k)->rank > max_rank)
+                max_rank = lt_adapter_module(ads[i], k)->rank;
+    }
+    if (rank == 0)
+        rank = max_rank;
+    out_module *mods = calloc(cap + 1, sizeof *mods);
+    float **tau = calloc(n_ads + 1, sizeof *tau);
+    lt_status s = mods && tau ? report_init(report, cap, err) : lt_fail_nomem(err, out_dir);
+    size_t n_out = 0;
+    for (size_t i = 0; i < n_ads && s == LT_OK; i++) {
+        for (size_t k = 0; k < lt_adapter_module_count(ads[i]) && s == LT_OK; k++) {
+            const lt_lora_module *first = lt_adapter_module(ads[i], k);
+            report->params_before += first->n_params;
+            bool seen = false;
+            for (size_t j = 0; j < n_out && !seen; j++)
+                seen = strcmp(mods[j].name, first->name) == 0;
+            if (seen)
+                continue;
+            out_module *om = &mods[n_out];
+            lt_surgery_module *rep = &report->modules[n_out];
+            om->name = lt_strdup(first->name);
+            rep->name = lt_strdup(first->name);
+            report->n_modules = ++n_out;
+            if (!om->name || !rep->name) {
+                s = lt_fail_nomem(err, out_dir);
+                break;
+            }
+            om->embedding = first->kind == LT_MODULE_EMBEDDING;
+            om->b_rows = om->embedding ? first->in_features : first->out_features;
+            om->a_cols = om->embedding ? first->out_features : first->in_features;
+            uint64_t count = om->b_rows * om->a_cols;
+            float *merged = malloc((size_t)count * sizeof *merged + 1);
+            size_t n_tau = 0;
+            uint32_t input_rank = 0;
+            s = merged ? LT_OK : lt_fail_nomem(err, om->name);
+            for (size_t a = 0; a < n_ads && s == LT_OK; a++) {
+                long idx = module_index(ads[a], first->name);
+                if (idx < 0)
+                    continue;
+                const lt_lora_module *ma = lt_adapter_module(ads[a], (size_t)idx);
+                if (ma->out_features != first->out_features || ma->in_features != first->in_features) {
+                    s = lt_fail(err, LT_ERR_INVALID, "%s: module '%s' has another shape in another adapter",
+                                lt_source_path(lt_adapter_source(ads[a])), ma->name);
+                    break;
+                }
+                input_rank += ma->rank;
+                tau[n_tau] = malloc((size_t)count * sizeof(float) + 1);
+                s = tau[n_tau] ? dense_delta(ads[a], ma, weights[a], tau[n_tau], om->b_rows, om->a_cols, err)
+                               : lt_fail_nomem(err, om->name);
+                n_tau++;
+                if (s == LT_OK && method == LT_COMBINE_TIES)
+                    s = trim_to_density(tau[n_tau - 1], count, density, err);
+            }
+            if (s == LT_OK) {
+                if (method == LT_COMBINE_TIES)
+                    merge_ties(tau, n_tau, count, merged);
+                else
+                    merge_dare(tau, n_tau, count, density, seed, om->name, merged);
+                double total = 0;
+                for (uint64_t j = 0; j < count; j++)
+                    total += (double)merged[j] * merged[j];
+                lt_extract_options eo = {.rule = {LT_RANK_FIXED, rank}, .seed = seed};
+                s = lt_factors_from_dense(&eo, merged, om->b_rows, om->a_cols, total, &om->rank, &om->a, &om->b,
+                                          rep, err);
+                rep->old_rank = input_rank;
+                report->params_after += (uint64_t)om->rank * (om->b_rows + om->a_cols);
+            }
+            for (size_t a = 0; a < n_tau; a++)
+                free(tau[a]);
+            free(merged);
+        }
+    }
+    if (s == LT_OK)
+        s = save(out_dir, mods, n_out, ads, n_ads, err);
+    free_out(mods, n_out);
+    free(tau);
+    if (s != LT_OK)
+        lt_surgery_report_free(report);
+    return s;
+}
