@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 ./.ci/install-deps --test
 [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
 /usr/bin/python3 bench/merge_bench.py --tool "$tool" --work build/bench
+echo
+/usr/bin/python3 bench/surgery_bench.py --tool "$tool" --work build/bench
