@@ -344,6 +344,11 @@ lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch, c
     const char *path = lt_source_path(src);
     if (!kv_string_is(src, "general.type", "adapter") || !kv_string_is(src, "adapter.type", "lora"))
         return lt_fail(err, LT_ERR_INVALID, "%s: not a GGUF LoRA adapter (general.type / adapter.type)", path);
+    long ka = lt_source_kv_find(src, "general.architecture");
+    const char *own_arch = ka >= 0 ? lt_source_kv_str(src, (size_t)ka, 0, NULL) : NULL;
+    if (own_arch && strcmp(own_arch, arch->arch) != 0)
+        return lt_fail(err, LT_ERR_INVALID, "%s: adapter architecture %s does not match the base's %s", path,
+                       own_arch, arch->arch);
     long k = lt_source_kv_find(src, "adapter.lora.alpha");
     double alpha = 0;
     if (k >= 0 && !lt_source_kv_f64(src, (size_t)k, 0, &alpha))

@@ -105,7 +105,15 @@ static double norm2(const double *x, size_t n, size_t inc)
  * above the diagonal, the reflector vectors v_j below it (v_j[j] = 1
  * implied), H_j = I - tau[j] v_j v_j^T, A = H_0 ... H_{p-1} R.  work holds
  * n doubles. */
-static void qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work)
+/* AVX2 and baseline builds of the reflector loops (element-wise, so both
+ * give identical results; no FMA contraction). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LT_CLONES
+#endif
+
+LT_CLONES static void qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work)
 {
     size_t p = min_sz(m, n);
     for (size_t j = 0; j < p; j++) {
@@ -150,7 +158,7 @@ static void qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, do
 
 /* Q (m x p, p = min(m, n)) = H_0 ... H_{p-1} I[:, :p], accumulated
  * backwards.  work holds p doubles. */
-static void qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau,
+LT_CLONES static void qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau,
                       double *q, size_t ldq, double *work)
 {
     size_t p = min_sz(m, n);

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -340,6 +341,97 @@ static lt_status gather(const lt_adapter *const *ads, const double *weights, siz
     return LT_OK;
 }
 
+/* Modules are independent: threads take them in turn from a counter.
+ * Each module's result does not depend on which thread computed it. */
+typedef struct combine_job {
+    const lt_adapter *const *ads;
+    const double *weights;
+    size_t n_ads;
+    const lt_rank_rule *rule;
+    const lt_lora_module **unique;
+    out_module *mods;
+    lt_surgery_report *report;
+    size_t n_modules;
+    size_t next;              /* guarded by lock */
+    bool failed;              /* guarded by lock */
+    lt_error error;           /* first error, guarded by lock */
+    pthread_mutex_t lock;
+} combine_job;
+
+static lt_status combine_module(combine_job *job, size_t j, lt_error *err)
+{
+    const lt_lora_module *first = job->unique[j];
+    out_module *om = &job->mods[j];
+    lt_surgery_module *rep = &job->report->modules[j];
+    om->name = lt_strdup(first->name);
+    rep->name = lt_strdup(first->name);
+    if (!om->name || !rep->name)
+        return lt_fail_nomem(err, first->name);
+    om->embedding = first->kind == LT_MODULE_EMBEDDING;
+    om->b_rows = om->embedding ? first->in_features : first->out_features;
+    om->a_cols = om->embedding ? first->out_features : first->in_features;
+    double *b = NULL, *a = NULL;
+    uint64_t r = 0;
+    lt_status s = gather(job->ads, job->weights, job->n_ads, first, &b, &a, &r, err);
+    if (s != LT_OK)
+        return s;
+    rep->old_rank = (uint32_t)r;
+    s = job->rule->kind == LT_RANK_KEEP ? keep_product(b, a, om->b_rows, om->a_cols, r, om, rep, err)
+                                        : truncate_product(b, a, om->b_rows, om->a_cols, r, job->rule, om, rep, err);
+    free(a);
+    free(b);
+    return s;
+}
+
+static void *combine_worker(void *arg)
+{
+    combine_job *job = arg;
+    lt_error err;
+    for (;;) {
+        pthread_mutex_lock(&job->lock);
+        size_t j = job->next++;
+        bool stop = job->failed || j >= job->n_modules;
+        pthread_mutex_unlock(&job->lock);
+        if (stop)
+            break;
+        if (combine_module(job, j, &err) != LT_OK) {
+            pthread_mutex_lock(&job->lock);
+            if (!job->failed) {
+                job->failed = true;
+                job->error = err;
+            }
+            pthread_mutex_unlock(&job->lock);
+        }
+    }
+    return NULL;
+}
+
+static lt_status run_jobs(combine_job *job, lt_error *err)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n_threads = online > 1 ? (size_t)online : 1;
+    if (n_threads > job->n_modules)
+        n_threads = job->n_modules ? job->n_modules : 1;
+    if (n_threads > 64)
+        n_threads = 64;
+    pthread_t threads[64];
+    size_t started = 0;
+    pthread_mutex_init(&job->lock, NULL);
+    for (; started + 1 < n_threads; started++)
+        if (pthread_create(&threads[started], NULL, combine_worker, job) != 0)
+            break;
+    combine_worker(job);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    pthread_mutex_destroy(&job->lock);
+    if (job->failed) {
+        if (err)
+            *err = job->error;
+        return job->error.status;
+    }
+    return LT_OK;
+}
+
 lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n_ads,
                      const lt_rank_rule *rule, const char *out_dir, lt_surgery_report *report,
                      lt_error *err)
@@ -362,31 +454,21 @@ lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t
                 unique[n_unique++] = m;
             report->params_before += m->n_params;
         }
-    for (size_t j = 0; j < n_unique && s == LT_OK; j++) {
-        const lt_lora_module *first = unique[j];
-        out_module *om = &mods[j];
-        lt_surgery_module *rep = &report->modules[j];
-        om->name = lt_strdup(first->name);
-        rep->name = lt_strdup(first->name);
-        report->n_modules = j + 1;
-        if (!om->name || !rep->name) {
-            s = lt_fail_nomem(err, out_dir);
-            break;
-        }
-        om->embedding = first->kind == LT_MODULE_EMBEDDING;
-        om->b_rows = om->embedding ? first->in_features : first->out_features;
-        om->a_cols = om->embedding ? first->out_features : first->in_features;
-        double *b = NULL, *a = NULL;
-        uint64_t r = 0;
-        s = gather(ads, weights, n_ads, first, &b, &a, &r, err);
-        if (s != LT_OK)
-            break;
-        rep->old_rank = (uint32_t)r;
-        s = rule->kind == LT_RANK_KEEP ? keep_product(b, a, om->b_rows, om->a_cols, r, om, rep, err)
-                                       : truncate_product(b, a, om->b_rows, om->a_cols, r, rule, om, rep, err);
-        free(a);
-        free(b);
-        report->params_after += (uint64_t)om->rank * (om->b_rows + om->a_cols);
+    if (s == LT_OK) {
+        report->n_modules = n_unique;
+        combine_job job;
+        memset(&job, 0, sizeof job);
+        job.ads = ads;
+        job.weights = weights;
+        job.n_ads = n_ads;
+        job.rule = rule;
+        job.unique = unique;
+        job.mods = mods;
+        job.report = report;
+        job.n_modules = n_unique;
+        s = run_jobs(&job, err);
+        for (size_t j = 0; j < n_unique; j++)
+            report->params_after += (uint64_t)mods[j].rank * (mods[j].b_rows + mods[j].a_cols);
     }
     if (s == LT_OK)
         s = save(out_dir, mods, n_unique, ads, n_ads, err);
