@@ -215,6 +215,32 @@ static void print_summary(const cJSON *s)
     cJSON_ArrayForEach(item, cJSON_GetObjectItem(s, "skipped")) printf("  skipped: %s\n", item->valuestring);
 }
 
+/* A PEFT adapter merged into a GGUF base goes through the GGUF LoRA form
+ * first (names, llama's Q/K row order, scales: spec/convert.md), written to
+ * a temporary file that is removed once opened. */
+static int adapter_as_gguf(const char *base_path, lt_adapter **ad)
+{
+    lt_error err;
+    lt_arch_info arch;
+    if (lt_arch_info_read(base_path, &arch, &err) != LT_OK)
+        return cli_fail(&err);
+    char tmp[] = "/tmp/loratool-merge-XXXXXX";
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "loratool: %s: cannot create a temporary file: %s\n", tmp, strerror(errno));
+        return EXIT_IO;
+    }
+    close(fd);
+    lt_status s = lt_convert_adapter_to_gguf(*ad, &arch, tmp, LT_F32, &err);
+    lt_adapter *converted = s == LT_OK ? lt_adapter_open(tmp, &err) : NULL;
+    unlink(tmp);
+    if (!converted)
+        return cli_fail(&err);
+    lt_adapter_close(*ad);
+    *ad = converted;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, merge_args *a)
 {
     static const struct option options[] = {
@@ -273,6 +299,21 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
                             lt_error *err)
 {
     lt_sink_options so = {0};
+    if (strcmp(lt_source_format(base), "gguf") == 0) {
+        if (!ends_with(a->out, ".gguf") || a->shard_size) {
+            err->status = LT_ERR_USAGE;
+            snprintf(err->message, sizeof err->message, "%s: a GGUF base is merged into a .gguf file", a->out);
+            return NULL;
+        }
+        *written = strdup(a->out);
+        return lt_sink_create("gguf", a->out, &so, err);
+    }
+    if (ends_with(a->out, ".gguf")) {
+        err->status = LT_ERR_USAGE;
+        snprintf(err->message, sizeof err->message,
+                 "%s: GGUF output needs a GGUF base (whole-model conversion is not supported yet)", a->out);
+        return NULL;
+    }
     bool to_dir = !ends_with(a->out, ".safetensors") || a->shard_size > 0;
     if (!to_dir) {
         *written = strdup(a->out);
@@ -331,11 +372,15 @@ int cmd_merge(int argc, char **argv)
         rc = cli_fail(&err);
         goto done;
     }
+    bool gguf_base = strcmp(lt_source_format(base), "gguf") == 0;
     for (size_t i = 0; i < a.n_adapters; i++) {
         if (!(ads[i] = lt_adapter_open(a.adapters[i], &err))) {
             rc = cli_fail(&err);
             goto done;
         }
+        if (gguf_base && strcmp(lt_source_format(lt_adapter_source(ads[i])), "gguf") != 0 &&
+            (rc = adapter_as_gguf(a.base, &ads[i])))
+            goto done;
         for (size_t w = 0; w < lt_adapter_warning_count(ads[i]); w++)
             cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));
         inputs[i] = (lt_merge_input){ads[i], a.weights[i]};

@@ -392,3 +392,70 @@ lt_sink *lt_gguf_sink_create(const char *path, const lt_sink_options *opts, lt_e
     sink->impl = w;
     return sink;
 }
+
+/* Size of one C value of a GGUF type, as lt_sink_set_kv takes it. */
+static size_t c_value_size(int type)
+{
+    switch (type) {
+    case LT_GGUF_U8: case LT_GGUF_I8: return 1;
+    case LT_GGUF_BOOL: return sizeof(bool);
+    case LT_GGUF_U16: case LT_GGUF_I16: return 2;
+    case LT_GGUF_U32: case LT_GGUF_I32: case LT_GGUF_F32: return 4;
+    case LT_GGUF_STRING: return sizeof(const char *);
+    default: return 8;
+    }
+}
+
+/* Element j of key i as the C value lt_sink_set_kv takes, at out. */
+static bool read_c_value(const lt_source *src, size_t i, uint64_t j, int type, void *out)
+{
+    uint64_t u;
+    int64_t v;
+    double d;
+    bool b;
+    switch (type) {
+    case LT_GGUF_U8: if (!lt_source_kv_u64(src, i, j, &u)) return false; *(uint8_t *)out = (uint8_t)u; return true;
+    case LT_GGUF_U16: if (!lt_source_kv_u64(src, i, j, &u)) return false; *(uint16_t *)out = (uint16_t)u; return true;
+    case LT_GGUF_U32: if (!lt_source_kv_u64(src, i, j, &u)) return false; *(uint32_t *)out = (uint32_t)u; return true;
+    case LT_GGUF_U64: if (!lt_source_kv_u64(src, i, j, &u)) return false; *(uint64_t *)out = u; return true;
+    case LT_GGUF_I8: if (!lt_source_kv_i64(src, i, j, &v)) return false; *(int8_t *)out = (int8_t)v; return true;
+    case LT_GGUF_I16: if (!lt_source_kv_i64(src, i, j, &v)) return false; *(int16_t *)out = (int16_t)v; return true;
+    case LT_GGUF_I32: if (!lt_source_kv_i64(src, i, j, &v)) return false; *(int32_t *)out = (int32_t)v; return true;
+    case LT_GGUF_I64: if (!lt_source_kv_i64(src, i, j, &v)) return false; *(int64_t *)out = v; return true;
+    case LT_GGUF_F32: if (!lt_source_kv_f64(src, i, j, &d)) return false; *(float *)out = (float)d; return true;
+    case LT_GGUF_F64: if (!lt_source_kv_f64(src, i, j, &d)) return false; *(double *)out = d; return true;
+    case LT_GGUF_BOOL: if (!lt_source_kv_bool(src, i, j, &b)) return false; *(bool *)out = b; return true;
+    case LT_GGUF_STRING: return (*(const char **)out = lt_source_kv_str(src, i, j, NULL)) != NULL;
+    default: return false;
+    }
+}
+
+lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err)
+{
+    for (size_t i = 0; i < lt_source_kv_count(src); i++) {
+        const char *key = lt_source_kv_key(src, i);
+        int type = lt_source_kv_type(src, i);
+        bool array = type == LT_GGUF_ARRAY;
+        int elem = array ? lt_source_kv_elem_type(src, i) : type;
+        uint64_t n = array ? lt_source_kv_len(src, i) : 1;
+        size_t size = c_value_size(elem);
+        unsigned char *values = malloc((size_t)n * size + 8);
+        if (!values)
+            return lt_fail_nomem(err, lt_source_path(src));
+        bool ok = true;
+        for (uint64_t j = 0; ok && j < n; j++)
+            ok = read_c_value(src, i, j, elem, values + j * size);
+        lt_status s;
+        if (!ok)
+            s = lt_fail(err, LT_ERR_INVALID, "%s: key '%s' cannot be read", lt_source_path(src), key);
+        else if (array)
+            s = lt_sink_set_kv_array(sink, key, elem, values, (size_t)n, err);
+        else
+            s = lt_sink_set_kv(sink, key, type, elem == LT_GGUF_STRING ? *(const char **)values : (const void *)values,
+                               err);
+        free(values);
+        if (s != LT_OK)
+            return s;
+    }
+    return LT_OK;
+}

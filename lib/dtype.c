@@ -465,10 +465,56 @@ static double f16_scale(unsigned e)
     return pow2[e];
 }
 
+bool lt_dtype_is_numeric(lt_dtype t)
+{
+    switch (t) {
+    case LT_Q4_0: case LT_Q4_1: case LT_Q5_0: case LT_Q5_1: case LT_Q8_0:
+    case LT_Q2_K: case LT_Q3_K: case LT_Q4_K: case LT_Q5_K: case LT_Q6_K:
+        return true;
+    default:
+        return lt_dtype_is_float(t);
+    }
+}
+
+/* Block types go through f32 one block at a time. */
+static lt_status blocks_to_f64(lt_dtype t, const unsigned char *in, double *dst, size_t n)
+{
+    float chunk[256];
+    size_t per = lt_dtype_block_elems(t), bytes = lt_dtype_block_bytes(t);
+    if (per == 0 || n % per != 0 || per > 256)
+        return LT_ERR_USAGE;
+    for (size_t done = 0; done < n; done += per, in += bytes) {
+        lt_status s = lt_dequantize_row(t, in, chunk, per);
+        if (s != LT_OK)
+            return s;
+        for (size_t i = 0; i < per; i++)
+            dst[done + i] = chunk[i];
+    }
+    return LT_OK;
+}
+
+static lt_status f64_to_blocks(lt_dtype t, const double *src, unsigned char *out, size_t n)
+{
+    float chunk[256];
+    size_t per = lt_dtype_block_elems(t), bytes = lt_dtype_block_bytes(t);
+    if (per == 0 || n % per != 0 || per > 256)
+        return LT_ERR_USAGE;
+    for (size_t done = 0; done < n; done += per, out += bytes) {
+        for (size_t i = 0; i < per; i++)
+            chunk[i] = (float)src[done + i];
+        lt_status s = lt_quantize_row(t, chunk, out, per);
+        if (s != LT_OK)
+            return s;
+    }
+    return LT_OK;
+}
+
 lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n)
 {
     const unsigned char *in = src;
     float chunk[256];
+    if (lt_dtype_block_elems(src_type) > 1)
+        return blocks_to_f64(src_type, in, dst, n);
     if (src_type == LT_F64) {
         for (size_t i = 0; i < n; i++)
             dst[i] = f64_from_bits(load_le64(in + 8 * i));
@@ -531,6 +577,8 @@ lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, s
             store_le64(out + 8 * i, f64_bits(src[i]));
         return LT_OK;
     }
+    if (lt_dtype_block_elems(dst_type) > 1)
+        return f64_to_blocks(dst_type, src, out, n);
     if (!lt_dtype_is_float(dst_type))
         return LT_ERR_UNSUPPORTED;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__

@@ -111,6 +111,12 @@ uint32_t lt_dtype_block_bytes(lt_dtype t);
  * lt_convert_to_f32 / lt_convert_from_f32 handle. */
 bool lt_dtype_is_float(lt_dtype t);
 
+/* True for the float types and for the ggml block types that
+ * lt_dequantize_row reads (Q4_0 ... Q6_K): the types whose values loratool
+ * can compute with (lt_convert_to_f64 takes them all; lt_convert_from_f64
+ * writes the float types, Q8_0 and Q4_0). */
+bool lt_dtype_is_numeric(lt_dtype t);
+
 /* Bytes taken by n elements of t.  Fails (returns false) when n is not a
  * multiple of the block size or the product overflows uint64. */
 bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes);
@@ -317,6 +323,10 @@ lt_status lt_sink_set_kv(lt_sink *sink, const char *key, int type, const void *v
                          lt_error *err);
 lt_status lt_sink_set_kv_array(lt_sink *sink, const char *key, int elem_type,
                                const void *values, size_t count, lt_error *err);
+
+/* Copy every typed key-value pair of SRC (a GGUF source; none for others)
+ * into SINK, as lt_sink_set_kv / _array would. */
+lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err);
 
 /* Fix the layout, create the temporary output file(s) next to PATH and
  * write the header(s). */

@@ -142,12 +142,20 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
                        (unsigned long long)m->in_features, bt->name, (unsigned long long)bt->shape[0],
                        bt->n_dims > 1 ? ", " : "", bt->n_dims > 1 ? (unsigned long long)bt->shape[1] : 0ULL,
                        bt->n_dims > 2 ? ", ..." : "");
-    if (!lt_dtype_is_float(bt->dtype))
+    if (!lt_dtype_is_numeric(bt->dtype))
         return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: base tensor '%s' has dtype %s: cannot merge into it",
                        lt_source_path(plan->base), bt->name, lt_dtype_name(bt->dtype));
+    /* a block-quantized tensor that gets a delta: written in the asked
+     * dtype, or re-quantized where we have ggml's quantizer, else F16 (as
+     * llama-export-lora does) */
+    if (lt_dtype_block_elems(bt->dtype) > 1 && t->out_dtype == bt->dtype && bt->dtype != LT_Q8_0 &&
+        bt->dtype != LT_Q4_0)
+        t->out_dtype = LT_F16;
     if (t->action == ACT_REPLACE)
         return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' targets '%s', which an adapter also replaces",
                        apath, m->name, bt->name);
+    if (lt_dtype_block_elems(bt->dtype) > 1 && plan->opts.out_dtype != LT_DTYPE_INVALID)
+        t->out_dtype = plan->opts.out_dtype;
     if (m->tensor_magnitude >= 0 && (op.fit != LT_FIT_DIRECT || m->kind != LT_MODULE_LINEAR))
         return lt_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: module '%s': DoRA is merged for Linear layers stored [out, in] only", apath, m->name);
@@ -320,6 +328,8 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
         t->n_dims = bt->n_dims;
         memcpy(t->shape, bt->shape, sizeof t->shape);
         t->in_dtype = bt->dtype;
+        /* --dtype applies to float tensors, and to block-quantized ones
+         * that get a delta (planned below); others keep their bytes */
         t->out_dtype = out != LT_DTYPE_INVALID && lt_dtype_is_float(bt->dtype) ? out : bt->dtype;
         t->action = t->out_dtype == bt->dtype ? ACT_COPY : ACT_CONVERT;
     }

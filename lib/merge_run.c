@@ -41,10 +41,15 @@ typedef struct run_state {
 typedef struct thread_buffers {
     unsigned char *raw;    /* input bytes of one item            */
     double *acc;           /* the item's values in double        */
+    double *before;        /* the base values, for the finiteness check */
     unsigned char *out;    /* output bytes of one item           */
 } thread_buffers;
 
-static size_t elem_bytes(lt_dtype t) { return lt_dtype_block_bytes(t); }
+/* Bytes of n elements (n whole blocks for the block types). */
+static uint64_t bytes_of(lt_dtype t, uint64_t n)
+{
+    return n / lt_dtype_block_elems(t) * lt_dtype_block_bytes(t);
+}
 
 static bool item_is_merge(const plan_tensor *t) { return t->action == ACT_MERGE; }
 
@@ -115,12 +120,14 @@ static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_
 {
     lt_merge_plan *plan = st->plan;
     uint64_t n = w->count * t->cols;
-    size_t in_elem = elem_bytes(t->in_dtype);
-    lt_status s = lt_source_read(plan->base, (size_t)t->base_index, w->first * t->cols * in_elem, buf->raw,
-                                 (size_t)(n * in_elem), err);
+    lt_status s = lt_source_read(plan->base, (size_t)t->base_index, bytes_of(t->in_dtype, w->first * t->cols),
+                                 buf->raw, (size_t)bytes_of(t->in_dtype, n), err);
     if (s != LT_OK)
         return s;
-    lt_convert_to_f64(t->in_dtype, buf->raw, buf->acc, (size_t)n);
+    if (lt_convert_to_f64(t->in_dtype, buf->raw, buf->acc, (size_t)n) != LT_OK)
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot read %s", t->name,
+                       lt_dtype_name(t->in_dtype));
+    memcpy(buf->before, buf->acc, (size_t)n * sizeof *buf->acc);
     for (size_t k = 0; k < t->n_ops; k++) {
         add_lowrank(buf->acc, w->count, t->cols, &t->ops[k], w->first);
         if (t->ops[k].magnitude &&
@@ -129,20 +136,18 @@ static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_
     }
     double limit = overflow_threshold(t->out_dtype);
     for (uint64_t j = 0; j < n; j++) {
-        if (fabs(buf->acc[j]) < limit) /* false for NaN too */
+        if (fabs(buf->acc[j]) < limit || !isfinite(buf->before[j])) /* NaN fails the first test */
             continue;
-        double before;
-        lt_convert_to_f64(t->in_dtype, buf->raw + j * in_elem, &before, 1);
-        if (isfinite(before))
-            return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s",
-                           t->name, (unsigned long long)(w->first + j / t->cols),
-                           isnan(buf->acc[j]) ? "NaN" : isinf(buf->acc[j]) ? "Inf" : "out of range",
-                           lt_dtype_name(t->out_dtype));
+        return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s", t->name,
+                       (unsigned long long)(w->first + j / t->cols),
+                       isnan(buf->acc[j]) ? "NaN" : isinf(buf->acc[j]) ? "Inf" : "out of range",
+                       lt_dtype_name(t->out_dtype));
     }
-    lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)n);
-    size_t out_elem = elem_bytes(t->out_dtype);
-    return lt_sink_write(st->sink, (long)(t - plan->tensors), w->first * t->cols * out_elem, buf->out,
-                         (size_t)(n * out_elem), err);
+    if (lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)n) != LT_OK)
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot write %s", t->name,
+                       lt_dtype_name(t->out_dtype));
+    return lt_sink_write(st->sink, (long)(t - plan->tensors), bytes_of(t->out_dtype, w->first * t->cols), buf->out,
+                         (size_t)bytes_of(t->out_dtype, n), err);
 }
 
 /* Copy, convert, replace and add: element ranges, no arithmetic but one
@@ -163,24 +168,27 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
         s = lt_source_read(src, src_index, w->first, buf->raw, (size_t)w->count, err);
         return s != LT_OK ? s : lt_sink_write(st->sink, index, w->first, buf->raw, (size_t)w->count, err);
     }
-    size_t in_elem = elem_bytes(t->in_dtype), out_elem = elem_bytes(t->out_dtype);
-    s = lt_source_read(src, src_index, w->first * in_elem, buf->raw, (size_t)(w->count * in_elem), err);
+    s = lt_source_read(src, src_index, bytes_of(t->in_dtype, w->first), buf->raw,
+                       (size_t)bytes_of(t->in_dtype, w->count), err);
     if (s != LT_OK)
         return s;
     const unsigned char *bytes = buf->raw;
     if (t->in_dtype != t->out_dtype) {
-        lt_convert_to_f64(t->in_dtype, buf->raw, buf->acc, (size_t)w->count);
-        lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)w->count);
+        if (lt_convert_to_f64(t->in_dtype, buf->raw, buf->acc, (size_t)w->count) != LT_OK ||
+            lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)w->count) != LT_OK)
+            return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot convert %s to %s", t->name,
+                           lt_dtype_name(t->in_dtype), lt_dtype_name(t->out_dtype));
         bytes = buf->out;
     }
-    return lt_sink_write(st->sink, index, w->first * out_elem, bytes, (size_t)(w->count * out_elem), err);
+    return lt_sink_write(st->sink, index, bytes_of(t->out_dtype, w->first), bytes,
+                         (size_t)bytes_of(t->out_dtype, w->count), err);
 }
 
 static void report_progress(run_state *st, const plan_tensor *t, const work_item *w, bool tensor_done)
 {
     uint64_t bytes = t->action == ACT_COPY ? w->count
-                     : item_is_merge(t)   ? w->count * t->cols * elem_bytes(t->out_dtype)
-                                          : w->count * elem_bytes(t->out_dtype);
+                     : item_is_merge(t)   ? bytes_of(t->out_dtype, w->count * t->cols)
+                                          : bytes_of(t->out_dtype, w->count);
     st->progress.bytes_done += bytes;
     if (tensor_done)
         st->progress.tensors_done++;
@@ -199,9 +207,10 @@ static void *worker(void *arg)
     size_t acc_bytes = st->max_block_elems * sizeof(double);
     buf.raw = malloc(acc_bytes > COPY_CHUNK_BYTES ? acc_bytes : COPY_CHUNK_BYTES);
     buf.acc = malloc(acc_bytes);
+    buf.before = malloc(acc_bytes);
     buf.out = malloc(acc_bytes);
     lt_error err;
-    bool ok = buf.raw && buf.acc && buf.out;
+    bool ok = buf.raw && buf.acc && buf.before && buf.out;
     if (!ok)
         lt_fail_nomem(&err, "merge");
     for (;;) {
@@ -233,6 +242,7 @@ static void *worker(void *arg)
     }
     free(buf.raw);
     free(buf.acc);
+    free(buf.before);
     free(buf.out);
     return NULL;
 }
@@ -288,6 +298,11 @@ static lt_status declare_outputs(lt_merge_plan *plan, lt_sink *sink, lt_error *e
         const plan_tensor *t = &plan->tensors[i];
         if (lt_sink_add_tensor(sink, t->name, t->out_dtype, t->n_dims, t->shape, err) < 0)
             return err ? err->status : LT_ERR_USAGE;
+    }
+    if (strcmp(sink->format, "gguf") == 0) { /* a GGUF base's typed keys */
+        lt_status kv = lt_sink_copy_kvs(sink, plan->base, err);
+        if (kv != LT_OK)
+            return kv;
     }
     /* the base's metadata, unless the caller already set that key */
     for (size_t i = 0; i < lt_source_meta_count(plan->base); i++) {
