@@ -10,10 +10,14 @@
 static const char usage_text[] =
     "usage: loratool convert ADAPTER_DIR -o OUT.gguf --base BASE [--outtype f32|f16|bf16|q8_0]\n"
     "       loratool convert ADAPTER.gguf -o OUT_DIR --base BASE\n"
+    "       loratool convert MODEL.safetensors -o MODEL.gguf --base config.json [--outtype f32|f16|bf16]\n"
+    "       loratool convert MODEL.gguf -o MODEL.safetensors --base config.json\n"
     "  BASE       the base model's config.json, its directory, or a GGUF model: gives the\n"
     "             architecture (tensor names) and head counts (llama's Q/K row order)\n"
     "  --outtype  GGUF factor type (default f32, exact); q8_0 falls back to f16 for factors\n"
-    "             whose rows are not whole 32-element blocks\n";
+    "             whose rows are not whole 32-element blocks; for models: 2-D tensor type\n"
+    "             (default: keep), 1-D tensors are F32 in GGUF\n"
+    "  models: weights only (names, Q/K row order, Gemma norms); no tokenizer conversion\n";
 
 static bool parse_outtype(const char *text, lt_dtype *out)
 {
@@ -43,6 +47,7 @@ int cmd_convert(int argc, char **argv)
     };
     const char *out = NULL, *base = NULL;
     lt_dtype outtype = LT_F32;
+    bool outtype_given = false;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
@@ -52,6 +57,7 @@ int cmd_convert(int argc, char **argv)
         case 't':
             if (!parse_outtype(optarg, &outtype))
                 return cli_usage("convert", "--outtype: '%s' is not f32, f16, bf16 or q8_0", optarg);
+            outtype_given = true;
             break;
         case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
         default: return cli_usage("convert", "unknown or incomplete option '%s'", argv[optind - 1]);
@@ -83,11 +89,21 @@ int cmd_convert(int argc, char **argv)
     lt_source *src = lt_source_open(input, &err);
     if (!src)
         return cli_fail(&err);
-    if (strcmp(lt_source_format(src), "gguf") != 0) {
+    long type_key = lt_source_kv_find(src, "general.type");
+    const char *type = type_key >= 0 ? lt_source_kv_str(src, (size_t)type_key, 0, NULL) : NULL;
+    if (strcmp(lt_source_format(src), "peft") == 0 || !type || strcmp(type, "adapter") != 0) {
+        /* a whole model, either way */
+        size_t skipped = 0;
+        lt_status s = lt_convert_model(src, &arch, out, outtype_given ? outtype : LT_DTYPE_INVALID, &skipped, &err);
+        bool to_gguf = strcmp(lt_source_format(src), "gguf") != 0;
         lt_source_close(src);
-        fprintf(stderr, "loratool: %s: convert takes a PEFT adapter directory or a GGUF LoRA adapter "
-                        "(whole-model conversion is not supported yet)\n", input);
-        return EXIT_INPUT;
+        if (s != LT_OK)
+            return cli_fail(&err);
+        printf("wrote %s: %s model, architecture %s%s\n", out, to_gguf ? "GGUF" : "safetensors", arch.arch,
+               to_gguf ? " (weights and architecture keys only: no tokenizer)" : "");
+        if (skipped)
+            printf("  skipped %zu rotary_emb.inv_freq buffers (recomputed by llama.cpp)\n", skipped);
+        return cli_finish_stdout();
     }
     lt_status s = lt_convert_gguf_to_adapter(src, &arch, out, &err);
     lt_source_close(src);

@@ -608,6 +608,18 @@ lt_status lt_convert_adapter_to_gguf(const lt_adapter *ad, const lt_arch_info *a
 lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch,
                                      const char *out_dir, lt_error *err);
 
+/* Convert a whole weight file: SRC in safetensors (Hugging Face names and
+ * row order) to a GGUF model OUT_PATH, or SRC in GGUF to safetensors:
+ * names through the map, llama's Q/K rows permuted (weights and biases),
+ * Gemma norms stored as 1 + w in GGUF, 1-D tensors F32 in GGUF, OUTTYPE
+ * (F32/F16/BF16, LT_DTYPE_INVALID = keep) for the other float tensors;
+ * quantized GGUF tensors become F32 safetensors.  The GGUF gets only the
+ * architecture keys (general.architecture, block_count, head counts): no
+ * tokenizer, no hyperparameters beyond those.  rotary_emb.inv_freq buffers
+ * are skipped (*SKIPPED counts them).  Tensors are streamed. */
+lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char *out_path,
+                           lt_dtype outtype, size_t *skipped, lt_error *err);
+
 /* ------------------------------------------------------------------ */
 /* 5d. Adapter surgery: resize, combine (spec/surgery.md)               */
 /* ------------------------------------------------------------------ */
