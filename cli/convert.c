@@ -93,6 +93,16 @@ int cmd_convert(int argc, char **argv)
     const char *type = type_key >= 0 ? lt_source_kv_str(src, (size_t)type_key, 0, NULL) : NULL;
     if (strcmp(lt_source_format(src), "peft") == 0 || !type || strcmp(type, "adapter") != 0) {
         /* a whole model, either way */
+        size_t len = strlen(out);
+        bool to_gguf_out = len > 5 && strcmp(out + len - 5, ".gguf") == 0;
+        bool to_st_out = len > 12 && strcmp(out + len - 12, ".safetensors") == 0;
+        if (strcmp(lt_source_format(src), "gguf") == 0 ? !to_st_out : !to_gguf_out) {
+            fprintf(stderr, "loratool: %s: not a LoRA adapter (%s); a whole model converts to a %s output\n",
+                    input, strcmp(lt_source_format(src), "gguf") == 0 ? "GGUF general.type is not 'adapter'" : "weights file",
+                    strcmp(lt_source_format(src), "gguf") == 0 ? ".safetensors" : ".gguf");
+            lt_source_close(src);
+            return EXIT_INPUT;
+        }
         size_t skipped = 0;
         lt_status s = lt_convert_model(src, &arch, out, outtype_given ? outtype : LT_DTYPE_INVALID, &skipped, &err);
         bool to_gguf = strcmp(lt_source_format(src), "gguf") != 0;
