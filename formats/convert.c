@@ -206,27 +206,29 @@ static lt_status module_factors(const lt_adapter *ad, const lt_lora_module *m, c
     if (!gguf)
         return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s': no GGUF name for '%s' in architecture %s", path,
                        m->name, m->target, arch->arch);
-    float *a = NULL, *b = NULL, *e = NULL;
-    lt_status s = read_f32(src, m->tensor_a, &a, err);
-    if (s == LT_OK)
-        s = read_f32(src, m->tensor_b, &b, err);
-    if (s == LT_OK && m->tensor_e >= 0)
-        s = read_f32(src, m->tensor_e, &e, err);
-    if (s != LT_OK)
-        goto fail;
     uint64_t r = m->rank;
     uint64_t a_cols = m->kind == LT_MODULE_EMBEDDING ? m->out_features : m->in_features;
     uint64_t b_rows = m->kind == LT_MODULE_EMBEDDING ? m->in_features : m->out_features;
-    if (e)
-        for (uint64_t k = 0; k < r; k++)
-            for (uint64_t j = 0; j < a_cols; j++)
-                a[k * a_cols + j] *= e[k];
-    /* llama.cpp: s = alpha / r (alpha 0 or absent: s = 1) */
+    /* llama.cpp: s = alpha / r (alpha 0 or absent: s = 1); the rest of the
+     * module's PEFT scale is folded into B */
     double runtime_scale = file_alpha > 0 ? file_alpha / (double)r : 1.0;
-    double fold = m->scale / runtime_scale;
-    if (fold != 1.0)
-        for (uint64_t i = 0; i < b_rows * r; i++)
-            b[i] = (float)((double)b[i] * fold);
+    double *a64 = NULL, *b64 = NULL;
+    float *a = NULL, *b = NULL;
+    lt_status s = lt_module_factors_f64(ad, m, m->scale / runtime_scale, &b64, &a64, err);
+    if (s == LT_OK) {
+        a = malloc((size_t)(r * a_cols) * sizeof *a + 1);
+        b = malloc((size_t)(b_rows * r) * sizeof *b + 1);
+        if (!a || !b)
+            s = lt_fail_nomem(err, path);
+        for (uint64_t i = 0; s == LT_OK && i < r * a_cols; i++)
+            a[i] = (float)a64[i];
+        for (uint64_t i = 0; s == LT_OK && i < b_rows * r; i++)
+            b[i] = (float)b64[i];
+    }
+    free(a64);
+    free(b64);
+    if (s != LT_OK)
+        goto fail;
     bool is_k;
     if (lt_arch_permutes_qk(arch->arch) && is_q_or_k(m->target, &is_k) &&
         (s = permute_rows(b, b_rows, r, is_k ? arch->n_head_kv : arch->n_head, true, m->name, err)) != LT_OK)
@@ -247,7 +249,6 @@ static lt_status module_factors(const lt_adapter *ad, const lt_lora_module *m, c
     }
     out[1] = (gguf_factor){lt_asprintf("%s.lora_b", gguf), b, b_rows, r, factor_dtype(outtype, r)};
     free(gguf);
-    free(e);
     if (!out[0].name || !out[1].name)
         return lt_fail_nomem(err, path);
     return LT_OK;
@@ -255,7 +256,6 @@ fail:
     free(gguf);
     free(a);
     free(b);
-    free(e);
     return s;
 }
 

@@ -140,50 +140,35 @@ static const char *layer_rest(const char *stem, size_t stem_len, const char *pre
     return end + 1;
 }
 
-char *lt_name_hf_to_gguf(const char *arch, const char *hf_name)
+/* The GGUF or the HF name of a pair. */
+static const char *side(const name_pair *p, bool gguf) { return gguf ? p->gguf : p->hf; }
+
+static char *map_name(const char *arch, const char *name, bool to_gguf)
 {
     int f = family_of(arch);
     if (f < 0)
         return NULL;
     /* multimodal wrappers keep the text model under language_model. */
-    if (strncmp(hf_name, "language_model.", 15) == 0)
-        hf_name += 15;
+    if (to_gguf && strncmp(name, "language_model.", 15) == 0)
+        name += 15;
     size_t stem_len;
-    const char *suffix = param_suffix(hf_name, &stem_len);
+    const char *suffix = param_suffix(name, &stem_len);
     for (const name_pair *p = global_names; p->hf; p++)
-        if (strlen(p->hf) == stem_len && strncmp(hf_name, p->hf, stem_len) == 0)
-            return lt_asprintf("%s%s", p->gguf, suffix);
+        if (strlen(side(p, !to_gguf)) == stem_len && strncmp(name, side(p, !to_gguf), stem_len) == 0)
+            return lt_asprintf("%s%s", side(p, to_gguf), suffix);
     unsigned long layer;
-    const char *rest = layer_rest(hf_name, stem_len, "model.layers.", &layer);
+    const char *rest = layer_rest(name, stem_len, to_gguf ? "model.layers." : "blk.", &layer);
     if (!rest)
         return NULL;
-    size_t rest_len = stem_len - (size_t)(rest - hf_name);
+    size_t rest_len = stem_len - (size_t)(rest - name);
     for (const name_pair *p = families[f].layers; p->hf; p++)
-        if (strlen(p->hf) == rest_len && strncmp(rest, p->hf, rest_len) == 0)
-            return lt_asprintf("blk.%lu.%s%s", layer, p->gguf, suffix);
+        if (strlen(side(p, !to_gguf)) == rest_len && strncmp(rest, side(p, !to_gguf), rest_len) == 0)
+            return lt_asprintf(to_gguf ? "blk.%lu.%s%s" : "model.layers.%lu.%s%s", layer, side(p, to_gguf), suffix);
     return NULL;
 }
 
-char *lt_name_gguf_to_hf(const char *arch, const char *gguf_name)
-{
-    int f = family_of(arch);
-    if (f < 0)
-        return NULL;
-    size_t stem_len;
-    const char *suffix = param_suffix(gguf_name, &stem_len);
-    for (const name_pair *p = global_names; p->hf; p++)
-        if (strlen(p->gguf) == stem_len && strncmp(gguf_name, p->gguf, stem_len) == 0)
-            return lt_asprintf("%s%s", p->hf, suffix);
-    unsigned long layer;
-    const char *rest = layer_rest(gguf_name, stem_len, "blk.", &layer);
-    if (!rest)
-        return NULL;
-    size_t rest_len = stem_len - (size_t)(rest - gguf_name);
-    for (const name_pair *p = families[f].layers; p->hf; p++)
-        if (strlen(p->gguf) == rest_len && strncmp(rest, p->gguf, rest_len) == 0)
-            return lt_asprintf("model.layers.%lu.%s%s", layer, p->hf, suffix);
-    return NULL;
-}
+char *lt_name_hf_to_gguf(const char *arch, const char *hf_name) { return map_name(arch, hf_name, true); }
+char *lt_name_gguf_to_hf(const char *arch, const char *gguf_name) { return map_name(arch, gguf_name, false); }
 
 /* llama.cpp's Q/K permutation of rows (spec/convert.md): with hd = rows per
  * head, GGUF row h*hd + 2t + s holds HF row h*hd + s*hd/2 + t. */

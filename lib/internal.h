@@ -166,6 +166,12 @@ lt_status lt_factors_from_dense(const lt_extract_options *opts, const float *dif
                                 double total, uint32_t *rank_out, float **a_out, float **b_out,
                                 lt_surgery_module *rep, lt_error *err);
 
+/* A module's factors as malloc'd doubles in PEFT layout: *b_out [b_rows,
+ * r] times b_factor, *a_out [r, a_cols] with AdaLoRA's E folded in
+ * (embeddings: b_rows = dim, a_cols = vocab).  lib/surgery.c. */
+lt_status lt_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, double b_factor, double **b_out,
+                                double **a_out, lt_error *err);
+
 /* Element count of a shape, overflow-checked. */
 bool lt_shape_elems(uint32_t n_dims, const uint64_t *shape, uint64_t *out);
 

@@ -31,15 +31,9 @@ typedef struct out_module {
     float *a, *b;
 } out_module;
 
-/* The factors of one input module as doubles: b [b_rows, r] already times
- * weight * scale, a [r, a_cols] (AdaLoRA's E folded in). */
-static lt_status load_scaled_factors(const lt_adapter *ad, const lt_lora_module *m, double weight,
-                                     double **b_out, double **a_out, lt_error *err)
+lt_status lt_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, double b_factor, double **b_out,
+                                double **a_out, lt_error *err)
 {
-    const char *path = lt_source_path(lt_adapter_source(ad));
-    if (m->tensor_magnitude >= 0 || m->tensor_bias >= 0 || m->kind == LT_MODULE_CONV)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is %s: its delta is not a plain low-rank product",
-                       path, m->name, m->tensor_magnitude >= 0 ? "DoRA" : m->tensor_bias >= 0 ? "lora_bias" : "conv");
     lt_source *src = lt_adapter_source(ad);
     double *a = NULL, *b = NULL, *e = NULL;
     lt_status s = lt_source_read_all_f64(src, (size_t)m->tensor_a, &a, err);
@@ -61,12 +55,23 @@ static lt_status load_scaled_factors(const lt_adapter *ad, const lt_lora_module 
             for (uint64_t j = 0; j < a_cols; j++)
                 a[k * a_cols + j] *= e[k];
     free(e);
-    double factor = weight * m->scale;
-    for (uint64_t i = 0; i < b_rows * r; i++)
-        b[i] *= factor;
+    if (b_factor != 1.0)
+        for (uint64_t i = 0; i < b_rows * r; i++)
+            b[i] *= b_factor;
     *b_out = b;
     *a_out = a;
     return LT_OK;
+}
+
+/* The factors of one input module for surgery: b times weight * scale. */
+static lt_status load_scaled_factors(const lt_adapter *ad, const lt_lora_module *m, double weight,
+                                     double **b_out, double **a_out, lt_error *err)
+{
+    if (m->tensor_magnitude >= 0 || m->tensor_bias >= 0 || m->kind == LT_MODULE_CONV)
+        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is %s: its delta is not a plain low-rank product",
+                       lt_source_path(lt_adapter_source(ad)), m->name,
+                       m->tensor_magnitude >= 0 ? "DoRA" : m->tensor_bias >= 0 ? "lora_bias" : "conv");
+    return lt_module_factors_f64(ad, m, weight * m->scale, b_out, a_out, err);
 }
 
 static double frobenius(const double *x, uint64_t n)
