@@ -50,7 +50,33 @@ typedef struct extracted {
     uint64_t rows, cols;
     uint32_t rank;
     float *a, *b;
+    bool embedding;
 } extracted;
+
+/* Embedding tables ([vocab, dim]) get PEFT's lora_embedding_A/B, whose
+ * product is the transpose of the delta. */
+static bool is_embedding(const char *name)
+{
+    const char *last = strrchr(name, '.');
+    const char *start = last;
+    while (start > name && start[-1] != '.')
+        start--;
+    size_t len = (size_t)(last - start);
+    return (len >= 5 && memmem(start, len, "embed", 5) != NULL) || (len == 3 && strncmp(start, "wte", 3) == 0);
+}
+
+static lt_status transpose_f32(float **m, uint64_t rows, uint64_t cols, lt_error *err)
+{
+    float *t = malloc((size_t)(rows * cols) * sizeof *t + 1);
+    if (!t)
+        return lt_fail_nomem(err, "extract");
+    for (uint64_t r = 0; r < rows; r++)
+        for (uint64_t c = 0; c < cols; c++)
+            t[c * rows + r] = (*m)[r * cols + c];
+    free(*m);
+    *m = t;
+    return LT_OK;
+}
 
 lt_status lt_factors_from_dense(const lt_extract_options *opts, const float *diff, uint64_t m, uint64_t n,
                                 double total, uint32_t *rank_out, float **a_out, float **b_out,
@@ -68,6 +94,8 @@ lt_status lt_factors_from_dense(const lt_extract_options *opts, const float *dif
                                   LT_RSVD_POWER_ITERS, opts->seed, opts->threads, u, (size_t)k, sv, v, (size_t)k,
                                   err);
     uint64_t keep = k;
+    if (s == LT_OK && opts->rule.kind == LT_RANK_ENERGY && total == 0)
+        keep = 1; /* a zero delta: one zero pair */
     if (s == LT_OK && opts->rule.kind == LT_RANK_ENERGY && total > 0) {
         double kept = 0;
         for (keep = 0; keep < k && kept < opts->rule.value * total; keep++)
@@ -149,6 +177,17 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
         s = difference(base, (size_t)bi, tuned, i, &diff, &total, err);
         if (s == LT_OK)
             s = lt_factors_from_dense(opts, diff, om->rows, om->cols, total, &om->rank, &om->a, &om->b, rep, err);
+        om->embedding = is_embedding(t->name);
+        if (s == LT_OK && om->embedding) {
+            /* delta [vocab, dim] = U S V^T: A = (U sqrt S)^T [r, vocab],
+             * B = (sqrt S V^T)^T [dim, r] */
+            float *a = om->b, *b = om->a;
+            om->a = a;
+            om->b = b;
+            s = transpose_f32(&om->a, om->rows, om->rank, err);
+            if (s == LT_OK)
+                s = transpose_f32(&om->b, om->rank, om->cols, err);
+        }
         free(diff);
         report->params_after += (uint64_t)om->rank * (om->rows + om->cols);
         report->params_before += t->n_elems;
@@ -161,8 +200,11 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
         if (!save)
             s = lt_fail_nomem(err, out_dir);
         for (size_t i = 0; s == LT_OK && i < n; i++)
-            save[i] = (lt_lora_save_module){mods[i].name, mods[i].rank, (double)mods[i].rank, mods[i].rows,
-                                            mods[i].cols, mods[i].a, mods[i].b, false};
+            save[i] = mods[i].embedding
+                          ? (lt_lora_save_module){mods[i].name, mods[i].rank, (double)mods[i].rank, mods[i].cols,
+                                                  mods[i].rows, mods[i].a, mods[i].b, true}
+                          : (lt_lora_save_module){mods[i].name, mods[i].rank, (double)mods[i].rank, mods[i].rows,
+                                                  mods[i].cols, mods[i].a, mods[i].b, false};
         lt_peft_save_spec spec = {.dtype = LT_F32, .modules = save, .n_modules = n};
         if (s == LT_OK)
             s = lt_peft_save(out_dir, &spec, err);
