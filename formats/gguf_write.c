@@ -425,7 +425,12 @@ static bool read_c_value(const lt_source *src, size_t i, uint64_t j, int type, v
     case LT_GGUF_F32: if (!lt_source_kv_f64(src, i, j, &d)) return false; *(float *)out = (float)d; return true;
     case LT_GGUF_F64: if (!lt_source_kv_f64(src, i, j, &d)) return false; *(double *)out = d; return true;
     case LT_GGUF_BOOL: if (!lt_source_kv_bool(src, i, j, &b)) return false; *(bool *)out = b; return true;
-    case LT_GGUF_STRING: return (*(const char **)out = lt_source_kv_str(src, i, j, NULL)) != NULL;
+    case LT_GGUF_STRING: {
+        size_t len;
+        const char *str = lt_source_kv_str(src, i, j, &len);
+        *(const char **)out = str;
+        return str && strlen(str) == len; /* our strings end at NUL */
+    }
     default: return false;
     }
 }
@@ -447,7 +452,8 @@ lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err)
             ok = read_c_value(src, i, j, elem, values + j * size);
         lt_status s;
         if (!ok)
-            s = lt_fail(err, LT_ERR_INVALID, "%s: key '%s' cannot be read", lt_source_path(src), key);
+            s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: key '%s' cannot be copied (a string with a NUL byte inside?)",
+                        lt_source_path(src), key);
         else if (array)
             s = lt_sink_set_kv_array(sink, key, elem, values, (size_t)n, err);
         else

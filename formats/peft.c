@@ -657,9 +657,6 @@ static lt_status gguf_modules(lt_adapter *ad, lt_error *err)
         size_t target_len = len - 7;
         size_t name_len = target_len > 7 && strncmp(t->name + target_len - 7, ".weight", 7) == 0 ? target_len - 7
                                                                                                  : target_len;
-        if (strncmp(t->name, "token_embd.", 11) == 0)
-            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: token embedding factors ('%s') are not read from GGUF yet",
-                           path, t->name);
         lt_lora_module *m = NULL;
         lt_status s = module_for(ad, t->name, name_len, &m, err);
         if (s != LT_OK)
@@ -682,13 +679,26 @@ static lt_status gguf_modules(lt_adapter *ad, lt_error *err)
             return lt_fail(err, LT_ERR_INVALID, "%s: '%s' lacks its %s", path, m->name, m->tensor_a < 0 ? "lora_a" : "lora_b");
         const lt_tensor_info *a = lt_source_tensor(src, (size_t)m->tensor_a);
         const lt_tensor_info *b = lt_source_tensor(src, (size_t)m->tensor_b);
-        if (a->n_dims != 2 || b->n_dims != 2 || b->shape[1] != a->shape[0] || a->shape[0] == 0 ||
-            a->shape[0] > 0xFFFFFFFFu)
+        bool embedding = strncmp(m->name, "token_embd", 10) == 0;
+        if (!embedding && (a->n_dims != 2 || b->n_dims != 2 || b->shape[1] != a->shape[0] || a->shape[0] == 0 ||
+                           a->shape[0] > 0xFFFFFFFFu))
             return lt_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b does not fit lora_a", path, m->name);
-        m->kind = LT_MODULE_LINEAR;
-        m->rank = (uint32_t)a->shape[0];
-        m->in_features = a->shape[1];
-        m->out_features = b->shape[0];
+        if (strncmp(m->name, "token_embd", 10) == 0) {
+            /* llama.cpp's token embedding: lora_a = A^T [vocab, r], lora_b = B [dim, r] */
+            if (a->n_dims != 2 || b->n_dims != 2 || b->shape[1] != a->shape[1] || a->shape[1] == 0 ||
+                a->shape[1] > 0xFFFFFFFFu)
+                return lt_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b does not fit lora_a", path, m->name);
+            m->kind = LT_MODULE_EMBEDDING;
+            m->a_transposed = true;
+            m->rank = (uint32_t)a->shape[1];
+            m->out_features = a->shape[0]; /* vocab: the base table is [vocab, dim] */
+            m->in_features = b->shape[0];
+        } else {
+            m->kind = LT_MODULE_LINEAR;
+            m->rank = (uint32_t)a->shape[0];
+            m->in_features = a->shape[1];
+            m->out_features = b->shape[0];
+        }
         m->alpha = alpha;
         /* llama.cpp: alpha / r, or 1 when alpha is 0 or absent */
         m->scale = alpha > 0 ? alpha / (double)m->rank : 1.0;

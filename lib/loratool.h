@@ -369,6 +369,9 @@ typedef struct lt_lora_module {
     uint64_t out_features;   /* delta shape [out, in] (PyTorch Linear view)  */
     uint64_t in_features;    /* for conv: in_channels * kernel elements      */
     bool fan_in_fan_out;     /* config flag (GPT-2 Conv1D stores W as [in,out])*/
+    bool a_transposed;       /* A stored as its transpose (GGUF token_embd
+                                lora_a [vocab, r]); readers of the factors
+                                undo it                                      */
     long tensor_a;           /* index in the adapter's source                */
     long tensor_b;
     long tensor_e;           /* AdaLoRA lora_E, or -1                        */

@@ -61,27 +61,17 @@ static lt_status load_f64(const lt_adapter *ad, long index, double **out, lt_err
 static lt_status build_lowrank(merge_op *op, const lt_adapter *ad, const lt_lora_module *m,
                                double factor, lt_error *err)
 {
-    double *a = NULL, *b = NULL, *e = NULL;
-    lt_status s = load_f64(ad, m->tensor_a, &a, err);
-    if (s == LT_OK)
-        s = load_f64(ad, m->tensor_b, &b, err);
-    if (s == LT_OK && m->tensor_e >= 0)
-        s = load_f64(ad, m->tensor_e, &e, err);
+    double *a = NULL, *b = NULL;
+    lt_status s = lt_module_factors_f64(ad, m, factor, &b, &a, err);
     if (s != LT_OK)
-        goto done;
+        return s;
     uint64_t r = m->rank;
     /* A is [r, a_cols]; B is [b_rows, r] (conv: trailing 1s) */
     uint64_t a_cols = m->kind == LT_MODULE_EMBEDDING ? m->out_features : m->in_features;
     uint64_t b_rows = m->kind == LT_MODULE_EMBEDDING ? m->in_features : m->out_features;
-    if (e) /* AdaLoRA: B @ (A * E), E one value per rank row */
-        for (uint64_t k = 0; k < r; k++)
-            for (uint64_t j = 0; j < a_cols; j++)
-                a[k * a_cols + j] *= e[k];
     op->rank = (uint32_t)r;
     bool b_is_coef = op->fit == LT_FIT_DIRECT && m->kind != LT_MODULE_EMBEDDING;
     if (b_is_coef) {
-        for (uint64_t i = 0; i < b_rows * r; i++)
-            b[i] *= factor;
         op->coef = b, b = NULL; /* [out, r] */
         op->vec = a, a = NULL;  /* [r, in]  */
     } else {
@@ -91,21 +81,19 @@ static lt_status build_lowrank(merge_op *op, const lt_adapter *ad, const lt_lora
             free(a_t);
             free(b_t);
             s = lt_fail_nomem(err, "merge");
-            goto done;
-        }
-        for (uint64_t k = 0; k < r; k++)
-            for (uint64_t j = 0; j < a_cols; j++)
-                a_t[j * r + k] = a[k * a_cols + j];
-        for (uint64_t i = 0; i < b_rows; i++)
+        } else {
             for (uint64_t k = 0; k < r; k++)
-                b_t[k * b_rows + i] = factor * b[i * r + k];
-        op->coef = a_t; /* [a_cols, r] */
-        op->vec = b_t;  /* [r, b_rows] */
+                for (uint64_t j = 0; j < a_cols; j++)
+                    a_t[j * r + k] = a[k * a_cols + j];
+            for (uint64_t i = 0; i < b_rows; i++)
+                for (uint64_t k = 0; k < r; k++)
+                    b_t[k * b_rows + i] = b[i * r + k];
+            op->coef = a_t; /* [a_cols, r] */
+            op->vec = b_t;  /* [r, b_rows] */
+        }
     }
-done:
     free(a);
     free(b);
-    free(e);
     return s;
 }
 
@@ -350,8 +338,6 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
     }
     for (size_t i = 0; i < plan->n_tensors; i++) {
         plan_tensor *t = &plan->tensors[i];
-        if (t->action == ACT_MERGE && t->out_dtype == t->in_dtype && !lt_dtype_is_float(t->in_dtype))
-            t->action = ACT_COPY;
         switch (t->action) {
         case ACT_COPY: plan->stats.tensors_copied++; break;
         case ACT_CONVERT: plan->stats.tensors_converted++; break;

@@ -50,6 +50,20 @@ lt_status lt_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, d
     uint64_t r = m->rank;
     uint64_t a_cols = m->kind == LT_MODULE_EMBEDDING ? m->out_features : m->in_features;
     uint64_t b_rows = m->kind == LT_MODULE_EMBEDDING ? m->in_features : m->out_features;
+    if (m->a_transposed) { /* stored [a_cols, r] */
+        double *t = malloc((size_t)(r * a_cols) * sizeof *t + 1);
+        if (!t) {
+            free(a);
+            free(b);
+            free(e);
+            return lt_fail_nomem(err, m->name);
+        }
+        for (uint64_t j = 0; j < a_cols; j++)
+            for (uint64_t k = 0; k < r; k++)
+                t[k * a_cols + j] = a[j * r + k];
+        free(a);
+        a = t;
+    }
     if (e)
         for (uint64_t k = 0; k < r; k++)
             for (uint64_t j = 0; j < a_cols; j++)
@@ -214,7 +228,12 @@ static lt_status save_gguf(const char *out_path, out_module *mods, size_t n, con
     for (size_t i = 0; i < n && s == LT_OK; i++) {
         char *a_name = lt_asprintf("%s.weight.lora_a", mods[i].name);
         char *b_name = lt_asprintf("%s.weight.lora_b", mods[i].name);
+        /* llama.cpp's token embedding keeps lora_a transposed: [vocab, r] */
         uint64_t a_shape[2] = {mods[i].rank, mods[i].a_cols}, b_shape[2] = {mods[i].b_rows, mods[i].rank};
+        if (mods[i].embedding) {
+            a_shape[0] = mods[i].a_cols;
+            a_shape[1] = mods[i].rank;
+        }
         if (!a_name || !b_name)
             s = lt_fail_nomem(err, out_path);
         else if (lt_sink_add_tensor(sink, a_name, LT_F32, 2, a_shape, err) < 0 ||
@@ -226,7 +245,20 @@ static lt_status save_gguf(const char *out_path, out_module *mods, size_t n, con
     if (s == LT_OK)
         s = lt_sink_begin(sink, err);
     for (size_t i = 0; i < n && s == LT_OK; i++) {
-        s = lt_sink_write(sink, (long)(2 * i), 0, mods[i].a, (size_t)(mods[i].rank * mods[i].a_cols) * 4, err);
+        float *a = mods[i].a;
+        if (mods[i].embedding) {
+            a = malloc((size_t)(mods[i].rank * mods[i].a_cols) * sizeof *a + 1);
+            if (!a) {
+                s = lt_fail_nomem(err, out_path);
+                break;
+            }
+            for (uint64_t k = 0; k < mods[i].rank; k++)
+                for (uint64_t j = 0; j < mods[i].a_cols; j++)
+                    a[j * mods[i].rank + k] = mods[i].a[k * mods[i].a_cols + j];
+        }
+        s = lt_sink_write(sink, (long)(2 * i), 0, a, (size_t)(mods[i].rank * mods[i].a_cols) * 4, err);
+        if (a != mods[i].a)
+            free(a);
         if (s == LT_OK)
             s = lt_sink_write(sink, (long)(2 * i + 1), 0, mods[i].b, (size_t)(mods[i].b_rows * mods[i].rank) * 4, err);
     }
