@@ -453,18 +453,6 @@ lt_status lt_convert_from_f32(lt_dtype dst_type, const float *src, void *dst, si
     }
 }
 
-/* 2^(e - 25) for the F16 exponent field e = 1..30 (index 0 serves
- * subnormals, which share e = 1's scale). */
-static double f16_scale(unsigned e)
-{
-    static const double pow2[31] = {
-        0x1p-24, 0x1p-24, 0x1p-23, 0x1p-22, 0x1p-21, 0x1p-20, 0x1p-19, 0x1p-18,
-        0x1p-17, 0x1p-16, 0x1p-15, 0x1p-14, 0x1p-13, 0x1p-12, 0x1p-11, 0x1p-10,
-        0x1p-9,  0x1p-8,  0x1p-7,  0x1p-6,  0x1p-5,  0x1p-4,  0x1p-3,  0x1p-2,
-        0x1p-1,  0x1p0,   0x1p1,   0x1p2,   0x1p3,   0x1p4,   0x1p5};
-    return pow2[e];
-}
-
 bool lt_dtype_is_numeric(lt_dtype t)
 {
     switch (t) {
@@ -528,12 +516,17 @@ lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, siz
         return LT_OK;
     }
     if (src_type == LT_F16) {
+        /* branch-free, so it vectorizes: normal halves rebias the exponent
+         * (+112), Inf/NaN move to the f32 all-ones exponent, subnormals
+         * are their mantissa times 2^-24 (exact) */
         for (size_t i = 0; i < n; i++) {
-            uint16_t h = load_le16(in + 2 * i);
-            unsigned e = (h >> 10) & 0x1F, m = h & 0x3FF;
-            double v = e == 31 ? (m ? NAN : INFINITY)
-                               : (double)(e ? (m | 0x400u) : m) * f16_scale(e);
-            dst[i] = h & 0x8000 ? -v : v;
+            uint32_t h = load_le16(in + 2 * i), ax = h & 0x7FFFu;
+            uint32_t e = ax >> 10;
+            float normal = f32_from_bits((ax << 13) + 0x38000000u);
+            float special = f32_from_bits((ax << 13) + 0x70000000u);
+            float subnormal = (float)ax * 0x1p-24f;
+            float v = e == 0 ? subnormal : e == 31 ? special : normal;
+            dst[i] = h & 0x8000u ? -(double)v : (double)v;
         }
         return LT_OK;
     }
@@ -599,6 +592,28 @@ lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, s
             uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
             uint32_t quiet_nan = (bits >> 16) | 0x40u;
             halves[i] = (uint16_t)((bits & 0x7FFFFFFFu) > 0x7F800000u ? quiet_nan : rounded);
+        }
+        return LT_OK;
+    }
+    if (dst_type == LT_F16 && (uintptr_t)dst % sizeof(uint16_t) == 0) {
+        /* The same for F16: round-to-odd f32, then RNE to half.  Half
+         * subnormals come from adding 0.5f, whose ulp is the subnormal
+         * quantum 2^-24, so the FPU's own round-to-nearest-even does it. */
+        uint16_t *restrict halves = (uint16_t *)dst;
+        for (size_t i = 0; i < n; i++) {
+            double d = src[i];
+            float f = (float)d;
+            double back = f;
+            uint32_t bits = f32_bits(f);
+            bits -= (uint32_t)(fabs(back) > fabs(d));
+            bits |= (uint32_t)(back != d);
+            uint32_t sign = (bits >> 16) & 0x8000u, ax = bits & 0x7FFFFFFFu;
+            uint32_t subnormal = f32_bits(f32_from_bits(ax) + 0.5f) - 0x3F000000u;
+            uint32_t normal = (ax - 0x38000000u + 0xFFFu + ((ax >> 13) & 1u)) >> 13;
+            uint32_t h = ax < 0x38800000u ? subnormal : normal;
+            h = ax >= 0x477FF000u ? 0x7C00u : h;                        /* rounds past 65504 */
+            h = ax > 0x7F800000u ? 0x7E00u | ((ax >> 13) & 0x3FFu) : h; /* NaN stays quiet NaN */
+            halves[i] = (uint16_t)(sign | h);
         }
         return LT_OK;
     }
