@@ -518,15 +518,18 @@ lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, siz
     if (src_type == LT_F16) {
         /* branch-free, so it vectorizes: normal halves rebias the exponent
          * (+112), Inf/NaN move to the f32 all-ones exponent, subnormals
-         * are their mantissa times 2^-24 (exact) */
+         * are their mantissa times 2^-24 (exact); the sign is or-ed in */
         for (size_t i = 0; i < n; i++) {
-            uint32_t h = load_le16(in + 2 * i), ax = h & 0x7FFFu;
-            uint32_t e = ax >> 10;
-            float normal = f32_from_bits((ax << 13) + 0x38000000u);
-            float special = f32_from_bits((ax << 13) + 0x70000000u);
-            float subnormal = (float)ax * 0x1p-24f;
-            float v = e == 0 ? subnormal : e == 31 ? special : normal;
-            dst[i] = h & 0x8000u ? -(double)v : (double)v;
+            uint16_t h16;
+            memcpy(&h16, in + 2 * i, 2);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            h16 = (uint16_t)(h16 << 8 | h16 >> 8);
+#endif
+            uint32_t h = h16, ax = h & 0x7FFFu, e = ax >> 10;
+            uint32_t normal = (ax << 13) + (e == 31 ? 0x70000000u : 0x38000000u);
+            uint32_t subnormal = f32_bits((float)ax * 0x1p-24f);
+            uint32_t bits = (e == 0 ? subnormal : normal) | (h & 0x8000u) << 16;
+            dst[i] = (double)f32_from_bits(bits);
         }
         return LT_OK;
     }
