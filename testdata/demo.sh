@@ -16,4 +16,4 @@ trap 'rm -rf "$out"' EXIT
 run merge $demo/base $demo/adapter -o "$out/merged"
 run inspect "$out/merged"
 run convert $demo/adapter -o "$out/adapter.gguf" --base $demo/base/config.json
-run resize $demo/adapter -o "$out/small" --energy 0.9
+run resize $demo/adapter -o "$out/small" --rank 2
