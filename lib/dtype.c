@@ -564,6 +564,18 @@ static float f32_round_to_odd(double d)
     return f32_from_bits(bits | 1u);
 }
 
+/* f32_round_to_odd without branches, as bits, for the vectorized paths:
+ * an overflow to Inf steps back to FLT_MAX by the same "one step toward
+ * zero"; NaN stays NaN. */
+static inline uint32_t f32_bits_round_to_odd(double d)
+{
+    float f = (float)d;
+    double back = f;
+    uint32_t bits = f32_bits(f);
+    bits -= (uint32_t)(fabs(back) > fabs(d));
+    return bits | (uint32_t)(back != d);
+}
+
 lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n)
 {
     unsigned char *out = dst;
@@ -580,18 +592,11 @@ lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, s
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (dst_type == LT_BF16 && (uintptr_t)dst % sizeof(uint16_t) == 0) {
         /* The merge kernel's output path, written without branches so the
-         * compiler vectorizes it: the same round-to-odd as
-         * f32_round_to_odd (an overflow to Inf steps back to FLT_MAX by the
-         * same "one step toward zero"), then round to nearest even on the
-         * top 16 bits, NaN kept quiet. */
+         * compiler vectorizes it: round-to-odd f32, then round to nearest
+         * even on the top 16 bits, NaN kept quiet. */
         uint16_t *restrict halves = (uint16_t *)dst;
         for (size_t i = 0; i < n; i++) {
-            double d = src[i];
-            float f = (float)d;
-            double back = f;
-            uint32_t bits = f32_bits(f);
-            bits -= (uint32_t)(fabs(back) > fabs(d));
-            bits |= (uint32_t)(back != d);
+            uint32_t bits = f32_bits_round_to_odd(src[i]);
             uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
             uint32_t quiet_nan = (bits >> 16) | 0x40u;
             halves[i] = (uint16_t)((bits & 0x7FFFFFFFu) > 0x7F800000u ? quiet_nan : rounded);
@@ -604,12 +609,7 @@ lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, s
          * quantum 2^-24, so the FPU's own round-to-nearest-even does it. */
         uint16_t *restrict halves = (uint16_t *)dst;
         for (size_t i = 0; i < n; i++) {
-            double d = src[i];
-            float f = (float)d;
-            double back = f;
-            uint32_t bits = f32_bits(f);
-            bits -= (uint32_t)(fabs(back) > fabs(d));
-            bits |= (uint32_t)(back != d);
+            uint32_t bits = f32_bits_round_to_odd(src[i]);
             uint32_t sign = (bits >> 16) & 0x8000u, ax = bits & 0x7FFFFFFFu;
             uint32_t subnormal = f32_bits(f32_from_bits(ax) + 0.5f) - 0x3F000000u;
             uint32_t normal = (ax - 0x38000000u + 0xFFFu + ((ax >> 13) & 1u)) >> 13;

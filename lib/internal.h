@@ -38,6 +38,17 @@ static inline bool lt_mul_u64(uint64_t a, uint64_t b, uint64_t *out)
     return !__builtin_mul_overflow(a, b, out);
 }
 
+/* A rows x cols matrix with leading dimension ld (>= cols) whose
+ * (rows - 1) * ld + cols elements of es bytes are addressable in size_t. */
+static inline bool lt_matrix_extent_ok(size_t rows, size_t cols, size_t ld, size_t es)
+{
+    size_t n;
+    if (rows == 0 || cols == 0)
+        return true;
+    return ld >= cols && !__builtin_mul_overflow(rows - 1, ld, &n) && !__builtin_add_overflow(n, cols, &n) &&
+           !__builtin_mul_overflow(n, es, &n);
+}
+
 /* ---- small allocation helpers (lib/util.c); NULL on failure ---- */
 char *lt_strdup(const char *s);
 char *lt_strndup(const char *s, size_t n);

@@ -209,20 +209,6 @@ static bool finite_f64(const double *p, size_t rows, size_t cols, size_t ld)
     return true;
 }
 
-/* Check that a rows x cols matrix with leading dimension ld is addressable:
- * ld >= cols and (rows - 1) * ld + cols elements of size es fit in size_t. */
-static bool extent_ok(size_t rows, size_t cols, size_t ld, size_t es)
-{
-    if (rows == 0 || cols == 0)
-        return true;
-    if (ld < cols)
-        return false;
-    size_t n;
-    if (__builtin_mul_overflow(rows - 1, ld, &n) || __builtin_add_overflow(n, cols, &n) ||
-        __builtin_mul_overflow(n, es, &n))
-        return false;
-    return true;
-}
 
 static lt_status gemm_run(gemm_job *job, unsigned threads, const char *fn, lt_error *err)
 {
@@ -230,8 +216,8 @@ static lt_status gemm_run(gemm_job *job, unsigned threads, const char *fn, lt_er
     const size_t es = job->f64 ? sizeof(double) : sizeof(float);
     size_t ar = job->ta ? k : m, ac = job->ta ? m : k;
     size_t br = job->tb ? n : k, bc = job->tb ? k : n;
-    if (!extent_ok(ar, ac, job->lda, es) || !extent_ok(br, bc, job->ldb, es) ||
-        !extent_ok(m, n, job->ldc, es))
+    if (!lt_matrix_extent_ok(ar, ac, job->lda, es) || !lt_matrix_extent_ok(br, bc, job->ldb, es) ||
+        !lt_matrix_extent_ok(m, n, job->ldc, es))
         return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (m == 0 || n == 0) /* nothing to write, nothing read */
         return LT_OK;

@@ -37,18 +37,6 @@ static double *dalloc(size_t rows, size_t cols, bool *fail)
     return p;
 }
 
-/* rows x cols with leading dimension ld addressable in size_t bytes of
- * size es, and ld >= cols. */
-static bool extent_ok(size_t rows, size_t cols, size_t ld, size_t es)
-{
-    if (rows == 0 || cols == 0)
-        return true;
-    if (ld < cols)
-        return false;
-    size_t n;
-    return !__builtin_mul_overflow(rows - 1, ld, &n) && !__builtin_add_overflow(n, cols, &n) &&
-           !__builtin_mul_overflow(n, es, &n);
-}
 
 /* Largest magnitude of a rows x cols matrix; -1 when it holds NaN or Inf. */
 static double max_abs(const double *p, size_t rows, size_t cols, size_t ld)
@@ -206,8 +194,8 @@ lt_status lt_qr_f64(size_t m, size_t n, const double *a, size_t lda, double *q, 
 {
     static const char fn[] = "lt_qr_f64";
     size_t p = min_sz(m, n);
-    if (!extent_ok(m, n, lda, sizeof(double)) || (q && !extent_ok(m, p, ldq, sizeof(double))) ||
-        (r && !extent_ok(p, n, ldr, sizeof(double))))
+    if (!lt_matrix_extent_ok(m, n, lda, sizeof(double)) || (q && !lt_matrix_extent_ok(m, p, ldq, sizeof(double))) ||
+        (r && !lt_matrix_extent_ok(p, n, ldr, sizeof(double))))
         return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (p == 0)
         return LT_OK;
@@ -473,8 +461,8 @@ lt_status lt_svd_f64(size_t m, size_t n, const double *a, size_t lda, double *u,
 {
     static const char fn[] = "lt_svd_f64";
     size_t p = min_sz(m, n);
-    if (!extent_ok(m, n, lda, sizeof(double)) || (u && !extent_ok(m, p, ldu, sizeof(double))) ||
-        (v && !extent_ok(n, p, ldv, sizeof(double))))
+    if (!lt_matrix_extent_ok(m, n, lda, sizeof(double)) || (u && !lt_matrix_extent_ok(m, p, ldu, sizeof(double))) ||
+        (v && !lt_matrix_extent_ok(n, p, ldv, sizeof(double))))
         return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (p > 0 && (!a || !s))
         return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
@@ -504,8 +492,8 @@ lt_status lt_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size
                              double *s, double *v, size_t ldv, lt_error *err)
 {
     static const char fn[] = "lt_lowrank_svd_f64";
-    if (!extent_ok(m, r, ldb, sizeof(double)) || !extent_ok(r, n, lda, sizeof(double)) ||
-        (u && !extent_ok(m, k, ldu, sizeof(double))) || (v && !extent_ok(n, k, ldv, sizeof(double))))
+    if (!lt_matrix_extent_ok(m, r, ldb, sizeof(double)) || !lt_matrix_extent_ok(r, n, lda, sizeof(double)) ||
+        (u && !lt_matrix_extent_ok(m, k, ldu, sizeof(double))) || (v && !lt_matrix_extent_ok(n, k, ldv, sizeof(double))))
         return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (k == 0)
         return LT_OK;
@@ -647,8 +635,8 @@ lt_status lt_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw, 
                                 size_t ldv, lt_error *err)
 {
     static const char fn[] = "lt_randomized_svd_f64";
-    if (!extent_ok(m, n, ldw, sizeof(float)) || (u && !extent_ok(m, k, ldu, sizeof(double))) ||
-        (v && !extent_ok(n, k, ldv, sizeof(double))))
+    if (!lt_matrix_extent_ok(m, n, ldw, sizeof(float)) || (u && !lt_matrix_extent_ok(m, k, ldu, sizeof(double))) ||
+        (v && !lt_matrix_extent_ok(n, k, ldv, sizeof(double))))
         return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (k == 0)
         return LT_OK;
