@@ -528,17 +528,34 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
             if (b->shape[d] != 1 && !(b->n_dims == 3 && a->n_dims == 2))
                 return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_B must be 1x1 over the kernel",
                                path, m->name);
-        if (a->n_dims != b->n_dims || b->shape[1] != a->shape[0])
+        /* PEFT 0.3 enable_lora (merged QKV): A [r * groups, in] is a Linear,
+         * B [out, r, 1] a grouped Conv1d; taken as a linear module with
+         * B [out, r] (the kernel axis is 1) and rank r */
+        bool grouped = b->n_dims == 3 && a->n_dims == 2;
+        if (grouped && (b->shape[2] != 1 || b->shape[1] == 0 || a->shape[0] % b->shape[1] != 0))
+            return lt_fail(err, LT_ERR_INVALID,
+                           "%s: module '%s': legacy grouped lora_B [%llu, %llu, %llu] does not fit lora_A [%llu, %llu]",
+                           path, m->name, (unsigned long long)b->shape[0], (unsigned long long)b->shape[1],
+                           (unsigned long long)b->shape[2], (unsigned long long)a->shape[0],
+                           (unsigned long long)a->shape[1]);
+        if (grouped) {
+            m->kind = LT_MODULE_LINEAR;
+            m->rank = (uint32_t)b->shape[1];
+            m->out_features = b->shape[0];
+            m->in_features = a->shape[1];
+        } else if (a->n_dims != b->n_dims || b->shape[1] != a->shape[0])
             return lt_fail(err, LT_ERR_INVALID,
                            "%s: module '%s': lora_B %s[%llu, %llu] does not fit lora_A [%llu, %llu] (rank mismatch)",
                            path, m->name, b->n_dims > 2 ? "(conv) " : "", (unsigned long long)b->shape[0],
                            (unsigned long long)b->shape[1], (unsigned long long)a->shape[0],
                            (unsigned long long)a->shape[1]);
-        m->kind = a->n_dims > 2 ? LT_MODULE_CONV : LT_MODULE_LINEAR;
-        m->rank = (uint32_t)a->shape[0];
-        m->out_features = b->shape[0];
-        if (!lt_mul_u64(a->shape[1], kernel, &m->in_features))
-            return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': shape overflows", path, m->name);
+        if (!grouped) {
+            m->kind = a->n_dims > 2 ? LT_MODULE_CONV : LT_MODULE_LINEAR;
+            m->rank = (uint32_t)a->shape[0];
+            m->out_features = b->shape[0];
+            if (!lt_mul_u64(a->shape[1], kernel, &m->in_features))
+                return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': shape overflows", path, m->name);
+        }
     }
     if (a->shape[0] == 0 || a->shape[0] > 0xFFFFFFFFu)
         return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' has rank %llu", path, m->name,
@@ -601,10 +618,9 @@ static char *find_weights(const char *dir, lt_error *err)
     free(path);
     path = lt_path_join(dir, "adapter_model.bin");
     if (path && lt_is_file(path))
-        lt_fail(err, LT_ERR_UNSUPPORTED,
-                "%s: legacy torch pickle weights are not supported yet (save with safetensors)", path);
-    else
-        lt_fail(err, LT_ERR_INVALID, "%s: no adapter_model.safetensors in the adapter directory", dir);
+        return path; /* legacy torch.save weights (formats/torch_bin.c) */
+    lt_fail(err, LT_ERR_INVALID, "%s: no adapter_model.safetensors or adapter_model.bin in the adapter directory",
+            dir);
     free(path);
     return NULL;
 }
@@ -763,7 +779,7 @@ lt_adapter *lt_adapter_open(const char *dir, lt_error *err)
         return NULL;
     }
     char *weights = find_weights(dir, err);
-    if (!weights || !(ad->weights = lt_format_safetensors.open(weights, err))) {
+    if (!weights || !(ad->weights = lt_source_open(weights, err))) {
         free(weights);
         lt_adapter_close(ad);
         return NULL;
@@ -811,7 +827,7 @@ static lt_source *peft_open(const char *path, lt_error *err)
     char *weights = find_weights(path, err);
     if (!weights)
         return NULL;
-    lt_source *src = lt_format_safetensors.open(weights, err);
+    lt_source *src = lt_source_open(weights, err);
     free(weights);
     if (src)
         src->format = "peft";

@@ -13,6 +13,7 @@ static const lt_format *const all_formats[] = {
     &lt_format_peft,
     &lt_format_safetensors_sharded,
     &lt_format_safetensors,
+    &lt_format_torch_bin,
     &lt_format_gguf,
     NULL,
 };

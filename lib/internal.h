@@ -247,6 +247,7 @@ extern const lt_format lt_format_safetensors;
 extern const lt_format lt_format_safetensors_sharded;
 extern const lt_format lt_format_peft;
 extern const lt_format lt_format_gguf;
+extern const lt_format lt_format_torch_bin;
 
 /* The GGUF writer (formats/gguf_write.c), the create op of lt_format_gguf. */
 lt_sink *lt_gguf_sink_create(const char *path, const lt_sink_options *opts, lt_error *err);

@@ -35,6 +35,13 @@ lt_status lt_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, d
                                 double **a_out, lt_error *err)
 {
     lt_source *src = lt_adapter_source(ad);
+    const lt_tensor_info *ta = lt_source_tensor(src, (size_t)m->tensor_a);
+    if (ta->shape[m->a_transposed ? 1 : 0] != m->rank)
+        /* PEFT 0.3's enable_lora (merged QKV): A stacks one group per
+         * enabled output slice; only inspect/audit understand it */
+        return lt_fail(err, LT_ERR_UNSUPPORTED,
+                       "%s: module '%s': legacy enable_lora factors (lora_A has %llu rows for rank %u) cannot be computed with",
+                       lt_source_path(src), m->name, (unsigned long long)ta->shape[m->a_transposed ? 1 : 0], m->rank);
     double *a = NULL, *b = NULL, *e = NULL;
     lt_status s = lt_source_read_all_f64(src, (size_t)m->tensor_a, &a, err);
     if (s == LT_OK)
