@@ -6,7 +6,8 @@
 
 static const char usage_text[] =
     "usage: loratool inspect PATH [--json] [--tensors] [--base BASE]\n"
-    "  PATH       a .safetensors file, a sharded model (directory or index) or a PEFT adapter directory\n"
+    "  PATH       a .safetensors or .gguf file, a sharded model (directory or index), a PEFT\n"
+    "             adapter directory or a GGUF LoRA\n"
     "  --json     one JSON object on stdout (keys in spec/cli.md)\n"
     "  --tensors  list every tensor (name, dtype, shape, offset, bytes)\n"
     "  --base     a base model: adds its parameter count and the adapter's trainable %\n";

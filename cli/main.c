@@ -9,10 +9,10 @@
 #include "cli.h"
 
 static const cli_verb verbs[] = {
-    {"inspect", cmd_inspect, "describe a safetensors file, sharded model or PEFT adapter"},
+    {"inspect", cmd_inspect, "describe a safetensors or GGUF file, a sharded model or an adapter"},
     {"audit", cmd_audit, "check an adapter against limits and a base model (for CI)"},
     {"merge", cmd_merge, "merge adapters into base weights (streaming, exact rounding)"},
-    {"convert", cmd_convert, "convert adapters between PEFT and GGUF (llama.cpp)"},
+    {"convert", cmd_convert, "convert adapters and models between PEFT/safetensors and GGUF"},
     {"resize", cmd_resize, "shrink adapter ranks by exact truncated SVD"},
     {"combine", cmd_combine, "add weighted adapters into one (exact, or truncated)"},
     {"extract", cmd_extract, "extract a LoRA adapter from a fine-tuned model minus its base"},
