@@ -574,12 +574,28 @@ static lt_status gguf_read(lt_source *src, const lt_tensor_info *t, uint64_t off
     return lt_rfile_pread(&g->file, at, dst, len, err);
 }
 
+static const void *gguf_borrow(lt_source *src, const lt_tensor_info *t, uint64_t off, size_t len)
+{
+    const struct gguf_file *g = src->impl;
+    uint64_t at;
+    if (!lt_add_u64(g->data_start, t->offset, &at) || !lt_add_u64(at, off, &at))
+        return NULL;
+    return lt_rfile_at(&g->file, at, len);
+}
+
+static void gguf_release(lt_source *src, const lt_tensor_info *t, const void *p, size_t len)
+{
+    (void)t;
+    lt_rfile_release(&((const struct gguf_file *)src->impl)->file, p, len);
+}
+
 static void gguf_close(void *impl)
 {
     gguf_file_free(impl);
 }
 
-static const struct lt_source_ops gguf_source_ops = {.read = gguf_read, .close = gguf_close};
+static const struct lt_source_ops gguf_source_ops = {
+    .read = gguf_read, .borrow = gguf_borrow, .release = gguf_release, .close = gguf_close};
 
 /* String scalars go into the generic metadata too, so `inspect` shows them;
  * one holding a NUL would be cut short there and is left out. */

@@ -651,6 +651,23 @@ static lt_status st_read(lt_source *src, const lt_tensor_info *t, uint64_t off, 
     return lt_rfile_pread(&r->files[t->file_index], at, dst, len, err);
 }
 
+static const void *st_borrow(lt_source *src, const lt_tensor_info *t, uint64_t off, size_t len)
+{
+    lt_st_reader *r = src->impl;
+    uint64_t at;
+    if (t->file_index >= r->n_files || !lt_add_u64(r->data_starts[t->file_index], t->offset, &at) ||
+        !lt_add_u64(at, off, &at))
+        return NULL;
+    return lt_rfile_at(&r->files[t->file_index], at, len);
+}
+
+static void st_release(lt_source *src, const lt_tensor_info *t, const void *p, size_t len)
+{
+    lt_st_reader *r = src->impl;
+    if (t->file_index < r->n_files)
+        lt_rfile_release(&r->files[t->file_index], p, len);
+}
+
 static void st_close(void *impl)
 {
     lt_st_reader *r = impl;
@@ -663,7 +680,8 @@ static void st_close(void *impl)
     free(r);
 }
 
-const struct lt_source_ops lt_st_source_ops = {.read = st_read, .close = st_close};
+const struct lt_source_ops lt_st_source_ops = {
+    .read = st_read, .borrow = st_borrow, .release = st_release, .close = st_close};
 
 static lt_source *st_open(const char *path, lt_error *err)
 {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,7 +37,34 @@ lt_status lt_rfile_open(lt_rfile *f, const char *path, lt_error *err)
     }
     f->fd = fd;
     f->size = (uint64_t)st.st_size;
+    /* large inputs are also mapped: tensor bytes are then used in place,
+     * without a copy into our buffers */
+    if (f->size >= (64u << 20) && f->size <= SIZE_MAX) {
+        void *map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_SHARED, fd, 0);
+        if (map != MAP_FAILED) {
+            (void)madvise(map, (size_t)f->size, MADV_SEQUENTIAL);
+            f->map = map;
+        }
+    }
     return LT_OK;
+}
+
+const void *lt_rfile_at(const lt_rfile *f, uint64_t off, size_t len)
+{
+    uint64_t end;
+    if (!f->map || !lt_add_u64(off, len, &end) || end > f->size)
+        return NULL;
+    return f->map + off;
+}
+
+void lt_rfile_release(const lt_rfile *f, const void *p, size_t len)
+{
+    if (!f->map || !p)
+        return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)p + page - 1) & ~(page - 1), end = ((uintptr_t)p + len) & ~(page - 1);
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
 lt_status lt_rfile_pread(const lt_rfile *f, uint64_t off, void *dst, size_t len,
@@ -68,6 +96,9 @@ lt_status lt_rfile_pread(const lt_rfile *f, uint64_t off, void *dst, size_t len,
 
 void lt_rfile_close(lt_rfile *f)
 {
+    if (f->map)
+        munmap((void *)f->map, (size_t)f->size);
+    f->map = NULL;
     if (f->fd >= 0)
         close(f->fd);
     free(f->path);

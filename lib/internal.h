@@ -83,6 +83,7 @@ typedef struct lt_rfile {
     int fd;
     uint64_t size;
     char *path;
+    const unsigned char *map;   /* whole-file read-only mapping of large files, or NULL */
 } lt_rfile;
 
 lt_status lt_rfile_open(lt_rfile *f, const char *path, lt_error *err);
@@ -91,6 +92,12 @@ lt_status lt_rfile_open(lt_rfile *f, const char *path, lt_error *err);
 lt_status lt_rfile_pread(const lt_rfile *f, uint64_t off, void *dst, size_t len,
                          lt_error *err);
 void lt_rfile_close(lt_rfile *f);
+/* The bytes [off, off + len) in place, when the file is mapped and the
+ * range inside it; else NULL (use lt_rfile_pread).  lt_rfile_release drops
+ * the range's whole pages from this process's resident set (they stay in
+ * the page cache), so streaming through a mapping keeps memory bounded. */
+const void *lt_rfile_at(const lt_rfile *f, uint64_t off, size_t len);
+void lt_rfile_release(const lt_rfile *f, const void *p, size_t len);
 
 /* Read a whole small file (config JSON, index) into a NUL-terminated
  * malloc'd buffer; refuses files larger than max_bytes. */
@@ -126,6 +133,9 @@ struct lt_source_ops {
     /* Read len bytes at off of tensor t (bounds already checked). */
     lt_status (*read)(lt_source *src, const lt_tensor_info *t, uint64_t off,
                       void *dst, size_t len, lt_error *err);
+    /* Optional: the same bytes in place (a mapping), or NULL. */
+    const void *(*borrow)(lt_source *src, const lt_tensor_info *t, uint64_t off, size_t len);
+    void (*release)(lt_source *src, const lt_tensor_info *t, const void *p, size_t len);
     /* Free the format's private state. */
     void (*close)(void *impl);
 };
@@ -156,6 +166,12 @@ lt_status lt_source_add_tensor(lt_source *src, const char *file_path,
 lt_status lt_source_add_meta(lt_source *src, const char *key, const char *value,
                              lt_error *err);
 lt_status lt_source_add_file(lt_source *src, const char *path, lt_error *err);
+
+/* Bytes [off, off + len) of tensor i in place, or NULL when the format
+ * cannot lend them (then lt_source_read); give them back with
+ * lt_source_release once used.  Thread-safe. */
+const void *lt_source_borrow(lt_source *src, size_t i, uint64_t off, size_t len);
+void lt_source_release(lt_source *src, size_t i, const void *p, size_t len);
 
 /* Read all of float tensor i as doubles into a malloc'd array (adapter
  * factors: small).  NaN or Inf values are LT_ERR_INVALID naming the

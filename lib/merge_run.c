@@ -115,16 +115,35 @@ static lt_status apply_dora(double *acc, uint64_t nr, uint64_t cols, const merge
     return LT_OK;
 }
 
+/* The input bytes of an item: in place from the source's mapping when it
+ * lends them (no copy), else read into the thread's buffer.  A borrowed
+ * range is given back with lt_source_release once used. */
+static lt_status fetch(lt_source *src, size_t index, uint64_t off, size_t len, thread_buffers *buf,
+                       const unsigned char **out, lt_error *err)
+{
+    const unsigned char *lent = lt_source_borrow(src, index, off, len);
+    if (lent) {
+        *out = lent;
+        return LT_OK;
+    }
+    *out = buf->raw;
+    return lt_source_read(src, index, off, buf->raw, len, err);
+}
+
 static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_item *w,
                                 thread_buffers *buf, lt_error *err)
 {
     lt_merge_plan *plan = st->plan;
     uint64_t n = w->count * t->cols;
-    lt_status s = lt_source_read(plan->base, (size_t)t->base_index, bytes_of(t->in_dtype, w->first * t->cols),
-                                 buf->raw, (size_t)bytes_of(t->in_dtype, n), err);
+    const unsigned char *raw;
+    lt_status s = fetch(plan->base, (size_t)t->base_index, bytes_of(t->in_dtype, w->first * t->cols),
+                        (size_t)bytes_of(t->in_dtype, n), buf, &raw, err);
     if (s != LT_OK)
         return s;
-    if (lt_convert_to_f64(t->in_dtype, buf->raw, buf->acc, (size_t)n) != LT_OK)
+    s = lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)n);
+    if (raw != buf->raw)
+        lt_source_release(plan->base, (size_t)t->base_index, raw, (size_t)bytes_of(t->in_dtype, n));
+    if (s != LT_OK)
         return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot read %s", t->name,
                        lt_dtype_name(t->in_dtype));
     memcpy(buf->before, buf->acc, (size_t)n * sizeof *buf->acc);
@@ -163,25 +182,28 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
         src = lt_adapter_source(plan->inputs[t->replace_input].adapter);
         src_index = (size_t)t->replace_tensor;
     }
-    lt_status s;
-    if (t->action == ACT_COPY) { /* first/count are bytes */
-        s = lt_source_read(src, src_index, w->first, buf->raw, (size_t)w->count, err);
-        return s != LT_OK ? s : lt_sink_write(st->sink, index, w->first, buf->raw, (size_t)w->count, err);
-    }
-    s = lt_source_read(src, src_index, bytes_of(t->in_dtype, w->first), buf->raw,
-                       (size_t)bytes_of(t->in_dtype, w->count), err);
+    bool copy = t->action == ACT_COPY; /* first/count are bytes */
+    uint64_t in_off = copy ? w->first : bytes_of(t->in_dtype, w->first);
+    size_t in_len = (size_t)(copy ? w->count : bytes_of(t->in_dtype, w->count));
+    const unsigned char *raw;
+    lt_status s = fetch(src, src_index, in_off, in_len, buf, &raw, err);
     if (s != LT_OK)
         return s;
-    const unsigned char *bytes = buf->raw;
-    if (t->in_dtype != t->out_dtype) {
-        if (lt_convert_to_f64(t->in_dtype, buf->raw, buf->acc, (size_t)w->count) != LT_OK ||
+    const unsigned char *bytes = raw;
+    if (!copy && t->in_dtype != t->out_dtype) {
+        if (lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)w->count) != LT_OK ||
             lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)w->count) != LT_OK)
-            return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot convert %s to %s", t->name,
-                           lt_dtype_name(t->in_dtype), lt_dtype_name(t->out_dtype));
+            s = lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot convert %s to %s", t->name,
+                        lt_dtype_name(t->in_dtype), lt_dtype_name(t->out_dtype));
         bytes = buf->out;
     }
-    return lt_sink_write(st->sink, index, bytes_of(t->out_dtype, w->first), bytes,
-                         (size_t)bytes_of(t->out_dtype, w->count), err);
+    if (s == LT_OK)
+        s = copy ? lt_sink_write(st->sink, index, w->first, bytes, in_len, err)
+                 : lt_sink_write(st->sink, index, bytes_of(t->out_dtype, w->first), bytes,
+                                 (size_t)bytes_of(t->out_dtype, w->count), err);
+    if (raw != buf->raw)
+        lt_source_release(src, src_index, raw, in_len);
+    return s;
 }
 
 static void report_progress(run_state *st, const plan_tensor *t, const work_item *w, bool tensor_done)

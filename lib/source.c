@@ -222,3 +222,17 @@ lt_status lt_source_read_all_f64(lt_source *src, size_t i, double **out, lt_erro
     *out = values;
     return LT_OK;
 }
+
+const void *lt_source_borrow(lt_source *src, size_t i, uint64_t off, size_t len)
+{
+    uint64_t end;
+    if (i >= src->n_tensors || !src->ops->borrow || !lt_add_u64(off, len, &end) || end > src->tensors[i].n_bytes)
+        return NULL;
+    return src->ops->borrow(src, &src->tensors[i], off, len);
+}
+
+void lt_source_release(lt_source *src, size_t i, const void *p, size_t len)
+{
+    if (p && i < src->n_tensors && src->ops->release)
+        src->ops->release(src, &src->tensors[i], p, len);
+}
