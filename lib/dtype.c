@@ -497,6 +497,16 @@ static lt_status f64_to_blocks(lt_dtype t, const double *src, unsigned char *out
     return LT_OK;
 }
 
+/* The merge kernel's conversions, built for AVX2 and baseline x86-64
+ * (chosen at load time): the same IEEE operations either way, so the
+ * same bytes. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LT_CONVERT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LT_CONVERT_CLONES
+#endif
+
+LT_CONVERT_CLONES
 lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n)
 {
     const unsigned char *in = src;
@@ -576,6 +586,7 @@ static inline uint32_t f32_bits_round_to_odd(double d)
     return bits | (uint32_t)(back != d);
 }
 
+LT_CONVERT_CLONES
 lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n)
 {
     unsigned char *out = dst;
