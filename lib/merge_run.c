@@ -41,7 +41,6 @@ typedef struct run_state {
 typedef struct thread_buffers {
     unsigned char *raw;    /* input bytes of one item            */
     double *acc;           /* the item's values in double        */
-    double *before;        /* the base values, for the finiteness check */
     unsigned char *out;    /* output bytes of one item           */
 } thread_buffers;
 
@@ -130,23 +129,26 @@ static lt_status fetch(lt_source *src, size_t index, uint64_t off, size_t len, t
     return lt_source_read(src, index, off, buf->raw, len, err);
 }
 
-static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_item *w,
-                                thread_buffers *buf, lt_error *err)
+/* The base value of element j of an item's raw bytes (the whole block is
+ * decoded for block types).  Only for the rare finiteness check. */
+static double base_value(lt_dtype type, const unsigned char *raw, uint64_t j)
+{
+    double block[256];
+    uint64_t per = lt_dtype_block_elems(type);
+    if (per > 256 || lt_convert_to_f64(type, raw + j / per * lt_dtype_block_bytes(type), block, (size_t)per) != LT_OK)
+        return NAN;
+    return block[j % per];
+}
+
+static lt_status merge_rows(run_state *st, const plan_tensor *t, const work_item *w, const unsigned char *raw,
+                            thread_buffers *buf, lt_error *err)
 {
     lt_merge_plan *plan = st->plan;
     uint64_t n = w->count * t->cols;
-    const unsigned char *raw;
-    lt_status s = fetch(plan->base, (size_t)t->base_index, bytes_of(t->in_dtype, w->first * t->cols),
-                        (size_t)bytes_of(t->in_dtype, n), buf, &raw, err);
-    if (s != LT_OK)
-        return s;
-    s = lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)n);
-    if (raw != buf->raw)
-        lt_source_release(plan->base, (size_t)t->base_index, raw, (size_t)bytes_of(t->in_dtype, n));
-    if (s != LT_OK)
+    lt_status s;
+    if (lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)n) != LT_OK)
         return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot read %s", t->name,
                        lt_dtype_name(t->in_dtype));
-    memcpy(buf->before, buf->acc, (size_t)n * sizeof *buf->acc);
     for (size_t k = 0; k < t->n_ops; k++) {
         add_lowrank(buf->acc, w->count, t->cols, &t->ops[k], w->first);
         if (t->ops[k].magnitude &&
@@ -155,7 +157,7 @@ static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_
     }
     double limit = overflow_threshold(t->out_dtype);
     for (uint64_t j = 0; j < n; j++) {
-        if (fabs(buf->acc[j]) < limit || !isfinite(buf->before[j])) /* NaN fails the first test */
+        if (fabs(buf->acc[j]) < limit || !isfinite(base_value(t->in_dtype, raw, j))) /* NaN fails the first test */
             continue;
         return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s", t->name,
                        (unsigned long long)(w->first + j / t->cols),
@@ -167,6 +169,21 @@ static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_
                        lt_dtype_name(t->out_dtype));
     return lt_sink_write(st->sink, (long)(t - plan->tensors), bytes_of(t->out_dtype, w->first * t->cols), buf->out,
                          (size_t)bytes_of(t->out_dtype, n), err);
+}
+
+static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_item *w,
+                                thread_buffers *buf, lt_error *err)
+{
+    lt_source *base = st->plan->base;
+    size_t len = (size_t)bytes_of(t->in_dtype, w->count * t->cols);
+    const unsigned char *raw;
+    lt_status s = fetch(base, (size_t)t->base_index, bytes_of(t->in_dtype, w->first * t->cols), len, buf, &raw, err);
+    if (s != LT_OK)
+        return s;
+    s = merge_rows(st, t, w, raw, buf, err);
+    if (raw != buf->raw)
+        lt_source_release(base, (size_t)t->base_index, raw, len);
+    return s;
 }
 
 /* Copy, convert, replace and add: element ranges, no arithmetic but one
@@ -229,10 +246,9 @@ static void *worker(void *arg)
     size_t acc_bytes = st->max_block_elems * sizeof(double);
     buf.raw = malloc(acc_bytes > COPY_CHUNK_BYTES ? acc_bytes : COPY_CHUNK_BYTES);
     buf.acc = malloc(acc_bytes);
-    buf.before = malloc(acc_bytes);
     buf.out = malloc(acc_bytes);
     lt_error err;
-    bool ok = buf.raw && buf.acc && buf.before && buf.out;
+    bool ok = buf.raw && buf.acc && buf.out;
     if (!ok)
         lt_fail_nomem(&err, "merge");
     for (;;) {
@@ -264,7 +280,6 @@ static void *worker(void *arg)
     }
     free(buf.raw);
     free(buf.acc);
-    free(buf.before);
     free(buf.out);
     return NULL;
 }
