@@ -23,6 +23,14 @@ typedef struct pattern_entry {
     double value;
 } pattern_entry;
 
+/* One trainable_token_indices entry: the module it names (NULL for the
+ * list form, which means the input embedding) and its token ids. */
+typedef struct token_set {
+    char *module;
+    uint64_t *ids;
+    size_t n;
+} token_set;
+
 typedef struct string_list {
     char **items;
     size_t count, cap;
@@ -42,6 +50,8 @@ struct lt_adapter {
     lt_strmap module_index;       /* module name -> index              */
     lt_replacement *replacements;
     size_t n_replacements, cap_replacements;
+    token_set *token_sets;        /* trainable_token_indices             */
+    size_t n_token_sets;
     uint64_t lora_params, replacement_params;
 };
 
@@ -120,6 +130,11 @@ void lt_adapter_close(lt_adapter *ad)
     for (size_t i = 0; i < ad->n_replacements; i++)
         free((char *)ad->replacements[i].target);
     free(ad->replacements);
+    for (size_t i = 0; i < ad->n_token_sets; i++) {
+        free(ad->token_sets[i].module);
+        free(ad->token_sets[i].ids);
+    }
+    free(ad->token_sets);
     lt_source_close(ad->weights);
     free(ad);
 }
@@ -211,6 +226,52 @@ static lt_status config_patterns(lt_adapter *ad, const cJSON *root, const char *
         if (!entries[i - 1].re)
             return lt_fail(err, re_err.status, "%s: %s key '%s': %s", ad->config_path, key,
                            item->string, re_err.message);
+    }
+    return LT_OK;
+}
+
+static lt_status token_ids(lt_adapter *ad, const cJSON *list, token_set *set, lt_error *err)
+{
+    if (!cJSON_IsArray(list))
+        return lt_fail(err, LT_ERR_INVALID, "%s: trainable_token_indices must hold lists of token ids",
+                       ad->config_path);
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    set->ids = calloc(n + 1, sizeof *set->ids);
+    if (!set->ids)
+        return lt_fail_nomem(err, ad->config_path);
+    const cJSON *id;
+    cJSON_ArrayForEach(id, list) {
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e15 ||
+            id->valuedouble != floor(id->valuedouble))
+            return lt_fail(err, LT_ERR_INVALID, "%s: trainable_token_indices: token ids are non-negative integers",
+                           ad->config_path);
+        set->ids[set->n++] = (uint64_t)id->valuedouble;
+    }
+    return LT_OK;
+}
+
+/* trainable_token_indices: a list (the input embedding) or an object
+ * {module name: list}. */
+static lt_status config_token_sets(lt_adapter *ad, const cJSON *item, lt_error *err)
+{
+    if (!item || cJSON_IsNull(item))
+        return LT_OK;
+    size_t n = cJSON_IsObject(item) ? (size_t)cJSON_GetArraySize(item) : 1;
+    ad->token_sets = calloc(n + 1, sizeof *ad->token_sets);
+    if (!ad->token_sets)
+        return lt_fail_nomem(err, ad->config_path);
+    if (!cJSON_IsObject(item)) {
+        ad->n_token_sets = 1;
+        return token_ids(ad, item, &ad->token_sets[0], err);
+    }
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, item) {
+        token_set *set = &ad->token_sets[ad->n_token_sets++];
+        if (!(set->module = lt_strdup(entry->string)))
+            return lt_fail_nomem(err, ad->config_path);
+        lt_status s = token_ids(ad, entry, set, err);
+        if (s != LT_OK)
+            return s;
     }
     return LT_OK;
 }
@@ -312,6 +373,8 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
     if ((!adalora &&
          (s = config_patterns(ad, root, "rank_pattern", &ad->rank_pattern, &ad->n_rank_pattern, err))) ||
         (s = config_patterns(ad, root, "alpha_pattern", &ad->alpha_pattern, &ad->n_alpha_pattern, err)))
+        goto done;
+    if ((s = config_token_sets(ad, cJSON_GetObjectItemCaseSensitive(root, "trainable_token_indices"), err)))
         goto done;
     cfg->has_rank_pattern = ad->n_rank_pattern > 0;
     cfg->has_alpha_pattern = ad->n_alpha_pattern > 0;
@@ -609,6 +672,35 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
     return LT_OK;
 }
 
+/* The token ids a trainable_tokens_delta's rows go to: the
+ * trainable_token_indices entry naming its module (exactly, or as its last
+ * components), else the list form. */
+static lt_status attach_token_ids(lt_adapter *ad, lt_replacement *r, lt_error *err)
+{
+    const char *path = lt_source_path(ad->weights);
+    size_t module_len = strlen(r->target) - strlen(".weight");
+    const token_set *found = NULL;
+    for (size_t i = 0; i < ad->n_token_sets && !found; i++) {
+        const token_set *set = &ad->token_sets[i];
+        size_t n = set->module ? strlen(set->module) : 0;
+        if (set->module && n <= module_len && strncmp(r->target + module_len - n, set->module, n) == 0 &&
+            (n == module_len || r->target[module_len - n - 1] == '.'))
+            found = set;
+    }
+    for (size_t i = 0; i < ad->n_token_sets && !found; i++)
+        if (!ad->token_sets[i].module)
+            found = &ad->token_sets[i];
+    if (!found)
+        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' has no trainable_token_indices in the config", path, r->key);
+    const lt_tensor_info *t = lt_source_tensor(ad->weights, (size_t)r->tensor);
+    if (t->n_dims != 2 || t->shape[0] != found->n)
+        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' has %llu rows for %zu trainable token ids", path, r->key,
+                       (unsigned long long)(t->n_dims ? t->shape[0] : 0), found->n);
+    r->token_indices = found->ids;
+    r->n_token_indices = found->n;
+    return LT_OK;
+}
+
 /* The weights file of an adapter directory, malloc'd; NULL if none. */
 static char *find_weights(const char *dir, lt_error *err)
 {
@@ -790,6 +882,9 @@ lt_adapter *lt_adapter_open(const char *dir, lt_error *err)
         s = classify_key(ad, (long)i, err);
     for (size_t i = 0; i < ad->n_modules && s == LT_OK; i++)
         s = check_module(ad, &ad->modules[i], err);
+    for (size_t i = 0; i < ad->n_replacements && s == LT_OK; i++)
+        if (ad->replacements[i].kind == LT_REPLACE_TOKEN_ROWS)
+            s = attach_token_ids(ad, &ad->replacements[i], err);
     if (s == LT_OK && ad->n_modules == 0 && ad->n_replacements == 0)
         s = lt_fail(err, LT_ERR_INVALID, "%s: adapter has no tensors", lt_source_path(ad->weights));
     if (s != LT_OK) {

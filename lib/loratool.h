@@ -393,6 +393,9 @@ typedef struct lt_replacement {
     lt_replacement_kind kind;
     long tensor;             /* index in the adapter's source                */
     uint64_t n_params;
+    const uint64_t *token_indices;  /* TOKEN_ROWS: row i of the tensor replaces
+                                       base row token_indices[i]              */
+    size_t n_token_indices;
 } lt_replacement;
 
 /* The parsed adapter_config.json.  Strings owned by the adapter. */

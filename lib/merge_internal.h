@@ -37,6 +37,11 @@ typedef struct plan_tensor {
     uint64_t n_elems, rows, cols;
     merge_op *ops;
     size_t n_ops, cap_ops;
+    /* trainable token rows: row row_ids[i] becomes row i of row_values
+     * ([n_rows, cols]), after the ops; row_ids ascending */
+    uint64_t *row_ids;
+    double *row_values;
+    size_t n_rows;
 } plan_tensor;
 
 struct lt_merge_plan {

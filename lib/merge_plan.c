@@ -9,6 +9,7 @@
  * so one kernel serves every layout (merge_run.c).
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ void lt_merge_plan_free(lt_merge_plan *plan)
         }
         free(t->ops);
         free(t->name);
+        free(t->row_ids);
+        free(t->row_values);
     }
     free(plan->tensors);
     lt_strmap_free(&plan->by_name);
@@ -207,6 +210,73 @@ static plan_tensor *append_tensor(lt_merge_plan *plan, lt_error *err)
     return t;
 }
 
+static int by_row_id(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* PEFT's trainable tokens: the saved rows replace the embedding's rows at
+ * the configured token ids (index_copy), after any LoRA delta. */
+static lt_status plan_token_rows(lt_merge_plan *plan, const lt_replacement *r, lt_source *asrc, const char *apath,
+                                 lt_error *err)
+{
+    long index = lt_base_find(plan->base, r->target);
+    if (index < 0)
+        return lt_fail(err, LT_ERR_INVALID, "%s: trainable tokens '%s': base has no '%s'", apath, r->key, r->target);
+    plan_tensor *t = &plan->tensors[index];
+    const lt_tensor_info *bt = lt_source_tensor(plan->base, (size_t)index);
+    const lt_tensor_info *rt = lt_source_tensor(asrc, (size_t)r->tensor);
+    if (bt->n_dims != 2 || rt->n_dims != 2 || rt->shape[1] != bt->shape[1] || !lt_dtype_is_numeric(bt->dtype))
+        return lt_fail(err, LT_ERR_INVALID, "%s: trainable tokens '%s' do not fit base tensor '%s'", apath, r->key,
+                       bt->name);
+    if (t->action == ACT_REPLACE || t->n_rows)
+        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' is replaced twice", apath, bt->name);
+    double *values;
+    lt_status s = lt_source_read_all_f64(asrc, (size_t)r->tensor, &values, err);
+    if (s != LT_OK)
+        return s;
+    size_t n = r->n_token_indices;
+    uint64_t cols = bt->shape[1];
+    /* sort (id, row) pairs by id: ids then index the rows in order */
+    uint64_t *pairs = malloc(n * 2 * sizeof *pairs + 1);
+    t->row_ids = malloc(n * sizeof *t->row_ids + 1);
+    t->row_values = malloc((size_t)(n * cols) * sizeof *t->row_values + 1);
+    if (!pairs || !t->row_ids || !t->row_values) {
+        free(pairs);
+        free(values);
+        return lt_fail_nomem(err, apath);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (r->token_indices[i] >= bt->shape[0]) {
+            free(pairs);
+            free(values);
+            return lt_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is past the %llu rows of '%s'", apath,
+                           (unsigned long long)r->token_indices[i], (unsigned long long)bt->shape[0], bt->name);
+        }
+        pairs[2 * i] = r->token_indices[i];
+        pairs[2 * i + 1] = i;
+    }
+    qsort(pairs, n, 2 * sizeof *pairs, by_row_id);
+    for (size_t i = 0; i < n && s == LT_OK; i++) {
+        if (i > 0 && pairs[2 * i] == pairs[2 * i - 2])
+            s = lt_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is listed twice", apath,
+                        (unsigned long long)pairs[2 * i]);
+        t->row_ids[i] = pairs[2 * i];
+        memcpy(t->row_values + i * cols, values + pairs[2 * i + 1] * cols, (size_t)cols * sizeof *values);
+    }
+    free(pairs);
+    free(values);
+    if (s != LT_OK)
+        return s;
+    t->n_rows = n;
+    t->action = ACT_MERGE;
+    if (lt_dtype_block_elems(bt->dtype) > 1 && t->out_dtype == bt->dtype && bt->dtype != LT_Q8_0 &&
+        bt->dtype != LT_Q4_0)
+        t->out_dtype = LT_F16;
+    return LT_OK;
+}
+
 static lt_status plan_replacement(lt_merge_plan *plan, size_t input, const lt_replacement *r,
                                   lt_error *err)
 {
@@ -215,8 +285,7 @@ static lt_status plan_replacement(lt_merge_plan *plan, size_t input, const lt_re
     const char *apath = lt_source_path(asrc);
     const lt_tensor_info *rt = lt_source_tensor(asrc, (size_t)r->tensor);
     if (r->kind == LT_REPLACE_TOKEN_ROWS)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: trainable token rows ('%s') cannot be merged yet",
-                       apath, r->key);
+        return plan_token_rows(plan, r, lt_adapter_source(ad), apath, err);
     long index = lt_base_find(plan->base, r->target);
     plan_tensor *t;
     if (index >= 0) {

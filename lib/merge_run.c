@@ -155,6 +155,10 @@ static lt_status merge_rows(run_state *st, const plan_tensor *t, const work_item
             (s = apply_dora(buf->acc, w->count, t->cols, &t->ops[k], w->first, t->name, err)) != LT_OK)
             return s;
     }
+    for (size_t i = 0; i < t->n_rows; i++) /* trainable token rows, set last */
+        if (t->row_ids[i] >= w->first && t->row_ids[i] < w->first + w->count)
+            memcpy(buf->acc + (t->row_ids[i] - w->first) * t->cols, t->row_values + i * t->cols,
+                   (size_t)t->cols * sizeof *buf->acc);
     double limit = overflow_threshold(t->out_dtype);
     for (uint64_t j = 0; j < n; j++) {
         if (fabs(buf->acc[j]) < limit || !isfinite(base_value(t->in_dtype, raw, j))) /* NaN fails the first test */
