@@ -15,8 +15,6 @@
 /* Restricted pickle machine                                            */
 /* ------------------------------------------------------------------ */
 
-
-
 void lt_pickle_free(pickle_vm *vm)
 {
     for (size_t i = 0; i < vm->n_objs; i++) {

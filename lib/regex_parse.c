@@ -4,22 +4,17 @@
 
 /* ---- character sets: one bit per byte value ---- */
 
-
-
 static void charset_add_range(charset *cs, unsigned lo, unsigned hi)
 {
     for (unsigned c = lo; c <= hi; c++)
         cs->bits[c >> 5] |= 1u << (c & 31);
 }
 
-
 static void charset_invert(charset *cs)
 {
     for (int i = 0; i < 8; i++)
         cs->bits[i] = ~cs->bits[i];
 }
-
-
 
 /* \d \w \s for a lowercase letter, their complements for an uppercase one.
  * Without (?a) Python's \s also holds \x1c-\x1f (str.isspace()). */
@@ -48,10 +43,6 @@ static void charset_add_category(charset *cs, char letter, bool ascii_only)
 
 /* ---- the parse tree ---- */
 
-
-
-
-
 static unsigned flag_bit(int c)
 {
     switch (c) {
@@ -66,10 +57,6 @@ static unsigned flag_bit(int c)
     }
     return 0;
 }
-
-
-
-
 
 void lt_regex_fill_error(lt_error *err, lt_status status, const char *fmt, ...)
 {
@@ -277,7 +264,6 @@ static bool parse_escape(parser *p, bool in_class, escape *out)
 }
 
 /* ---- classes, groups, sequences ---- */
-
 
 /* One class member at p->pos: a byte or an escape. */
 static bool parse_class_member(parser *p, escape *out)
