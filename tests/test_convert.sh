@@ -27,39 +27,5 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 2' HUP INT TERM
 
 
-if [ ! -x "$LORATOOL" ]; then
-    echo "FAIL convert: $LORATOOL is not built"
-    exit 1
-fi
-if [ ! -f "$ref/cases.json" ]; then
-    echo "FAIL convert: no reference data in $ref (/usr/bin/python3 testdata/make_convert_ref.py $ref)"
-    exit 1
-fi
-limit=""
-command -v timeout >/dev/null 2>&1 && limit="timeout 120"
-
-names=$($py testdata/convert_check.py list "$ref") || { echo "FAIL convert: cannot read $ref/cases.json"; exit 1; }
-status=0
-for name in $names; do
-    work="$tmp/$name"
-    mkdir "$work" || exit 2
-    case_dir=$(cd "$ref/$name" && pwd) || { echo "FAIL $name: no reference directory"; status=1; continue; }
-    if ! $py testdata/convert_check.py setup "$case_dir" "$work"; then
-        echo "FAIL $name: setup failed"
-        status=1
-        continue
-    fi
-    for args in "$work"/run.*.args; do
-        [ -f "$args" ] || continue
-        run=${args%.args}
-        set --
-        while IFS= read -r arg; do
-            set -- "$@" "$arg"
-        done <"$args"
-        $limit "$LORATOOL" "$@" >"$run.out" 2>"$run.err" </dev/null
-        echo $? >"$run.rc"
-    done
-    $py testdata/convert_check.py check "$case_dir" "$work" || status=1
-    rm -rf "$work"
-done
-exit $status
+. tests/cases.sh
+run_cases convert "$py testdata/convert_check.py" "$ref" 120

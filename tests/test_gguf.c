@@ -38,53 +38,6 @@ static char tmp_root[] = "/tmp/lt_test_gguf_XXXXXX";
 /* Helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-/* printf into one of a ring of static buffers: paths for one statement. */
-static const char *fmt(const char *format, ...)
-{
-    static char ring[8][4096];
-    static int next;
-    char *buf = ring[next++ % 8];
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(buf, sizeof ring[0], format, ap);
-    va_end(ap);
-    return buf;
-}
-
-static bool write_bytes(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return false;
-    bool ok = fwrite(data, 1, len, f) == len;
-    return fclose(f) == 0 && ok;
-}
-
-/* Whole file into a malloc'd buffer; NULL when unreadable. */
-static unsigned char *read_bytes(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *data = malloc(size > 0 ? (size_t)size : 1);
-    if (data && fread(data, 1, (size_t)size, f) != (size_t)size) {
-        free(data);
-        data = NULL;
-    }
-    fclose(f);
-    *len = (size_t)size;
-    return data;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 /* A GGUF file assembled byte by byte, independent of our writer. */
 struct gguf_bytes {
     unsigned char data[8192];
@@ -447,7 +400,7 @@ static void test_round_trip(void)
 
     /* the header by hand: ne reversed, offsets, data section aligned */
     size_t file_len;
-    unsigned char *file = read_bytes(path, &file_len);
+    unsigned char *file = read_file(path, &file_len);
     CHECK(file != NULL);
     if (!file)
         return;
@@ -478,14 +431,14 @@ static void test_round_trip(void)
     CHECK(lt_sink_write(sink, 0, 0, a, sizeof a, &err) == LT_OK);
     CHECK(lt_sink_commit(sink, &err) == LT_OK);
     size_t len1, len2;
-    unsigned char *one = read_bytes(path2, &len1);
+    unsigned char *one = read_file(path2, &len1);
     sink = lt_sink_create("gguf", path2, NULL, &err);
     CHECK(lt_sink_set_kv(sink, "t.u8", LT_GGUF_U8, &u8, &err) == LT_OK);
     CHECK(lt_sink_add_tensor(sink, "x", LT_F32, 2, shape_a, &err) == 0);
     CHECK(lt_sink_begin(sink, &err) == LT_OK);
     CHECK(lt_sink_write(sink, 0, 0, a, sizeof a, &err) == LT_OK);
     CHECK(lt_sink_commit(sink, &err) == LT_OK);
-    unsigned char *two = read_bytes(path2, &len2);
+    unsigned char *two = read_file(path2, &len2);
     CHECK(one && two && len1 == len2 && memcmp(one, two, len1) == 0);
     free(one);
     free(two);
@@ -699,7 +652,7 @@ static void build_file(enum defect d, struct gguf_bytes *b, size_t *data_end)
  * err.  An open that succeeds reads every tensor before closing. */
 static lt_status open_bytes(const char *path, const void *data, size_t len, lt_error *err)
 {
-    if (!write_bytes(path, data, len)) {
+    if (!write_file(path, data, len)) {
         CHECK_MSG(false, "cannot write %s", path);
         return LT_ERR_IO;
     }
@@ -749,7 +702,7 @@ static void test_hostile_rules(void)
     }
     /* the valid file as built reads back as written */
     build_file(D_NONE, &b, &data_end);
-    write_bytes(path, b.data, b.len);
+    write_file(path, b.data, b.len);
     lt_error err;
     lt_source *src = lt_source_open(path, &err);
     CHECK(src != NULL);
@@ -839,11 +792,11 @@ static void test_bid(void)
 {
     lt_error err;
     const char *path = fmt("%s/not_really.gguf", tmp_root);
-    write_bytes(path, "hello world, not gguf", 21);
+    write_file(path, "hello world, not gguf", 21);
     CHECK(lt_source_open(path, &err) == NULL);
     CHECK_MSG(strstr(err.message, "not a GGUF file") != NULL, "%s", err.message);
     const char *other = fmt("%s/random.bin", tmp_root);
-    write_bytes(other, "hello world, not gguf", 21);
+    write_file(other, "hello world, not gguf", 21);
     CHECK(lt_source_open(other, &err) == NULL);
     CHECK_MSG(strstr(err.message, "unrecognized format") != NULL, "%s", err.message);
 }
@@ -874,9 +827,9 @@ static void test_quant_fixtures(void)
         CHECK_MSG(t != LT_DTYPE_INVALID, "unknown type %s", name);
         size_t blocks_len, values_len;
         bool dequant = strcmp(kind, "dequant") == 0;
-        unsigned char *blocks = read_bytes(
+        unsigned char *blocks = read_file(
             fmt("%s/%s%s.blocks", quants_dir, dequant ? "" : "quantize_", name), &blocks_len);
-        unsigned char *values = read_bytes(
+        unsigned char *values = read_file(
             fmt("%s/%s.f32", quants_dir, dequant ? name : "quantize_input"), &values_len);
         CHECK_MSG(blocks && values, "%s %s: fixture files missing", kind, name);
         uint64_t want_bytes = 0;
@@ -959,6 +912,6 @@ int main(int argc, char **argv)
     RUN(test_bid);
     RUN(test_quant_fixtures);
     RUN(test_quant_refusals);
-    nftw(tmp_root, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    remove_tree(tmp_root);
     return check_done();
 }

@@ -332,39 +332,5 @@ def main():
 sys.exit(main())
 EOF
 
-if [ ! -x "$LORATOOL" ]; then
-    echo "FAIL merge: $LORATOOL is not built"
-    exit 1
-fi
-if [ ! -f "$ref/cases.json" ]; then
-    echo "FAIL merge: no reference data in $ref (/usr/bin/python3 testdata/make_merge_ref.py $ref)"
-    exit 1
-fi
-limit=""
-command -v timeout >/dev/null 2>&1 && limit="timeout 120"
-
-names=$($py "$tmp/check.py" list "$ref") || { echo "FAIL merge: cannot read $ref/cases.json"; exit 1; }
-status=0
-for name in $names; do
-    work="$tmp/$name"
-    mkdir "$work" || exit 2
-    case_dir=$(cd "$ref/$name" && pwd) || { echo "FAIL $name: no reference directory"; status=1; continue; }
-    if ! $py "$tmp/check.py" setup "$case_dir" "$work"; then
-        echo "FAIL $name: setup failed"
-        status=1
-        continue
-    fi
-    for args in "$work"/run.*.args; do
-        [ -f "$args" ] || continue
-        run=${args%.args}
-        set --
-        while IFS= read -r arg; do
-            set -- "$@" "$arg"
-        done <"$args"
-        $limit "$LORATOOL" merge "$@" >"$run.out" 2>"$run.err" </dev/null
-        echo $? >"$run.rc"
-    done
-    $py "$tmp/check.py" check "$case_dir" "$work" || status=1
-    rm -rf "$work"
-done
-exit $status
+. tests/cases.sh
+run_cases merge "$py $tmp/check.py" "$ref" 120 merge

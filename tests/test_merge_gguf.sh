@@ -26,39 +26,5 @@ tmp=$(mktemp -d) || exit 2
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 2' HUP INT TERM
 
-if [ ! -x "$LORATOOL" ]; then
-    echo "FAIL merge_gguf: $LORATOOL is not built"
-    exit 1
-fi
-if [ ! -f "$ref/cases.json" ]; then
-    echo "FAIL merge_gguf: no reference data in $ref ($py $gen $ref)"
-    exit 1
-fi
-limit=""
-command -v timeout >/dev/null 2>&1 && limit="timeout 120"
-
-names=$($py $gen list "$ref") || { echo "FAIL merge_gguf: cannot read $ref/cases.json"; exit 1; }
-status=0
-for name in $names; do
-    work="$tmp/$name"
-    mkdir "$work" || exit 2
-    case_dir=$(cd "$ref/$name" && pwd) || { echo "FAIL $name: no reference directory"; status=1; continue; }
-    if ! $py $gen setup "$case_dir" "$work"; then
-        echo "FAIL $name: setup failed"
-        status=1
-        continue
-    fi
-    for args in "$work"/run.*.args; do
-        [ -f "$args" ] || continue
-        run=${args%.args}
-        set --
-        while IFS= read -r arg; do
-            set -- "$@" "$arg"
-        done <"$args"
-        $limit "$LORATOOL" "$@" >"$run.out" 2>"$run.err" </dev/null
-        echo $? >"$run.rc"
-    done
-    $py $gen check "$case_dir" "$work" || status=1
-    rm -rf "$work"
-done
-exit $status
+. tests/cases.sh
+run_cases merge_gguf "$py $gen" "$ref" 120

@@ -35,19 +35,6 @@ static char tmp_root[] = "/tmp/lt_test_safetensors_XXXXXX";
 /* Helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-/* printf into one of a ring of static buffers: paths for one statement. */
-static const char *fmt(const char *format, ...)
-{
-    static char ring[8][4096];
-    static int next;
-    char *buf = ring[next++ % 8];
-    va_list ap;
-    va_start(ap, format);
-    vsnprintf(buf, sizeof ring[0], format, ap);
-    va_end(ap);
-    return buf;
-}
-
 /* Paths under the temporary directory; they stay valid until exit. */
 static char *kept_paths[256];
 static size_t n_kept_paths;
@@ -58,46 +45,6 @@ static const char *tmp(const char *name)
     if (n_kept_paths < sizeof kept_paths / sizeof kept_paths[0])
         kept_paths[n_kept_paths++] = path;
     return path; /* past 256 paths a few bytes leak: tests only */
-}
-
-static bool write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return false;
-    bool ok = fwrite(data, 1, len, f) == len;
-    return fclose(f) == 0 && ok;
-}
-
-static unsigned char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *buf = NULL;
-    size_t cap = 0, used = 0, got;
-    do {
-        if (used == cap) {
-            cap = cap ? cap * 2 : 4096;
-            buf = realloc(buf, cap);
-        }
-        got = fread(buf + used, 1, cap - used, f);
-        used += got;
-    } while (got > 0);
-    fclose(f);
-    *len = used;
-    return buf;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *path)
-{
-    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Entries of a directory, "." and ".." excluded. */

@@ -298,15 +298,6 @@ static buf make_zip(const member *m, size_t n, size_t *cd_at)
     return z;
 }
 
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return;
-    fwrite(data, 1, n, f);
-    fclose(f);
-}
-
 static const float six[6] = {1.5f, -2, 3.25f, 4, -5, 6.125f};
 
 typedef struct build_opts {
