@@ -56,19 +56,6 @@ const char *lt_gguf_type_name(int type)
     return type_names[type];
 }
 
-/* Bytes of one element of a fixed-size type; 0 for string, array and
- * unknown ids. */
-static uint32_t fixed_size(uint32_t type)
-{
-    switch (type) {
-    case LT_GGUF_U8: case LT_GGUF_I8: case LT_GGUF_BOOL: return 1;
-    case LT_GGUF_U16: case LT_GGUF_I16: return 2;
-    case LT_GGUF_U32: case LT_GGUF_I32: case LT_GGUF_F32: return 4;
-    case LT_GGUF_U64: case LT_GGUF_I64: case LT_GGUF_F64: return 8;
-    default: return 0;
-    }
-}
-
 static uint64_t load_le(const unsigned char *p, unsigned n)
 {
     uint64_t v = 0;
@@ -256,7 +243,7 @@ static lt_status take_value(struct cursor *c, struct gguf_kv *kv, lt_error *err)
     const char *key = lt_st_show(kv->key).text;
     char what[200];
     snprintf(what, sizeof what, "value of key '%s'", key);
-    uint32_t size = fixed_size(kv->elem_type);
+    uint32_t size = lt_gguf_fixed_size(kv->elem_type);
     if (size > 0) {
         uint64_t bytes;
         if (!lt_mul_u64(kv->count, size, &bytes) || bytes > remaining(c)) /* G9 */
@@ -335,7 +322,7 @@ static lt_status take_kv(struct cursor *c, struct gguf_file *g, uint64_t index, 
             return lt_fail(err, LT_ERR_INVALID, "%s: key '%s' is an array of arrays, which "
                            "GGUF does not allow", c->path, key);
     }
-    if (fixed_size(kv->elem_type) == 0 && kv->elem_type != LT_GGUF_STRING) /* G7 */
+    if (lt_gguf_fixed_size(kv->elem_type) == 0 && kv->elem_type != LT_GGUF_STRING) /* G7 */
         return lt_fail(err, LT_ERR_INVALID, "%s: key '%s' has unknown value type %" PRIu32,
                        c->path, key, kv->elem_type);
     return take_value(c, kv, err);
@@ -746,7 +733,7 @@ uint64_t lt_source_kv_len(const lt_source *src, size_t i)
  * is not an integer type. */
 static bool integer_at(const struct gguf_kv *kv, uint64_t j, bool *negative, uint64_t *magnitude)
 {
-    uint32_t size = fixed_size(kv->elem_type);
+    uint32_t size = lt_gguf_fixed_size(kv->elem_type);
     bool is_signed;
     switch (kv->elem_type) {
     case LT_GGUF_U8: case LT_GGUF_U16: case LT_GGUF_U32: case LT_GGUF_U64:

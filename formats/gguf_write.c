@@ -80,19 +80,6 @@ static void put_string(struct bytes *b, const char *s)
     put(b, s, n);
 }
 
-/* Bytes of one element of a fixed-size type; 0 for string, array and
- * unknown ids. */
-static uint32_t fixed_size(int type)
-{
-    switch (type) {
-    case LT_GGUF_U8: case LT_GGUF_I8: case LT_GGUF_BOOL: return 1;
-    case LT_GGUF_U16: case LT_GGUF_I16: return 2;
-    case LT_GGUF_U32: case LT_GGUF_I32: case LT_GGUF_F32: return 4;
-    case LT_GGUF_U64: case LT_GGUF_I64: case LT_GGUF_F64: return 8;
-    default: return 0;
-    }
-}
-
 /* Element k of a C array of `type` (as lt_sink_set_kv documents), encoded
  * little-endian. */
 static void put_element(struct bytes *b, int type, const void *values, size_t k)
@@ -162,7 +149,7 @@ static lt_status check_kv_call(lt_sink *sink, const char *key, int type, const v
     if (sink->begun)
         return lt_fail(err, LT_ERR_USAGE, "%s: key '%s' set after the header was written",
                        sink->path, key);
-    if (!key || !value || (fixed_size(type) == 0 && type != LT_GGUF_STRING))
+    if (!key || !value || (lt_gguf_fixed_size(type) == 0 && type != LT_GGUF_STRING))
         return lt_fail(err, LT_ERR_USAGE, "%s: key '%s': bad value type %d or no value",
                        sink->path, key ? key : "(null)", type);
     return LT_OK;

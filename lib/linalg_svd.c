@@ -101,6 +101,33 @@ static double norm2(const double *x, size_t n, size_t inc)
 #define LT_CLONES
 #endif
 
+/* Apply H_j = I - tau v v^T, v = (1, w[j+1.., j]) stored below the
+ * diagonal of column j of W, to rows j.. and columns c0 .. c0 + nc of A:
+ * A -= tau v (v^T A).  wk holds nc doubles. */
+LT_CLONES static void apply_reflector(size_t m, size_t j, const double *w, size_t ldw, double tau, double *a,
+                                      size_t lda, size_t c0, size_t nc, double *restrict wk)
+{
+    double *rowj = a + j * lda + c0;
+    for (size_t c = 0; c < nc; c++)
+        wk[c] = rowj[c];
+    for (size_t i = j + 1; i < m; i++) {
+        const double vi = w[i * ldw + j];
+        const double *restrict row = a + i * lda + c0;
+        for (size_t c = 0; c < nc; c++)
+            wk[c] += vi * row[c];
+    }
+    for (size_t c = 0; c < nc; c++)
+        wk[c] *= tau;
+    for (size_t c = 0; c < nc; c++)
+        rowj[c] -= wk[c];
+    for (size_t i = j + 1; i < m; i++) {
+        const double vi = w[i * ldw + j];
+        double *restrict row = a + i * lda + c0;
+        for (size_t c = 0; c < nc; c++)
+            row[c] -= vi * wk[c];
+    }
+}
+
 LT_CLONES static void qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work)
 {
     size_t p = min_sz(m, n);
@@ -121,26 +148,7 @@ LT_CLONES static void qr_factor(size_t m, size_t n, double *w, size_t ldw, doubl
         size_t nc = n - j - 1;
         if (nc == 0)
             continue;
-        double *restrict wk = work;
-        double *rowj = w + j * ldw + j + 1;
-        for (size_t c = 0; c < nc; c++)
-            wk[c] = rowj[c];
-        for (size_t i = j + 1; i < m; i++) {
-            const double vi = w[i * ldw + j];
-            const double *restrict row = w + i * ldw + j + 1;
-            for (size_t c = 0; c < nc; c++)
-                wk[c] += vi * row[c];
-        }
-        for (size_t c = 0; c < nc; c++)
-            wk[c] *= tau[j];
-        for (size_t c = 0; c < nc; c++)
-            rowj[c] -= wk[c];
-        for (size_t i = j + 1; i < m; i++) {
-            const double vi = w[i * ldw + j];
-            double *restrict row = w + i * ldw + j + 1;
-            for (size_t c = 0; c < nc; c++)
-                row[c] -= vi * wk[c];
-        }
+        apply_reflector(m, j, w, ldw, tau[j], w, ldw, j + 1, nc, work);
     }
 }
 
@@ -157,26 +165,7 @@ LT_CLONES static void qr_form_q(size_t m, size_t n, const double *w, size_t ldw,
         if (tau[j] == 0)
             continue;
         size_t nc = p - j;
-        double *restrict wk = work;
-        double *rowj = q + j * ldq + j;
-        for (size_t c = 0; c < nc; c++)
-            wk[c] = rowj[c];
-        for (size_t i = j + 1; i < m; i++) {
-            const double vi = w[i * ldw + j];
-            const double *restrict row = q + i * ldq + j;
-            for (size_t c = 0; c < nc; c++)
-                wk[c] += vi * row[c];
-        }
-        for (size_t c = 0; c < nc; c++)
-            wk[c] *= tau[j];
-        for (size_t c = 0; c < nc; c++)
-            rowj[c] -= wk[c];
-        for (size_t i = j + 1; i < m; i++) {
-            const double vi = w[i * ldw + j];
-            double *restrict row = q + i * ldq + j;
-            for (size_t c = 0; c < nc; c++)
-                row[c] -= vi * wk[c];
-        }
+        apply_reflector(m, j, w, ldw, tau[j], q, ldq, j, nc, work);
     }
 }
 
