@@ -13,7 +13,8 @@
 
 static const char usage_text[] =
     "usage: loratool merge BASE ADAPTER[:SCALE]... -o OUT [--dtype keep|f32|f16|bf16]\n"
-    "                      [--threads N] [--shard-size SIZE] [--dry-run] [--allow-missing] [--json]\n"
+    "                      [--threads N] [--shard-size SIZE] [--fsync] [--dry-run] [--allow-missing]\n"
+    "                      [--json]\n"
     "  BASE             a .safetensors file or a sharded model (directory or index)\n"
     "  ADAPTER[:SCALE]  PEFT adapter directories; SCALE multiplies the delta (default 1, may be negative)\n"
     "  -o OUT           a .safetensors file, or a directory (sharded like the base or at --shard-size,\n"
@@ -21,6 +22,8 @@ static const char usage_text[] =
     "  --dtype          output dtype of float tensors (default keep)\n"
     "  --threads N      worker threads (default: all cores); output bytes do not depend on it\n"
     "  --shard-size S   directory output: largest shard, e.g. 5GB, 500MB\n"
+    "  --fsync          flush the output to disk before renaming it into place (default: like cp,\n"
+    "                   leave the write-back to the kernel)\n"
     "  --dry-run        check every name and shape, print the plan, write nothing\n"
     "  --allow-missing  skip modules whose target the base lacks (each listed)\n"
     "  --json           print a JSON summary\n";
@@ -32,7 +35,7 @@ typedef struct merge_args {
     size_t n_adapters;
     lt_merge_options opts;
     uint64_t shard_size;
-    bool dry_run, json;
+    bool dry_run, json, fsync;
 } merge_args;
 
 static bool parse_dtype(const char *text, lt_dtype *out)
@@ -248,6 +251,7 @@ static int parse_args(int argc, char **argv, merge_args *a)
         {"threads", required_argument, NULL, 't'}, {"shard-size", required_argument, NULL, 's'},
         {"dry-run", no_argument, NULL, 'n'},      {"allow-missing", no_argument, NULL, 'm'},
         {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+        {"fsync", no_argument, NULL, 'f'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -272,6 +276,7 @@ static int parse_args(int argc, char **argv, merge_args *a)
         case 'n': a->dry_run = true; break;
         case 'm': a->opts.allow_missing = true; break;
         case 'j': a->json = true; break;
+        case 'f': a->fsync = true; break;
         case 'h': fputs(usage_text, stdout); return -1;
         default: return cli_usage("merge", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -298,7 +303,7 @@ static int parse_args(int argc, char **argv, merge_args *a)
 static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **written, bool *made_dir,
                             lt_error *err)
 {
-    lt_sink_options so = {0};
+    lt_sink_options so = {.fsync = a->fsync};
     if (strcmp(lt_source_format(base), "gguf") == 0) {
         if (!ends_with(a->out, ".gguf") || a->shard_size) {
             err->status = LT_ERR_USAGE;

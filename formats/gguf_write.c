@@ -314,6 +314,7 @@ static lt_status gguf_begin(lt_sink *sink, lt_error *err)
     if (s == LT_OK) {
         s = lt_wfile_create(&w->file, sink->path, err);
         w->created = s == LT_OK;
+        w->file.durable = sink->opts.fsync;
     }
     if (s == LT_OK)
         s = lt_wfile_pwrite(&w->file, 0, header.data, header.len, err);

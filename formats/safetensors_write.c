@@ -284,6 +284,7 @@ static lt_status open_output_file(lt_sink *sink, struct st_writer *w, size_t k, 
     lt_status s = lt_wfile_create(&f->file, f->path, err);
     if (s == LT_OK) {
         f->created = true;
+        f->file.durable = sink->opts.fsync;
         s = lt_wfile_pwrite(&f->file, 0, prefix, 8, err);
     }
     if (s == LT_OK)

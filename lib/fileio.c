@@ -1,6 +1,7 @@
 /* fileio.c - positional reads of input files, and outputs that appear
- * only when complete (temporary name in the destination directory, fsync,
- * rename, fsync of the directory). */
+ * only when complete (temporary name in the destination directory, then
+ * rename; a durable output is also fsynced before the rename, and its
+ * directory after). */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -216,9 +217,10 @@ lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len
         off += (uint64_t)put;
         len -= (size_t)put;
     }
-    /* Start writeback of large writes now, so the fsync at commit finds
-     * little left to do and the disk works while we compute. */
-    if (start_len >= (1u << 20))
+    /* Durable outputs: start writeback of large writes now, so the fsync
+     * at commit finds little left to do and the disk works while we
+     * compute. */
+    if (f->durable && start_len >= (1u << 20))
         (void)sync_file_range(f->fd, (off_t)start_off, (off_t)start_len, SYNC_FILE_RANGE_WRITE);
     return LT_OK;
 }
@@ -238,7 +240,7 @@ static void fsync_directory_of(const char *path)
 
 lt_status lt_wfile_commit(lt_wfile *f, lt_error *err)
 {
-    if (fsync(f->fd) != 0) {
+    if (f->durable && fsync(f->fd) != 0) {
         lt_status s = lt_fail_errno(err, f->final_path, "fsync failed");
         lt_wfile_abort(f);
         return s;
@@ -255,7 +257,8 @@ lt_status lt_wfile_commit(lt_wfile *f, lt_error *err)
         lt_wfile_abort(f);
         return s;
     }
-    fsync_directory_of(f->final_path);
+    if (f->durable)
+        fsync_directory_of(f->final_path);
     free(f->tmp_path);
     free(f->final_path);
     f->tmp_path = f->final_path = NULL;
@@ -281,6 +284,7 @@ lt_status lt_write_file_atomic(const char *path, const void *data, size_t len,
     lt_status s = lt_wfile_create(&f, path, err);
     if (s != LT_OK)
         return s;
+    f.durable = true; /* small files: the fsync costs little */
     s = lt_wfile_pwrite(&f, 0, data, len, err);
     if (s != LT_OK) {
         lt_wfile_abort(&f);
@@ -301,6 +305,7 @@ lt_status lt_copy_file(const char *src, const char *dst, lt_error *err)
         lt_rfile_close(&in);
         return s;
     }
+    out.durable = true;
     static const size_t chunk = 1u << 20;
     unsigned char *buf = malloc(chunk);
     if (!buf)

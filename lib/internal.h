@@ -110,6 +110,7 @@ typedef struct lt_wfile {
     int fd;
     char *final_path;
     char *tmp_path;
+    bool durable;   /* fsync before the rename (set after create) */
 } lt_wfile;
 
 lt_status lt_wfile_create(lt_wfile *f, const char *final_path, lt_error *err);
@@ -119,11 +120,12 @@ lt_status lt_wfile_reserve(lt_wfile *f, uint64_t size, lt_error *err);
 /* Write exactly len bytes at off. Thread-safe. */
 lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len,
                           lt_error *err);
-/* fsync, close, rename to the final name, fsync the directory. */
+/* Close and rename to the final name; when durable, fsync the file first
+ * and its directory after. */
 lt_status lt_wfile_commit(lt_wfile *f, lt_error *err);
 /* Close and unlink the temporary file. Safe on a zeroed or committed f. */
 void lt_wfile_abort(lt_wfile *f);
-/* Write a whole small file atomically (temp + rename). */
+/* Write a whole small file atomically (temp + rename), durably. */
 lt_status lt_write_file_atomic(const char *path, const void *data, size_t len,
                                lt_error *err);
 

@@ -285,6 +285,11 @@ typedef struct lt_sink_options {
     /* For a safetensors output that is a directory: the largest shard in
      * bytes of tensor data (0 = one file, model.safetensors). */
     uint64_t shard_size;
+    /* fsync each tensor file before renaming it into place, and its
+     * directory after, so a completed output survives a power cut.  Off by
+     * default, as with cp: the kernel writes the data back later.  Small
+     * files (an index, copied configs) are always fsynced. */
+    bool fsync;
 } lt_sink_options;
 
 /* Create a sink that will write PATH.  FORMAT: "safetensors" (PATH is the
