@@ -30,6 +30,10 @@ all: deps $(BUILD)/loratool $(BUILD)/libloratool.a $(BUILD)/libloratool.so
 deps:
 	@./.ci/install-deps
 
+# The float32 merge kernel bounds its error fused or not (lib/merge_fast.c),
+# so it may use FMA.
+$(BUILD)/obj/lib/merge_fast.o: CFLAGS_ALL += -ffp-contract=fast
+
 # V=1 shows the full commands
 Q = $(if $(V),,@)
 

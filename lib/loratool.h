@@ -536,6 +536,10 @@ typedef struct lt_merge_options {
                                else F32/F16/BF16 for every float tensor      */
     unsigned threads;       /* 0 = one per online processor                  */
     bool allow_missing;     /* skip modules whose target is absent (listed)  */
+    /* Compute every merged element in float64.  Slower, and the same bytes:
+     * the default float32 kernel writes a value only where it proves it
+     * equal to the float64 one (spec/merge.md); for tests and doubters. */
+    bool double_kernel_only;
     /* Called from worker threads, serialized, at most every few MiB. */
     void (*progress)(void *ctx, const lt_merge_progress *p);
     void *progress_ctx;

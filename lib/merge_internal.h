@@ -25,6 +25,9 @@ typedef struct merge_op {
     double *magnitude;   /* DoRA, or NULL */
 } merge_op;
 
+/* The vector kernel's bounds for a tensor (merge_fast.c). */
+typedef struct merge_fast merge_fast;
+
 typedef struct plan_tensor {
     char *name;
     tensor_action action;
@@ -42,6 +45,7 @@ typedef struct plan_tensor {
     uint64_t *row_ids;
     double *row_values;
     size_t n_rows;
+    merge_fast *fast;         /* NULL: every element on the double path */
 } plan_tensor;
 
 struct lt_merge_plan {
@@ -57,5 +61,44 @@ struct lt_merge_plan {
     size_t n_skipped, cap_skipped;
     lt_merge_stats stats;
 };
+
+/* An output buffer: filled by its worker, written by merge_write.c. */
+typedef struct out_slot {
+    unsigned char *data;
+    long index;        /* sink tensor                          */
+    uint64_t off;      /* byte offset in that tensor           */
+    size_t len;
+    bool queued;       /* guarded by the writer's lock         */
+} out_slot;
+
+typedef struct merge_writer merge_writer;
+
+/* A writer for SINK shared by n_workers workers, each with two slots.
+ * NULL when out of memory. */
+merge_writer *merge_writer_create(lt_sink *sink, size_t n_workers);
+void merge_writer_free(merge_writer *w);
+/* One of the caller's two slots that is not queued (waits for one). */
+out_slot *merge_writer_slot(merge_writer *w, out_slot pair[2]);
+/* Queue a filled slot; the caller may end up writing queued slots itself. */
+void merge_writer_submit(merge_writer *w, out_slot *slot);
+/* Wait until neither of the caller's slots is queued. */
+void merge_writer_drain(merge_writer *w, out_slot pair[2]);
+/* Whether a write failed; the first error into *err (may be NULL). */
+bool merge_writer_failed(merge_writer *w, lt_error *err);
+
+/* Give T the vector kernel when its ops and dtypes allow it (F32, F16 or
+ * BF16 in and out, no DoRA, no token rows, bounded rank and factor
+ * range); else leave t->fast NULL.  Errors: out of memory only. */
+lt_status merge_fast_prepare(plan_tensor *t, lt_error *err);
+void merge_fast_free(merge_fast *f);
+
+/* Merge rows [row0, row0 + nr) of T from RAW (those rows' input bytes)
+ * into DST (their output bytes).  Elements whose rounding could differ
+ * from the double path's are listed in REDO (indices into the block,
+ * ascending; REDO has room for nr * cols) and their DST bytes must be
+ * overwritten by the caller; returns how many.  FLAGS: scratch of
+ * 4 * t->cols bytes. */
+size_t merge_fast_rows(const plan_tensor *t, const unsigned char *raw, uint64_t row0, uint64_t nr,
+                       unsigned char *dst, unsigned char *flags, uint64_t *redo);
 
 #endif

@@ -31,6 +31,7 @@ void lt_merge_plan_free(lt_merge_plan *plan)
         free(t->name);
         free(t->row_ids);
         free(t->row_values);
+        merge_fast_free(t->fast);
     }
     free(plan->tensors);
     lt_strmap_free(&plan->by_name);
@@ -428,6 +429,10 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
             t->cols = elems;
         }
         plan->stats.bytes_written += bytes;
+        if (!plan->opts.double_kernel_only && merge_fast_prepare(t, err) != LT_OK) {
+            lt_merge_plan_free(plan);
+            return NULL;
+        }
     }
     plan->stats.tensors_total = plan->n_tensors;
     return plan;

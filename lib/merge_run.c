@@ -5,8 +5,12 @@
  * counter.  Every output element is computed by the same sequence of
  * double-precision operations whichever thread takes it and however the
  * rows are blocked, so the bytes do not depend on the thread count.
- * Memory: each thread holds one item's buffers (a few MiB), plus the
- * adapters' factors held by the plan; never a whole base tensor.
+ * Merged tensors go through the vector kernel (merge_fast.c) where it
+ * applies; it writes only values it proves equal to the double path's.
+ * Filled output buffers are written by one thread at a time
+ * (merge_write.c).  Memory: each thread holds one item's buffers and two
+ * output slots (a few MiB), plus the adapters' factors held by the plan;
+ * never a whole base tensor.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +20,7 @@
 
 #include "merge_internal.h"
 
-#define COPY_CHUNK_BYTES (8u << 20)
+#define COPY_CHUNK_BYTES (2u << 20)
 #define BLOCK_ELEMS (256u << 10)
 
 typedef struct work_item {
@@ -36,12 +40,16 @@ typedef struct run_state {
     size_t max_block_elems;
     lt_merge_progress progress;  /* guarded by lock */
     uint64_t reported_bytes;
+    merge_writer *writer;
 } run_state;
 
 typedef struct thread_buffers {
     unsigned char *raw;    /* input bytes of one item            */
     double *acc;           /* the item's values in double        */
-    unsigned char *out;    /* output bytes of one item           */
+    out_slot slots[2];     /* output bytes, filled then queued   */
+    out_slot *slot;        /* the one this item fills            */
+    uint64_t *redo;        /* vector kernel: elements to redo    */
+    unsigned char *flags;  /* vector kernel: flags of 4 rows     */
 } thread_buffers;
 
 /* Bytes of n elements (n whole blocks for the block types). */
@@ -95,6 +103,26 @@ static void add_lowrank(double *acc, uint64_t nr, uint64_t cols, const merge_op 
     }
 }
 
+/* Element j of one row as the double path computes it: the operations of
+ * lt_convert_to_f64 and add_lowrank for that element, in their order. */
+static double exact_element(const plan_tensor *t, const unsigned char *raw_row, uint64_t row, uint64_t j)
+{
+    double x = NAN;
+    (void)lt_convert_to_f64(t->in_dtype, raw_row + j * lt_dtype_block_bytes(t->in_dtype), &x, 1);
+    const uint64_t cols = t->cols;
+    for (size_t q = 0; q < t->n_ops; q++) {
+        const merge_op *op = &t->ops[q];
+        const double *coef = op->coef + row * op->rank, *v = op->vec + j;
+        uint32_t k = 0;
+        for (; k + 4 <= op->rank; k += 4, v += 4 * cols)
+            x = (((x + coef[k] * v[0]) + coef[k + 1] * v[cols]) + coef[k + 2] * v[2 * cols]) +
+                coef[k + 3] * v[3 * cols];
+        for (; k < op->rank; k++, v += cols)
+            x += coef[k] * v[0];
+    }
+    return x;
+}
+
 /* DoRA: W' = (m / ||W + dW||_row) (W + dW), row by row. */
 static lt_status apply_dora(double *acc, uint64_t nr, uint64_t cols, const merge_op *op, uint64_t row0,
                             const char *name, lt_error *err)
@@ -140,10 +168,56 @@ static double base_value(lt_dtype type, const unsigned char *raw, uint64_t j)
     return block[j % per];
 }
 
+/* A merged value that is NaN, Inf or out of the output's range is an
+ * error, unless the base value was not finite already. */
+static lt_status check_merged(const plan_tensor *t, double x, double limit, const unsigned char *raw, uint64_t j,
+                              uint64_t row, lt_error *err)
+{
+    if (fabs(x) < limit || !isfinite(base_value(t->in_dtype, raw, j))) /* NaN fails the first test */
+        return LT_OK;
+    return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s", t->name,
+                   (unsigned long long)row, isnan(x) ? "NaN" : isinf(x) ? "Inf" : "out of range",
+                   lt_dtype_name(t->out_dtype));
+}
+
+/* Where an item's output goes. */
+static void aim_slot(out_slot *slot, const run_state *st, const plan_tensor *t, uint64_t off, uint64_t len)
+{
+    slot->index = (long)(t - st->plan->tensors);
+    slot->off = off;
+    slot->len = (size_t)len;
+}
+
+static void aim_rows(thread_buffers *buf, const run_state *st, const plan_tensor *t, const work_item *w)
+{
+    aim_slot(buf->slot, st, t, bytes_of(t->out_dtype, w->first * t->cols), bytes_of(t->out_dtype, w->count * t->cols));
+}
+
+/* The vector kernel, then the double path for the elements it flags. */
+static lt_status merge_rows_fast(run_state *st, const plan_tensor *t, const work_item *w, const unsigned char *raw,
+                                 thread_buffers *buf, lt_error *err)
+{
+    unsigned char *out = buf->slot->data;
+    size_t n_redo = merge_fast_rows(t, raw, w->first, w->count, out, buf->flags, buf->redo);
+    const size_t in_size = lt_dtype_block_bytes(t->in_dtype), out_size = lt_dtype_block_bytes(t->out_dtype);
+    const double limit = overflow_threshold(t->out_dtype);
+    for (size_t q = 0; q < n_redo; q++) {
+        uint64_t e = buf->redo[q], i = e / t->cols;
+        double x = exact_element(t, raw + i * t->cols * in_size, w->first + i, e % t->cols);
+        lt_status s = check_merged(t, x, limit, raw, e, w->first + i, err);
+        if (s != LT_OK)
+            return s;
+        (void)lt_convert_from_f64(t->out_dtype, &x, out + e * out_size, 1);
+    }
+    aim_rows(buf, st, t, w);
+    return LT_OK;
+}
+
 static lt_status merge_rows(run_state *st, const plan_tensor *t, const work_item *w, const unsigned char *raw,
                             thread_buffers *buf, lt_error *err)
 {
-    lt_merge_plan *plan = st->plan;
+    if (t->fast)
+        return merge_rows_fast(st, t, w, raw, buf, err);
     uint64_t n = w->count * t->cols;
     lt_status s;
     if (lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)n) != LT_OK)
@@ -160,19 +234,14 @@ static lt_status merge_rows(run_state *st, const plan_tensor *t, const work_item
             memcpy(buf->acc + (t->row_ids[i] - w->first) * t->cols, t->row_values + i * t->cols,
                    (size_t)t->cols * sizeof *buf->acc);
     double limit = overflow_threshold(t->out_dtype);
-    for (uint64_t j = 0; j < n; j++) {
-        if (fabs(buf->acc[j]) < limit || !isfinite(base_value(t->in_dtype, raw, j))) /* NaN fails the first test */
-            continue;
-        return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s", t->name,
-                       (unsigned long long)(w->first + j / t->cols),
-                       isnan(buf->acc[j]) ? "NaN" : isinf(buf->acc[j]) ? "Inf" : "out of range",
-                       lt_dtype_name(t->out_dtype));
-    }
-    if (lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)n) != LT_OK)
+    for (uint64_t j = 0; j < n; j++)
+        if ((s = check_merged(t, buf->acc[j], limit, raw, j, w->first + j / t->cols, err)) != LT_OK)
+            return s;
+    if (lt_convert_from_f64(t->out_dtype, buf->acc, buf->slot->data, (size_t)n) != LT_OK)
         return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot write %s", t->name,
                        lt_dtype_name(t->out_dtype));
-    return lt_sink_write(st->sink, (long)(t - plan->tensors), bytes_of(t->out_dtype, w->first * t->cols), buf->out,
-                         (size_t)bytes_of(t->out_dtype, n), err);
+    aim_rows(buf, st, t, w);
+    return LT_OK;
 }
 
 static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_item *w,
@@ -190,13 +259,12 @@ static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_
     return s;
 }
 
-/* Copy, convert, replace and add: element ranges, no arithmetic but one
- * rounding when the dtype narrows. */
+/* Copy, convert, replace and add: byte or element ranges, no arithmetic
+ * but one rounding when the dtype narrows. */
 static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_item *w,
                                 thread_buffers *buf, lt_error *err)
 {
     lt_merge_plan *plan = st->plan;
-    long index = (long)(t - plan->tensors);
     lt_source *src = plan->base;
     size_t src_index = (size_t)t->base_index;
     if (t->action == ACT_REPLACE || t->action == ACT_ADD) {
@@ -206,22 +274,20 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
     bool copy = t->action == ACT_COPY; /* first/count are bytes */
     uint64_t in_off = copy ? w->first : bytes_of(t->in_dtype, w->first);
     size_t in_len = (size_t)(copy ? w->count : bytes_of(t->in_dtype, w->count));
+    if (copy || t->in_dtype == t->out_dtype) {
+        /* read, not borrowed: a write from a mapping faults page by page */
+        aim_slot(buf->slot, st, t, in_off, in_len);
+        return lt_source_read(src, src_index, in_off, buf->slot->data, in_len, err);
+    }
     const unsigned char *raw;
     lt_status s = fetch(src, src_index, in_off, in_len, buf, &raw, err);
     if (s != LT_OK)
         return s;
-    const unsigned char *bytes = raw;
-    if (!copy && t->in_dtype != t->out_dtype) {
-        if (lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)w->count) != LT_OK ||
-            lt_convert_from_f64(t->out_dtype, buf->acc, buf->out, (size_t)w->count) != LT_OK)
-            s = lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot convert %s to %s", t->name,
-                        lt_dtype_name(t->in_dtype), lt_dtype_name(t->out_dtype));
-        bytes = buf->out;
-    }
-    if (s == LT_OK)
-        s = copy ? lt_sink_write(st->sink, index, w->first, bytes, in_len, err)
-                 : lt_sink_write(st->sink, index, bytes_of(t->out_dtype, w->first), bytes,
-                                 (size_t)bytes_of(t->out_dtype, w->count), err);
+    if (lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)w->count) != LT_OK ||
+        lt_convert_from_f64(t->out_dtype, buf->acc, buf->slot->data, (size_t)w->count) != LT_OK)
+        s = lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot convert %s to %s", t->name,
+                    lt_dtype_name(t->in_dtype), lt_dtype_name(t->out_dtype));
+    aim_slot(buf->slot, st, t, bytes_of(t->out_dtype, w->first), bytes_of(t->out_dtype, w->count));
     if (raw != buf->raw)
         lt_source_release(src, src_index, raw, in_len);
     return s;
@@ -247,29 +313,38 @@ static void *worker(void *arg)
 {
     run_state *st = arg;
     thread_buffers buf = {0};
+    /* (untouched pages of these cost no memory) */
     size_t acc_bytes = st->max_block_elems * sizeof(double);
-    buf.raw = malloc(acc_bytes > COPY_CHUNK_BYTES ? acc_bytes : COPY_CHUNK_BYTES);
+    size_t slot_bytes = acc_bytes > COPY_CHUNK_BYTES ? acc_bytes : COPY_CHUNK_BYTES;
+    buf.raw = malloc(slot_bytes);
     buf.acc = malloc(acc_bytes);
-    buf.out = malloc(acc_bytes);
+    buf.slots[0].data = malloc(slot_bytes);
+    buf.slots[1].data = malloc(slot_bytes);
+    buf.redo = malloc(st->max_block_elems * sizeof *buf.redo);
+    buf.flags = malloc(4 * st->max_block_elems);
     lt_error err;
-    bool ok = buf.raw && buf.acc && buf.out;
+    bool ok = buf.raw && buf.acc && buf.slots[0].data && buf.slots[1].data && buf.redo && buf.flags;
     if (!ok)
         lt_fail_nomem(&err, "merge");
     for (;;) {
+        bool write_failed = merge_writer_failed(st->writer, NULL);
         pthread_mutex_lock(&st->lock);
         if (!ok && !st->failed) {
             st->failed = true;
             st->error = err;
         }
-        if (st->failed || st->next_item >= st->n_items) {
+        if (st->failed || write_failed || st->next_item >= st->n_items) {
             pthread_mutex_unlock(&st->lock);
             break;
         }
         const work_item *w = &st->items[st->next_item++];
         pthread_mutex_unlock(&st->lock);
         const plan_tensor *t = &st->plan->tensors[w->tensor];
+        buf.slot = merge_writer_slot(st->writer, buf.slots);
         lt_status s = item_is_merge(t) ? run_merge_item(st, t, w, &buf, &err)
                                        : run_plain_item(st, t, w, &buf, &err);
+        if (s == LT_OK)
+            merge_writer_submit(st->writer, buf.slot);
         pthread_mutex_lock(&st->lock);
         if (s != LT_OK) {
             if (!st->failed) {
@@ -282,9 +357,13 @@ static void *worker(void *arg)
         }
         pthread_mutex_unlock(&st->lock);
     }
+    merge_writer_drain(st->writer, buf.slots);
     free(buf.raw);
     free(buf.acc);
-    free(buf.out);
+    free(buf.slots[0].data);
+    free(buf.slots[1].data);
+    free(buf.redo);
+    free(buf.flags);
     return NULL;
 }
 
@@ -376,13 +455,19 @@ lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats
     }
     st.progress.tensors_total = plan->n_tensors;
     st.progress.bytes_total = plan->stats.bytes_written;
-    pthread_mutex_init(&st.lock, NULL);
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     size_t n_threads = plan->opts.threads ? plan->opts.threads : (online > 0 ? (size_t)online : 1);
     if (n_threads > st.n_items)
         n_threads = st.n_items ? st.n_items : 1;
     if (n_threads > 256)
         n_threads = 256;
+    st.writer = merge_writer_create(sink, n_threads);
+    if (!st.writer) {
+        free(st.items);
+        lt_sink_abort(sink);
+        return lt_fail_nomem(err, "merge");
+    }
+    pthread_mutex_init(&st.lock, NULL);
     pthread_t threads[256];
     size_t started = 0;
     for (; started + 1 < n_threads; started++)
@@ -393,6 +478,9 @@ lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats
         pthread_join(threads[i], NULL);
     pthread_mutex_destroy(&st.lock);
     free(st.items);
+    if (!st.failed && merge_writer_failed(st.writer, &st.error))
+        st.failed = true;
+    merge_writer_free(st.writer);
     if (st.failed) {
         if (err)
             *err = st.error;
