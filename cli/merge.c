@@ -170,7 +170,10 @@ static cJSON *summary_json(const merge_args *a, const lt_merge_plan *plan, lt_ad
     lt_merge_stats st = lt_merge_plan_stats(plan);
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "base", a->base);
-    cJSON_AddStringToObject(root, "output", written ? written : a->out);
+    if (written || a->out)
+        cJSON_AddStringToObject(root, "output", written ? written : a->out);
+    else
+        cJSON_AddNullToObject(root, "output"); /* a dry run without -o */
     cJSON_AddBoolToObject(root, "dry_run", a->dry_run);
     cJSON *list = cJSON_AddArrayToObject(root, "adapters");
     for (size_t i = 0; i < a->n_adapters; i++) {
@@ -200,8 +203,11 @@ static cJSON *summary_json(const merge_args *a, const lt_merge_plan *plan, lt_ad
 static void print_summary(const cJSON *s)
 {
     const cJSON *item;
-    printf("%s %s\n", cJSON_IsTrue(cJSON_GetObjectItem(s, "dry_run")) ? "would write" : "wrote",
-           cJSON_GetObjectItem(s, "output")->valuestring);
+    const char *output = cJSON_GetStringValue(cJSON_GetObjectItem(s, "output"));
+    if (output)
+        printf("%s %s\n", cJSON_IsTrue(cJSON_GetObjectItem(s, "dry_run")) ? "would write" : "wrote", output);
+    else
+        printf("dry run: all names and shapes fit\n");
     cJSON_ArrayForEach(item, cJSON_GetObjectItem(s, "adapters"))
         printf("  adapter %s (scale %g): %.0f of %.0f modules merged, %.0f replacement tensors\n",
                cJSON_GetObjectItem(item, "path")->valuestring, cJSON_GetObjectItem(item, "scale")->valuedouble,

@@ -749,6 +749,7 @@ def case_dry_run(root, rng):
     c.write_adapter("adapter", lora_config(), tensors)
     c.run(["{CASE}/base.safetensors", "{CASE}/adapter", "-o", "{OUT}/out.safetensors", "--dry-run"], 0, None)
     c.run(["{CASE}/base.safetensors", "{CASE}/adapter", "--dry-run", "--json"], 0, None)
+    c.run(["{CASE}/base.safetensors", "{CASE}/adapter", "--dry-run"], 0, None)
     return c.finish()
 
 
