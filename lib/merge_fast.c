@@ -3,30 +3,33 @@
  *
  * The double path (merge_run.c) computes x64 = w + sum_k C_k V_k in
  * float64, one multiply and one add per term in a fixed order, and rounds
- * x64 once to the output type.  This kernel computes the same sum in
+ * x64 once to the output type.  This kernel computes D = sum_k C_k V_k in
  * float64 vectors, rows in blocks, fused multiply-adds where the machine
- * has them: a value y that may differ from x64 in its last bits.  With a
- * bound E >= |y - x64|, when no rounding boundary of the output type (a
- * midpoint between two neighbours) lies within [y - E, y + E], y and x64
- * round to the same value and y's rounding is written.  Otherwise, and for
- * what the test cannot judge (near zero, near overflow, NaN, F16 Inf), the
- * element is flagged and the caller recomputes it on the double path.  So
- * the output bytes are the double path's, on every machine, for every
- * thread count, fused or not.  E is some 2^-45 of the value, so flags are
- * rare: exact ties, and values within about 2^-40 of zero.
+ * has them, then y = w + D and a bound E >= |y - x64|.  When no rounding
+ * boundary of the output type (a midpoint between two neighbours) lies
+ * within [y - E, y + E], y and x64 round to the same value and y's
+ * rounding is written.  Otherwise, and for what the test cannot judge
+ * (near zero, near overflow, NaN, Inf), the element is flagged and the
+ * caller recomputes it on the double path.  So the output bytes are the
+ * double path's on every machine, for every thread count, fused or not.
  *
- * Bound, with u = 2^-53, N = the summed rank, S = sum_k |C_k V_k|:
- *   this kernel's N products and sums:  2N u S (1 + 2N u)    (unfused)
- *   its final w + D:                     u |y| (1 + u)
- *   the double path's own error:         (2N + 1) u (|w| + S) (1 + 2N u)
- *   underflow:                           none while every nonzero C, V is
- *                                        within [2^-400, 2^400]; partial
- *                                        sums below 2^-1022: 2N 2^-1075
- * E = K |y| + (4N + 16) 2^-52 S' + 2^-40 |w| + 2^-1000, S' = (sum_k
- * |C_ik|)(max_k |V_kj|) >= S, covers these with a factor of two to spare
- * (for E's own rounding) for N <= 2048.  K is 2^-51 for F32 outputs; for
- * F16 and BF16 it is 2^-23, which also keeps y's rounding to float32 (the
- * step before the 16-bit rounding) on the same side of every midpoint.
+ * F16 and BF16 outputs (the common case) take y = fl32(w + fl32(D)) and
+ * test in float32, twice as many lanes a vector.  With u = 2^-24,
+ * N = the summed rank (<= 2048), S = sum_k |C_k V_k|:
+ *   D's own error (2N float64 roundings):     2N 2^-53 S (1.01)
+ *   fl32(D):                                  u |D| <= u S (1 + 2^-40)
+ *   fl32(w + fl32(D)):                        u |y| (1 + 2u)
+ *   the double path's error:                  (2N + 2) 2^-53 (|w| + S) (1.01)
+ *                                             <= 2^-41 (|y| + 2S)  (|w| <= |y| + S, to first order)
+ * so |y - x64| <= u (1 + 2^-16) |y| + (u + (4N + 4) 2^-53 + 2^-40) S, and
+ * E = K1 |y| + KS ||C_i|| ||V_j|| with both constants 2^-14 above these
+ * (E's own three float32 roundings) and S <= ||C_i|| ||V_j|| (Cauchy-
+ * Schwarz; the norms are rounded up).  F32 outputs test y = w + D in
+ * float64 with E = 2^-51 |y| + KS64 ||C_i|| ||V_j|| + 2^-40 |w| + 2^-1000,
+ * KS64 = (4N + 16) 2^-52, which holds with a factor of two to spare.
+ * Underflow: every nonzero C, V lies within [2^-400, 2^400], so no
+ * float64 product underflows; float32 values below 2^-100 (BF16) or 2^-14
+ * (F16) go the double way.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -39,10 +42,10 @@
 
 struct merge_fast {
     uint32_t rank;      /* summed over the ops                              */
-    double *row_bound;  /* [rows]: (4N + 16) 2^-52 sum_k |C_ik|, rounded up */
-    double *col_max;    /* [cols]: max_k |V_kj|                             */
-    float *row_bound32; /* the same as float32, rounded up                  */
-    float *col_max32;
+    double *row_bound;  /* [rows]: KS64 ||C_i||, rounded up                 */
+    double *col_norm;   /* [cols]: ||V_j||, rounded up                      */
+    float *row_bound32; /* [rows]: KS ||C_i||, rounded up                   */
+    float *col_norm32;  /* [cols]: ||V_j||, rounded up                      */
 };
 
 void merge_fast_free(merge_fast *f)
@@ -50,21 +53,30 @@ void merge_fast_free(merge_fast *f)
     if (!f)
         return;
     free(f->row_bound);
-    free(f->col_max);
+    free(f->col_norm);
     free(f->row_bound32);
-    free(f->col_max32);
+    free(f->col_norm32);
     free(f);
 }
 
-/* Zero, or a finite magnitude whose products cannot underflow. */
-static bool fast_value_ok(double v)
+/* Every value zero, or finite with a magnitude whose products cannot
+ * underflow: within [2^-400, 2^400], compared as bit patterns (in order
+ * for nonnegative doubles), with no early exit, so the loop vectorizes. */
+static bool fast_values_ok(const double *v, uint64_t n)
 {
-    double a = fabs(v);
-    return a == 0 || (a >= 0x1p-400 && a <= 0x1p400);
+    const uint64_t lo = (uint64_t)(1023 - 400) << 52, hi = (uint64_t)(1023 + 400) << 52;
+    uint64_t bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t bits;
+        memcpy(&bits, &v[i], sizeof bits);
+        bits &= ~((uint64_t)1 << 63);
+        bad |= (uint64_t)(bits != 0) & ((uint64_t)(bits < lo) | (uint64_t)(bits > hi));
+    }
+    return !bad;
 }
 
-/* float32 of a nonnegative bound, never below it (an underflow to zero is
- * covered by the bound's 2^-126 floor). */
+/* float32 of a nonnegative bound, never below it (or a subnormal within
+ * 2^-150 of it: far inside the slack of E's first term). */
 static float round_up_f32(double v) { return (float)(v * (1 + 0x1p-20)); }
 
 static bool fast_dtype(lt_dtype t) { return t == LT_BF16 || t == LT_F16 || t == LT_F32; }
@@ -80,12 +92,8 @@ static bool fast_eligible(const plan_tensor *t, uint64_t *rank)
         if (op->magnitude)
             return false;
         *rank += op->rank;
-        for (uint64_t i = 0; i < t->rows * op->rank; i++)
-            if (!fast_value_ok(op->coef[i]))
-                return false;
-        for (uint64_t i = 0; i < (uint64_t)op->rank * t->cols; i++)
-            if (!fast_value_ok(op->vec[i]))
-                return false;
+        if (!fast_values_ok(op->coef, t->rows * op->rank) || !fast_values_ok(op->vec, (uint64_t)op->rank * t->cols))
+            return false;
     }
     return *rank > 0 && *rank <= MAX_FAST_RANK;
 }
@@ -100,33 +108,39 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
         return lt_fail_nomem(err, "merge");
     f->rank = (uint32_t)rank;
     f->row_bound = malloc((size_t)t->rows * sizeof *f->row_bound);
-    f->col_max = calloc((size_t)t->cols, sizeof *f->col_max);
+    f->col_norm = calloc((size_t)t->cols, sizeof *f->col_norm);
     f->row_bound32 = malloc((size_t)t->rows * sizeof *f->row_bound32);
-    f->col_max32 = malloc((size_t)t->cols * sizeof *f->col_max32);
-    if (!f->row_bound || !f->col_max || !f->row_bound32 || !f->col_max32) {
+    f->col_norm32 = malloc((size_t)t->cols * sizeof *f->col_norm32);
+    if (!f->row_bound || !f->col_norm || !f->row_bound32 || !f->col_norm32) {
         merge_fast_free(f);
         return lt_fail_nomem(err, "merge");
     }
-    /* (1 + 2^-40): room for the rounding of the sum and the product */
-    const double row_factor = (4.0 * (double)rank + 16) * 0x1p-52 * (1 + 0x1p-40);
-    const double row_factor32 = row_factor + 0x1p-23 + 0x1p-39;
+    /* the sums of squares (N <= 2048 terms) and their square roots are
+     * within 2^-40 of exact: (1 + 2^-30) rounds them up */
+    const double up = 1 + 0x1p-30, n = (double)rank;
+    const double ks64 = (4 * n + 16) * 0x1p-52;
+    const double ks32 = (0x1p-24 + (4 * n + 4) * 0x1p-53 + 0x1p-40) * (1 + 0x1p-14);
     for (uint64_t i = 0; i < t->rows; i++) {
-        double sum = 0;
+        double squares = 0;
         for (size_t k = 0; k < t->n_ops; k++)
-            for (uint32_t q = 0; q < t->ops[k].rank; q++)
-                sum += fabs(t->ops[k].coef[i * t->ops[k].rank + q]);
-        f->row_bound[i] = row_factor * sum;
-        f->row_bound32[i] = round_up_f32(row_factor32 * sum);
+            for (uint32_t q = 0; q < t->ops[k].rank; q++) {
+                double c = t->ops[k].coef[i * t->ops[k].rank + q];
+                squares += c * c;
+            }
+        double norm = sqrt(squares) * up;
+        f->row_bound[i] = ks64 * norm * up;
+        f->row_bound32[i] = round_up_f32(ks32 * norm);
     }
     for (size_t k = 0; k < t->n_ops; k++)
         for (uint64_t q = 0; q < t->ops[k].rank; q++)
             for (uint64_t j = 0; j < t->cols; j++) {
-                double v = fabs(t->ops[k].vec[q * t->cols + j]);
-                if (v > f->col_max[j])
-                    f->col_max[j] = v;
+                double v = t->ops[k].vec[q * t->cols + j];
+                f->col_norm[j] += v * v;
             }
-    for (uint64_t j = 0; j < t->cols; j++)
-        f->col_max32[j] = round_up_f32(f->col_max[j]);
+    for (uint64_t j = 0; j < t->cols; j++) {
+        f->col_norm[j] = sqrt(f->col_norm[j]) * up;
+        f->col_norm32[j] = round_up_f32(f->col_norm[j]);
+    }
     t->fast = f;
     return LT_OK;
 }
@@ -162,13 +176,13 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 #undef LANES
 
 size_t merge_fast_rows(const plan_tensor *t, const unsigned char *raw, uint64_t row0, uint64_t nr,
-                       unsigned char *dst, unsigned char *flags, uint64_t *redo)
+                       unsigned char *dst, uint64_t *redo)
 {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
     if (__builtin_cpu_supports("x86-64-v4"))
-        return rows_v4(t, raw, row0, nr, dst, flags, redo);
+        return rows_v4(t, raw, row0, nr, dst, redo);
     if (__builtin_cpu_supports("x86-64-v3"))
-        return rows_v3(t, raw, row0, nr, dst, flags, redo);
+        return rows_v3(t, raw, row0, nr, dst, redo);
 #endif
-    return rows_baseline(t, raw, row0, nr, dst, flags, redo);
+    return rows_baseline(t, raw, row0, nr, dst, redo);
 }

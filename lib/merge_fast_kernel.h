@@ -15,7 +15,8 @@ typedef uint16_t KERNEL(vh2) __attribute__((vector_size(4 * LANES)));
 typedef int8_t KERNEL(vb2) __attribute__((vector_size(2 * LANES)));
 typedef int8_t KERNEL(vb) __attribute__((vector_size(LANES)));
 
-#define ROW_BLOCK 4 /* rows sharing each load of the vec matrix */
+#undef ROW_BLOCK
+#define ROW_BLOCK (LANES == 8 ? 8 : 4) /* rows sharing each load of the vec matrix */
 
 static inline __attribute__((always_inline)) KERNEL(vd) KERNEL(load_vd)(const double *p)
 {
@@ -75,24 +76,24 @@ static inline __attribute__((always_inline)) KERNEL(vd) KERNEL(high_vd)(KERNEL(v
  * whether that rounding is proven equal to the double path's (0) or not
  * (-1).  A midpoint is a float32 whose low bits (16 for BF16, 13 for F16)
  * are 100...0.  A lane that passes is not a tie, so rounding half up is
- * rounding to nearest even there. */
-static inline __attribute__((always_inline)) void KERNEL(finish16)(lt_dtype out, KERNEL(vf2) w, KERNEL(vd) d0,
-                                                                   KERNEL(vd) d1, KERNEL(vf2) bound_s,
-                                                                   unsigned char *dst, unsigned char *flag)
+ * rounding to nearest even there.  Returns the flags. */
+static inline __attribute__((always_inline)) KERNEL(vb2) KERNEL(finish16)(lt_dtype out, KERNEL(vf2) w,
+                                                                          KERNEL(vd) d0, KERNEL(vd) d1,
+                                                                          KERNEL(vf2) bound_s, unsigned char *dst)
 {
     const KERNEL(vu2) abs_mask = (KERNEL(vu2)){0} + 0x7fffffffu;
     KERNEL(vf) h0 = __builtin_convertvector(d0, KERNEL(vf)), h1 = __builtin_convertvector(d1, KERNEL(vf));
     KERNEL(vf2) yf = w + __builtin_shufflevector(h0, h1, LOW_HALF, HIGH_HALF);
     KERNEL(vu2) yb = (KERNEL(vu2))yf;
     KERNEL(vf2) ay = (KERNEL(vf2))(yb & abs_mask);
-    KERNEL(vf2) e = 0x1p-23f * ay + bound_s;
+    KERNEL(vf2) e = 0x1.0004p-24f * ay + bound_s;
     KERNEL(vi2) ok;
     KERNEL(vu2) r;
     /* no midpoint but `mid` within a quarter cell: e * 2^(26 - low bits) < |yf| */
     if (out == LT_BF16) {
         KERNEL(vf2) mid = (KERNEL(vf2))((yb & 0xffff0000u) | 0x8000u);
         KERNEL(vf2) dist = (KERNEL(vf2))((KERNEL(vu2))(yf - mid) & abs_mask);
-        ok = (e < dist) & (e * 1024.0f < ay) & (ay < 0x1p120f);
+        ok = (e < dist) & (e * 1024.0f < ay) & (ay < 0x1p120f) & (ay >= 0x1p-100f);
         r = (yb + 0x8000u) >> 16; /* the sign rides along: no carry reaches it */
     } else {
         KERNEL(vf2) mid = (KERNEL(vf2))((yb & ~0x1fffu) | 0x1000u);
@@ -102,14 +103,13 @@ static inline __attribute__((always_inline)) void KERNEL(finish16)(lt_dtype out,
     }
     KERNEL(vh2) packed = __builtin_convertvector(r, KERNEL(vh2));
     memcpy(dst, &packed, sizeof packed);
-    KERNEL(vb2) bad = __builtin_convertvector(~ok, KERNEL(vb2));
-    memcpy(flag, &bad, sizeof bad);
+    return __builtin_convertvector(~ok, KERNEL(vb2));
 }
 
 /* F32 outputs: the same test in double, on LANES values.  Midpoints are
- * the doubles whose low 29 bits are 100...0. */
-static inline __attribute__((always_inline)) void KERNEL(finish32)(KERNEL(vd) y, KERNEL(vd) w, KERNEL(vd) bound_s,
-                                                                   unsigned char *dst, unsigned char *flag)
+ * the doubles whose low 29 bits are 100...0.  Returns the flags. */
+static inline __attribute__((always_inline)) KERNEL(vb) KERNEL(finish32)(KERNEL(vd) y, KERNEL(vd) w,
+                                                                         KERNEL(vd) bound_s, unsigned char *dst)
 {
     const KERNEL(vq) abs_mask = (KERNEL(vq)){0} + 0x7fffffffffffffffu;
     const uint64_t half_cell = (uint64_t)1 << 28;
@@ -121,32 +121,32 @@ static inline __attribute__((always_inline)) void KERNEL(finish32)(KERNEL(vd) y,
     KERNEL(vl) ok = (e < dist) & (e * 0x1p26 < ay) & (ay >= 0x1p-126) & (ay < 0x1p120);
     KERNEL(vf) yf = __builtin_convertvector(y, KERNEL(vf));
     memcpy(dst, &yf, sizeof yf);
-    KERNEL(vb) bad = __builtin_convertvector(~ok, KERNEL(vb));
-    memcpy(flag, &bad, sizeof bad);
+    return __builtin_convertvector(~ok, KERNEL(vb));
 }
 
-/* Append to redo the flagged elements of row i (flags: cols bytes). */
-static inline size_t KERNEL(collect)(const unsigned char *flags, uint64_t cols, uint64_t i, uint64_t *redo,
-                                     size_t n_redo)
+/* Append to redo the elements first, first + 1, ... whose flag byte (of
+ * n) is set; the common case, none, costs one test. */
+static inline __attribute__((always_inline)) size_t KERNEL(note)(const void *flags, size_t n, uint64_t first,
+                                                                 uint64_t *redo, size_t n_redo)
 {
-    for (uint64_t j = 0; j < cols; j += 8) {
-        uint64_t word = 0;
-        memcpy(&word, flags + j, cols - j < 8 ? (size_t)(cols - j) : 8);
-        if (!word)
-            continue;
-        for (uint64_t q = j; q < j + 8 && q < cols; q++)
-            if (flags[q])
-                redo[n_redo++] = i * cols + q;
-    }
+    uint64_t words[2] = {0, 0};
+    memcpy(words, flags, n);
+    if (!(words[0] | words[1]))
+        return n_redo;
+    const unsigned char *bytes = flags;
+    for (size_t q = 0; q < n; q++)
+        if (bytes[q])
+            redo[n_redo++] = first + q;
     return n_redo;
 }
 
-/* RB rows from `row` (block-relative i): every column pair of vectors
- * accumulates all ops' terms for the RB rows at once, so each load of
- * the vec matrix serves RB rows. */
-static inline __attribute__((always_inline)) void
+/* RB rows from `row`, block-relative `first` (their first element): every
+ * column pair of vectors accumulates all ops' terms for the RB rows at
+ * once, so each load of the vec matrix serves RB rows.  Appends the
+ * flagged elements to redo; returns their new count. */
+static inline __attribute__((always_inline)) size_t
 KERNEL(row_block)(const plan_tensor *t, lt_dtype in, lt_dtype out, const int rb, const unsigned char *src,
-                  uint64_t row, unsigned char *dst, unsigned char *flags)
+                  uint64_t row, uint64_t first, unsigned char *dst, uint64_t *redo, size_t n_redo)
 {
     const merge_fast *f = t->fast;
     const uint64_t cols = t->cols;
@@ -154,7 +154,7 @@ KERNEL(row_block)(const plan_tensor *t, lt_dtype in, lt_dtype out, const int rb,
     uint64_t j = 0;
     for (; j + 2 * LANES <= cols; j += 2 * LANES) {
         KERNEL(vd) d[ROW_BLOCK][2];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < rb; r++)
             d[r][0] = d[r][1] = (KERNEL(vd)){0};
         for (size_t q = 0; q < t->n_ops; q++) {
@@ -162,7 +162,7 @@ KERNEL(row_block)(const plan_tensor *t, lt_dtype in, lt_dtype out, const int rb,
             const double *c = op->coef + row * op->rank, *v = op->vec + j;
             for (uint32_t k = 0; k < op->rank; k++, v += cols) {
                 KERNEL(vd) v0 = KERNEL(load_vd)(v), v1 = KERNEL(load_vd)(v + LANES);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
                 for (int r = 0; r < rb; r++) {
                     const double ck = c[(uint64_t)r * op->rank + k];
                     d[r][0] += ck * v0;
@@ -170,55 +170,57 @@ KERNEL(row_block)(const plan_tensor *t, lt_dtype in, lt_dtype out, const int rb,
                 }
             }
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < rb; r++) {
             const unsigned char *in_row = src + (uint64_t)r * cols * in_size;
-            unsigned char *out_row = dst + (uint64_t)r * cols * out_size, *flag_row = flags + (uint64_t)r * cols;
+            unsigned char *out_row = dst + (uint64_t)r * cols * out_size;
+            const uint64_t at = first + (uint64_t)r * cols + j;
             KERNEL(vf2) w = KERNEL(load_base)(in, in_row + j * in_size);
             if (out == LT_F32) {
                 const double bound = f->row_bound[row + (uint64_t)r];
                 KERNEL(vd) w0 = KERNEL(low_vd)(w), w1 = KERNEL(high_vd)(w);
-                KERNEL(finish32)(w0 + d[r][0], w0, bound * KERNEL(load_vd)(f->col_max + j), out_row + j * 4,
-                                 flag_row + j);
-                KERNEL(finish32)(w1 + d[r][1], w1, bound * KERNEL(load_vd)(f->col_max + j + LANES),
-                                 out_row + (j + LANES) * 4, flag_row + j + LANES);
+                KERNEL(vb) bad0 = KERNEL(finish32)(w0 + d[r][0], w0, bound * KERNEL(load_vd)(f->col_norm + j),
+                                                   out_row + j * 4);
+                KERNEL(vb) bad1 = KERNEL(finish32)(w1 + d[r][1], w1, bound * KERNEL(load_vd)(f->col_norm + j + LANES),
+                                                   out_row + (j + LANES) * 4);
+                n_redo = KERNEL(note)(&bad0, sizeof bad0, at, redo, n_redo);
+                n_redo = KERNEL(note)(&bad1, sizeof bad1, at + LANES, redo, n_redo);
             } else {
                 KERNEL(vf2) col;
-                memcpy(&col, f->col_max32 + j, sizeof col);
-                KERNEL(finish16)(out, w, d[r][0], d[r][1], f->row_bound32[row + (uint64_t)r] * col,
-                                 out_row + j * 2, flag_row + j);
+                memcpy(&col, f->col_norm32 + j, sizeof col);
+                KERNEL(vb2) bad = KERNEL(finish16)(out, w, d[r][0], d[r][1], f->row_bound32[row + (uint64_t)r] * col,
+                                                   out_row + j * 2);
+                n_redo = KERNEL(note)(&bad, sizeof bad, at, redo, n_redo);
             }
         }
     }
     for (int r = 0; r < rb; r++) /* the tail goes the double way */
-        memset(flags + (uint64_t)r * cols + j, 1, (size_t)(cols - j));
+        for (uint64_t q = j; q < cols; q++)
+            redo[n_redo++] = first + (uint64_t)r * cols + q;
+    return n_redo;
 }
 
 static inline __attribute__((always_inline)) size_t
 KERNEL(rows_body)(const plan_tensor *t, lt_dtype in, lt_dtype out, const unsigned char *raw, uint64_t row0,
-                  uint64_t nr, unsigned char *dst, unsigned char *flags, uint64_t *redo)
+                  uint64_t nr, unsigned char *dst, uint64_t *redo)
 {
     const uint64_t cols = t->cols;
     const size_t in_size = in == LT_F32 ? 4 : 2, out_size = out == LT_F32 ? 4 : 2;
     size_t n_redo = 0;
-    for (uint64_t i = 0; i < nr;) {
-        int rb = nr - i >= ROW_BLOCK ? ROW_BLOCK : 1;
-        if (rb == ROW_BLOCK)
-            KERNEL(row_block)(t, in, out, ROW_BLOCK, raw + i * cols * in_size, row0 + i, dst + i * cols * out_size,
-                              flags);
-        else
-            KERNEL(row_block)(t, in, out, 1, raw + i * cols * in_size, row0 + i, dst + i * cols * out_size, flags);
-        for (int r = 0; r < rb; r++)
-            n_redo = KERNEL(collect)(flags + (uint64_t)r * cols, cols, i + (uint64_t)r, redo, n_redo);
-        i += (uint64_t)rb;
-    }
+    uint64_t i = 0;
+    for (; i + ROW_BLOCK <= nr; i += ROW_BLOCK)
+        n_redo = KERNEL(row_block)(t, in, out, ROW_BLOCK, raw + i * cols * in_size, row0 + i, i * cols,
+                                   dst + i * cols * out_size, redo, n_redo);
+    for (; i < nr; i++)
+        n_redo = KERNEL(row_block)(t, in, out, 1, raw + i * cols * in_size, row0 + i, i * cols,
+                                   dst + i * cols * out_size, redo, n_redo);
     return n_redo;
 }
 
 /* One body per (input, output) pair, so the dtype tests leave the loops. */
-#define KERNEL_PAIR(i_, o_) KERNEL(rows_body)(t, i_, o_, raw, row0, nr, dst, flags, redo)
+#define KERNEL_PAIR(i_, o_) KERNEL(rows_body)(t, i_, o_, raw, row0, nr, dst, redo)
 static size_t KERNEL(rows)(const plan_tensor *t, const unsigned char *raw, uint64_t row0, uint64_t nr,
-                           unsigned char *dst, unsigned char *flags, uint64_t *redo)
+                           unsigned char *dst, uint64_t *redo)
 {
     lt_dtype in = t->in_dtype;
     switch (t->out_dtype) {

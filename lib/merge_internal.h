@@ -94,11 +94,10 @@ void merge_fast_free(merge_fast *f);
 
 /* Merge rows [row0, row0 + nr) of T from RAW (those rows' input bytes)
  * into DST (their output bytes).  Elements whose rounding could differ
- * from the double path's are listed in REDO (indices into the block,
- * ascending; REDO has room for nr * cols) and their DST bytes must be
- * overwritten by the caller; returns how many.  FLAGS: scratch of
- * 4 * t->cols bytes. */
+ * from the double path's are listed in REDO (indices into the block, in
+ * no particular order; REDO has room for nr * cols) and their DST bytes
+ * must be overwritten by the caller; returns how many. */
 size_t merge_fast_rows(const plan_tensor *t, const unsigned char *raw, uint64_t row0, uint64_t nr,
-                       unsigned char *dst, unsigned char *flags, uint64_t *redo);
+                       unsigned char *dst, uint64_t *redo);
 
 #endif

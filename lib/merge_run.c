@@ -49,7 +49,6 @@ typedef struct thread_buffers {
     out_slot slots[2];     /* output bytes, filled then queued   */
     out_slot *slot;        /* the one this item fills            */
     uint64_t *redo;        /* vector kernel: elements to redo    */
-    unsigned char *flags;  /* vector kernel: flags of 4 rows     */
 } thread_buffers;
 
 /* Bytes of n elements (n whole blocks for the block types). */
@@ -193,21 +192,28 @@ static void aim_rows(thread_buffers *buf, const run_state *st, const plan_tensor
     aim_slot(buf->slot, st, t, bytes_of(t->out_dtype, w->first * t->cols), bytes_of(t->out_dtype, w->count * t->cols));
 }
 
-/* The vector kernel, then the double path for the elements it flags. */
+/* The vector kernel, then the double path for the elements it flags.  Of
+ * several bad values the first in row order is reported, as the double
+ * path would. */
 static lt_status merge_rows_fast(run_state *st, const plan_tensor *t, const work_item *w, const unsigned char *raw,
                                  thread_buffers *buf, lt_error *err)
 {
     unsigned char *out = buf->slot->data;
-    size_t n_redo = merge_fast_rows(t, raw, w->first, w->count, out, buf->flags, buf->redo);
+    size_t n_redo = merge_fast_rows(t, raw, w->first, w->count, out, buf->redo);
     const size_t in_size = lt_dtype_block_bytes(t->in_dtype), out_size = lt_dtype_block_bytes(t->out_dtype);
     const double limit = overflow_threshold(t->out_dtype);
+    uint64_t first_bad = UINT64_MAX;
     for (size_t q = 0; q < n_redo; q++) {
         uint64_t e = buf->redo[q], i = e / t->cols;
         double x = exact_element(t, raw + i * t->cols * in_size, w->first + i, e % t->cols);
-        lt_status s = check_merged(t, x, limit, raw, e, w->first + i, err);
-        if (s != LT_OK)
-            return s;
+        if (check_merged(t, x, limit, raw, e, w->first + i, NULL) != LT_OK)
+            first_bad = e < first_bad ? e : first_bad;
         (void)lt_convert_from_f64(t->out_dtype, &x, out + e * out_size, 1);
+    }
+    if (first_bad != UINT64_MAX) {
+        uint64_t i = first_bad / t->cols;
+        return check_merged(t, exact_element(t, raw + i * t->cols * in_size, w->first + i, first_bad % t->cols),
+                            limit, raw, first_bad, w->first + i, err);
     }
     aim_rows(buf, st, t, w);
     return LT_OK;
@@ -321,9 +327,8 @@ static void *worker(void *arg)
     buf.slots[0].data = malloc(slot_bytes);
     buf.slots[1].data = malloc(slot_bytes);
     buf.redo = malloc(st->max_block_elems * sizeof *buf.redo);
-    buf.flags = malloc(4 * st->max_block_elems);
     lt_error err;
-    bool ok = buf.raw && buf.acc && buf.slots[0].data && buf.slots[1].data && buf.redo && buf.flags;
+    bool ok = buf.raw && buf.acc && buf.slots[0].data && buf.slots[1].data && buf.redo;
     if (!ok)
         lt_fail_nomem(&err, "merge");
     for (;;) {
@@ -363,7 +368,6 @@ static void *worker(void *arg)
     free(buf.slots[0].data);
     free(buf.slots[1].data);
     free(buf.redo);
-    free(buf.flags);
     return NULL;
 }
 
