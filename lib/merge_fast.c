@@ -34,6 +34,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
 
 #include "merge_internal.h"
 
@@ -41,6 +44,7 @@
 #define MIN_FAST_COLS 16u   /* two vectors of the widest kernel */
 
 struct merge_fast {
+    merge_isa isa;      /* which build of the kernel runs                   */
     uint32_t rank;      /* summed over the ops                              */
     double *row_bound;  /* [rows]: KS64 ||C_i||, rounded up                 */
     double *col_norm;   /* [cols]: ||V_j||, rounded up                      */
@@ -98,6 +102,18 @@ static bool fast_eligible(const plan_tensor *t, uint64_t *rank)
     return *rank > 0 && *rank <= MAX_FAST_RANK;
 }
 
+/* The best build this machine runs. */
+static merge_isa best_isa(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return MERGE_ISA_AVX512;
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return MERGE_ISA_AVX2;
+#endif
+    return MERGE_ISA_BASELINE;
+}
+
 lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 {
     uint64_t rank;
@@ -107,6 +123,7 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
     if (!f)
         return lt_fail_nomem(err, "merge");
     f->rank = (uint32_t)rank;
+    f->isa = best_isa();
     f->row_bound = malloc((size_t)t->rows * sizeof *f->row_bound);
     f->col_norm = calloc((size_t)t->cols, sizeof *f->col_norm);
     f->row_bound32 = malloc((size_t)t->rows * sizeof *f->row_bound32);
@@ -154,18 +171,32 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 #pragma GCC target("arch=x86-64-v4,prefer-vector-width=512")
 #define KERNEL(name) name##_v4
 #define LANES 8
+#define KERNEL_F16_TO_F32(h) _mm512_cvtph_ps((__m256i)(h))
+#define KERNEL_F32_TO_F16(f) _mm512_cvtps_ph((__m512)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define KERNEL_RINT(f) _mm512_roundscale_ps((__m512)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #include "merge_fast_kernel.h"
 #undef KERNEL
 #undef LANES
+#undef KERNEL_F16_TO_F32
+#undef KERNEL_F32_TO_F16
+#undef KERNEL_RINT
+#undef KERNEL_HAS_F16C
 #pragma GCC pop_options
 
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v3")
 #define KERNEL(name) name##_v3
 #define LANES 4
+#define KERNEL_F16_TO_F32(h) _mm256_cvtph_ps((__m128i)(h))
+#define KERNEL_F32_TO_F16(f) _mm256_cvtps_ph((__m256)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define KERNEL_RINT(f) _mm256_round_ps((__m256)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #include "merge_fast_kernel.h"
 #undef KERNEL
 #undef LANES
+#undef KERNEL_F16_TO_F32
+#undef KERNEL_F32_TO_F16
+#undef KERNEL_RINT
+#undef KERNEL_HAS_F16C
 #pragma GCC pop_options
 #endif
 
@@ -174,15 +205,24 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 #include "merge_fast_kernel.h"
 #undef KERNEL
 #undef LANES
+#undef KERNEL_HAS_F16C
+
+bool merge_fast_set_isa(plan_tensor *t, merge_isa isa)
+{
+    if (!t->fast || isa < best_isa())
+        return false;
+    t->fast->isa = isa;
+    return true;
+}
 
 size_t merge_fast_rows(const plan_tensor *t, const unsigned char *raw, uint64_t row0, uint64_t nr,
                        unsigned char *dst, uint64_t *redo)
 {
+    switch (t->fast->isa) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    if (__builtin_cpu_supports("x86-64-v4"))
-        return rows_v4(t, raw, row0, nr, dst, redo);
-    if (__builtin_cpu_supports("x86-64-v3"))
-        return rows_v3(t, raw, row0, nr, dst, redo);
+    case MERGE_ISA_AVX512: return rows_v4(t, raw, row0, nr, dst, redo);
+    case MERGE_ISA_AVX2: return rows_v3(t, raw, row0, nr, dst, redo);
 #endif
-    return rows_baseline(t, raw, row0, nr, dst, redo);
+    default: return rows_baseline(t, raw, row0, nr, dst, redo);
+    }
 }

@@ -38,6 +38,41 @@ static inline __attribute__((always_inline)) KERNEL(vd) KERNEL(load_vd)(const do
 #define HIGH_HALF 2, 3
 #endif
 
+/* Half precision to float32 and back (round to nearest even, subnormals
+ * included): the F16C instructions where merge_fast.c names them, else
+ * integer steps. */
+#ifdef KERNEL_F16_TO_F32
+#define KERNEL_HAS_F16C 1
+static inline __attribute__((always_inline)) KERNEL(vf2) KERNEL(f16_to_f32)(KERNEL(vh2) h)
+{
+    return (KERNEL(vf2))KERNEL_F16_TO_F32(h);
+}
+#else
+#define KERNEL_HAS_F16C 0
+static inline __attribute__((always_inline)) KERNEL(vf2) KERNEL(f16_to_f32)(KERNEL(vh2) h)
+{
+    /* the magnitude's bits moved into float32 position, times 2^112, is
+     * exact for normal and subnormal halves alike; Inf and NaN get the
+     * float32 exponent of all ones instead */
+    KERNEL(vu2) u = __builtin_convertvector(h, KERNEL(vu2));
+    KERNEL(vu2) bits = (u & 0x7fffu) << 13;
+    KERNEL(vu2) finite = (KERNEL(vu2))((KERNEL(vf2))bits * 0x1p112f);
+    KERNEL(vu2) special = (KERNEL(vu2))((u & 0x7c00u) == 0x7c00u);
+    KERNEL(vu2) mag = (finite & ~special) | ((bits | 0x7f800000u) & special);
+    return (KERNEL(vf2))(mag | ((u & 0x8000u) << 16));
+}
+#endif
+
+/* Round to the nearest integer, ties to even (|f| < 2^23). */
+static inline __attribute__((always_inline)) KERNEL(vf2) KERNEL(rint)(KERNEL(vf2) f)
+{
+#ifdef KERNEL_RINT
+    return (KERNEL(vf2))KERNEL_RINT(f);
+#else
+    return (f + 0x1p23f) - 0x1p23f;
+#endif
+}
+
 /* 2 * LANES base values as float32, exactly. */
 static inline __attribute__((always_inline)) KERNEL(vf2) KERNEL(load_base)(lt_dtype in, const unsigned char *p)
 {
@@ -48,17 +83,9 @@ static inline __attribute__((always_inline)) KERNEL(vf2) KERNEL(load_base)(lt_dt
     }
     KERNEL(vh2) h;
     memcpy(&h, p, sizeof h);
-    KERNEL(vu2) u = __builtin_convertvector(h, KERNEL(vu2));
-    if (in == LT_BF16)
-        return (KERNEL(vf2))(u << 16);
-    /* F16: the magnitude's bits moved into float32 position, times 2^112,
-     * is exact for normal and subnormal halves alike; Inf and NaN get the
-     * float32 exponent of all ones instead */
-    KERNEL(vu2) bits = (u & 0x7fffu) << 13;
-    KERNEL(vu2) finite = (KERNEL(vu2))((KERNEL(vf2))bits * 0x1p112f);
-    KERNEL(vu2) special = (KERNEL(vu2))((u & 0x7c00u) == 0x7c00u);
-    KERNEL(vu2) mag = (finite & ~special) | ((bits | 0x7f800000u) & special);
-    return (KERNEL(vf2))(mag | ((u & 0x8000u) << 16));
+    if (in == LT_F16)
+        return KERNEL(f16_to_f32)(h);
+    return (KERNEL(vf2))(__builtin_convertvector(h, KERNEL(vu2)) << 16);
 }
 
 static inline __attribute__((always_inline)) KERNEL(vd) KERNEL(low_vd)(KERNEL(vf2) f)
@@ -75,8 +102,9 @@ static inline __attribute__((always_inline)) KERNEL(vd) KERNEL(high_vd)(KERNEL(v
  * bound, the test, and yf rounded to the output type; store per lane
  * whether that rounding is proven equal to the double path's (0) or not
  * (-1).  A midpoint is a float32 whose low bits (16 for BF16, 13 for F16)
- * are 100...0.  A lane that passes is not a tie, so rounding half up is
- * rounding to nearest even there.  Returns the flags. */
+ * are 100...0 (F16 subnormals: see below).  A lane that passes is not a
+ * tie, so rounding half up is rounding to nearest even there.  Returns
+ * the flags. */
 static inline __attribute__((always_inline)) KERNEL(vb2) KERNEL(finish16)(lt_dtype out, KERNEL(vf2) w,
                                                                           KERNEL(vd) d0, KERNEL(vd) d1,
                                                                           KERNEL(vf2) bound_s, unsigned char *dst)
@@ -98,8 +126,22 @@ static inline __attribute__((always_inline)) KERNEL(vb2) KERNEL(finish16)(lt_dty
     } else {
         KERNEL(vf2) mid = (KERNEL(vf2))((yb & ~0x1fffu) | 0x1000u);
         KERNEL(vf2) dist = (KERNEL(vf2))((KERNEL(vu2))(yf - mid) & abs_mask);
-        ok = (e < dist) & (e * 8192.0f < ay) & (ay < 32768.0f) & (ay >= 0x1p-14f);
-        r = ((((yb & abs_mask) + 0x1000u) >> 13) - (112u << 10)) | ((yb >> 16) & 0x8000u);
+        KERNEL(vi2) normal = (e < dist) & (e * 8192.0f < ay) & (ay < 32768.0f);
+        /* below 2^-14, F16 is a grid of 2^-24 with midpoints halfway; e < |yf|
+         * keeps the double path's value off zero and on yf's side of it */
+        KERNEL(vf2) q = ay * 0x1p24f, frac = q - KERNEL(rint)(q);
+        KERNEL(vf2) dist_sub = (0.5f - (KERNEL(vf2))((KERNEL(vu2))frac & abs_mask)) * 0x1p-24f;
+        KERNEL(vi2) small = ay < 0x1p-14f;
+        ok = (normal & ~small) | ((e + 0x1p-140f < dist_sub) & (e < ay) & small);
+#if KERNEL_HAS_F16C
+        KERNEL(vh2) packed = (KERNEL(vh2))KERNEL_F32_TO_F16(yf);
+        memcpy(dst, &packed, sizeof packed);
+        return __builtin_convertvector(~ok, KERNEL(vb2));
+#else
+        KERNEL(vu2) r_sub = __builtin_convertvector(KERNEL(rint)(q), KERNEL(vu2));
+        r = ((((yb & abs_mask) + 0x1000u) >> 13) - (112u << 10));
+        r = ((r & ~(KERNEL(vu2))small) | (r_sub & (KERNEL(vu2))small)) | ((yb >> 16) & 0x8000u);
+#endif
     }
     KERNEL(vh2) packed = __builtin_convertvector(r, KERNEL(vh2));
     memcpy(dst, &packed, sizeof packed);
@@ -125,7 +167,7 @@ static inline __attribute__((always_inline)) KERNEL(vb) KERNEL(finish32)(KERNEL(
 }
 
 /* Append to redo the elements first, first + 1, ... whose flag byte (of
- * n) is set; the common case, none, costs one test. */
+ * n) is set. */
 static inline __attribute__((always_inline)) size_t KERNEL(note)(const void *flags, size_t n, uint64_t first,
                                                                  uint64_t *redo, size_t n_redo)
 {
@@ -170,11 +212,12 @@ KERNEL(row_block)(const plan_tensor *t, lt_dtype in, lt_dtype out, const int rb,
                 }
             }
         }
+        /* flags per row, and their union: one test per block when none is set */
+        KERNEL(vb2) bad[ROW_BLOCK], any = {0};
 #pragma GCC unroll 8
         for (int r = 0; r < rb; r++) {
             const unsigned char *in_row = src + (uint64_t)r * cols * in_size;
             unsigned char *out_row = dst + (uint64_t)r * cols * out_size;
-            const uint64_t at = first + (uint64_t)r * cols + j;
             KERNEL(vf2) w = KERNEL(load_base)(in, in_row + j * in_size);
             if (out == LT_F32) {
                 const double bound = f->row_bound[row + (uint64_t)r];
@@ -183,16 +226,20 @@ KERNEL(row_block)(const plan_tensor *t, lt_dtype in, lt_dtype out, const int rb,
                                                    out_row + j * 4);
                 KERNEL(vb) bad1 = KERNEL(finish32)(w1 + d[r][1], w1, bound * KERNEL(load_vd)(f->col_norm + j + LANES),
                                                    out_row + (j + LANES) * 4);
-                n_redo = KERNEL(note)(&bad0, sizeof bad0, at, redo, n_redo);
-                n_redo = KERNEL(note)(&bad1, sizeof bad1, at + LANES, redo, n_redo);
+                bad[r] = __builtin_shufflevector(bad0, bad1, LOW_HALF, HIGH_HALF);
             } else {
                 KERNEL(vf2) col;
                 memcpy(&col, f->col_norm32 + j, sizeof col);
-                KERNEL(vb2) bad = KERNEL(finish16)(out, w, d[r][0], d[r][1], f->row_bound32[row + (uint64_t)r] * col,
-                                                   out_row + j * 2);
-                n_redo = KERNEL(note)(&bad, sizeof bad, at, redo, n_redo);
+                bad[r] = KERNEL(finish16)(out, w, d[r][0], d[r][1], f->row_bound32[row + (uint64_t)r] * col,
+                                          out_row + j * 2);
             }
+            any |= bad[r];
         }
+        uint64_t words[2] = {0, 0};
+        memcpy(words, &any, sizeof any);
+        if (words[0] | words[1])
+            for (int r = 0; r < rb; r++)
+                n_redo = KERNEL(note)(&bad[r], sizeof bad[r], first + (uint64_t)r * cols + j, redo, n_redo);
     }
     for (int r = 0; r < rb; r++) /* the tail goes the double way */
         for (uint64_t q = j; q < cols; q++)

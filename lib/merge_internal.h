@@ -28,6 +28,9 @@ typedef struct merge_op {
 /* The vector kernel's bounds for a tensor (merge_fast.c). */
 typedef struct merge_fast merge_fast;
 
+/* Builds of the vector kernel, best first. */
+typedef enum merge_isa { MERGE_ISA_AVX512, MERGE_ISA_AVX2, MERGE_ISA_BASELINE } merge_isa;
+
 typedef struct plan_tensor {
     char *name;
     tensor_action action;
@@ -91,6 +94,9 @@ bool merge_writer_failed(merge_writer *w, lt_error *err);
  * range); else leave t->fast NULL.  Errors: out of memory only. */
 lt_status merge_fast_prepare(plan_tensor *t, lt_error *err);
 void merge_fast_free(merge_fast *f);
+/* Run T on another build of the kernel (tests): false when T has no
+ * kernel or the machine lacks that instruction set. */
+bool merge_fast_set_isa(plan_tensor *t, merge_isa isa);
 
 /* Merge rows [row0, row0 + nr) of T from RAW (those rows' input bytes)
  * into DST (their output bytes).  Elements whose rounding could differ

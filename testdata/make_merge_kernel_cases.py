@@ -103,20 +103,21 @@ def tie_factors(shift, near=False):
     return make
 
 
-def absorb_case(root, name, rng, fmt):
+def absorb_case(root, name, rng, fmt, big=(9000, 16000), mids=(-7, -6), half=None):
     """Rank 3, B = [1, 1, c_i], A = [H_j; m_j; m_j 2^-20], W = -H_j: the
-    sum is m_j (1 + c_i 2^-20), a hair from the midpoint m_j of FMT, while
-    float32 cannot hold H_j + m_j (H_j ~ 2^13): the kernel's float32 view
-    of the result is off by up to a whole half cell, so only the bound's
+    sum is m_j (1 + c_i 2^-20), a hair from the midpoint m_j of FMT (m_j
+    in [2^mids[0], 2^mids[1]), half cells of `half`), while float32 cannot
+    hold H_j + m_j (H_j drawn from `big`): the kernel's float32 view of
+    the result is off by up to several half cells, so only the bound's
     sum_k |C_k V_k| term keeps those elements off the fast path."""
-    half = {"BF16": 2.0 ** -15, "F16": 2.0 ** -18}[fmt]  # half cells at [2^-7, 2^-6)
+    half = half or 2.0 ** (mids[0] - {"BF16": 8, "F16": 11}[fmt])
     state = {}
 
     def factors(g, r):
-        big = round_fmt(g.uniform(9000, 16000, COLS), "BF16")
-        mid = (2 * g.integers(2 ** -7 / (2 * half), 2 ** -6 / (2 * half), COLS) + 1) * half
-        state["big"] = big
-        a = np.stack([big, mid, mid * 2.0 ** -20])
+        h = round_fmt(g.uniform(big[0], big[1], COLS), "BF16")
+        mid = (2 * g.integers(2.0 ** mids[0] / (2 * half), 2.0 ** mids[1] / (2 * half), COLS) + 1) * half
+        state["big"] = h
+        a = np.stack([h, mid, mid * 2.0 ** -20])
         b = np.stack([np.ones(ROWS), np.ones(ROWS), g.integers(-3, 4, ROWS).astype(np.float64)], axis=1)
         return a, b
     return exact_case(root, name, rng, fmt, lambda g, d: np.tile(-state["big"], (ROWS, 1)), factors, r=3)
@@ -144,6 +145,29 @@ def random_case(root, name, rng, base_fmts, out, adapters):
             "dtype": out, "expect": {}, "error": False}
 
 
+def zeros_case(root, name, rng):
+    """Signed zeros: +-0 base values under an adapter whose B rows are
+    zero (untrained) or tiny, so that many results are exactly +-0 or
+    round to a zero whose sign the float64 path's order of operations
+    decides; compared with the float64 path."""
+    case = os.path.join(root, name)
+    os.makedirs(case)
+    entries = []
+    for i, module in enumerate(MODULES):
+        w = rng.choice([0.0, -0.0, 1e-9, -1e-9, 2.0 ** -24, -(2.0 ** -25)], size=(ROWS, COLS))
+        entries.append(entry(name_of(module), w, ("F16", "BF16")[i % 2]))
+    stwrite.write(os.path.join(case, "base.safetensors"), entries, {"format": "pt"})
+    factors = {}
+    for module in MODULES:
+        b = rng.standard_normal((ROWS, 4)) * 1e-6
+        b[::2] = 0.0
+        b[1::4] = -0.0
+        factors[module] = (rng.standard_normal((4, COLS)) * 1e-3, b)
+    write_adapter(os.path.join(case, "adapter"), factors, 4, 4)
+    return {"name": name, "base": os.path.join(name, "base.safetensors"),
+            "adapters": [[os.path.join(name, "adapter"), 1.0]], "dtype": "keep", "expect": {}, "error": False}
+
+
 def main():
     root = sys.argv[1]
     shutil.rmtree(root, ignore_errors=True)
@@ -169,6 +193,8 @@ def main():
     # results float32 cannot see near their midpoint
     cases.append(absorb_case(root, "bf16_absorb", rng, "BF16"))
     cases.append(absorb_case(root, "f16_absorb", rng, "F16"))
+    cases.append(absorb_case(root, "f16_absorb_subnormal", rng, "F16", big=(2.0 ** -6, 2.0 ** -5), mids=(-20, -15),
+                             half=2.0 ** -25))
     # F16 subnormals and the top binade below 65504
     cases.append(exact_case(root, "f16_subnormal", rng, "F16", lambda g, d: base_values(g, d.shape, "F16", -24, -12),
                             lambda g, r: (dyadic(g, (r, COLS), -15, 16, 14), dyadic(g, (ROWS, r), -15, 16, 14)),
@@ -201,6 +227,7 @@ def main():
         cases.append(random_case(root, "random_" + out, rng, ("BF16", "F16", "F32") if out != "keep" else ("BF16", "F16"),
                                  out, [(8, 16, 1.0, "F32"), (5, 7, -0.5, "BF16")]))
     cases.append(random_case(root, "random_f32_keep", rng, ("F32",), "keep", [(16, 32, 1.0, "F16")]))
+    cases.append(zeros_case(root, "signed_zeros", rng))
     with open(os.path.join(root, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
     print("wrote %d cases to %s" % (len(cases), root))

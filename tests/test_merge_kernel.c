@@ -3,12 +3,13 @@
  *
  * argv[1]: build/testdata/merge_kernel, made by
  * testdata/make_merge_kernel_cases.py (cases.json lists the cases).  For
- * every case the merge runs three times: the default (vector kernel where
- * it applies; the test checks that it does apply), the same with 3 threads,
- * and float64 only (lt_merge_options.double_kernel_only).  All three
- * outputs must be byte-identical, and where the case has exact expected
- * bits (dyadic inputs: numpy's float64 sum is exact, rounded once) the
- * tensors must equal them.  Error cases must fail alike in both kernels.
+ * every case the merge runs: with the vector kernel where it applies (the
+ * test checks that it does apply), once per build of it this machine can
+ * run (AVX-512, AVX2, baseline x86-64), once more with 3 threads, and
+ * float64 only (lt_merge_options.double_kernel_only).  All outputs must be
+ * byte-identical, and where the case has exact expected bits (dyadic
+ * inputs: numpy's float64 sum is exact, rounded once) the tensors must
+ * equal them.  Error cases must fail alike in every kernel.
  */
 #include <cjson/cJSON.h>
 
@@ -30,13 +31,16 @@ typedef struct merge_result {
     lt_status status;
     char message[sizeof(((lt_error *)0)->message)];
     size_t fast_tensors;
+    bool isa_available;
 } merge_result;
+
+#define ISA_DEFAULT (-1)
 
 /* Merge the case's inputs into OUT; the count of tensors the plan gave the
  * vector kernel comes back too. */
-static merge_result run_merge(const cJSON *spec, const char *out, bool double_only, unsigned threads)
+static merge_result run_merge(const cJSON *spec, const char *out, bool double_only, unsigned threads, int isa)
 {
-    merge_result result = {LT_OK, "", 0};
+    merge_result result = {LT_OK, "", 0, true};
     lt_error err = {0};
     lt_adapter *adapters[4] = {0};
     lt_merge_input inputs[4];
@@ -57,8 +61,11 @@ static merge_result run_merge(const cJSON *spec, const char *out, bool double_on
         plan = lt_merge_plan_create(base, inputs, n, &opts, &err);
     }
     if (plan) {
-        for (size_t i = 0; i < plan->n_tensors; i++)
+        for (size_t i = 0; i < plan->n_tensors; i++) {
             result.fast_tensors += plan->tensors[i].fast != NULL;
+            if (plan->tensors[i].fast && isa != ISA_DEFAULT)
+                result.isa_available &= merge_fast_set_isa(&plan->tensors[i], (merge_isa)isa);
+        }
         lt_sink *sink = lt_sink_create("safetensors", out, NULL, &err);
         if (sink && lt_merge_run(plan, sink, NULL, &err) == LT_OK)
             err.status = LT_OK;
@@ -116,35 +123,48 @@ static void check_expected(const cJSON *expect, const char *out)
 
 static void run_case(const cJSON *spec)
 {
+    static const char *isa_names[] = {"avx512", "avx2", "baseline"};
     const char *name = cJSON_GetObjectItem(spec, "name")->valuestring;
     bool error = cJSON_IsTrue(cJSON_GetObjectItem(spec, "error"));
-    char fast_path[4096], threads_path[4096], exact_path[4096];
+    char fast_path[4096], other_path[4096], exact_path[4096];
     snprintf(fast_path, sizeof fast_path, "%s/%s/out_fast.safetensors", root, name);
-    snprintf(threads_path, sizeof threads_path, "%s/%s/out_fast3.safetensors", root, name);
+    snprintf(other_path, sizeof other_path, "%s/%s/out_other.safetensors", root, name);
     snprintf(exact_path, sizeof exact_path, "%s/%s/out_double.safetensors", root, name);
     remove(fast_path);
-    remove(threads_path);
     remove(exact_path);
-    merge_result fast = run_merge(spec, fast_path, false, 0);
-    merge_result fast3 = run_merge(spec, threads_path, false, 3);
-    merge_result exact = run_merge(spec, exact_path, true, 1);
+    merge_result fast = run_merge(spec, fast_path, false, 0, ISA_DEFAULT);
+    merge_result exact = run_merge(spec, exact_path, true, 1, ISA_DEFAULT);
     CHECK_MSG(fast.fast_tensors > 0, "no tensor went to the vector kernel");
     CHECK_MSG(exact.fast_tensors == 0, "double_kernel_only still planned the vector kernel");
+    struct stat st;
     if (error) {
         CHECK_MSG(fast.status != LT_OK && fast.status == exact.status, "statuses %d and %d", fast.status,
                   exact.status);
         CHECK_STR(fast.message, exact.message);
-        struct stat st;
         CHECK_MSG(stat(fast_path, &st) != 0, "a failed merge left %s", fast_path);
-        return;
+    } else {
+        CHECK_MSG(fast.status == LT_OK && exact.status == LT_OK, "%s | %s", fast.message, exact.message);
+        CHECK_MSG(same_files(fast_path, exact_path), "the vector kernel's output differs from the float64 path's");
+        check_expected(cJSON_GetObjectItem(spec, "expect"), fast_path);
     }
-    CHECK_MSG(fast.status == LT_OK && fast3.status == LT_OK && exact.status == LT_OK, "%s | %s", fast.message,
-              exact.message);
-    CHECK_MSG(same_files(fast_path, exact_path), "the vector kernel's output differs from the float64 path's");
-    CHECK_MSG(same_files(fast_path, threads_path), "the output depends on the thread count");
-    check_expected(cJSON_GetObjectItem(spec, "expect"), fast_path);
+    /* every other build this machine runs, and another thread count */
+    for (int isa = -1; isa < 3; isa++) {
+        remove(other_path);
+        merge_result other = run_merge(spec, other_path, false, isa < 0 ? 3 : 0, isa < 0 ? ISA_DEFAULT : isa);
+        const char *what = isa < 0 ? "3 threads" : isa_names[isa];
+        if (!other.isa_available)
+            continue;
+        if (error) {
+            CHECK_MSG(other.status == exact.status, "%s: status %d, not %d", what, other.status, exact.status);
+            CHECK_MSG(strcmp(other.message, exact.message) == 0, "%s: %s", what, other.message);
+            CHECK_MSG(stat(other_path, &st) != 0, "%s: a failed merge left %s", what, other_path);
+        } else {
+            CHECK_MSG(other.status == LT_OK, "%s: %s", what, other.message);
+            CHECK_MSG(same_files(other_path, exact_path), "%s: output differs from the float64 path's", what);
+        }
+    }
     remove(fast_path);
-    remove(threads_path);
+    remove(other_path);
     remove(exact_path);
 }
 
