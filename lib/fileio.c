@@ -55,6 +55,13 @@ const void *lt_rfile_at(const lt_rfile *f, uint64_t off, size_t len)
     uint64_t end;
     if (!f->map || !lt_add_u64(off, len, &end) || end > f->size)
         return NULL;
+#ifdef MADV_POPULATE_READ
+    /* map the range's pages in one call rather than fault by fault (best
+     * effort: older kernels refuse, and faults do the same) */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), start = (uintptr_t)(f->map + off) & ~(page - 1);
+    if (len >= (256u << 10))
+        (void)madvise((void *)start, (uintptr_t)(f->map + off) + len - start, MADV_POPULATE_READ);
+#endif
     return f->map + off;
 }
 

@@ -26,6 +26,8 @@
 typedef struct work_item {
     size_t tensor;
     uint64_t first, count;   /* bytes (copy), rows (merge) or elements */
+    uint64_t out_bytes;
+    bool last;               /* the tensor's last item                 */
 } work_item;
 
 typedef struct run_state {
@@ -301,10 +303,8 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
 
 static void report_progress(run_state *st, const plan_tensor *t, const work_item *w, bool tensor_done)
 {
-    uint64_t bytes = t->action == ACT_COPY ? w->count
-                     : item_is_merge(t)   ? bytes_of(t->out_dtype, w->count * t->cols)
-                                          : bytes_of(t->out_dtype, w->count);
-    st->progress.bytes_done += bytes;
+    (void)t;
+    st->progress.bytes_done += w->out_bytes;
     if (tensor_done)
         st->progress.tensors_done++;
     lt_merge_options *o = &st->plan->opts;
@@ -357,8 +357,7 @@ static void *worker(void *arg)
                 st->error = err;
             }
         } else {
-            bool last = w + 1 == st->items + st->n_items || w[1].tensor != w->tensor;
-            report_progress(st, t, w, last);
+            report_progress(st, t, w, w->last);
         }
         pthread_mutex_unlock(&st->lock);
     }
@@ -376,7 +375,48 @@ static lt_status push_item(run_state *st, size_t *cap, size_t tensor, uint64_t f
 {
     if (!lt_grow((void **)&st->items, cap, st->n_items + 1, sizeof *st->items))
         return lt_fail_nomem(err, "merge");
-    st->items[st->n_items++] = (work_item){tensor, first, count};
+    const plan_tensor *t = &st->plan->tensors[tensor];
+    uint64_t out_bytes = t->action == ACT_COPY ? count
+                         : item_is_merge(t)   ? bytes_of(t->out_dtype, count * t->cols)
+                                              : bytes_of(t->out_dtype, count);
+    st->items[st->n_items++] = (work_item){tensor, first, count, out_bytes, false};
+    return LT_OK;
+}
+
+/* Reorder the items so that the merges (computing) and the rest (mostly
+ * reading and writing) are spread evenly over the run: each kind at the
+ * same share of its bytes at every point.  A run in tensor order would
+ * start and end with long copies (embeddings, lm_head) that keep one
+ * worker writing while the others wait for it.  The file does not depend
+ * on the order: every item writes at its own offset. */
+static lt_status interleave_items(run_state *st, lt_error *err)
+{
+    work_item *sorted = malloc((st->n_items + 1) * sizeof *sorted);
+    if (!sorted)
+        return lt_fail_nomem(err, "merge");
+    uint64_t total[2] = {0, 0}, done[2] = {0, 0};
+    for (size_t i = 0; i < st->n_items; i++)
+        total[item_is_merge(&st->plan->tensors[st->items[i].tensor])] += st->items[i].out_bytes + 1;
+    size_t next[2] = {0, 0}, n = 0;
+    while (n < st->n_items) {
+        /* the kind that is further behind its share goes next */
+        for (int kind = 0; kind < 2; kind++)
+            while (next[kind] < st->n_items &&
+                   item_is_merge(&st->plan->tensors[st->items[next[kind]].tensor]) != kind)
+                next[kind]++;
+        int kind;
+        if (next[0] == st->n_items)
+            kind = 1;
+        else if (next[1] == st->n_items)
+            kind = 0;
+        else /* done[0] / total[0] <= done[1] / total[1], without division */
+            kind = (double)done[0] * (double)total[1] <= (double)done[1] * (double)total[0] ? 0 : 1;
+        sorted[n++] = st->items[next[kind]];
+        done[kind] += st->items[next[kind]].out_bytes + 1;
+        next[kind]++;
+    }
+    free(st->items);
+    st->items = sorted;
     return LT_OK;
 }
 
@@ -412,8 +452,9 @@ static lt_status make_items(run_state *st, lt_error *err)
             if (s != LT_OK)
                 return s;
         }
+        st->items[st->n_items - 1].last = true;
     }
-    return LT_OK;
+    return interleave_items(st, err);
 }
 
 static lt_status declare_outputs(lt_merge_plan *plan, lt_sink *sink, lt_error *err)
