@@ -763,8 +763,7 @@ static int st_bid(const lt_probe *probe)
 
 static lt_sink *st_create(const char *path, const lt_sink_options *opts, lt_error *err)
 {
-    uint64_t shard_size = opts ? opts->shard_size : 0;
-    return lt_st_sink_create(path, shard_size > 0, shard_size, err);
+    return lt_st_sink_create(path, opts && opts->shard_size > 0, opts, err);
 }
 
 const lt_format lt_format_safetensors = {

@@ -74,9 +74,10 @@ extern const struct lt_source_ops lt_st_source_ops;
 lt_st_reader *lt_st_reader_new(size_t n_files);
 
 /* The writer for both layouts: one file at PATH, or, when sharded, a
- * directory of shards plus model.safetensors.index.json.  shard_size is in
- * bytes of tensor data. */
-lt_sink *lt_st_sink_create(const char *path, bool sharded, uint64_t shard_size,
+ * directory of shards plus model.safetensors.index.json.  opts (may be
+ * NULL): shard_size in bytes of tensor data (0 when sharded: the
+ * default), fsync. */
+lt_sink *lt_st_sink_create(const char *path, bool sharded, const lt_sink_options *opts,
                            lt_error *err);
 
 /* Name of the index file inside a sharded model directory. */

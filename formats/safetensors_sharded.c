@@ -301,7 +301,7 @@ static int sharded_bid(const lt_probe *probe)
 /* Writing a sharded model: shard_size 0 means transformers' default. */
 static lt_sink *sharded_create(const char *path, const lt_sink_options *opts, lt_error *err)
 {
-    return lt_st_sink_create(path, true, opts ? opts->shard_size : 0, err);
+    return lt_st_sink_create(path, true, opts, err);
 }
 
 const lt_format lt_format_safetensors_sharded = {

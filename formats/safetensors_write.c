@@ -403,9 +403,10 @@ static void st_abort(lt_sink *sink)
 static const struct lt_sink_ops st_sink_ops = {
     .begin = st_begin, .write = st_write, .commit = st_commit, .abort = st_abort};
 
-lt_sink *lt_st_sink_create(const char *path, bool sharded, uint64_t shard_size, lt_error *err)
+lt_sink *lt_st_sink_create(const char *path, bool sharded, const lt_sink_options *given, lt_error *err)
 {
-    lt_sink_options opts = {.shard_size = sharded ? (shard_size ? shard_size : DEFAULT_SHARD_SIZE) : 0};
+    lt_sink_options opts = given ? *given : (lt_sink_options){0};
+    opts.shard_size = sharded ? (opts.shard_size ? opts.shard_size : DEFAULT_SHARD_SIZE) : 0;
     lt_sink *sink = lt_sink_new(sharded ? "safetensors-sharded" : "safetensors", path, &opts,
                                 &st_sink_ops, err);
     if (!sink)

@@ -44,7 +44,9 @@ typedef struct run_state {
     size_t next_item;            /* guarded by lock */
     pthread_mutex_t lock;
     bool failed;                 /* guarded by lock */
-    lt_error error;              /* first error, guarded by lock */
+    lt_error error;              /* guarded by lock: the error of ...   */
+    size_t failed_tensor;        /* ... the first failing item in file  */
+    uint64_t failed_first;       /*     order, whatever the threads     */
     size_t block_elems;          /* the merge items' size           */
     size_t max_block_elems;      /* ... or a longer row             */
     lt_merge_progress progress;  /* guarded by lock */
@@ -322,6 +324,15 @@ static void report_progress(run_state *st, const plan_tensor *t, const work_item
     }
 }
 
+/* After a failure only the items before it in file order still run (and
+ * may fail first), so the error reported is the same for any thread
+ * count.  Call with the lock held. */
+static bool before_failure(const run_state *st, const work_item *w)
+{
+    return !st->failed || w->tensor < st->failed_tensor ||
+           (w->tensor == st->failed_tensor && w->first < st->failed_first);
+}
+
 static void *worker(void *arg)
 {
     run_state *st = arg;
@@ -344,29 +355,35 @@ static void *worker(void *arg)
         if (!ok && !st->failed) {
             st->failed = true;
             st->error = err;
+            st->failed_tensor = 0, st->failed_first = 0;
         }
-        if (st->failed || write_failed || st->next_item >= st->n_items) {
+        if (!ok || write_failed || st->next_item >= st->n_items) {
             pthread_mutex_unlock(&st->lock);
             break;
         }
         const work_item *w = &st->items[st->next_item++];
+        bool wanted = before_failure(st, w);
         pthread_mutex_unlock(&st->lock);
+        if (!wanted)
+            continue;
         const plan_tensor *t = &st->plan->tensors[w->tensor];
         buf.slot = merge_writer_slot(st->writer, buf.slots);
         lt_status s = item_is_merge(t) ? run_merge_item(st, t, w, &buf, &err)
                                        : run_plain_item(st, t, w, &buf, &err);
-        if (s == LT_OK)
-            merge_writer_submit(st->writer, buf.slot);
         pthread_mutex_lock(&st->lock);
         if (s != LT_OK) {
-            if (!st->failed) {
+            if (before_failure(st, w)) {
                 st->failed = true;
                 st->error = err;
+                st->failed_tensor = w->tensor, st->failed_first = w->first;
             }
         } else {
             report_progress(st, t, w, w->last);
         }
+        bool submit = s == LT_OK && !st->failed;
         pthread_mutex_unlock(&st->lock);
+        if (submit)
+            merge_writer_submit(st->writer, buf.slot);
     }
     merge_writer_drain(st->writer, buf.slots);
     free(buf.raw);

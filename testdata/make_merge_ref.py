@@ -675,6 +675,7 @@ def case_sharded(root, rng):
     c.extra["side_files"] = sorted(SIDE_FILES)
     c.run(["{CASE}/model", "{CASE}/adapter", "-o", "{OUT}/model"], 0, "sharded")
     c.run(["{CASE}/model", "{CASE}/adapter", "-o", "{OUT}/model", "--threads", "3"], 0, "sharded", same_as=0)
+    c.run(["{CASE}/model", "{CASE}/adapter", "-o", "{OUT}/model", "--fsync"], 0, "sharded", same_as=0)
     c.run(["{CASE}/model/model.safetensors.index.json", "{CASE}/adapter", "-o", "{OUT}/model"], 0, "sharded")
     return c.finish()
 
@@ -718,6 +719,7 @@ def case_threads(root, rng):
     c.run(base_args + ["--threads", "2"], 0, "file", same_as=0)
     c.run(base_args + ["--threads", "3"], 0, "file", same_as=0)
     c.run(base_args, 0, "file", same_as=0)
+    c.run(base_args + ["--fsync"], 0, "file", same_as=0)
     return c.finish()
 
 
