@@ -62,6 +62,16 @@ bool lt_is_file(const char *path);
  * items; false on overflow or allocation failure. */
 bool lt_grow(void **array, size_t *cap, size_t need, size_t elem_size);
 
+/* ---- threads (lib/parallel.c) ---- */
+
+#define LT_MAX_THREADS 256u
+/* ASKED, or one per online processor when 0; at most LT_MAX_THREADS. */
+unsigned lt_thread_count(unsigned asked);
+/* fn(ctx, i) for every i < n, on up to lt_thread_count(threads) threads
+ * (the caller's among them), each i once, in no particular order; returns
+ * when all are done.  Tasks report failure through ctx. */
+void lt_parallel_for(size_t n, unsigned threads, void (*fn)(void *ctx, size_t i), void *ctx);
+
 /* ---- string -> index map (lib/strmap.c); keys are borrowed ---- */
 typedef struct lt_strmap {
     const char **keys;

@@ -20,7 +20,8 @@ typedef struct merge_op {
     const lt_lora_module *module;
     lt_fit fit;
     uint32_t rank;
-    double *coef;
+    double factor;       /* weight * scale, folded into B when loaded */
+    double *coef;        /* NULL until loaded (merge_plan.c)          */
     double *vec;
     double *magnitude;   /* DoRA, or NULL */
 } merge_op;

@@ -8,6 +8,7 @@
  *   embedding [vocab, dim]:          coef = A^T,     vec = w s B^T
  * so one kernel serves every layout (merge_run.c).
  */
+#include <stdatomic.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -152,8 +153,10 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
         return lt_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: module '%s': DoRA is merged for Linear layers stored [out, in] only", apath, m->name);
     double factor = plan->inputs[input].weight * m->scale;
-    lt_status s = build_lowrank(&op, ad, m, factor, err);
-    if (s == LT_OK && m->tensor_magnitude >= 0)
+    op.factor = factor;
+    op.rank = m->rank; /* the factors are loaded later, all modules at once */
+    lt_status s = LT_OK;
+    if (m->tensor_magnitude >= 0)
         s = load_f64(ad, m->tensor_magnitude, &op.magnitude, err);
     if (s == LT_OK)
         s = add_op(t, &op, err);
@@ -344,6 +347,76 @@ static lt_status check_config(const lt_adapter *ad, lt_error *err)
     return LT_OK;
 }
 
+/* ---- the factors and the kernels' bounds, on all threads ---- */
+
+typedef struct load_task {
+    lt_merge_plan *plan;
+    merge_op *op;
+    lt_status status;
+    lt_error error;
+} load_task;
+
+static void load_one(void *ctx, size_t i)
+{
+    load_task *task = (load_task *)ctx + i;
+    const lt_adapter *ad = task->plan->inputs[task->op->input].adapter;
+    task->status = build_lowrank(task->op, ad, task->op->module, task->op->factor, &task->error);
+}
+
+/* Whether task a's module comes before b's (inputs in order, then each
+ * adapter's modules in order). */
+static bool module_before(const load_task *a, const load_task *b)
+{
+    return a->op->input != b->op->input ? a->op->input < b->op->input : a->op->module < b->op->module;
+}
+
+/* Read every low-rank op's factors (the costly part of planning); of
+ * several errors, the first module's is reported, as a serial run would. */
+static lt_status load_factors(lt_merge_plan *plan, lt_error *err)
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < plan->n_tensors; i++)
+        for (size_t q = 0; q < plan->tensors[i].n_ops; q++)
+            n += !plan->tensors[i].ops[q].coef;
+    load_task *tasks = calloc(n ? n : 1, sizeof *tasks);
+    if (!tasks)
+        return lt_fail_nomem(err, "merge");
+    for (size_t i = 0; i < plan->n_tensors; i++)
+        for (size_t q = 0; q < plan->tensors[i].n_ops; q++)
+            if (!plan->tensors[i].ops[q].coef)
+                tasks[k++] = (load_task){.plan = plan, .op = &plan->tensors[i].ops[q]};
+    lt_parallel_for(n, plan->opts.threads, load_one, tasks);
+    const load_task *first = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (tasks[i].status != LT_OK && (!first || module_before(&tasks[i], first)))
+            first = &tasks[i];
+    lt_status s = first ? first->status : LT_OK;
+    if (first && err)
+        *err = first->error;
+    free(tasks);
+    return s;
+}
+
+typedef struct prepare_task {
+    lt_merge_plan *plan;
+    atomic_bool failed;
+} prepare_task;
+
+static void prepare_one(void *ctx, size_t i)
+{
+    prepare_task *task = ctx;
+    if (merge_fast_prepare(&task->plan->tensors[i], NULL) != LT_OK)
+        atomic_store(&task->failed, true);
+}
+
+static lt_status prepare_kernels(lt_merge_plan *plan, lt_error *err)
+{
+    prepare_task task = {.plan = plan};
+    atomic_init(&task.failed, false);
+    lt_parallel_for(plan->n_tensors, plan->opts.threads, prepare_one, &task);
+    return atomic_load(&task.failed) ? lt_fail_nomem(err, "merge") : LT_OK;
+}
+
 lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *inputs, size_t n_inputs,
                                     const lt_merge_options *opts, lt_error *err)
 {
@@ -402,6 +475,8 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
         for (size_t k = 0; k < lt_adapter_module_count(ad) && s == LT_OK; k++)
             s = plan_module(plan, in, lt_adapter_module(ad, k), err);
     }
+    if (s == LT_OK)
+        s = load_factors(plan, err);
     if (s != LT_OK) {
         lt_merge_plan_free(plan);
         return NULL;
@@ -429,10 +504,10 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
             t->cols = elems;
         }
         plan->stats.bytes_written += bytes;
-        if (!plan->opts.double_kernel_only && merge_fast_prepare(t, err) != LT_OK) {
-            lt_merge_plan_free(plan);
-            return NULL;
-        }
+    }
+    if (!plan->opts.double_kernel_only && (s = prepare_kernels(plan, err)) != LT_OK) {
+        lt_merge_plan_free(plan);
+        return NULL;
     }
     plan->stats.tensors_total = plan->n_tensors;
     return plan;
