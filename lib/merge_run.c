@@ -26,6 +26,7 @@
  * threads' buffers (at most about 32 bytes an element) stay within
  * BUFFERS_BYTES in all. */
 #define MAX_BLOCK_ELEMS (1024u << 10)
+#define REDO_ROWS 32u /* rows the vector kernel does between redos */
 #define MIN_BLOCK_ELEMS (64u << 10)
 #define BUFFERS_BYTES (128u << 20)
 
@@ -118,7 +119,13 @@ static void add_lowrank(double *acc, uint64_t nr, uint64_t cols, const merge_op 
 static double exact_element(const plan_tensor *t, const unsigned char *raw_row, uint64_t row, uint64_t j)
 {
     double x = NAN;
-    (void)lt_convert_to_f64(t->in_dtype, raw_row + j * lt_dtype_block_bytes(t->in_dtype), &x, 1);
+    const unsigned char *p = raw_row + j * lt_dtype_block_bytes(t->in_dtype);
+    if (t->in_dtype == LT_BF16 || t->in_dtype == LT_F16) { /* the common cases, without a call's set-up */
+        uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+        x = t->in_dtype == LT_BF16 ? lt_bf16_to_f32(h) : lt_f16_to_f32(h);
+    } else {
+        (void)lt_convert_to_f64(t->in_dtype, p, &x, 1);
+    }
     const uint64_t cols = t->cols;
     for (size_t q = 0; q < t->n_ops; q++) {
         const merge_op *op = &t->ops[q];
@@ -210,16 +217,20 @@ static lt_status merge_rows_fast(run_state *st, const plan_tensor *t, const work
                                  thread_buffers *buf, lt_error *err)
 {
     unsigned char *out = buf->slot->data;
-    size_t n_redo = merge_fast_rows(t, raw, w->first, w->count, out, buf->redo);
     const size_t in_size = lt_dtype_block_bytes(t->in_dtype), out_size = lt_dtype_block_bytes(t->out_dtype);
     const double limit = overflow_threshold(t->out_dtype);
     uint64_t first_bad = UINT64_MAX;
-    for (size_t q = 0; q < n_redo; q++) {
-        uint64_t e = buf->redo[q], i = e / t->cols;
-        double x = exact_element(t, raw + i * t->cols * in_size, w->first + i, e % t->cols);
-        if (check_merged(t, x, limit, raw, e, w->first + i, NULL) != LT_OK)
-            first_bad = e < first_bad ? e : first_bad;
-        (void)lt_convert_from_f64(t->out_dtype, &x, out + e * out_size, 1);
+    /* a few rows at a time, so the elements to redo are still in cache */
+    for (uint64_t r0 = 0; r0 < w->count; r0 += REDO_ROWS) {
+        uint64_t nr = w->count - r0 < REDO_ROWS ? w->count - r0 : REDO_ROWS, at = r0 * t->cols;
+        size_t n_redo = merge_fast_rows(t, raw + at * in_size, w->first + r0, nr, out + at * out_size, buf->redo);
+        for (size_t q = 0; q < n_redo; q++) {
+            uint64_t e = at + buf->redo[q], i = e / t->cols;
+            double x = exact_element(t, raw + i * t->cols * in_size, w->first + i, e % t->cols);
+            if (check_merged(t, x, limit, raw, e, w->first + i, NULL) != LT_OK)
+                first_bad = e < first_bad ? e : first_bad;
+            (void)lt_convert_from_f64(t->out_dtype, &x, out + e * out_size, 1);
+        }
     }
     if (first_bad != UINT64_MAX) {
         uint64_t i = first_bad / t->cols;
