@@ -72,6 +72,11 @@ typedef struct out_slot {
     long index;        /* sink tensor                          */
     uint64_t off;      /* byte offset in that tensor           */
     size_t len;
+    /* instead of data: bytes lent by a source's mapping, given back to
+     * lent_from (tensor lent_index) once written */
+    const unsigned char *lent;
+    lt_source *lent_from;
+    size_t lent_index;
     bool queued;       /* guarded by the writer's lock         */
 } out_slot;
 

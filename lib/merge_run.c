@@ -203,6 +203,7 @@ static void aim_slot(out_slot *slot, const run_state *st, const plan_tensor *t, 
     slot->index = (long)(t - st->plan->tensors);
     slot->off = off;
     slot->len = (size_t)len;
+    slot->lent = NULL;
 }
 
 static void aim_rows(thread_buffers *buf, const run_state *st, const plan_tensor *t, const work_item *w)
@@ -303,9 +304,14 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
     uint64_t in_off = copy ? w->first : bytes_of(t->in_dtype, w->first);
     size_t in_len = (size_t)(copy ? w->count : bytes_of(t->in_dtype, w->count));
     if (copy || t->in_dtype == t->out_dtype) {
-        /* read, not borrowed: a write from a mapping faults page by page */
-        aim_slot(buf->slot, st, t, in_off, in_len);
-        return lt_source_read(src, src_index, in_off, buf->slot->data, in_len, err);
+        /* written straight from the input's mapping where it lends one (the
+         * range is mapped in one call, not fault by fault), else read */
+        out_slot *slot = buf->slot;
+        aim_slot(slot, st, t, in_off, in_len);
+        slot->lent = lt_source_borrow(src, src_index, in_off, in_len);
+        slot->lent_from = src;
+        slot->lent_index = src_index;
+        return slot->lent ? LT_OK : lt_source_read(src, src_index, in_off, slot->data, in_len, err);
     }
     const unsigned char *raw;
     lt_status s = fetch(src, src_index, in_off, in_len, buf, &raw, err);
@@ -393,8 +399,12 @@ static void *worker(void *arg)
         }
         bool submit = s == LT_OK && !st->failed;
         pthread_mutex_unlock(&st->lock);
-        if (submit)
+        if (submit) {
             merge_writer_submit(st->writer, buf.slot);
+        } else if (buf.slot->lent) {
+            lt_source_release(buf.slot->lent_from, buf.slot->lent_index, buf.slot->lent, buf.slot->len);
+            buf.slot->lent = NULL;
+        }
     }
     merge_writer_drain(st->writer, buf.slots);
     free(buf.raw);

@@ -7,7 +7,9 @@
  * writes until the queue is empty; a worker that finds a writer busy goes
  * back to computing into its other buffer.  Each worker owns two slots;
  * a slot is reused only once written.  Offsets are fixed per item, so the
- * order of the writes does not change the file.
+ * order of the writes does not change the file.  A slot may hold bytes
+ * lent by an input's mapping instead (a copy, written without a copy into
+ * our memory), given back once written.
  */
 #include <stdlib.h>
 
@@ -78,7 +80,12 @@ void merge_writer_submit(merge_writer *w, out_slot *slot)
         bool skip = w->failed;
         pthread_mutex_unlock(&w->lock);
         lt_error err;
-        lt_status s = skip ? LT_OK : lt_sink_write(w->sink, next->index, next->off, next->data, next->len, &err);
+        lt_status s = skip ? LT_OK
+                           : lt_sink_write(w->sink, next->index, next->off, next->lent ? next->lent : next->data,
+                                           next->len, &err);
+        if (next->lent)
+            lt_source_release(next->lent_from, next->lent_index, next->lent, next->len);
+        next->lent = NULL;
         pthread_mutex_lock(&w->lock);
         if (s != LT_OK && !w->failed) {
             w->failed = true;
