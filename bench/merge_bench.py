@@ -3,8 +3,11 @@
 
 Makes a llama-shaped base of about 1 GB (TinyLlama-1.1B layer shapes, fewer
 layers) in f16 and bf16 and a rank-16 adapter on q,k,v,o,gate,up,down, then
-runs the three commands in turn (A B C A B C ...), REPEATS times, and prints
-medians, the ratio merge / cp, and each process's peak RSS (from wait4).
+runs the commands in turn (A B C A B C ...), REPEATS times, and prints
+medians, the ratios loratool / cp (the median of the ratios of runs made
+side by side, which keeps it fair when the machine's speed drifts), and
+each process's peak RSS (GNU time).  loratool leaves write-back to the
+kernel, as cp does; `loratool --fsync` is compared with cp + sync.
 
 The numpy baseline does what a script would: for each tensor, load it,
 W + s * B @ A in float32, cast back, write a new safetensors file.
@@ -126,7 +129,7 @@ def main():
     ap.add_argument("--tool", default="build/loratool")
     ap.add_argument("--work", default="build/bench")
     ap.add_argument("--layers", type=int, default=9)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--numpy-only-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.numpy_only_child:
@@ -158,12 +161,15 @@ def main():
                 runs[name].append(timed(cmd, args.work))
         os.unlink(out)
         med = {k: (statistics.median(t for t, _ in v), max(r for _, r in v)) for k, v in runs.items()}
+
+        def paired(a, b):
+            return statistics.median(x[0] / y[0] for x, y in zip(runs[a], runs[b]))
         print(f"\n{dtype} base, {size / 1e9:.2f} GB")
         for name in commands:
             print(f"  {name:10s} {med[name][0]:7.2f} s   peak RSS {med[name][1]:8.1f} MiB")
-        print(f"  ratio loratool / cp    {med['loratool'][0] / med['cp'][0]:.2f}x   (target <= 1.3x)")
-        print(f"  ratio loratool --fsync / cp+sync {med['lt --fsync'][0] / med['cp+sync'][0]:.2f}x   (both on disk)")
-        print(f"  ratio numpy / loratool {med['numpy'][0] / med['loratool'][0]:.2f}x")
+        print(f"  ratio loratool / cp    {paired('loratool', 'cp'):.2f}x   (target <= 1.3x)")
+        print(f"  ratio loratool --fsync / cp+sync {paired('lt --fsync', 'cp+sync'):.2f}x   (both on disk)")
+        print(f"  ratio numpy / loratool {paired('numpy', 'loratool'):.2f}x")
         print(f"  loratool peak RSS {med['loratool'][1]:.1f} MiB (target <= 256 MiB)")
 
 

@@ -13,18 +13,18 @@
  * caller recomputes it on the double path.  So the output bytes are the
  * double path's on every machine, for every thread count, fused or not.
  *
- * F16 and BF16 outputs (the common case) take y = fl32(w + fl32(D)) and
- * test in float32, twice as many lanes a vector.  With u = 2^-24,
- * N = the summed rank (<= 2048), S = sum_k |C_k V_k|:
+ * F16 and BF16 outputs (the common case) take y = fl32(w + d),
+ * d = fl32(D), and test in float32, twice as many lanes a vector.  With
+ * u = 2^-24, N = the summed rank (<= 2048), S = sum_k |C_k V_k|:
  *   D's own error (2N float64 roundings):     2N 2^-53 S (1.01)
- *   fl32(D):                                  u |D| <= u S (1 + 2^-40)
- *   fl32(w + fl32(D)):                        u |y| (1 + 2u)
+ *   fl32(D):                                  u |D| <= u |d| (1 + 2u)
+ *   fl32(w + d):                              u |y| (1 + 2u)
  *   the double path's error:                  (2N + 2) 2^-53 (|w| + S) (1.01)
  *                                             <= 2^-41 (|y| + 2S)  (|w| <= |y| + S, to first order)
- * so |y - x64| <= u (1 + 2^-16) |y| + (u + (4N + 4) 2^-53 + 2^-40) S, and
- * E = K1 |y| + KS ||C_i|| ||V_j|| with both constants 2^-14 above these
- * (E's own three float32 roundings) and S <= ||C_i|| ||V_j|| (Cauchy-
- * Schwarz; the norms are rounded up).  F32 outputs test y = w + D in
+ * so |y - x64| <= u (1 + 2^-16) (|y| + |d|) + ((4N + 4) 2^-53 + 2^-40) S,
+ * and E = K1 (|y| + |d|) + KS ||C_i|| ||V_j|| with both constants 2^-14
+ * above these (E's own float32 roundings) and S <= ||C_i|| ||V_j||
+ * (Cauchy-Schwarz; the norms are rounded up).  F32 outputs test y = w + D in
  * float64 with E = 2^-51 |y| + KS64 ||C_i|| ||V_j|| + 2^-40 |w| + 2^-1000,
  * KS64 = (4N + 16) 2^-52, which holds with a factor of two to spare.
  * Underflow: every nonzero C, V lies within [2^-400, 2^400], so no
@@ -136,7 +136,7 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
      * within 2^-40 of exact: (1 + 2^-30) rounds them up */
     const double up = 1 + 0x1p-30, n = (double)rank;
     const double ks64 = (4 * n + 16) * 0x1p-52;
-    const double ks32 = (0x1p-24 + (4 * n + 4) * 0x1p-53 + 0x1p-40) * (1 + 0x1p-14);
+    const double ks32 = ((4 * n + 4) * 0x1p-53 + 0x1p-40) * (1 + 0x1p-14);
     for (uint64_t i = 0; i < t->rows; i++) {
         double squares = 0;
         for (size_t k = 0; k < t->n_ops; k++)

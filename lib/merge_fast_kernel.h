@@ -111,10 +111,10 @@ static inline __attribute__((always_inline)) KERNEL(vb2) KERNEL(finish16)(lt_dty
 {
     const KERNEL(vu2) abs_mask = (KERNEL(vu2)){0} + 0x7fffffffu;
     KERNEL(vf) h0 = __builtin_convertvector(d0, KERNEL(vf)), h1 = __builtin_convertvector(d1, KERNEL(vf));
-    KERNEL(vf2) yf = w + __builtin_shufflevector(h0, h1, LOW_HALF, HIGH_HALF);
+    KERNEL(vf2) df = __builtin_shufflevector(h0, h1, LOW_HALF, HIGH_HALF), yf = w + df;
     KERNEL(vu2) yb = (KERNEL(vu2))yf;
-    KERNEL(vf2) ay = (KERNEL(vf2))(yb & abs_mask);
-    KERNEL(vf2) e = 0x1.0004p-24f * ay + bound_s;
+    KERNEL(vf2) ay = (KERNEL(vf2))(yb & abs_mask), adf = (KERNEL(vf2))((KERNEL(vu2))df & abs_mask);
+    KERNEL(vf2) e = 0x1.0004p-24f * (ay + adf) + bound_s;
     KERNEL(vi2) ok;
     KERNEL(vu2) r;
     /* no midpoint but `mid` within a quarter cell: e * 2^(26 - low bits) < |yf| */
