@@ -66,6 +66,20 @@ struct lt_merge_plan {
     lt_merge_stats stats;
 };
 
+/* Bytes of n elements (n whole blocks for the block types). */
+static inline uint64_t merge_bytes_of(lt_dtype t, uint64_t n)
+{
+    return n / lt_dtype_block_elems(t) * lt_dtype_block_bytes(t);
+}
+
+/* Rows [first, first + count) of merged tensor T (merge_rows.c): RAW, their
+ * input bytes, to OUT, their output bytes.  ACC: scratch of count * cols
+ * doubles; REDO: scratch of count * cols indices.  Errors: a NaN, Inf or
+ * out-of-range result where the base was finite (the first in row order),
+ * a DoRA row of norm zero. */
+lt_status merge_rows(const plan_tensor *t, uint64_t first, uint64_t count, const unsigned char *raw,
+                     unsigned char *out, double *acc, uint64_t *redo, lt_error *err);
+
 /* An output buffer: filled by its worker, written by merge_write.c. */
 typedef struct out_slot {
     unsigned char *data;

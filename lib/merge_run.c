@@ -2,17 +2,13 @@
  *
  * The output is cut into work items (byte ranges to copy, element ranges to
  * convert, row blocks to merge); threads take items in order from a shared
- * counter.  Every output element is computed by the same sequence of
- * double-precision operations whichever thread takes it and however the
- * rows are blocked, so the bytes do not depend on the thread count.
- * Merged tensors go through the vector kernel (merge_fast.c) where it
- * applies; it writes only values it proves equal to the double path's.
- * Filled output buffers are written by one thread at a time
- * (merge_write.c).  Memory: each thread holds one item's buffers and two
- * output slots (a few MiB), plus the adapters' factors held by the plan;
- * never a whole base tensor.
+ * counter.  The arithmetic of a row block is merge_rows.c's: each element's
+ * value does not depend on the thread that computes it or on how rows are
+ * blocked, so the bytes do not depend on the thread count.  Filled output
+ * buffers are written by one thread at a time (merge_write.c).  Memory:
+ * each thread holds one item's buffers and two output slots (a few MiB),
+ * plus the adapters' factors held by the plan; never a whole base tensor.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +22,6 @@
  * threads' buffers (at most about 32 bytes an element) stay within
  * BUFFERS_BYTES in all. */
 #define MAX_BLOCK_ELEMS (1024u << 10)
-#define REDO_ROWS 32u /* rows the vector kernel does between redos */
 #define MIN_BLOCK_ELEMS (64u << 10)
 #define BUFFERS_BYTES (128u << 20)
 
@@ -63,101 +58,7 @@ typedef struct thread_buffers {
     uint64_t *redo;        /* vector kernel: elements to redo    */
 } thread_buffers;
 
-/* Bytes of n elements (n whole blocks for the block types). */
-static uint64_t bytes_of(lt_dtype t, uint64_t n)
-{
-    return n / lt_dtype_block_elems(t) * lt_dtype_block_bytes(t);
-}
-
 static bool item_is_merge(const plan_tensor *t) { return t->action == ACT_MERGE; }
-
-/* Smallest magnitude that rounds to Inf in the output dtype: the largest
- * finite value plus half an ulp. */
-static double overflow_threshold(lt_dtype t)
-{
-    switch (t) {
-    case LT_F16: return 65520.0;
-    case LT_BF16: return 0x1.ffp127;       /* (2 - 2^-8) * 2^127 */
-    case LT_F32: return 0x1.ffffffp127;    /* (2 - 2^-24) * 2^127 */
-    default: return INFINITY;
-    }
-}
-
-/* acc[i, :] += sum_k coef[row0 + i, k] * vec[k, :] for nr rows, keeping
- * each element's additions in k order (four at a time to save loads). */
-/* Built twice (AVX2 and baseline x86-64, chosen at load time); both do the
- * same IEEE double operations in the same order (no FMA contraction in
- * ISO C mode), so the output bytes do not depend on the machine's ISA. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static void add_lowrank(double *acc, uint64_t nr, uint64_t cols, const merge_op *op, uint64_t row0)
-{
-    uint32_t r = op->rank;
-    for (uint64_t i = 0; i < nr; i++) {
-        double *restrict row = acc + i * cols;
-        const double *coef = op->coef + (row0 + i) * r;
-        uint32_t k = 0;
-        for (; k + 4 <= r; k += 4) {
-            const double c0 = coef[k], c1 = coef[k + 1], c2 = coef[k + 2], c3 = coef[k + 3];
-            const double *restrict v0 = op->vec + (uint64_t)k * cols;
-            const double *restrict v1 = v0 + cols, *restrict v2 = v1 + cols, *restrict v3 = v2 + cols;
-            for (uint64_t j = 0; j < cols; j++)
-                row[j] = (((row[j] + c0 * v0[j]) + c1 * v1[j]) + c2 * v2[j]) + c3 * v3[j];
-        }
-        for (; k < r; k++) {
-            const double c = coef[k];
-            const double *restrict v = op->vec + (uint64_t)k * cols;
-            for (uint64_t j = 0; j < cols; j++)
-                row[j] += c * v[j];
-        }
-    }
-}
-
-/* Element j of one row as the double path computes it: the operations of
- * lt_convert_to_f64 and add_lowrank for that element, in their order. */
-static double exact_element(const plan_tensor *t, const unsigned char *raw_row, uint64_t row, uint64_t j)
-{
-    double x = NAN;
-    const unsigned char *p = raw_row + j * lt_dtype_block_bytes(t->in_dtype);
-    if (t->in_dtype == LT_BF16 || t->in_dtype == LT_F16) { /* the common cases, without a call's set-up */
-        uint16_t h = (uint16_t)(p[0] | p[1] << 8);
-        x = t->in_dtype == LT_BF16 ? lt_bf16_to_f32(h) : lt_f16_to_f32(h);
-    } else {
-        (void)lt_convert_to_f64(t->in_dtype, p, &x, 1);
-    }
-    const uint64_t cols = t->cols;
-    for (size_t q = 0; q < t->n_ops; q++) {
-        const merge_op *op = &t->ops[q];
-        const double *coef = op->coef + row * op->rank, *v = op->vec + j;
-        uint32_t k = 0;
-        for (; k + 4 <= op->rank; k += 4, v += 4 * cols)
-            x = (((x + coef[k] * v[0]) + coef[k + 1] * v[cols]) + coef[k + 2] * v[2 * cols]) +
-                coef[k + 3] * v[3 * cols];
-        for (; k < op->rank; k++, v += cols)
-            x += coef[k] * v[0];
-    }
-    return x;
-}
-
-/* DoRA: W' = (m / ||W + dW||_row) (W + dW), row by row. */
-static lt_status apply_dora(double *acc, uint64_t nr, uint64_t cols, const merge_op *op, uint64_t row0,
-                            const char *name, lt_error *err)
-{
-    for (uint64_t i = 0; i < nr; i++) {
-        double *row = acc + i * cols, sum = 0;
-        for (uint64_t j = 0; j < cols; j++)
-            sum += row[j] * row[j];
-        double norm = sqrt(sum);
-        if (!(norm > 0))
-            return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s' row %llu: DoRA weight norm is zero", name,
-                           (unsigned long long)(row0 + i));
-        double factor = op->magnitude[row0 + i] / norm;
-        for (uint64_t j = 0; j < cols; j++)
-            row[j] *= factor;
-    }
-    return LT_OK;
-}
 
 /* The input bytes of an item: in place from the source's mapping when it
  * lends them (no copy), else read into the thread's buffer.  A borrowed
@@ -174,29 +75,6 @@ static lt_status fetch(lt_source *src, size_t index, uint64_t off, size_t len, t
     return lt_source_read(src, index, off, buf->raw, len, err);
 }
 
-/* The base value of element j of an item's raw bytes (the whole block is
- * decoded for block types).  Only for the rare finiteness check. */
-static double base_value(lt_dtype type, const unsigned char *raw, uint64_t j)
-{
-    double block[256];
-    uint64_t per = lt_dtype_block_elems(type);
-    if (per > 256 || lt_convert_to_f64(type, raw + j / per * lt_dtype_block_bytes(type), block, (size_t)per) != LT_OK)
-        return NAN;
-    return block[j % per];
-}
-
-/* A merged value that is NaN, Inf or out of the output's range is an
- * error, unless the base value was not finite already. */
-static lt_status check_merged(const plan_tensor *t, double x, double limit, const unsigned char *raw, uint64_t j,
-                              uint64_t row, lt_error *err)
-{
-    if (fabs(x) < limit || !isfinite(base_value(t->in_dtype, raw, j))) /* NaN fails the first test */
-        return LT_OK;
-    return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s", t->name,
-                   (unsigned long long)row, isnan(x) ? "NaN" : isinf(x) ? "Inf" : "out of range",
-                   lt_dtype_name(t->out_dtype));
-}
-
 /* Where an item's output goes. */
 static void aim_slot(out_slot *slot, const run_state *st, const plan_tensor *t, uint64_t off, uint64_t len)
 {
@@ -208,81 +86,21 @@ static void aim_slot(out_slot *slot, const run_state *st, const plan_tensor *t, 
 
 static void aim_rows(thread_buffers *buf, const run_state *st, const plan_tensor *t, const work_item *w)
 {
-    aim_slot(buf->slot, st, t, bytes_of(t->out_dtype, w->first * t->cols), bytes_of(t->out_dtype, w->count * t->cols));
-}
-
-/* The vector kernel, then the double path for the elements it flags.  Of
- * several bad values the first in row order is reported, as the double
- * path would. */
-static lt_status merge_rows_fast(run_state *st, const plan_tensor *t, const work_item *w, const unsigned char *raw,
-                                 thread_buffers *buf, lt_error *err)
-{
-    unsigned char *out = buf->slot->data;
-    const size_t in_size = lt_dtype_block_bytes(t->in_dtype), out_size = lt_dtype_block_bytes(t->out_dtype);
-    const double limit = overflow_threshold(t->out_dtype);
-    uint64_t first_bad = UINT64_MAX;
-    /* a few rows at a time, so the elements to redo are still in cache */
-    for (uint64_t r0 = 0; r0 < w->count; r0 += REDO_ROWS) {
-        uint64_t nr = w->count - r0 < REDO_ROWS ? w->count - r0 : REDO_ROWS, at = r0 * t->cols;
-        size_t n_redo = merge_fast_rows(t, raw + at * in_size, w->first + r0, nr, out + at * out_size, buf->redo);
-        for (size_t q = 0; q < n_redo; q++) {
-            uint64_t e = at + buf->redo[q], i = e / t->cols;
-            double x = exact_element(t, raw + i * t->cols * in_size, w->first + i, e % t->cols);
-            if (check_merged(t, x, limit, raw, e, w->first + i, NULL) != LT_OK)
-                first_bad = e < first_bad ? e : first_bad;
-            (void)lt_convert_from_f64(t->out_dtype, &x, out + e * out_size, 1);
-        }
-    }
-    if (first_bad != UINT64_MAX) {
-        uint64_t i = first_bad / t->cols;
-        return check_merged(t, exact_element(t, raw + i * t->cols * in_size, w->first + i, first_bad % t->cols),
-                            limit, raw, first_bad, w->first + i, err);
-    }
-    aim_rows(buf, st, t, w);
-    return LT_OK;
-}
-
-static lt_status merge_rows(run_state *st, const plan_tensor *t, const work_item *w, const unsigned char *raw,
-                            thread_buffers *buf, lt_error *err)
-{
-    if (t->fast)
-        return merge_rows_fast(st, t, w, raw, buf, err);
-    uint64_t n = w->count * t->cols;
-    lt_status s;
-    if (lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)n) != LT_OK)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot read %s", t->name,
-                       lt_dtype_name(t->in_dtype));
-    for (size_t k = 0; k < t->n_ops; k++) {
-        add_lowrank(buf->acc, w->count, t->cols, &t->ops[k], w->first);
-        if (t->ops[k].magnitude &&
-            (s = apply_dora(buf->acc, w->count, t->cols, &t->ops[k], w->first, t->name, err)) != LT_OK)
-            return s;
-    }
-    for (size_t i = 0; i < t->n_rows; i++) /* trainable token rows, set last */
-        if (t->row_ids[i] >= w->first && t->row_ids[i] < w->first + w->count)
-            memcpy(buf->acc + (t->row_ids[i] - w->first) * t->cols, t->row_values + i * t->cols,
-                   (size_t)t->cols * sizeof *buf->acc);
-    double limit = overflow_threshold(t->out_dtype);
-    for (uint64_t j = 0; j < n; j++)
-        if ((s = check_merged(t, buf->acc[j], limit, raw, j, w->first + j / t->cols, err)) != LT_OK)
-            return s;
-    if (lt_convert_from_f64(t->out_dtype, buf->acc, buf->slot->data, (size_t)n) != LT_OK)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot write %s", t->name,
-                       lt_dtype_name(t->out_dtype));
-    aim_rows(buf, st, t, w);
-    return LT_OK;
+    aim_slot(buf->slot, st, t, merge_bytes_of(t->out_dtype, w->first * t->cols), merge_bytes_of(t->out_dtype, w->count * t->cols));
 }
 
 static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_item *w,
                                 thread_buffers *buf, lt_error *err)
 {
     lt_source *base = st->plan->base;
-    size_t len = (size_t)bytes_of(t->in_dtype, w->count * t->cols);
+    size_t len = (size_t)merge_bytes_of(t->in_dtype, w->count * t->cols);
     const unsigned char *raw;
-    lt_status s = fetch(base, (size_t)t->base_index, bytes_of(t->in_dtype, w->first * t->cols), len, buf, &raw, err);
+    lt_status s = fetch(base, (size_t)t->base_index, merge_bytes_of(t->in_dtype, w->first * t->cols), len, buf, &raw, err);
     if (s != LT_OK)
         return s;
-    s = merge_rows(st, t, w, raw, buf, err);
+    s = merge_rows(t, w->first, w->count, raw, buf->slot->data, buf->acc, buf->redo, err);
+    if (s == LT_OK)
+        aim_rows(buf, st, t, w);
     if (raw != buf->raw)
         lt_source_release(base, (size_t)t->base_index, raw, len);
     return s;
@@ -301,8 +119,8 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
         src_index = (size_t)t->replace_tensor;
     }
     bool copy = t->action == ACT_COPY; /* first/count are bytes */
-    uint64_t in_off = copy ? w->first : bytes_of(t->in_dtype, w->first);
-    size_t in_len = (size_t)(copy ? w->count : bytes_of(t->in_dtype, w->count));
+    uint64_t in_off = copy ? w->first : merge_bytes_of(t->in_dtype, w->first);
+    size_t in_len = (size_t)(copy ? w->count : merge_bytes_of(t->in_dtype, w->count));
     if (copy || t->in_dtype == t->out_dtype) {
         /* written straight from the input's mapping where it lends one (the
          * range is mapped in one call, not fault by fault), else read */
@@ -321,7 +139,7 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
         lt_convert_from_f64(t->out_dtype, buf->acc, buf->slot->data, (size_t)w->count) != LT_OK)
         s = lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot convert %s to %s", t->name,
                     lt_dtype_name(t->in_dtype), lt_dtype_name(t->out_dtype));
-    aim_slot(buf->slot, st, t, bytes_of(t->out_dtype, w->first), bytes_of(t->out_dtype, w->count));
+    aim_slot(buf->slot, st, t, merge_bytes_of(t->out_dtype, w->first), merge_bytes_of(t->out_dtype, w->count));
     if (raw != buf->raw)
         lt_source_release(src, src_index, raw, in_len);
     return s;
@@ -422,8 +240,8 @@ static lt_status push_item(run_state *st, size_t *cap, size_t tensor, uint64_t f
         return lt_fail_nomem(err, "merge");
     const plan_tensor *t = &st->plan->tensors[tensor];
     uint64_t out_bytes = t->action == ACT_COPY ? count
-                         : item_is_merge(t)   ? bytes_of(t->out_dtype, count * t->cols)
-                                              : bytes_of(t->out_dtype, count);
+                         : item_is_merge(t)   ? merge_bytes_of(t->out_dtype, count * t->cols)
+                                              : merge_bytes_of(t->out_dtype, count);
     st->items[st->n_items++] = (work_item){tensor, first, count, out_bytes, false};
     return LT_OK;
 }
