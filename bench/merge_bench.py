@@ -57,6 +57,32 @@ def make_base(path, layers, dtype, seed):
     os.rename(path + ".tmp", path)
 
 
+def make_sparse_base(path, layers, dtype):
+    """A llama-shaped base of LAYERS layers whose tensor data is one hole
+    (zeros): a 10 GB model in no disk space and no time, for measuring
+    memory, which must not grow with the base."""
+    header, offset = {}, 0
+
+    def add(name, shape):
+        nonlocal offset
+        size = 2 * int(np.prod(shape))
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    add("model.embed_tokens.weight", (VOCAB, HIDDEN))
+    for layer in range(layers):
+        for module, shape in SHAPES.items():
+            add(f"model.layers.{layer}.{module}.weight", shape)
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            add(f"model.layers.{layer}.{norm}.weight", (HIDDEN,))
+    add("model.norm.weight", (HIDDEN,))
+    add("lm_head.weight", (VOCAB, HIDDEN))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text)
+        f.truncate(8 + len(text) + offset)
+
+
 def make_adapter(path, layers):
     if os.path.exists(os.path.join(path, "adapter_model.safetensors")):
         return
@@ -130,6 +156,7 @@ def main():
     ap.add_argument("--work", default="build/bench")
     ap.add_argument("--layers", type=int, default=9)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--big-layers", type=int, default=110)
     ap.add_argument("--numpy-only-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.numpy_only_child:
@@ -171,6 +198,17 @@ def main():
         print(f"  ratio loratool --fsync / cp+sync {paired('lt --fsync', 'cp+sync'):.2f}x   (both on disk)")
         print(f"  ratio numpy / loratool {paired('numpy', 'loratool'):.2f}x")
         print(f"  loratool peak RSS {med['loratool'][1]:.1f} MiB (target <= 256 MiB)")
+
+    # memory does not grow with the base: the same adapter into a 10 GB base
+    big = os.path.join(args.work, "base_10g_sparse.safetensors")
+    make_sparse_base(big, args.big_layers, "BF16")
+    out = os.path.join(args.work, "out_10g.safetensors")
+    seconds, peak = timed([args.tool, "merge", big, adapter, "-o", out], args.work)
+    size = os.path.getsize(out)
+    os.unlink(out)
+    os.unlink(big)
+    print(f"\nBF16 base of {size / 1e9:.1f} GB ({args.big_layers} layers, zeros), the same adapter: "
+          f"{seconds:.1f} s, peak RSS {peak:.1f} MiB (target <= 256 MiB)")
 
 
 if __name__ == "__main__":
