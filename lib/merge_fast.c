@@ -173,13 +173,11 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 #define LANES 8
 #define KERNEL_F16_TO_F32(h) _mm512_cvtph_ps((__m256i)(h))
 #define KERNEL_F32_TO_F16(f) _mm512_cvtps_ph((__m512)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define KERNEL_RINT(f) _mm512_roundscale_ps((__m512)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #include "merge_fast_kernel.h"
 #undef KERNEL
 #undef LANES
 #undef KERNEL_F16_TO_F32
 #undef KERNEL_F32_TO_F16
-#undef KERNEL_RINT
 #undef KERNEL_HAS_F16C
 #pragma GCC pop_options
 
@@ -189,13 +187,11 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 #define LANES 4
 #define KERNEL_F16_TO_F32(h) _mm256_cvtph_ps((__m128i)(h))
 #define KERNEL_F32_TO_F16(f) _mm256_cvtps_ph((__m256)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define KERNEL_RINT(f) _mm256_round_ps((__m256)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #include "merge_fast_kernel.h"
 #undef KERNEL
 #undef LANES
 #undef KERNEL_F16_TO_F32
 #undef KERNEL_F32_TO_F16
-#undef KERNEL_RINT
 #undef KERNEL_HAS_F16C
 #pragma GCC pop_options
 #endif

@@ -63,16 +63,6 @@ static inline __attribute__((always_inline)) KERNEL(vf2) KERNEL(f16_to_f32)(KERN
 }
 #endif
 
-/* Round to the nearest integer, ties to even (|f| < 2^23). */
-static inline __attribute__((always_inline)) KERNEL(vf2) KERNEL(rint)(KERNEL(vf2) f)
-{
-#ifdef KERNEL_RINT
-    return (KERNEL(vf2))KERNEL_RINT(f);
-#else
-    return (f + 0x1p23f) - 0x1p23f;
-#endif
-}
-
 /* 2 * LANES base values as float32, exactly. */
 static inline __attribute__((always_inline)) KERNEL(vf2) KERNEL(load_base)(lt_dtype in, const unsigned char *p)
 {
@@ -124,21 +114,22 @@ static inline __attribute__((always_inline)) KERNEL(vb2) KERNEL(finish16)(lt_dty
         ok = (e < dist) & (e * 1024.0f < ay) & (ay < 0x1p120f) & (ay >= 0x1p-100f);
         r = (yb + 0x8000u) >> 16; /* the sign rides along: no carry reaches it */
     } else {
-        KERNEL(vf2) mid = (KERNEL(vf2))((yb & ~0x1fffu) | 0x1000u);
-        KERNEL(vf2) dist = (KERNEL(vf2))((KERNEL(vu2))(yf - mid) & abs_mask);
-        KERNEL(vi2) normal = (e < dist) & (e * 8192.0f < ay) & (ay < 32768.0f);
-        /* below 2^-14, F16 is a grid of 2^-24 with midpoints halfway; e < |yf|
-         * keeps the double path's value off zero and on yf's side of it */
-        KERNEL(vf2) q = ay * 0x1p24f, frac = q - KERNEL(rint)(q);
-        KERNEL(vf2) dist_sub = (0.5f - (KERNEL(vf2))((KERNEL(vu2))frac & abs_mask)) * 0x1p-24f;
-        KERNEL(vi2) small = ay < 0x1p-14f;
-        ok = (normal & ~small) | ((e + 0x1p-140f < dist_sub) & (e < ay) & small);
+        /* below 2^-14 F16 is a grid of 2^-24, as on [2^-14, 2^-13): there the
+         * test runs on t = |yf| + 2^-14 (rounded by at most 2^-38, which
+         * joins e); e < |yf| keeps the double path's value off zero and on
+         * yf's side of it */
+        KERNEL(vu2) small = (KERNEL(vu2))(ay < 0x1p-14f);
+        KERNEL(vf2) t = (KERNEL(vf2))(((KERNEL(vu2))(ay + 0x1p-14f) & small) | ((KERNEL(vu2))ay & ~small));
+        KERNEL(vf2) mid = (KERNEL(vf2))(((KERNEL(vu2))t & ~0x1fffu) | 0x1000u);
+        KERNEL(vf2) dist = (KERNEL(vf2))((KERNEL(vu2))(t - mid) & abs_mask), es = e + 0x1p-38f;
+        ok = (es < dist) & (es * 8192.0f < t) & (t < 32768.0f) & (e < ay);
 #if KERNEL_HAS_F16C
         KERNEL(vh2) packed = (KERNEL(vh2))KERNEL_F32_TO_F16(yf);
         memcpy(dst, &packed, sizeof packed);
         return __builtin_convertvector(~ok, KERNEL(vb2));
 #else
-        KERNEL(vu2) r_sub = __builtin_convertvector(KERNEL(rint)(q), KERNEL(vu2));
+        /* subnormal halves: |yf| in units of 2^-24, to the nearest integer */
+        KERNEL(vu2) r_sub = __builtin_convertvector((ay * 0x1p24f + 0x1p23f) - 0x1p23f, KERNEL(vu2));
         r = ((((yb & abs_mask) + 0x1000u) >> 13) - (112u << 10));
         r = ((r & ~(KERNEL(vu2))small) | (r_sub & (KERNEL(vu2))small)) | ((yb >> 16) & 0x8000u);
 #endif
