@@ -19,7 +19,8 @@
  *   D's own error (2N float64 roundings):     2N 2^-53 S (1.01)
  *   fl32(D):                                  u |D| <= u |d| (1 + 2u)
  *   fl32(w + d):                              u |y| (1 + 2u)
- *   the double path's error:                  (2N + 2) 2^-53 (|w| + S) (1.01)
+ *   the double path's error (N + 1 sums
+ *   of rounded products, in order):           (N + 1) 2^-53 (|w| + S) (1.01)
  *                                             <= 2^-41 (|y| + 2S)  (|w| <= |y| + S, to first order)
  * so |y - x64| <= u (1 + 2^-16) (|y| + |d|) + ((4N + 4) 2^-53 + 2^-40) S,
  * and E = K1 (|y| + |d|) + KS ||C_i|| ||V_j|| with both constants 2^-14
@@ -79,9 +80,16 @@ static bool fast_values_ok(const double *v, uint64_t n)
     return !bad;
 }
 
-/* float32 of a nonnegative bound, never below it (or a subnormal within
- * 2^-150 of it: far inside the slack of E's first term). */
-static float round_up_f32(double v) { return (float)(v * (1 + 0x1p-20)); }
+/* float32 of a nonnegative bound factor, never below it, and never below
+ * 2^-126: a subnormal factor would lose its relative precision, and the
+ * other factor can be as large as 2^128 (an independent review found
+ * results written wrongly that way).  A product of two such factors that
+ * underflows loses at most 2^-150, inside the slack of E's first term. */
+static float round_up_f32(double v)
+{
+    float f = (float)(v * (1 + 0x1p-20));
+    return f < 0x1p-126f ? 0x1p-126f : f;
+}
 
 static bool fast_dtype(lt_dtype t) { return t == LT_BF16 || t == LT_F16 || t == LT_F32; }
 

@@ -123,6 +123,29 @@ def absorb_case(root, name, rng, fmt, big=(9000, 16000), mids=(-7, -6), half=Non
     return exact_case(root, name, rng, fmt, lambda g, d: np.tile(-state["big"], (ROWS, 1)), factors, r=3)
 
 
+def tiny_norm_case(root, name, rng, fmt):
+    """Factor norms at the ends of float32's range: B ~ 2^-111 scaled by
+    1/3 (so C = B/3 carries 53 bits), A ~ 2^120, the two terms cancelling
+    exactly in real arithmetic, so the float64 roundings of C A decide the
+    result (about 2^-44, with W = 0 or a few ulps of it).  A bound kept
+    in float32 must not underflow here; compared with the float64 path."""
+    case = os.path.join(root, name)
+    os.makedirs(case)
+    factors, entries = {}, []
+    for i, module in enumerate(MODULES):
+        m = rng.choice([1.0, 1.25, 1.5, 1.75], size=ROWS)
+        b = np.stack([1.25 * m, 1.5 * m], axis=1) * 2.0 ** -111
+        k = rng.integers(2 ** 20, 2 ** 21, size=COLS).astype(np.float64)
+        a = np.stack([6 * k, -5 * k]) * 2.0 ** 94          # 1.25*6 - 1.5*5 = 0
+        factors[module] = (a, b)
+        w = rng.choice([0.0, 0.0, 2.0 ** -47, -(2.0 ** -45), 2.0 ** -43], size=(ROWS, COLS))
+        entries.append(entry(name_of(module), w, fmt))
+    stwrite.write(os.path.join(case, "base.safetensors"), entries, {"format": "pt"})
+    write_adapter(os.path.join(case, "adapter"), factors, 2, 2.0 / 3.0)
+    return {"name": name, "base": os.path.join(name, "base.safetensors"),
+            "adapters": [[os.path.join(name, "adapter"), 1.0]], "dtype": "keep", "expect": {}, "error": False}
+
+
 def random_case(root, name, rng, base_fmts, out, adapters):
     """Realistic float32 factors; no exact reference (compared with the
     float64 path).  adapters: [(r, alpha, weight, adapter dtype)]."""
@@ -228,6 +251,8 @@ def main():
                                  out, [(8, 16, 1.0, "F32"), (5, 7, -0.5, "BF16")]))
     cases.append(random_case(root, "random_f32_keep", rng, ("F32",), "keep", [(16, 32, 1.0, "F16")]))
     cases.append(zeros_case(root, "signed_zeros", rng))
+    cases.append(tiny_norm_case(root, "bf16_tiny_norms", rng, "BF16"))
+    cases.append(tiny_norm_case(root, "f16_tiny_norms", rng, "F16"))
     with open(os.path.join(root, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
     print("wrote %d cases to %s" % (len(cases), root))
