@@ -91,12 +91,25 @@ static float round_up_f32(double v)
     return f < 0x1p-126f ? 0x1p-126f : f;
 }
 
+/* Whether float arithmetic keeps subnormals, as the proof above assumes:
+ * a program built with -ffast-math (or one that set the flags) may run
+ * with flush-to-zero or denormals-are-zero.  Then no tensor gets the
+ * kernel.  (Threads inherit the creator's floating-point environment.) */
+static bool subnormals_kept(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    return (_mm_getcsr() & (0x8000u | 0x0040u)) == 0; /* FTZ, DAZ */
+#else
+    return true;
+#endif
+}
+
 static bool fast_dtype(lt_dtype t) { return t == LT_BF16 || t == LT_F16 || t == LT_F32; }
 
 static bool fast_eligible(const plan_tensor *t, uint64_t *rank)
 {
     if (t->action != ACT_MERGE || !fast_dtype(t->in_dtype) || !fast_dtype(t->out_dtype) || t->n_rows ||
-        t->cols < MIN_FAST_COLS)
+        t->cols < MIN_FAST_COLS || !subnormals_kept())
         return false;
     *rank = 0;
     for (size_t k = 0; k < t->n_ops; k++) {

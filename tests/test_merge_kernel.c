@@ -168,6 +168,29 @@ static void run_case(const cJSON *spec)
     remove(exact_path);
 }
 
+/* Flush-to-zero or denormals-are-zero, as a -ffast-math program may set
+ * them, are outside the kernel's proof: it must stand aside. */
+static void test_flush_to_zero(const cJSON *spec)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out_ftz.safetensors", root);
+    unsigned saved = __builtin_ia32_stmxcsr();
+    __builtin_ia32_ldmxcsr(saved | 0x8040u);
+    merge_result r = run_merge(spec, path, false, 0, ISA_DEFAULT);
+    __builtin_ia32_ldmxcsr(saved);
+    CHECK_MSG(r.status == LT_OK, "%s", r.message);
+    CHECK_MSG(r.fast_tensors == 0, "%zu tensors went to the vector kernel under FTZ/DAZ", r.fast_tensors);
+    remove(path);
+    printf("%s merge_kernel_stands_aside_under_ftz_daz\n", check_case_failures ? "FAIL" : "PASS");
+    if (check_case_failures)
+        check_total_failed++;
+#else
+    (void)spec;
+    printf("SKIP merge_kernel_stands_aside_under_ftz_daz: not x86-64 GCC\n");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     root = argc > 1 ? argv[1] : "build/testdata/merge_kernel";
@@ -188,6 +211,8 @@ int main(int argc, char **argv)
         printf("%s merge_kernel_%s\n", check_case_failures ? "FAIL" : "PASS", name);
         fflush(stdout);
     }
+    check_case_failures = 0;
+    test_flush_to_zero(cases->child);
     cJSON_Delete(cases);
     return check_done();
 }
