@@ -185,8 +185,9 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 
 /* The kernel, written once in lib/merge_fast_kernel.h with GCC vector
  * types (LANES doubles a vector) and built here for AVX-512, AVX2 and
- * baseline x86-64 (chosen at run time).  Each build gets its own copy of the helpers so that GCC
- * lowers their vector operations for that build's instruction set. */
+ * baseline x86-64 (chosen at run time).  Each build gets its own copy of
+ * the helpers so that GCC lowers their vector operations for that build's
+ * instruction set; the header undefines its parameters at its end. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v4,prefer-vector-width=512")
@@ -195,11 +196,6 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 #define KERNEL_F16_TO_F32(h) _mm512_cvtph_ps((__m256i)(h))
 #define KERNEL_F32_TO_F16(f) _mm512_cvtps_ph((__m512)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #include "merge_fast_kernel.h"
-#undef KERNEL
-#undef LANES
-#undef KERNEL_F16_TO_F32
-#undef KERNEL_F32_TO_F16
-#undef KERNEL_HAS_F16C
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -209,20 +205,12 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
 #define KERNEL_F16_TO_F32(h) _mm256_cvtph_ps((__m128i)(h))
 #define KERNEL_F32_TO_F16(f) _mm256_cvtps_ph((__m256)(f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #include "merge_fast_kernel.h"
-#undef KERNEL
-#undef LANES
-#undef KERNEL_F16_TO_F32
-#undef KERNEL_F32_TO_F16
-#undef KERNEL_HAS_F16C
 #pragma GCC pop_options
 #endif
 
 #define KERNEL(name) name##_baseline
 #define LANES 2
 #include "merge_fast_kernel.h"
-#undef KERNEL
-#undef LANES
-#undef KERNEL_HAS_F16C
 
 bool merge_fast_set_isa(plan_tensor *t, merge_isa isa)
 {

@@ -274,3 +274,10 @@ static size_t KERNEL(rows)(const plan_tensor *t, const unsigned char *raw, uint6
     }
 }
 #undef KERNEL_PAIR
+
+/* this build's parameters, so that the next build can define its own */
+#undef KERNEL
+#undef LANES
+#undef KERNEL_F16_TO_F32
+#undef KERNEL_F32_TO_F16
+#undef KERNEL_HAS_F16C

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "merge_internal.h"
 
@@ -145,11 +144,10 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
     return s;
 }
 
-static void report_progress(run_state *st, const plan_tensor *t, const work_item *w, bool tensor_done)
+static void report_progress(run_state *st, const work_item *w)
 {
-    (void)t;
     st->progress.bytes_done += w->out_bytes;
-    if (tensor_done)
+    if (w->last)
         st->progress.tensors_done++;
     lt_merge_options *o = &st->plan->opts;
     if (o->progress && (st->progress.bytes_done - st->reported_bytes >= (16u << 20) ||
@@ -213,7 +211,7 @@ static void *worker(void *arg)
                 st->failed_tensor = w->tensor, st->failed_first = w->first;
             }
         } else {
-            report_progress(st, t, w, w->last);
+            report_progress(st, w);
         }
         bool submit = s == LT_OK && !st->failed;
         pthread_mutex_unlock(&st->lock);
@@ -353,10 +351,7 @@ lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats
     memset(&st, 0, sizeof st);
     st.plan = plan;
     st.sink = sink;
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t n_threads = plan->opts.threads ? plan->opts.threads : (online > 0 ? (size_t)online : 1);
-    if (n_threads > 256)
-        n_threads = 256;
+    size_t n_threads = lt_thread_count(plan->opts.threads);
     st.block_elems = BUFFERS_BYTES / 32 / n_threads;
     st.block_elems = st.block_elems > MAX_BLOCK_ELEMS ? MAX_BLOCK_ELEMS
                      : st.block_elems < MIN_BLOCK_ELEMS ? MIN_BLOCK_ELEMS
@@ -380,7 +375,7 @@ lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats
         return lt_fail_nomem(err, "merge");
     }
     pthread_mutex_init(&st.lock, NULL);
-    pthread_t threads[256];
+    pthread_t threads[LT_MAX_THREADS];
     size_t started = 0;
     for (; started + 1 < n_threads; started++)
         if (pthread_create(&threads[started], NULL, worker, &st) != 0)
