@@ -6,7 +6,15 @@ DESTDIR ?=
 SAN_FLAGS ?=
 OPT     ?= -O2
 
-CPPFLAGS_ALL = -Ilib -Iformats -D_GNU_SOURCE
+# Each layer sees only the headers it may use: the public header is in
+# lib/include; lib/*.h are the core's internals (lib/ and formats/ may use
+# them); formats/*.h the plug-in interface (formats/ only); the CLI sees
+# the public header and its own.  Tests may include everything.
+CPPFLAGS_ALL = -D_GNU_SOURCE
+INC_LIB      = -Ilib/include -Ilib
+INC_FORMATS  = -Ilib/include -Ilib -Iformats
+INC_CLI      = -Ilib/include -Icli
+INC_TESTS    = -Ilib/include -Ilib -Iformats -Itests
 # -fvect-cost-model=dynamic: let -O2 vectorize the merge kernel's loops;
 # -fno-trapping-math: we never enable FP traps, so selects between computed
 #   values may be vectorized (IEEE results unchanged);
@@ -22,7 +30,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-HEADERS  := $(wildcard lib/*.h formats/*.h cli/*.h tests/*.h)
+HEADERS  := $(wildcard lib/include/*.h lib/*.h formats/*.h cli/*.h tests/*.h)
 
 .PHONY: all deps test test-unit test-asan demo bench install clean fuzz
 all: deps $(BUILD)/loratool $(BUILD)/libloratool.a $(BUILD)/libloratool.so
@@ -37,10 +45,20 @@ $(BUILD)/obj/lib/merge_fast.o: CFLAGS_ALL += -ffp-contract=fast
 # V=1 shows the full commands
 Q = $(if $(V),,@)
 
-$(BUILD)/obj/%.o: %.c $(HEADERS)
+$(BUILD)/obj/lib/%.o: lib/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -c $< -o $@
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_LIB) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/formats/%.o: formats/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_FORMATS) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/cli/%.o: cli/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_CLI) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/libloratool.a: $(LIB_OBJ)
 	@rm -f $@
@@ -56,7 +74,7 @@ $(BUILD)/loratool: $(CLI_OBJ) $(BUILD)/libloratool.a
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libloratool.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(CPPFLAGS_ALL) -Itests $(CFLAGS_ALL) -o $@ $< $(BUILD)/libloratool.a $(LDFLAGS_ALL) $(LDLIBS_ALL)
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_TESTS) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libloratool.a $(LDFLAGS_ALL) $(LDLIBS_ALL)
 
 # Build everything, make the numpy reference fixtures, run every test
 # (plain build, then again under ASan+UBSan), print "N passed, N failed".
@@ -81,8 +99,8 @@ install: all
 	install -m 644 $(BUILD)/libloratool.a $(DESTDIR)$(PREFIX)/lib/libloratool.a
 	install -m 755 $(BUILD)/libloratool.so $(DESTDIR)$(PREFIX)/lib/libloratool.so.0
 	ln -sf libloratool.so.0 $(DESTDIR)$(PREFIX)/lib/libloratool.so
-	install -m 644 lib/loratool.h $(DESTDIR)$(PREFIX)/include/loratool.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*LT_VERSION_STRING "\(.*\)"/\1/p' lib/loratool.h)|' \
+	install -m 644 lib/include/loratool.h $(DESTDIR)$(PREFIX)/include/loratool.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*LT_VERSION_STRING "\(.*\)"/\1/p' lib/include/loratool.h)|' \
 	    lib/loratool.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/loratool.pc
 
 clean:

@@ -152,12 +152,12 @@ int cmd_audit(int argc, char **argv)
         case 'j': json = true; break;
         case 'b': opts.base_path = optarg; break;
         case 'p':
-            if (!lt_parse_count(optarg, &lim.max_params))
+            if (!cli_parse_count(optarg, &lim.max_params))
                 return cli_usage("audit", "--max-params: '%s' is not a count (e.g. 5M)", optarg);
             lim.has_max_params = true;
             break;
         case 'r':
-            if (!lt_parse_count(optarg, &lim.max_rank))
+            if (!cli_parse_count(optarg, &lim.max_rank))
                 return cli_usage("audit", "--max-rank: '%s' is not a count", optarg);
             lim.has_max_rank = true;
             break;

@@ -72,6 +72,14 @@ int cli_parse_rank_rule(const char *verb, int option, const char *arg, lt_rank_r
 /* Print the per-module report (text or JSON); 0 or EXIT_IO. */
 int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bool json);
 
+/* ---- args.c ---- */
+/* Parse a count with an optional suffix: "5000", "5M", "1.5B", "2k"
+ * (k/K=1e3, M=1e6, B/G=1e9, T=1e12).  Returns false on junk or overflow. */
+bool cli_parse_count(const char *text, uint64_t *out);
+/* Parse a byte size: "5GB", "500MB", "2GiB", "1048576" (KB/MB/GB decimal,
+ * KiB/MiB/GiB binary).  Returns false on junk or overflow. */
+bool cli_parse_size(const char *text, uint64_t *out);
+
 /* Group-separated integer ("1,234,567") into buf; returns buf. */
 const char *cli_count(uint64_t n, char *buf, size_t size);
 

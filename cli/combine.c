@@ -49,7 +49,7 @@ int cmd_combine(int argc, char **argv)
             has_density = true;
             break;
         case 's':
-            if (!lt_parse_count(optarg, &seed))
+            if (!cli_parse_count(optarg, &seed))
                 return cli_usage("combine", "--seed: '%s' is not a number", optarg);
             break;
         case 'j': json = true; break;

@@ -40,7 +40,7 @@ int cmd_extract(int argc, char **argv)
             break;
         case 't': opts.targets = optarg; break;
         case 'M': case 'T':
-            if (!lt_parse_count(optarg, &number) || number == 0 || number > 65536)
+            if (!cli_parse_count(optarg, &number) || number == 0 || number > 65536)
                 return cli_usage("extract", "'%s' is not a number from 1 to 65536", optarg);
             if (c == 'M')
                 opts.max_rank = (uint32_t)number;
@@ -48,7 +48,7 @@ int cmd_extract(int argc, char **argv)
                 opts.threads = (unsigned)number;
             break;
         case 'S':
-            if (!lt_parse_count(optarg, &opts.seed))
+            if (!cli_parse_count(optarg, &opts.seed))
                 return cli_usage("extract", "--seed: '%s' is not a number", optarg);
             break;
         case 'j': json = true; break;

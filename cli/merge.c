@@ -271,12 +271,12 @@ static int parse_args(int argc, char **argv, merge_args *a)
                 return cli_usage("merge", "--dtype: '%s' is not keep, f32, f16 or bf16", optarg);
             break;
         case 't':
-            if (!lt_parse_count(optarg, &threads) || threads == 0 || threads > 256)
+            if (!cli_parse_count(optarg, &threads) || threads == 0 || threads > 256)
                 return cli_usage("merge", "--threads: '%s' is not a number from 1 to 256", optarg);
             a->opts.threads = (unsigned)threads;
             break;
         case 's':
-            if (!lt_parse_size(optarg, &a->shard_size) || a->shard_size == 0)
+            if (!cli_parse_size(optarg, &a->shard_size) || a->shard_size == 0)
                 return cli_usage("merge", "--shard-size: '%s' is not a size (e.g. 5GB)", optarg);
             break;
         case 'n': a->dry_run = true; break;

@@ -8,20 +8,21 @@
 #include <string.h>
 
 #include "names.h"
+#include "surgery.h"
 
 /* ---- architecture facts ---- */
 
 static lt_status arch_from_config(const char *path, lt_arch_info *out, lt_error *err)
 {
     char *text = NULL;
-    lt_status s = lt_read_small_file(path, 16u << 20, &text, NULL, err);
+    lt_status s = lti_read_small_file(path, 16u << 20, &text, NULL, err);
     if (s != LT_OK)
         return s;
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return lt_fail(err, LT_ERR_INVALID, "%s: not a JSON object", path);
+        return lti_fail(err, LT_ERR_INVALID, "%s: not a JSON object", path);
     }
     /* multimodal configs keep the language model's under text_config */
     const cJSON *cfg = root, *text_cfg = cJSON_GetObjectItemCaseSensitive(root, "text_config");
@@ -31,9 +32,9 @@ static lt_status arch_from_config(const char *path, lt_arch_info *out, lt_error 
         if (cJSON_GetObjectItemCaseSensitive(text_cfg, "model_type"))
             type = cJSON_GetObjectItemCaseSensitive(text_cfg, "model_type");
     }
-    const char *arch = cJSON_IsString(type) ? lt_arch_from_hf_model_type(type->valuestring) : NULL;
+    const char *arch = cJSON_IsString(type) ? lti_arch_from_hf_model_type(type->valuestring) : NULL;
     if (!arch) {
-        s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: model_type '%s' has no GGUF name map (llama, mistral, "
+        s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: model_type '%s' has no GGUF name map (llama, mistral, "
                     "qwen2, qwen3, gemma, gemma2, gemma3, phi3)", path,
                     cJSON_IsString(type) ? type->valuestring : "(none)");
         cJSON_Delete(root);
@@ -46,8 +47,8 @@ static lt_status arch_from_config(const char *path, lt_arch_info *out, lt_error 
     out->n_head_kv = cJSON_IsNumber(kv_heads) && kv_heads->valuedouble >= 1 ? (uint32_t)kv_heads->valuedouble
                                                                              : out->n_head;
     cJSON_Delete(root);
-    if (out->n_head == 0 && lt_arch_permutes_qk(arch))
-        return lt_fail(err, LT_ERR_INVALID, "%s: no num_attention_heads (needed for the Q/K permutation)", path);
+    if (out->n_head == 0 && lti_arch_permutes_qk(arch))
+        return lti_fail(err, LT_ERR_INVALID, "%s: no num_attention_heads (needed for the Q/K permutation)", path);
     return LT_OK;
 }
 
@@ -55,8 +56,8 @@ static lt_status arch_from_gguf(lt_source *src, lt_arch_info *out, lt_error *err
 {
     long k = lt_source_kv_find(src, "general.architecture");
     const char *arch = k >= 0 ? lt_source_kv_str(src, (size_t)k, 0, NULL) : NULL;
-    if (!arch || !lt_arch_supported(arch))
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: GGUF architecture '%s' has no name map", lt_source_path(src),
+    if (!arch || !lti_arch_supported(arch))
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: GGUF architecture '%s' has no name map", lt_source_path(src),
                        arch ? arch : "(none)");
     snprintf(out->arch, sizeof out->arch, "%s", arch);
     char key[96];
@@ -67,20 +68,20 @@ static lt_status arch_from_gguf(lt_source *src, lt_arch_info *out, lt_error *err
     snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
     k = lt_source_kv_find(src, key);
     out->n_head_kv = k >= 0 && lt_source_kv_u64(src, (size_t)k, 0, &value) ? (uint32_t)value : out->n_head;
-    if (out->n_head == 0 && lt_arch_permutes_qk(arch))
-        return lt_fail(err, LT_ERR_INVALID, "%s: no %s.attention.head_count", lt_source_path(src), arch);
+    if (out->n_head == 0 && lti_arch_permutes_qk(arch))
+        return lti_fail(err, LT_ERR_INVALID, "%s: no %s.attention.head_count", lt_source_path(src), arch);
     return LT_OK;
 }
 
 lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (lt_is_dir(base)) {
-        char *config = lt_path_join(base, "config.json");
+    if (lti_is_dir(base)) {
+        char *config = lti_path_join(base, "config.json");
         if (!config)
-            return lt_fail_nomem(err, base);
-        lt_status s = lt_is_file(config) ? arch_from_config(config, out, err)
-                                         : lt_fail(err, LT_ERR_INVALID, "%s: no config.json in the base directory", base);
+            return lti_fail_nomem(err, base);
+        lt_status s = lti_is_file(config) ? arch_from_config(config, out, err)
+                                         : lti_fail(err, LT_ERR_INVALID, "%s: no config.json in the base directory", base);
         free(config);
         return s;
     }
@@ -92,7 +93,7 @@ lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err)
         return err ? err->status : LT_ERR_INVALID;
     lt_status s = strcmp(lt_source_format(src), "gguf") == 0
                       ? arch_from_gguf(src, out, err)
-                      : lt_fail(err, LT_ERR_USAGE, "%s: --base must be a config.json, a model directory or a GGUF model", base);
+                      : lti_fail(err, LT_ERR_USAGE, "%s: --base must be a config.json, a model directory or a GGUF model", base);
     lt_source_close(src);
     return s;
 }
@@ -113,14 +114,14 @@ static lt_status permute_rows(float *m, uint64_t rows, uint64_t cols, uint32_t n
                               const char *what, lt_error *err)
 {
     if (n_head == 0 || rows % n_head != 0 || (rows / n_head) % 2 != 0)
-        return lt_fail(err, LT_ERR_INVALID, "%s: %llu rows do not split into %u heads of even size", what,
+        return lti_fail(err, LT_ERR_INVALID, "%s: %llu rows do not split into %u heads of even size", what,
                        (unsigned long long)rows, n_head);
     float *copy = malloc((size_t)(rows * cols) * sizeof *copy + 1);
     if (!copy)
-        return lt_fail_nomem(err, what);
+        return lti_fail_nomem(err, what);
     memcpy(copy, m, (size_t)(rows * cols) * sizeof *copy);
     for (uint64_t r = 0; r < rows; r++) {
-        uint64_t from = to_gguf ? lt_qk_hf_row_of_gguf_row(r, n_head, rows) : lt_qk_gguf_row_of_hf_row(r, n_head, rows);
+        uint64_t from = to_gguf ? lti_qk_hf_row_of_gguf_row(r, n_head, rows) : lti_qk_gguf_row_of_hf_row(r, n_head, rows);
         memcpy(m + r * cols, copy + from * cols, (size_t)cols * sizeof *m);
     }
     free(copy);
@@ -132,15 +133,15 @@ static lt_status read_f32(lt_source *src, long index, float **out, lt_error *err
     const lt_tensor_info *t = lt_source_tensor(src, (size_t)index);
     float *values = malloc((size_t)t->n_elems * sizeof *values + 1);
     if (!values)
-        return lt_fail_nomem(err, lt_source_path(src));
+        return lti_fail_nomem(err, lt_source_path(src));
     lt_status s;
     if (lt_dtype_is_float(t->dtype)) {
         s = lt_source_read_f32(src, (size_t)index, 0, t->n_elems, values, err);
     } else {
         void *raw = malloc((size_t)t->n_bytes + 1);
-        s = raw ? lt_source_read(src, (size_t)index, 0, raw, (size_t)t->n_bytes, err) : lt_fail_nomem(err, "convert");
+        s = raw ? lt_source_read(src, (size_t)index, 0, raw, (size_t)t->n_bytes, err) : lti_fail_nomem(err, "convert");
         if (s == LT_OK && lt_dequantize_row(t->dtype, raw, values, (size_t)t->n_elems) != LT_OK)
-            s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' of type %s cannot be dequantized",
+            s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' of type %s cannot be dequantized",
                         lt_source_path(src), t->name, lt_dtype_name(t->dtype));
         free(raw);
     }
@@ -179,13 +180,13 @@ static lt_status check_convertible(const lt_adapter *ad, const lt_lora_module *m
 {
     const char *path = lt_source_path(lt_adapter_source(ad));
     if (m->tensor_magnitude >= 0)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is DoRA: a GGUF LoRA cannot hold magnitudes (use 'loratool merge')",
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is DoRA: a GGUF LoRA cannot hold magnitudes (use 'loratool merge')",
                        path, m->name);
     if (m->tensor_bias >= 0)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' has a lora bias: a GGUF LoRA cannot hold it (use 'loratool merge')",
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' has a lora bias: a GGUF LoRA cannot hold it (use 'loratool merge')",
                        path, m->name);
     if (m->kind == LT_MODULE_CONV)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is a conv layer: no GGUF LoRA form", path, m->name);
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is a conv layer: no GGUF LoRA form", path, m->name);
     return LT_OK;
 }
 
@@ -196,15 +197,15 @@ static lt_status module_factors(const lt_adapter *ad, const lt_lora_module *m, c
 {
     lt_source *src = lt_adapter_source(ad);
     const char *path = lt_source_path(src);
-    char *gguf = lt_name_hf_to_gguf(arch->arch, m->target);
+    char *gguf = lti_name_hf_to_gguf(arch->arch, m->target);
     if (!gguf) {
         /* an adapter over a bare model: "layers.N..." -> "model.layers.N..." */
-        char *with_model = lt_asprintf("model.%s", m->target);
-        gguf = with_model ? lt_name_hf_to_gguf(arch->arch, with_model) : NULL;
+        char *with_model = lti_asprintf("model.%s", m->target);
+        gguf = with_model ? lti_name_hf_to_gguf(arch->arch, with_model) : NULL;
         free(with_model);
     }
     if (!gguf)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s': no GGUF name for '%s' in architecture %s", path,
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s': no GGUF name for '%s' in architecture %s", path,
                        m->name, m->target, arch->arch);
     uint64_t r = m->rank;
     uint64_t a_cols = m->kind == LT_MODULE_EMBEDDING ? m->out_features : m->in_features;
@@ -214,12 +215,12 @@ static lt_status module_factors(const lt_adapter *ad, const lt_lora_module *m, c
     double runtime_scale = file_alpha > 0 ? file_alpha / (double)r : 1.0;
     double *a64 = NULL, *b64 = NULL;
     float *a = NULL, *b = NULL;
-    lt_status s = lt_module_factors_f64(ad, m, m->scale / runtime_scale, &b64, &a64, err);
+    lt_status s = lti_module_factors_f64(ad, m, m->scale / runtime_scale, &b64, &a64, err);
     if (s == LT_OK) {
         a = malloc((size_t)(r * a_cols) * sizeof *a + 1);
         b = malloc((size_t)(b_rows * r) * sizeof *b + 1);
         if (!a || !b)
-            s = lt_fail_nomem(err, path);
+            s = lti_fail_nomem(err, path);
         for (uint64_t i = 0; s == LT_OK && i < r * a_cols; i++)
             a[i] = (float)a64[i];
         for (uint64_t i = 0; s == LT_OK && i < b_rows * r; i++)
@@ -230,27 +231,27 @@ static lt_status module_factors(const lt_adapter *ad, const lt_lora_module *m, c
     if (s != LT_OK)
         goto fail;
     bool is_k;
-    if (lt_arch_permutes_qk(arch->arch) && is_q_or_k(m->target, &is_k) &&
+    if (lti_arch_permutes_qk(arch->arch) && is_q_or_k(m->target, &is_k) &&
         (s = permute_rows(b, b_rows, r, is_k ? arch->n_head_kv : arch->n_head, true, m->name, err)) != LT_OK)
         goto fail;
     if (m->kind == LT_MODULE_EMBEDDING) {
         /* token_embd.weight.lora_a is A^T ([vocab, r]); lora_b is B */
         float *a_t = malloc((size_t)(a_cols * r) * sizeof *a_t + 1);
         if (!a_t) {
-            s = lt_fail_nomem(err, path);
+            s = lti_fail_nomem(err, path);
             goto fail;
         }
         transpose(a, r, a_cols, a_t);
         free(a);
         a = a_t;
-        out[0] = (gguf_factor){lt_asprintf("%s.lora_a", gguf), a, a_cols, r, factor_dtype(outtype, r)};
+        out[0] = (gguf_factor){lti_asprintf("%s.lora_a", gguf), a, a_cols, r, factor_dtype(outtype, r)};
     } else {
-        out[0] = (gguf_factor){lt_asprintf("%s.lora_a", gguf), a, r, a_cols, factor_dtype(outtype, a_cols)};
+        out[0] = (gguf_factor){lti_asprintf("%s.lora_a", gguf), a, r, a_cols, factor_dtype(outtype, a_cols)};
     }
-    out[1] = (gguf_factor){lt_asprintf("%s.lora_b", gguf), b, b_rows, r, factor_dtype(outtype, r)};
+    out[1] = (gguf_factor){lti_asprintf("%s.lora_b", gguf), b, b_rows, r, factor_dtype(outtype, r)};
     free(gguf);
     if (!out[0].name || !out[1].name)
-        return lt_fail_nomem(err, path);
+        return lti_fail_nomem(err, path);
     return LT_OK;
 fail:
     free(gguf);
@@ -263,10 +264,10 @@ static lt_status write_factor(lt_sink *sink, long index, const gguf_factor *f, l
 {
     uint64_t n = f->rows * f->cols, bytes;
     if (!lt_dtype_nbytes(f->dtype, n, &bytes))
-        return lt_fail(err, LT_ERR_INVALID, "%s: bad size", f->name);
+        return lti_fail(err, LT_ERR_INVALID, "%s: bad size", f->name);
     void *raw = malloc((size_t)bytes + 1);
     if (!raw)
-        return lt_fail_nomem(err, f->name);
+        return lti_fail_nomem(err, f->name);
     lt_status s = f->dtype == LT_Q8_0 ? lt_quantize_row(f->dtype, f->values, raw, (size_t)n)
                                       : lt_convert_from_f32(f->dtype, f->values, raw, (size_t)n);
     if (s == LT_OK)
@@ -280,9 +281,9 @@ lt_status lt_convert_adapter_to_gguf(const lt_adapter *ad, const lt_arch_info *a
 {
     const char *path = lt_source_path(lt_adapter_source(ad));
     if (outtype != LT_F32 && outtype != LT_F16 && outtype != LT_BF16 && outtype != LT_Q8_0)
-        return lt_fail(err, LT_ERR_USAGE, "%s: --outtype must be f32, f16, bf16 or q8_0", out_path);
+        return lti_fail(err, LT_ERR_USAGE, "%s: --outtype must be f32, f16, bf16 or q8_0", out_path);
     if (lt_adapter_replacement_count(ad) > 0)
-        return lt_fail(err, LT_ERR_UNSUPPORTED,
+        return lti_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: adapter saves full tensors ('%s', modules_to_save / bias): a GGUF LoRA cannot hold them (use 'loratool merge')",
                        path, lt_adapter_replacement(ad, 0)->key);
     size_t n = lt_adapter_module_count(ad);
@@ -294,7 +295,7 @@ lt_status lt_convert_adapter_to_gguf(const lt_adapter *ad, const lt_arch_info *a
     double file_alpha = lt_adapter_config(ad)->lora_alpha;
     gguf_factor *factors = calloc(2 * n + 1, sizeof *factors);
     if (!factors)
-        return lt_fail_nomem(err, path);
+        return lti_fail_nomem(err, path);
     lt_status s = LT_OK;
     for (size_t i = 0; i < n && s == LT_OK; i++)
         s = module_factors(ad, lt_adapter_module(ad, i), arch, file_alpha, outtype, &factors[2 * i], err);
@@ -343,11 +344,11 @@ lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch, c
 {
     const char *path = lt_source_path(src);
     if (!kv_string_is(src, "general.type", "adapter") || !kv_string_is(src, "adapter.type", "lora"))
-        return lt_fail(err, LT_ERR_INVALID, "%s: not a GGUF LoRA adapter (general.type / adapter.type)", path);
+        return lti_fail(err, LT_ERR_INVALID, "%s: not a GGUF LoRA adapter (general.type / adapter.type)", path);
     long ka = lt_source_kv_find(src, "general.architecture");
     const char *own_arch = ka >= 0 ? lt_source_kv_str(src, (size_t)ka, 0, NULL) : NULL;
     if (own_arch && strcmp(own_arch, arch->arch) != 0)
-        return lt_fail(err, LT_ERR_INVALID, "%s: adapter architecture %s does not match the base's %s", path,
+        return lti_fail(err, LT_ERR_INVALID, "%s: adapter architecture %s does not match the base's %s", path,
                        own_arch, arch->arch);
     long k = lt_source_kv_find(src, "adapter.lora.alpha");
     double alpha = 0;
@@ -358,26 +359,26 @@ lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch, c
     float **buffers = calloc(n_tensors + 1, sizeof *buffers);
     char **names = calloc(n_tensors / 2 + 1, sizeof *names);
     size_t n_mods = 0, n_buffers = 0;
-    lt_status s = mods && buffers && names ? LT_OK : lt_fail_nomem(err, path);
+    lt_status s = mods && buffers && names ? LT_OK : lti_fail_nomem(err, path);
     for (size_t i = 0; i < n_tensors && s == LT_OK; i++) {
         const lt_tensor_info *ta = lt_source_tensor(src, i);
         size_t len = strlen(ta->name);
         if (len < 7 || strcmp(ta->name + len - 7, ".lora_a") != 0)
             continue;
-        char *b_name = lt_strdup(ta->name);
-        char *base_name = lt_strndup(ta->name, len - 7);
+        char *b_name = lti_strdup(ta->name);
+        char *base_name = lti_strndup(ta->name, len - 7);
         if (!b_name || !base_name) {
             free(b_name);
             free(base_name);
-            s = lt_fail_nomem(err, path);
+            s = lti_fail_nomem(err, path);
             break;
         }
         b_name[len - 1] = 'b';
         long ib = lt_source_find(src, b_name);
         free(b_name);
-        char *hf = lt_name_gguf_to_hf(arch->arch, base_name);
+        char *hf = lti_name_gguf_to_hf(arch->arch, base_name);
         if (ib < 0 || !hf || ta->n_dims != 2) {
-            s = lt_fail(err, ib < 0 ? LT_ERR_INVALID : LT_ERR_UNSUPPORTED, "%s: '%s': %s", path, ta->name,
+            s = lti_fail(err, ib < 0 ? LT_ERR_INVALID : LT_ERR_UNSUPPORTED, "%s: '%s': %s", path, ta->name,
                         ib < 0 ? "no matching lora_b" : !hf ? "no Hugging Face name for it" : "not 2-D");
             free(base_name);
             free(hf);
@@ -406,7 +407,7 @@ lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch, c
             m->in_features = ta->shape[0];
             float *a_t = malloc((size_t)ta->n_elems * sizeof *a_t + 1);
             if (!a_t) {
-                s = lt_fail_nomem(err, path);
+                s = lti_fail_nomem(err, path);
                 break;
             }
             transpose(a, ta->shape[0], ta->shape[1], a_t);
@@ -419,13 +420,13 @@ lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch, c
         }
         m->out_features = tb->shape[0];
         if (tb->n_dims != 2 || tb->shape[1] != m->rank || m->rank == 0) {
-            s = lt_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b shape does not fit lora_a", path, ta->name);
+            s = lti_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b shape does not fit lora_a", path, ta->name);
             break;
         }
         bool is_k;
         char target[512];
         snprintf(target, sizeof target, "%s.weight", hf);
-        if (lt_arch_permutes_qk(arch->arch) && is_q_or_k(target, &is_k) &&
+        if (lti_arch_permutes_qk(arch->arch) && is_q_or_k(target, &is_k) &&
             (s = permute_rows(b, m->out_features, m->rank, is_k ? arch->n_head_kv : arch->n_head, false, hf, err)) != LT_OK)
             break;
         /* alpha 0 in GGUF means scale 1: PEFT gets alpha = r */
@@ -435,7 +436,7 @@ lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch, c
         n_mods++;
     }
     if (s == LT_OK && n_mods == 0)
-        s = lt_fail(err, LT_ERR_INVALID, "%s: no lora_a/lora_b tensor pairs", path);
+        s = lti_fail(err, LT_ERR_INVALID, "%s: no lora_a/lora_b tensor pairs", path);
     if (s == LT_OK) {
         lt_peft_save_spec spec = {.dtype = LT_F32, .modules = mods, .n_modules = n_mods};
         s = lt_peft_save(out_dir, &spec, err);

@@ -18,7 +18,7 @@ static bool gemma_norm(const char *arch, const char *gguf_name)
 /* Which heads count a tensor's rows are permuted with, or 0. */
 static uint32_t permute_heads(const lt_arch_info *arch, const char *hf_name)
 {
-    if (!lt_arch_permutes_qk(arch->arch))
+    if (!lti_arch_permutes_qk(arch->arch))
         return 0;
     static const char *const q[] = {"self_attn.q_proj.weight", "self_attn.q_proj.bias"};
     static const char *const k[] = {"self_attn.k_proj.weight", "self_attn.k_proj.bias"};
@@ -47,35 +47,35 @@ static lt_status copy_tensor(lt_source *src, const model_tensor *mt, lt_sink *si
     const lt_tensor_info *t = lt_source_tensor(src, mt->src_index);
     uint64_t rows = t->n_dims ? t->shape[0] : 1, cols = rows ? t->n_elems / rows : 0;
     if (mt->heads && (rows % mt->heads || (rows / mt->heads) % 2))
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %llu rows do not split into %u heads of even size",
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %llu rows do not split into %u heads of even size",
                        lt_source_path(src), t->name, (unsigned long long)rows, mt->heads);
     /* row by row when permuting, else in chunks of whole rows */
     uint64_t step = mt->heads ? 1 : (cols >= (1u << 18) ? 1 : (1u << 18) / (cols ? cols : 1));
     uint64_t in_row, out_row;
     if (!lt_dtype_nbytes(t->dtype, cols, &in_row) || !lt_dtype_nbytes(mt->out_dtype, cols, &out_row))
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': rows are not whole blocks", lt_source_path(src), t->name);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': rows are not whole blocks", lt_source_path(src), t->name);
     unsigned char *raw = malloc((size_t)(step * in_row) + 1), *out = malloc((size_t)(step * out_row) + 1);
     double *values = malloc((size_t)(step * cols) * sizeof *values + 1);
-    lt_status s = raw && out && values ? LT_OK : lt_fail_nomem(err, t->name);
+    lt_status s = raw && out && values ? LT_OK : lti_fail_nomem(err, t->name);
     for (uint64_t r = 0; s == LT_OK && r < rows; r += step) {
         uint64_t n = rows - r < step ? rows - r : step;
         uint64_t from = r;
         if (mt->heads)
-            from = to_gguf ? lt_qk_hf_row_of_gguf_row(r, mt->heads, rows) : lt_qk_gguf_row_of_hf_row(r, mt->heads, rows);
+            from = to_gguf ? lti_qk_hf_row_of_gguf_row(r, mt->heads, rows) : lti_qk_gguf_row_of_hf_row(r, mt->heads, rows);
         s = lt_source_read(src, mt->src_index, from * in_row, raw, (size_t)(n * in_row), err);
         if (s != LT_OK)
             break;
         const unsigned char *bytes = raw;
         if (t->dtype != mt->out_dtype || mt->add != 0) {
             if (lt_convert_to_f64(t->dtype, raw, values, (size_t)(n * cols)) != LT_OK) {
-                s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s", lt_source_path(src), t->name,
+                s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s': cannot convert %s", lt_source_path(src), t->name,
                             lt_dtype_name(t->dtype));
                 break;
             }
             for (uint64_t j = 0; j < n * cols; j++)
                 values[j] += mt->add;
             if (lt_convert_from_f64(mt->out_dtype, values, out, (size_t)(n * cols)) != LT_OK) {
-                s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s': cannot write %s", lt_source_path(src), t->name,
+                s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s': cannot write %s", lt_source_path(src), t->name,
                             lt_dtype_name(mt->out_dtype));
                 break;
             }
@@ -95,11 +95,11 @@ lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char 
     const char *path = lt_source_path(src);
     bool to_gguf = strcmp(lt_source_format(src), "gguf") != 0;
     if (outtype != LT_DTYPE_INVALID && outtype != LT_F32 && outtype != LT_F16 && outtype != LT_BF16)
-        return lt_fail(err, LT_ERR_USAGE, "%s: model --outtype must be f32, f16 or bf16", out_path);
+        return lti_fail(err, LT_ERR_USAGE, "%s: model --outtype must be f32, f16 or bf16", out_path);
     size_t n = lt_source_tensor_count(src);
     model_tensor *mts = calloc(n + 1, sizeof *mts);
     if (!mts)
-        return lt_fail_nomem(err, path);
+        return lti_fail_nomem(err, path);
     size_t count = 0;
     *skipped = 0;
     lt_status s = LT_OK;
@@ -111,16 +111,16 @@ lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char 
             (*skipped)++; /* recomputed by llama.cpp, never stored */
             continue;
         }
-        char *mapped = to_gguf ? lt_name_hf_to_gguf(arch->arch, t->name) : lt_name_gguf_to_hf(arch->arch, t->name);
+        char *mapped = to_gguf ? lti_name_hf_to_gguf(arch->arch, t->name) : lti_name_gguf_to_hf(arch->arch, t->name);
         if (!mapped) {
-            s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has no %s name for architecture %s", path, t->name,
+            s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has no %s name for architecture %s", path, t->name,
                         to_gguf ? "GGUF" : "Hugging Face", arch->arch);
             break;
         }
         model_tensor *mt = &mts[count++];
         mt->src_index = i;
         mt->out_name = mapped;
-        mt->hf_name = lt_strdup(to_gguf ? t->name : mapped);
+        mt->hf_name = lti_strdup(to_gguf ? t->name : mapped);
         mt->heads = mt->hf_name ? permute_heads(arch, mt->hf_name) : 0;
         const char *gguf_name = to_gguf ? mapped : t->name;
         mt->add = gemma_norm(arch->arch, gguf_name) ? (to_gguf ? 1.0 : -1.0) : 0.0;

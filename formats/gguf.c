@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h" /* lt_st_show: names fit for one-line messages */
+#include "safetensors.h" /* lti_st_show: names fit for one-line messages */
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_DEFAULT_ALIGNMENT 32
@@ -97,13 +97,13 @@ struct info {
 
 /* What an open GGUF source keeps (lt_source.impl). */
 struct gguf_file {
-    lt_rfile file;
+    lti_rfile file;
     uint32_t version;
     uint64_t alignment;
     uint64_t data_start;         /* absolute offset of the data section      */
     struct gguf_kv *kvs;
     size_t n_kvs, cap_kvs;
-    lt_strmap kv_index;          /* key -> index (keys owned by kvs)         */
+    lti_strmap kv_index;          /* key -> index (keys owned by kvs)         */
 };
 
 static void free_kv(struct gguf_kv *kv)
@@ -120,9 +120,9 @@ static void gguf_file_free(struct gguf_file *g)
     for (size_t i = 0; i < g->n_kvs; i++)
         free_kv(&g->kvs[i]);
     free(g->kvs);
-    lt_strmap_free(&g->kv_index);
+    lti_strmap_free(&g->kv_index);
     if (g->file.fd >= 0 || g->file.path)
-        lt_rfile_close(&g->file);
+        lti_rfile_close(&g->file);
     free(g);
 }
 
@@ -132,7 +132,7 @@ static void gguf_file_free(struct gguf_file *g)
 
 struct cursor {
     const char *path;
-    const lt_rfile *file;
+    const lti_rfile *file;
     uint64_t pos;                /* next byte to parse                       */
     uint64_t buf_start;          /* file offset of buf[0]                    */
     size_t buf_len;
@@ -149,20 +149,20 @@ static uint64_t remaining(const struct cursor *c)
 static lt_status take(struct cursor *c, void *dst, uint64_t n, const char *what, lt_error *err)
 {
     if (n > remaining(c))
-        return lt_fail(err, LT_ERR_INVALID,
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: file truncated: %s at byte %" PRIu64 " needs %" PRIu64
                        " bytes, %" PRIu64 " remain", c->path, what, c->pos, n, remaining(c));
     unsigned char *out = dst;
     while (n > 0) {
         if (c->pos >= c->buf_start + c->buf_len) { /* the cursor only moves forward */
             if (n >= sizeof c->buf) { /* a big string: straight into dst */
-                lt_status s = lt_rfile_pread(c->file, c->pos, out, (size_t)n, err);
+                lt_status s = lti_rfile_pread(c->file, c->pos, out, (size_t)n, err);
                 if (s == LT_OK)
                     c->pos += n;
                 return s;
             }
             uint64_t want = remaining(c) < sizeof c->buf ? remaining(c) : sizeof c->buf;
-            lt_status s = lt_rfile_pread(c->file, c->pos, c->buf, (size_t)want, err);
+            lt_status s = lti_rfile_pread(c->file, c->pos, c->buf, (size_t)want, err);
             if (s != LT_OK)
                 return s;
             c->buf_start = c->pos;
@@ -202,7 +202,7 @@ static lt_status take_string_len(struct cursor *c, uint64_t *len, const char *wh
 {
     lt_status s = take_u64(c, len, what, err);
     if (s == LT_OK && *len > remaining(c))
-        return lt_fail(err, LT_ERR_INVALID,
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: %s: string length %" PRIu64 " at byte %" PRIu64
                        " runs past the end of the file (%" PRIu64 " bytes remain)",
                        c->path, what, *len, c->pos - 8, remaining(c));
@@ -220,11 +220,11 @@ static lt_status take_cstring(struct cursor *c, char **out, const char *what, lt
         return s;
     char *text = malloc((size_t)len + 1);
     if (!text)
-        return lt_fail_nomem(err, c->path);
+        return lti_fail_nomem(err, c->path);
     s = take(c, text, len, what, err);
     text[len] = '\0';
     if (s == LT_OK && strlen(text) != len)
-        s = lt_fail(err, LT_ERR_INVALID, "%s: %s contains a NUL byte", c->path, what);
+        s = lti_fail(err, LT_ERR_INVALID, "%s: %s contains a NUL byte", c->path, what);
     if (s != LT_OK) {
         free(text);
         return s;
@@ -240,31 +240,31 @@ static lt_status take_cstring(struct cursor *c, char **out, const char *what, lt
 /* The value of kv (type fields set): count elements of elem_type. */
 static lt_status take_value(struct cursor *c, struct gguf_kv *kv, lt_error *err)
 {
-    const char *key = lt_st_show(kv->key).text;
+    const char *key = lti_st_show(kv->key).text;
     char what[200];
     snprintf(what, sizeof what, "value of key '%s'", key);
-    uint32_t size = lt_gguf_fixed_size(kv->elem_type);
+    uint32_t size = lti_gguf_fixed_size(kv->elem_type);
     if (size > 0) {
         uint64_t bytes;
-        if (!lt_mul_u64(kv->count, size, &bytes) || bytes > remaining(c)) /* G9 */
-            return lt_fail(err, LT_ERR_INVALID,
+        if (!lti_mul_u64(kv->count, size, &bytes) || bytes > remaining(c)) /* G9 */
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: key '%s': array of %" PRIu64 " %s elements runs past the end "
                            "of the file (%" PRIu64 " bytes remain)", c->path, key, kv->count,
                            lt_gguf_type_name((int)kv->elem_type), remaining(c));
         kv->data = malloc(bytes ? (size_t)bytes : 1);
         if (!kv->data)
-            return lt_fail_nomem(err, c->path);
+            return lti_fail_nomem(err, c->path);
         return take(c, kv->data, bytes, what, err);
     }
     /* strings: each takes at least its 8-byte length */
     uint64_t least;
-    if (!lt_mul_u64(kv->count, 8, &least) || least > remaining(c)) /* G9 */
-        return lt_fail(err, LT_ERR_INVALID,
+    if (!lti_mul_u64(kv->count, 8, &least) || least > remaining(c)) /* G9 */
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: key '%s': array of %" PRIu64 " strings runs past the end of the "
                        "file (%" PRIu64 " bytes remain)", c->path, key, kv->count, remaining(c));
     kv->strings = malloc(kv->count ? (size_t)kv->count * sizeof *kv->strings : 1);
     if (!kv->strings)
-        return lt_fail_nomem(err, c->path);
+        return lti_fail_nomem(err, c->path);
     size_t used = 0, cap = 0;
     for (uint64_t j = 0; j < kv->count; j++) {
         uint64_t len;
@@ -272,8 +272,8 @@ static lt_status take_value(struct cursor *c, struct gguf_kv *kv, lt_error *err)
         if (s != LT_OK)
             return s;
         /* len <= remaining, so the blob stays within the file's size */
-        if (!lt_grow((void **)&kv->data, &cap, used + (size_t)len + 1, 1))
-            return lt_fail_nomem(err, c->path);
+        if (!lti_grow((void **)&kv->data, &cap, used + (size_t)len + 1, 1))
+            return lti_fail_nomem(err, c->path);
         s = take(c, kv->data + used, len, what, err);
         if (s != LT_OK)
             return s;
@@ -282,15 +282,15 @@ static lt_status take_value(struct cursor *c, struct gguf_kv *kv, lt_error *err)
         used += (size_t)len + 1;
     }
     if (!kv->data && !(kv->data = calloc(1, 1)))
-        return lt_fail_nomem(err, c->path);
+        return lti_fail_nomem(err, c->path);
     return LT_OK;
 }
 
 /* One pair at the cursor into g->kvs (G5-G9). */
 static lt_status take_kv(struct cursor *c, struct gguf_file *g, uint64_t index, lt_error *err)
 {
-    if (!lt_grow((void **)&g->kvs, &g->cap_kvs, g->n_kvs + 1, sizeof *g->kvs))
-        return lt_fail_nomem(err, c->path);
+    if (!lti_grow((void **)&g->kvs, &g->cap_kvs, g->n_kvs + 1, sizeof *g->kvs))
+        return lti_fail_nomem(err, c->path);
     struct gguf_kv *kv = &g->kvs[g->n_kvs];
     memset(kv, 0, sizeof *kv);
     char what[64];
@@ -299,13 +299,13 @@ static lt_status take_kv(struct cursor *c, struct gguf_file *g, uint64_t index, 
     if (s != LT_OK)
         return s;
     g->n_kvs++; /* from here on the pair is freed with the rest */
-    int put = lt_strmap_put(&g->kv_index, kv->key, (long)(g->n_kvs - 1));
+    int put = lti_strmap_put(&g->kv_index, kv->key, (long)(g->n_kvs - 1));
     if (put < 0)
-        return lt_fail_nomem(err, c->path);
+        return lti_fail_nomem(err, c->path);
     if (put == 0) /* G6 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: duplicate key '%s'", c->path,
-                       lt_st_show(kv->key).text);
-    const char *key = lt_st_show(kv->key).text;
+        return lti_fail(err, LT_ERR_INVALID, "%s: duplicate key '%s'", c->path,
+                       lti_st_show(kv->key).text);
+    const char *key = lti_st_show(kv->key).text;
     snprintf(what, sizeof what, "type of key %" PRIu64, index);
     s = take_u32(c, &kv->type, what, err);
     if (s != LT_OK)
@@ -319,11 +319,11 @@ static lt_status take_kv(struct cursor *c, struct gguf_file *g, uint64_t index, 
         if (s != LT_OK)
             return s;
         if (kv->elem_type == LT_GGUF_ARRAY) /* G8 */
-            return lt_fail(err, LT_ERR_INVALID, "%s: key '%s' is an array of arrays, which "
+            return lti_fail(err, LT_ERR_INVALID, "%s: key '%s' is an array of arrays, which "
                            "GGUF does not allow", c->path, key);
     }
-    if (lt_gguf_fixed_size(kv->elem_type) == 0 && kv->elem_type != LT_GGUF_STRING) /* G7 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: key '%s' has unknown value type %" PRIu32,
+    if (lti_gguf_fixed_size(kv->elem_type) == 0 && kv->elem_type != LT_GGUF_STRING) /* G7 */
+        return lti_fail(err, LT_ERR_INVALID, "%s: key '%s' has unknown value type %" PRIu32,
                        c->path, key, kv->elem_type);
     return take_value(c, kv, err);
 }
@@ -332,16 +332,16 @@ static lt_status take_kv(struct cursor *c, struct gguf_file *g, uint64_t index, 
 static lt_status check_alignment(const char *path, struct gguf_file *g, lt_error *err)
 {
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
-    long at = lt_strmap_get(&g->kv_index, "general.alignment");
+    long at = lti_strmap_get(&g->kv_index, "general.alignment");
     if (at < 0)
         return LT_OK;
     const struct gguf_kv *kv = &g->kvs[at];
     if (kv->type != LT_GGUF_U32)
-        return lt_fail(err, LT_ERR_INVALID, "%s: general.alignment has type %s, not u32", path,
+        return lti_fail(err, LT_ERR_INVALID, "%s: general.alignment has type %s, not u32", path,
                        lt_gguf_type_name((int)kv->type));
     uint32_t a = (uint32_t)load_le(kv->data, 4);
     if (a == 0 || (a & (a - 1)) != 0)
-        return lt_fail(err, LT_ERR_INVALID, "%s: general.alignment %" PRIu32
+        return lti_fail(err, LT_ERR_INVALID, "%s: general.alignment %" PRIu32
                        " is not a power of two", path, a);
     g->alignment = a;
     return LT_OK;
@@ -352,7 +352,7 @@ static lt_status check_alignment(const char *path, struct gguf_file *g, lt_error
 /* ------------------------------------------------------------------ */
 
 /* One tensor info at the cursor (G11-G18). */
-static lt_status take_info(struct cursor *c, lt_strmap *names, struct info *t, uint64_t index,
+static lt_status take_info(struct cursor *c, lti_strmap *names, struct info *t, uint64_t index,
                            lt_error *err)
 {
     char what[64];
@@ -360,23 +360,23 @@ static lt_status take_info(struct cursor *c, lt_strmap *names, struct info *t, u
     lt_status s = take_cstring(c, &t->name, what, err);
     if (s != LT_OK)
         return s;
-    const char *name = lt_st_show(t->name).text;
+    const char *name = lti_st_show(t->name).text;
     size_t name_len = strlen(t->name);
     if (name_len > GGUF_MAX_NAME) /* G11 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor %" PRIu64 " name '%s' is %zu bytes "
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor %" PRIu64 " name '%s' is %zu bytes "
                        "long, more than the %d ggml allows", c->path, index, name, name_len,
                        GGUF_MAX_NAME);
-    int put = lt_strmap_put(names, t->name, (long)index);
+    int put = lti_strmap_put(names, t->name, (long)index);
     if (put < 0)
-        return lt_fail_nomem(err, c->path);
+        return lti_fail_nomem(err, c->path);
     if (put == 0) /* G12 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: duplicate tensor name '%s'", c->path, name);
+        return lti_fail(err, LT_ERR_INVALID, "%s: duplicate tensor name '%s'", c->path, name);
     snprintf(what, sizeof what, "info of tensor %" PRIu64, index);
     s = take_u32(c, &t->n_dims, what, err);
     if (s != LT_OK)
         return s;
     if (t->n_dims > GGUF_MAX_DIMS) /* G13 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' has %" PRIu32 " dimensions, more "
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' has %" PRIu32 " dimensions, more "
                        "than the %d GGUF allows", c->path, name, t->n_dims, GGUF_MAX_DIMS);
     uint64_t n_elems = 1;
     bool overflow = false;
@@ -385,13 +385,13 @@ static lt_status take_info(struct cursor *c, lt_strmap *names, struct info *t, u
         if (s != LT_OK)
             return s;
         if (t->ne[d] > (uint64_t)INT64_MAX) /* G14 */
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' dimension %" PRIu32
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' dimension %" PRIu32
                            " is negative (%" PRId64 ")", c->path, name, d, (int64_t)t->ne[d]);
-        if (!lt_mul_u64(n_elems, t->ne[d], &n_elems))
+        if (!lti_mul_u64(n_elems, t->ne[d], &n_elems))
             overflow = true;
     }
     if (overflow || n_elems > (uint64_t)INT64_MAX) /* G15 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': element count overflows 63 bits",
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': element count overflows 63 bits",
                        c->path, name);
     uint32_t ggml_type;
     s = take_u32(c, &ggml_type, what, err);
@@ -399,16 +399,16 @@ static lt_status take_info(struct cursor *c, lt_strmap *names, struct info *t, u
         return s;
     t->dtype = lt_dtype_from_ggml(ggml_type);
     if (t->dtype == LT_DTYPE_INVALID) /* G16 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' has unknown ggml type %" PRIu32,
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' has unknown ggml type %" PRIu32,
                        c->path, name, ggml_type);
     uint32_t block = lt_dtype_block_elems(t->dtype);
     uint64_t ne0 = t->n_dims ? t->ne[0] : 1;
     if (ne0 % block != 0) /* G17 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': row of %" PRIu64 " elements is "
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': row of %" PRIu64 " elements is "
                        "not a multiple of the %s block size %" PRIu32, c->path, name, ne0,
                        lt_dtype_name(t->dtype), block);
     if (!lt_dtype_nbytes(t->dtype, n_elems, &t->n_bytes)) /* G15 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': size in bytes overflows 64 bits",
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': size in bytes overflows 64 bits",
                        c->path, name);
     return take_u64(c, &t->offset, what, err);
 }
@@ -429,24 +429,24 @@ static lt_status check_placement(const char *path, const struct gguf_file *g,
     const struct info *prev = NULL; /* the non-empty tensor ending last */
     uint64_t prev_end = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *name = lt_st_show(t[i].name).text;
+        const char *name = lti_st_show(t[i].name).text;
         if (t[i].offset % g->alignment != 0) /* G19 */
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' offset %" PRIu64 " is not a "
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' offset %" PRIu64 " is not a "
                            "multiple of the alignment %" PRIu64, path, name, t[i].offset,
                            g->alignment);
         uint64_t begin, end;
-        if (!lt_add_u64(g->data_start, t[i].offset, &begin) ||
-            !lt_add_u64(begin, t[i].n_bytes, &end) || end > g->file.size) /* G20 */
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' data (offset %" PRIu64 ", %"
+        if (!lti_add_u64(g->data_start, t[i].offset, &begin) ||
+            !lti_add_u64(begin, t[i].n_bytes, &end) || end > g->file.size) /* G20 */
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' data (offset %" PRIu64 ", %"
                            PRIu64 " bytes) runs past the end of the file (%" PRIu64 " bytes, "
                            "data section at %" PRIu64 ")", path, name, t[i].offset,
                            t[i].n_bytes, g->file.size, g->data_start);
         if (t[i].n_bytes == 0)
             continue;
         if (prev && t[i].offset < prev_end) /* G21 */
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' (offset %" PRIu64 ") overlaps "
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' (offset %" PRIu64 ") overlaps "
                            "tensor '%s' (ends at %" PRIu64 ")", path, name, t[i].offset,
-                           lt_st_show(prev->name).text, prev_end);
+                           lti_st_show(prev->name).text, prev_end);
         prev = &t[i];
         prev_end = t[i].offset + t[i].n_bytes;
     }
@@ -466,17 +466,17 @@ static lt_status take_preamble(struct cursor *c, struct gguf_file *g, uint64_t *
     if (s != LT_OK)
         return s;
     if (memcmp(magic, GGUF_MAGIC, 4) != 0) /* G2 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: not a GGUF file (magic is not \"GGUF\")",
+        return lti_fail(err, LT_ERR_INVALID, "%s: not a GGUF file (magic is not \"GGUF\")",
                        c->path);
     s = take_u32(c, &g->version, "version", err);
     if (s != LT_OK)
         return s;
     if (g->version == 1) /* G3 */
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: GGUF version 1 is not supported", c->path);
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: GGUF version 1 is not supported", c->path);
     if (g->version != 0 && (g->version & 0xFFFF) == 0)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: big-endian GGUF is not supported", c->path);
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: big-endian GGUF is not supported", c->path);
     if (g->version != 2 && g->version != 3)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: GGUF version %" PRIu32 " is not supported "
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: GGUF version %" PRIu32 " is not supported "
                        "(only 2 and 3)", c->path, g->version);
     s = take_u64(c, n_tensors, "tensor count", err);
     if (s == LT_OK)
@@ -491,11 +491,11 @@ static lt_status take_preamble(struct cursor *c, struct gguf_file *g, uint64_t *
     } counts[] = {{*n_kv, GGUF_MIN_KV_BYTES, "key-value"}, {*n_tensors, GGUF_MIN_INFO_BYTES, "tensor"}};
     for (size_t k = 0; k < 2; k++) {
         if (counts[k].count > (uint64_t)INT64_MAX)
-            return lt_fail(err, LT_ERR_INVALID, "%s: %s count is negative (%" PRId64 ")",
+            return lti_fail(err, LT_ERR_INVALID, "%s: %s count is negative (%" PRId64 ")",
                            c->path, counts[k].what, (int64_t)counts[k].count);
         uint64_t bytes;
-        if (!lt_mul_u64(counts[k].count, counts[k].least, &bytes) || bytes > remaining(c))
-            return lt_fail(err, LT_ERR_INVALID, "%s: %s count %" PRIu64 " needs more than the %"
+        if (!lti_mul_u64(counts[k].count, counts[k].least, &bytes) || bytes > remaining(c))
+            return lti_fail(err, LT_ERR_INVALID, "%s: %s count %" PRIu64 " needs more than the %"
                            PRIu64 " bytes left in the file", c->path, counts[k].what,
                            counts[k].count, remaining(c));
     }
@@ -509,20 +509,20 @@ static lt_status parse_header(const char *path, struct gguf_file *g, struct info
 {
     struct cursor *c = malloc(sizeof *c);
     if (!c)
-        return lt_fail_nomem(err, path);
+        return lti_fail_nomem(err, path);
     *c = (struct cursor){.path = path, .file = &g->file};
     uint64_t n_tensors = 0, n_kv = 0;
     struct info *infos = NULL;
     size_t n_infos = 0, cap_infos = 0;
-    lt_strmap names = {0};
+    lti_strmap names = {0};
     lt_status s = take_preamble(c, g, &n_tensors, &n_kv, err);
     for (uint64_t i = 0; s == LT_OK && i < n_kv; i++)
         s = take_kv(c, g, i, err);
     if (s == LT_OK)
         s = check_alignment(path, g, err);
     for (uint64_t i = 0; s == LT_OK && i < n_tensors; i++) {
-        if (!lt_grow((void **)&infos, &cap_infos, n_infos + 1, sizeof *infos)) {
-            s = lt_fail_nomem(err, path);
+        if (!lti_grow((void **)&infos, &cap_infos, n_infos + 1, sizeof *infos)) {
+            s = lti_fail_nomem(err, path);
             break;
         }
         memset(&infos[n_infos], 0, sizeof *infos);
@@ -539,7 +539,7 @@ static lt_status parse_header(const char *path, struct gguf_file *g, struct info
             qsort(infos, n_infos, sizeof *infos, compare_infos);
         s = check_placement(path, g, infos, n_infos, err);
     }
-    lt_strmap_free(&names);
+    lti_strmap_free(&names);
     free(c);
     *out_infos = infos;
     *out_n = n_infos;
@@ -555,25 +555,25 @@ static lt_status gguf_read(lt_source *src, const lt_tensor_info *t, uint64_t off
 {
     const struct gguf_file *g = src->impl;
     uint64_t at;
-    if (!lt_add_u64(g->data_start, t->offset, &at) || !lt_add_u64(at, off, &at))
-        return lt_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
-                       lt_st_show(t->name).text);
-    return lt_rfile_pread(&g->file, at, dst, len, err);
+    if (!lti_add_u64(g->data_start, t->offset, &at) || !lti_add_u64(at, off, &at))
+        return lti_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
+                       lti_st_show(t->name).text);
+    return lti_rfile_pread(&g->file, at, dst, len, err);
 }
 
 static const void *gguf_borrow(lt_source *src, const lt_tensor_info *t, uint64_t off, size_t len)
 {
     const struct gguf_file *g = src->impl;
     uint64_t at;
-    if (!lt_add_u64(g->data_start, t->offset, &at) || !lt_add_u64(at, off, &at))
+    if (!lti_add_u64(g->data_start, t->offset, &at) || !lti_add_u64(at, off, &at))
         return NULL;
-    return lt_rfile_at(&g->file, at, len);
+    return lti_rfile_at(&g->file, at, len);
 }
 
 static void gguf_release(lt_source *src, const lt_tensor_info *t, const void *p, size_t len)
 {
     (void)t;
-    lt_rfile_release(&((const struct gguf_file *)src->impl)->file, p, len);
+    lti_rfile_release(&((const struct gguf_file *)src->impl)->file, p, len);
 }
 
 static void gguf_close(void *impl)
@@ -581,7 +581,7 @@ static void gguf_close(void *impl)
     gguf_file_free(impl);
 }
 
-static const struct lt_source_ops gguf_source_ops = {
+static const struct lti_source_ops gguf_source_ops = {
     .read = gguf_read, .borrow = gguf_borrow, .release = gguf_release, .close = gguf_close};
 
 /* String scalars go into the generic metadata too, so `inspect` shows them;
@@ -595,7 +595,7 @@ static lt_status add_string_meta(lt_source *src, const struct gguf_file *g, lt_e
         const char *value = (const char *)kv->data;
         if (strlen(value) != kv->strings[0].len)
             continue;
-        lt_status s = lt_source_add_meta(src, kv->key, value, err);
+        lt_status s = lti_source_add_meta(src, kv->key, value, err);
         if (s != LT_OK)
             return s;
     }
@@ -606,31 +606,31 @@ static lt_source *gguf_open(const char *path, lt_error *err)
 {
     struct gguf_file *g = calloc(1, sizeof *g);
     if (!g) {
-        lt_fail_nomem(err, path);
+        lti_fail_nomem(err, path);
         return NULL;
     }
     g->file.fd = -1;
     struct info *infos = NULL;
     size_t n_infos = 0;
     lt_source *src = NULL;
-    lt_status s = lt_rfile_open(&g->file, path, err);
+    lt_status s = lti_rfile_open(&g->file, path, err);
     if (s == LT_OK)
         s = parse_header(path, g, &infos, &n_infos, err);
     if (s == LT_OK) {
-        src = lt_source_new("gguf", path, &gguf_source_ops, err);
+        src = lti_source_new("gguf", path, &gguf_source_ops, err);
         s = src ? LT_OK : LT_ERR_NOMEM;
     }
     if (s == LT_OK) {
         src->impl = g;
         g = NULL; /* the source owns it now */
-        s = lt_source_add_file(src, path, err);
+        s = lti_source_add_file(src, path, err);
     }
     for (size_t i = 0; s == LT_OK && i < n_infos; i++) {
         const struct info *t = &infos[i];
         uint64_t shape[GGUF_MAX_DIMS];
         for (uint32_t d = 0; d < t->n_dims; d++)
             shape[d] = t->ne[t->n_dims - 1 - d];
-        s = lt_source_add_tensor(src, path, t->name, t->dtype, t->n_dims, shape, t->offset, 0,
+        s = lti_source_add_tensor(src, path, t->name, t->dtype, t->n_dims, shape, t->offset, 0,
                                  err);
     }
     if (s == LT_OK)
@@ -652,7 +652,7 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static int gguf_bid(const lt_probe *probe)
+static int gguf_bid(const lti_probe *probe)
 {
     if (probe->is_dir)
         return 0;
@@ -708,7 +708,7 @@ const char *lt_source_kv_key(const lt_source *src, size_t i)
 long lt_source_kv_find(const lt_source *src, const char *key)
 {
     const struct gguf_file *g = gguf_of(src);
-    return g && key ? lt_strmap_get(&g->kv_index, key) : -1;
+    return g && key ? lti_strmap_get(&g->kv_index, key) : -1;
 }
 
 int lt_source_kv_type(const lt_source *src, size_t i)
@@ -733,7 +733,7 @@ uint64_t lt_source_kv_len(const lt_source *src, size_t i)
  * is not an integer type. */
 static bool integer_at(const struct gguf_kv *kv, uint64_t j, bool *negative, uint64_t *magnitude)
 {
-    uint32_t size = lt_gguf_fixed_size(kv->elem_type);
+    uint32_t size = lti_gguf_fixed_size(kv->elem_type);
     bool is_signed;
     switch (kv->elem_type) {
     case LT_GGUF_U8: case LT_GGUF_U16: case LT_GGUF_U32: case LT_GGUF_U64:
@@ -826,9 +826,9 @@ const char *lt_source_kv_str(const lt_source *src, size_t i, uint64_t j, size_t 
 }
 
 
-const lt_format lt_format_gguf = {
+const lti_format lti_format_gguf = {
     .name = "gguf",
     .bid = gguf_bid,
     .open = gguf_open,
-    .create = lt_gguf_sink_create,
+    .create = lti_gguf_sink_create,
 };

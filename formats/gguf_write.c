@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "safetensors.h" /* lt_st_show */
+#include "safetensors.h" /* lti_st_show */
 
 #define GGUF_VERSION_WRITTEN 3
 #define GGUF_DEFAULT_ALIGNMENT 32
@@ -41,7 +41,7 @@ struct gguf_writer {
     struct out_kv *kvs;
     size_t n_kvs, cap_kvs;
     uint64_t alignment;
-    lt_wfile file;
+    lti_wfile file;
     bool created;
 };
 
@@ -56,7 +56,7 @@ static void put(struct bytes *b, const void *p, size_t n)
 {
     if (b->failed)
         return;
-    if (!lt_grow((void **)&b->data, &b->cap, b->len + n + 1, 1)) {
+    if (!lti_grow((void **)&b->data, &b->cap, b->len + n + 1, 1)) {
         b->failed = true;
         return;
     }
@@ -114,14 +114,14 @@ static void put_element(struct bytes *b, int type, const void *values, size_t k)
 /* Key-value pairs on any sink                                          */
 /* ------------------------------------------------------------------ */
 
-static const struct lt_sink_ops gguf_sink_ops;
+static const struct lti_sink_ops gguf_sink_ops;
 
 static lt_status store_kv(lt_sink *sink, const char *key, uint32_t type, struct bytes *value,
                           lt_error *err)
 {
     struct gguf_writer *w = sink->impl;
     if (value->failed)
-        return lt_fail_nomem(err, sink->path);
+        return lti_fail_nomem(err, sink->path);
     for (size_t i = 0; i < w->n_kvs; i++) {
         if (strcmp(w->kvs[i].key, key) == 0) {
             free(w->kvs[i].value);
@@ -131,11 +131,11 @@ static lt_status store_kv(lt_sink *sink, const char *key, uint32_t type, struct 
             return LT_OK;
         }
     }
-    char *copy = lt_strdup(key);
-    if (!copy || !lt_grow((void **)&w->kvs, &w->cap_kvs, w->n_kvs + 1, sizeof *w->kvs)) {
+    char *copy = lti_strdup(key);
+    if (!copy || !lti_grow((void **)&w->kvs, &w->cap_kvs, w->n_kvs + 1, sizeof *w->kvs)) {
         free(copy);
         free(value->data);
-        return lt_fail_nomem(err, sink->path);
+        return lti_fail_nomem(err, sink->path);
     }
     w->kvs[w->n_kvs++] = (struct out_kv){
         .key = copy, .type = type, .value = value->data, .value_len = value->len};
@@ -147,10 +147,10 @@ static lt_status check_kv_call(lt_sink *sink, const char *key, int type, const v
                                lt_error *err)
 {
     if (sink->begun)
-        return lt_fail(err, LT_ERR_USAGE, "%s: key '%s' set after the header was written",
+        return lti_fail(err, LT_ERR_USAGE, "%s: key '%s' set after the header was written",
                        sink->path, key);
-    if (!key || !value || (lt_gguf_fixed_size(type) == 0 && type != LT_GGUF_STRING))
-        return lt_fail(err, LT_ERR_USAGE, "%s: key '%s': bad value type %d or no value",
+    if (!key || !value || (lti_gguf_fixed_size(type) == 0 && type != LT_GGUF_STRING))
+        return lti_fail(err, LT_ERR_USAGE, "%s: key '%s': bad value type %d or no value",
                        sink->path, key ? key : "(null)", type);
     return LT_OK;
 }
@@ -164,14 +164,14 @@ lt_status lt_sink_set_kv(lt_sink *sink, const char *key, int type, const void *v
     if (sink->ops != &gguf_sink_ops) {
         if (type == LT_GGUF_STRING)
             return lt_sink_set_meta(sink, key, value, err);
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: %s output holds only string metadata; "
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: %s output holds only string metadata; "
                        "key '%s' has type %s", sink->path, sink->format, key,
                        lt_gguf_type_name(type));
     }
     if (strcmp(key, "general.alignment") == 0) {
         uint32_t a = type == LT_GGUF_U32 ? *(const uint32_t *)value : 0;
         if (a == 0 || (a & (a - 1)) != 0)
-            return lt_fail(err, LT_ERR_USAGE, "%s: general.alignment must be a u32 power of "
+            return lti_fail(err, LT_ERR_USAGE, "%s: general.alignment must be a u32 power of "
                            "two", sink->path);
         ((struct gguf_writer *)sink->impl)->alignment = a;
     }
@@ -189,10 +189,10 @@ lt_status lt_sink_set_kv_array(lt_sink *sink, const char *key, int elem_type,
     if (s != LT_OK)
         return s;
     if (sink->ops != &gguf_sink_ops)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: %s output holds only string metadata; "
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: %s output holds only string metadata; "
                        "key '%s' is an array", sink->path, sink->format, key);
     if (strcmp(key, "general.alignment") == 0)
-        return lt_fail(err, LT_ERR_USAGE, "%s: general.alignment must be a u32 power of two",
+        return lti_fail(err, LT_ERR_USAGE, "%s: general.alignment must be a u32 power of two",
                        sink->path);
     struct bytes b = {0};
     put_le(&b, (uint32_t)elem_type, 4);
@@ -223,21 +223,21 @@ static void writer_free(lt_sink *sink)
 static lt_status check_writable(const lt_sink *sink, lt_error *err)
 {
     for (size_t i = 0; i < sink->n_tensors; i++) {
-        const lt_sink_tensor *t = &sink->tensors[i];
-        const char *name = lt_st_show(t->name).text;
+        const lti_sink_tensor *t = &sink->tensors[i];
+        const char *name = lti_st_show(t->name).text;
         if (lt_dtype_ggml_id(t->dtype) < 0)
-            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which GGUF "
+            return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which GGUF "
                            "cannot store", sink->path, name, lt_dtype_name(t->dtype));
         if (t->n_dims > GGUF_MAX_DIMS)
-            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has %" PRIu32 " dimensions,"
+            return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has %" PRIu32 " dimensions,"
                            " more than the %d GGUF allows", sink->path, name, t->n_dims,
                            GGUF_MAX_DIMS);
         if (strlen(t->name) > GGUF_MAX_NAME)
-            return lt_fail(err, LT_ERR_USAGE, "%s: tensor name '%s' is longer than the %d bytes "
+            return lti_fail(err, LT_ERR_USAGE, "%s: tensor name '%s' is longer than the %d bytes "
                            "GGUF allows", sink->path, name, GGUF_MAX_NAME);
         uint64_t row = t->n_dims ? t->shape[t->n_dims - 1] : 1;
         if (row % lt_dtype_block_elems(t->dtype) != 0)
-            return lt_fail(err, LT_ERR_USAGE, "%s: tensor '%s': rows of %" PRIu64 " elements "
+            return lti_fail(err, LT_ERR_USAGE, "%s: tensor '%s': rows of %" PRIu64 " elements "
                            "are not whole %s blocks", sink->path, name, row,
                            lt_dtype_name(t->dtype));
     }
@@ -278,7 +278,7 @@ static lt_status build_header(lt_sink *sink, struct bytes *h, uint64_t *data_byt
     }
     uint64_t offset = 0;
     for (size_t i = 0; i < sink->n_tensors; i++) {
-        lt_sink_tensor *t = &sink->tensors[i];
+        lti_sink_tensor *t = &sink->tensors[i];
         put_string(h, t->name);
         put_le(h, t->n_dims, 4);
         for (uint32_t d = t->n_dims; d-- > 0;)
@@ -287,14 +287,14 @@ static lt_status build_header(lt_sink *sink, struct bytes *h, uint64_t *data_byt
         put_le(h, offset, 8);
         t->offset = offset; /* relative until the header length is known */
         uint64_t padded, pad = (w->alignment - t->n_bytes % w->alignment) % w->alignment;
-        if (!lt_add_u64(t->n_bytes, pad, &padded) || !lt_add_u64(offset, padded, &offset))
-            return lt_fail(err, LT_ERR_USAGE, "%s: tensor data adds up to more than 2^64 bytes",
+        if (!lti_add_u64(t->n_bytes, pad, &padded) || !lti_add_u64(offset, padded, &offset))
+            return lti_fail(err, LT_ERR_USAGE, "%s: tensor data adds up to more than 2^64 bytes",
                            sink->path);
     }
     while (!h->failed && h->len % w->alignment != 0)
         put(h, "", 1);
     if (h->failed)
-        return lt_fail_nomem(err, sink->path);
+        return lti_fail_nomem(err, sink->path);
     for (size_t i = 0; i < sink->n_tensors; i++)
         sink->tensors[i].offset += h->len;
     *data_bytes = offset;
@@ -309,38 +309,38 @@ static lt_status gguf_begin(lt_sink *sink, lt_error *err)
     lt_status s = check_writable(sink, err);
     if (s == LT_OK)
         s = build_header(sink, &header, &data_bytes, err);
-    if (s == LT_OK && !lt_add_u64(header.len, data_bytes, &file_size))
-        s = lt_fail(err, LT_ERR_USAGE, "%s: file would exceed 2^64 bytes", sink->path);
+    if (s == LT_OK && !lti_add_u64(header.len, data_bytes, &file_size))
+        s = lti_fail(err, LT_ERR_USAGE, "%s: file would exceed 2^64 bytes", sink->path);
     if (s == LT_OK) {
-        s = lt_wfile_create(&w->file, sink->path, err);
+        s = lti_wfile_create(&w->file, sink->path, err);
         w->created = s == LT_OK;
         w->file.durable = sink->opts.fsync;
     }
     if (s == LT_OK)
-        s = lt_wfile_pwrite(&w->file, 0, header.data, header.len, err);
+        s = lti_wfile_pwrite(&w->file, 0, header.data, header.len, err);
     /* size the file now: padding and tensors never written stay zeros */
     if (s == LT_OK && ftruncate(w->file.fd, (off_t)file_size) != 0)
-        s = lt_fail_errno(err, sink->path, "cannot size output file");
+        s = lti_fail_errno(err, sink->path, "cannot size output file");
     free(header.data);
     if (s != LT_OK && w->created) {
-        lt_wfile_abort(&w->file);
+        lti_wfile_abort(&w->file);
         w->created = false;
     }
     return s;
 }
 
-static lt_status gguf_write(lt_sink *sink, const lt_sink_tensor *t, uint64_t off,
+static lt_status gguf_write(lt_sink *sink, const lti_sink_tensor *t, uint64_t off,
                             const void *data, size_t len, lt_error *err)
 {
     struct gguf_writer *w = sink->impl;
-    return lt_wfile_pwrite(&w->file, t->offset + off, data, len, err);
+    return lti_wfile_pwrite(&w->file, t->offset + off, data, len, err);
 }
 
 static lt_status gguf_commit(lt_sink *sink, lt_error *err)
 {
     struct gguf_writer *w = sink->impl;
-    lt_status s = lt_wfile_commit(&w->file, err);
-    w->created = false; /* committed, or lt_wfile_commit removed its temporary */
+    lt_status s = lti_wfile_commit(&w->file, err);
+    w->created = false; /* committed, or lti_wfile_commit removed its temporary */
     if (s == LT_OK)
         writer_free(sink);
     return s;
@@ -352,26 +352,26 @@ static void gguf_abort(lt_sink *sink)
     if (!w)
         return;
     if (w->created)
-        lt_wfile_abort(&w->file);
+        lti_wfile_abort(&w->file);
     writer_free(sink);
 }
 
-static const struct lt_sink_ops gguf_sink_ops = {
+static const struct lti_sink_ops gguf_sink_ops = {
     .begin = gguf_begin, .write = gguf_write, .commit = gguf_commit, .abort = gguf_abort};
 
 
-lt_sink *lt_gguf_sink_create(const char *path, const lt_sink_options *opts, lt_error *err)
+lt_sink *lti_gguf_sink_create(const char *path, const lt_sink_options *opts, lt_error *err)
 {
     if (opts && opts->shard_size > 0) {
-        lt_fail(err, LT_ERR_USAGE, "%s: GGUF output cannot be sharded", path);
+        lti_fail(err, LT_ERR_USAGE, "%s: GGUF output cannot be sharded", path);
         return NULL;
     }
-    lt_sink *sink = lt_sink_new("gguf", path, opts, &gguf_sink_ops, err);
+    lt_sink *sink = lti_sink_new("gguf", path, opts, &gguf_sink_ops, err);
     if (!sink)
         return NULL;
     struct gguf_writer *w = calloc(1, sizeof *w);
     if (!w) {
-        lt_fail_nomem(err, path);
+        lti_fail_nomem(err, path);
         lt_sink_abort(sink);
         return NULL;
     }
@@ -434,13 +434,13 @@ lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err)
         size_t size = c_value_size(elem);
         unsigned char *values = malloc((size_t)n * size + 8);
         if (!values)
-            return lt_fail_nomem(err, lt_source_path(src));
+            return lti_fail_nomem(err, lt_source_path(src));
         bool ok = true;
         for (uint64_t j = 0; ok && j < n; j++)
             ok = read_c_value(src, i, j, elem, values + j * size);
         lt_status s;
         if (!ok)
-            s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: key '%s' cannot be copied (a string with a NUL byte inside?)",
+            s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: key '%s' cannot be copied (a string with a NUL byte inside?)",
                         lt_source_path(src), key);
         else if (array)
             s = lt_sink_set_kv_array(sink, key, elem, values, (size_t)n, err);

@@ -87,7 +87,7 @@ static int family_of(const char *arch)
     return -1;
 }
 
-const char *lt_arch_from_hf_model_type(const char *model_type)
+const char *lti_arch_from_hf_model_type(const char *model_type)
 {
     static const struct { const char *hf, *arch; } types[] = {
         {"llama", "llama"}, {"mistral", "llama"}, {"mixtral", "llama"}, {"qwen2", "qwen2"},
@@ -100,9 +100,9 @@ const char *lt_arch_from_hf_model_type(const char *model_type)
     return NULL;
 }
 
-bool lt_arch_supported(const char *arch) { return family_of(arch) >= 0; }
+bool lti_arch_supported(const char *arch) { return family_of(arch) >= 0; }
 
-bool lt_arch_permutes_qk(const char *arch)
+bool lti_arch_permutes_qk(const char *arch)
 {
     int f = family_of(arch);
     return f >= 0 && families[f].permute_qk;
@@ -155,7 +155,7 @@ static char *map_name(const char *arch, const char *name, bool to_gguf)
     const char *suffix = param_suffix(name, &stem_len);
     for (const name_pair *p = global_names; p->hf; p++)
         if (strlen(side(p, !to_gguf)) == stem_len && strncmp(name, side(p, !to_gguf), stem_len) == 0)
-            return lt_asprintf("%s%s", side(p, to_gguf), suffix);
+            return lti_asprintf("%s%s", side(p, to_gguf), suffix);
     unsigned long layer;
     const char *rest = layer_rest(name, stem_len, to_gguf ? "model.layers." : "blk.", &layer);
     if (!rest)
@@ -163,23 +163,23 @@ static char *map_name(const char *arch, const char *name, bool to_gguf)
     size_t rest_len = stem_len - (size_t)(rest - name);
     for (const name_pair *p = families[f].layers; p->hf; p++)
         if (strlen(side(p, !to_gguf)) == rest_len && strncmp(rest, side(p, !to_gguf), rest_len) == 0)
-            return lt_asprintf(to_gguf ? "blk.%lu.%s%s" : "model.layers.%lu.%s%s", layer, side(p, to_gguf), suffix);
+            return lti_asprintf(to_gguf ? "blk.%lu.%s%s" : "model.layers.%lu.%s%s", layer, side(p, to_gguf), suffix);
     return NULL;
 }
 
-char *lt_name_hf_to_gguf(const char *arch, const char *hf_name) { return map_name(arch, hf_name, true); }
-char *lt_name_gguf_to_hf(const char *arch, const char *gguf_name) { return map_name(arch, gguf_name, false); }
+char *lti_name_hf_to_gguf(const char *arch, const char *hf_name) { return map_name(arch, hf_name, true); }
+char *lti_name_gguf_to_hf(const char *arch, const char *gguf_name) { return map_name(arch, gguf_name, false); }
 
 /* llama.cpp's Q/K permutation of rows (spec/convert.md): with hd = rows per
  * head, GGUF row h*hd + 2t + s holds HF row h*hd + s*hd/2 + t. */
-uint64_t lt_qk_hf_row_of_gguf_row(uint64_t gguf_row, uint64_t n_head, uint64_t n_rows)
+uint64_t lti_qk_hf_row_of_gguf_row(uint64_t gguf_row, uint64_t n_head, uint64_t n_rows)
 {
     uint64_t hd = n_rows / n_head;
     uint64_t h = gguf_row / hd, within = gguf_row % hd;
     return h * hd + (within % 2) * (hd / 2) + within / 2;
 }
 
-uint64_t lt_qk_gguf_row_of_hf_row(uint64_t hf_row, uint64_t n_head, uint64_t n_rows)
+uint64_t lti_qk_gguf_row_of_hf_row(uint64_t hf_row, uint64_t n_head, uint64_t n_rows)
 {
     uint64_t hd = n_rows / n_head;
     uint64_t h = hf_row / hd, within = hf_row % hd;

@@ -3,23 +3,23 @@
 #ifndef LT_NAMES_H
 #define LT_NAMES_H
 
-#include "internal.h"
+#include "format.h"
 
 /* GGUF architecture for a config.json model_type ("mistral" -> "llama"),
  * or NULL when we have no name map for it.  Static string. */
-const char *lt_arch_from_hf_model_type(const char *model_type);
-bool lt_arch_supported(const char *arch);
+const char *lti_arch_from_hf_model_type(const char *model_type);
+bool lti_arch_supported(const char *arch);
 /* llama.cpp's converter permutes the rows of q_proj/k_proj for this arch. */
-bool lt_arch_permutes_qk(const char *arch);
+bool lti_arch_permutes_qk(const char *arch);
 
 /* "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight" and
  * back; malloc'd, NULL when the name has no counterpart. */
-char *lt_name_hf_to_gguf(const char *arch, const char *hf_name);
-char *lt_name_gguf_to_hf(const char *arch, const char *gguf_name);
+char *lti_name_hf_to_gguf(const char *arch, const char *hf_name);
+char *lti_name_gguf_to_hf(const char *arch, const char *gguf_name);
 
 /* Row maps of the Q/K permutation for a tensor of n_rows rows in n_head
  * heads. */
-uint64_t lt_qk_hf_row_of_gguf_row(uint64_t gguf_row, uint64_t n_head, uint64_t n_rows);
-uint64_t lt_qk_gguf_row_of_hf_row(uint64_t hf_row, uint64_t n_head, uint64_t n_rows);
+uint64_t lti_qk_hf_row_of_gguf_row(uint64_t gguf_row, uint64_t n_head, uint64_t n_rows);
+uint64_t lti_qk_gguf_row_of_hf_row(uint64_t hf_row, uint64_t n_head, uint64_t n_rows);
 
 #endif

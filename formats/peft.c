@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "format.h"
+#include "regex.h"
 
 #define CONFIG_NAME "adapter_config.json"
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -19,7 +20,7 @@
  * re.match(rf"(.*\.)?({key})$", module_name). */
 typedef struct pattern_entry {
     char *key;
-    lt_regex *re;
+    lti_regex *re;
     double value;
 } pattern_entry;
 
@@ -47,7 +48,7 @@ struct lt_adapter {
     lt_source *weights;
     lt_lora_module *modules;
     size_t n_modules, cap_modules;
-    lt_strmap module_index;       /* module name -> index              */
+    lti_strmap module_index;       /* module name -> index              */
     lt_replacement *replacements;
     size_t n_replacements, cap_replacements;
     token_set *token_sets;        /* trainable_token_indices             */
@@ -81,8 +82,8 @@ static bool is_supported_type(const char *type)
 
 static bool list_push(string_list *list, const char *text)
 {
-    char *copy = lt_strdup(text);
-    if (!copy || !lt_grow((void **)&list->items, &list->cap, list->count + 1, sizeof(char *))) {
+    char *copy = lti_strdup(text);
+    if (!copy || !lti_grow((void **)&list->items, &list->cap, list->count + 1, sizeof(char *))) {
         free(copy);
         return false;
     }
@@ -102,7 +103,7 @@ static void patterns_free(pattern_entry *entries, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(entries[i].key);
-        lt_regex_free(entries[i].re);
+        lti_regex_free(entries[i].re);
     }
     free(entries);
 }
@@ -126,7 +127,7 @@ void lt_adapter_close(lt_adapter *ad)
         free((char *)ad->modules[i].target);
     }
     free(ad->modules);
-    lt_strmap_free(&ad->module_index);
+    lti_strmap_free(&ad->module_index);
     for (size_t i = 0; i < ad->n_replacements; i++)
         free((char *)ad->replacements[i].target);
     free(ad->replacements);
@@ -141,10 +142,10 @@ void lt_adapter_close(lt_adapter *ad)
 
 static lt_status warn(lt_adapter *ad, lt_error *err, const char *fmt, const char *arg)
 {
-    char *line = lt_asprintf(fmt, arg);
+    char *line = lti_asprintf(fmt, arg);
     if (!line || !list_push(&ad->warnings, line)) {
         free(line);
-        return lt_fail_nomem(err, ad->config_path);
+        return lti_fail_nomem(err, ad->config_path);
     }
     free(line);
     return LT_OK;
@@ -157,7 +158,7 @@ static const char *own_string(lt_adapter *ad, int slot, const cJSON *item)
 {
     if (!cJSON_IsString(item) || !item->valuestring)
         return NULL;
-    ad->owned_strings[slot] = lt_strdup(item->valuestring);
+    ad->owned_strings[slot] = lti_strdup(item->valuestring);
     return ad->owned_strings[slot];
 }
 
@@ -168,7 +169,7 @@ static lt_status config_bool(lt_adapter *ad, const cJSON *root, const char *key,
     if (!item || cJSON_IsNull(item))
         return LT_OK;
     if (!cJSON_IsBool(item))
-        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' must be true or false", ad->config_path, key);
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' must be true or false", ad->config_path, key);
     *out = cJSON_IsTrue(item);
     return LT_OK;
 }
@@ -179,14 +180,14 @@ static lt_status config_string_list(lt_adapter *ad, const cJSON *item, const cha
     if (!item || cJSON_IsNull(item))
         return LT_OK;
     if (!cJSON_IsArray(item))
-        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' must be a list of strings", ad->config_path, key);
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' must be a list of strings", ad->config_path, key);
     const cJSON *elem;
     cJSON_ArrayForEach(elem, item) {
         if (!cJSON_IsString(elem))
-            return lt_fail(err, LT_ERR_INVALID, "%s: '%s' must be a list of strings",
+            return lti_fail(err, LT_ERR_INVALID, "%s: '%s' must be a list of strings",
                            ad->config_path, key);
         if (!list_push(out, elem->valuestring))
-            return lt_fail_nomem(err, ad->config_path);
+            return lti_fail_nomem(err, ad->config_path);
     }
     return LT_OK;
 }
@@ -198,33 +199,33 @@ static lt_status config_patterns(lt_adapter *ad, const cJSON *root, const char *
     if (!obj || cJSON_IsNull(obj))
         return LT_OK;
     if (!cJSON_IsObject(obj))
-        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' must be an object", ad->config_path, key);
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' must be an object", ad->config_path, key);
     size_t n = (size_t)cJSON_GetArraySize(obj);
     if (n == 0)
         return LT_OK;
     pattern_entry *entries = calloc(n, sizeof *entries);
     if (!entries)
-        return lt_fail_nomem(err, ad->config_path);
+        return lti_fail_nomem(err, ad->config_path);
     *out = entries;
     const cJSON *item;
     size_t i = 0;
     cJSON_ArrayForEach(item, obj) {
         if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
-            return lt_fail(err, LT_ERR_INVALID, "%s: %s['%s'] must be a number", ad->config_path,
+            return lti_fail(err, LT_ERR_INVALID, "%s: %s['%s'] must be a number", ad->config_path,
                            key, item->string);
-        entries[i].key = lt_strdup(item->string);
-        char *wrapped = lt_asprintf("(.*\\.)?(%s)$", item->string);
+        entries[i].key = lti_strdup(item->string);
+        char *wrapped = lti_asprintf("(.*\\.)?(%s)$", item->string);
         if (!entries[i].key || !wrapped) {
             free(wrapped);
-            return lt_fail_nomem(err, ad->config_path);
+            return lti_fail_nomem(err, ad->config_path);
         }
         lt_error re_err;
-        entries[i].re = lt_regex_compile(wrapped, &re_err);
+        entries[i].re = lti_regex_compile(wrapped, &re_err);
         free(wrapped);
         entries[i].value = item->valuedouble;
         *n_out = ++i;
         if (!entries[i - 1].re)
-            return lt_fail(err, re_err.status, "%s: %s key '%s': %s", ad->config_path, key,
+            return lti_fail(err, re_err.status, "%s: %s key '%s': %s", ad->config_path, key,
                            item->string, re_err.message);
     }
     return LT_OK;
@@ -233,17 +234,17 @@ static lt_status config_patterns(lt_adapter *ad, const cJSON *root, const char *
 static lt_status token_ids(lt_adapter *ad, const cJSON *list, token_set *set, lt_error *err)
 {
     if (!cJSON_IsArray(list))
-        return lt_fail(err, LT_ERR_INVALID, "%s: trainable_token_indices must hold lists of token ids",
+        return lti_fail(err, LT_ERR_INVALID, "%s: trainable_token_indices must hold lists of token ids",
                        ad->config_path);
     size_t n = (size_t)cJSON_GetArraySize(list);
     set->ids = calloc(n + 1, sizeof *set->ids);
     if (!set->ids)
-        return lt_fail_nomem(err, ad->config_path);
+        return lti_fail_nomem(err, ad->config_path);
     const cJSON *id;
     cJSON_ArrayForEach(id, list) {
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e15 ||
             id->valuedouble != floor(id->valuedouble))
-            return lt_fail(err, LT_ERR_INVALID, "%s: trainable_token_indices: token ids are non-negative integers",
+            return lti_fail(err, LT_ERR_INVALID, "%s: trainable_token_indices: token ids are non-negative integers",
                            ad->config_path);
         set->ids[set->n++] = (uint64_t)id->valuedouble;
     }
@@ -259,7 +260,7 @@ static lt_status config_token_sets(lt_adapter *ad, const cJSON *item, lt_error *
     size_t n = cJSON_IsObject(item) ? (size_t)cJSON_GetArraySize(item) : 1;
     ad->token_sets = calloc(n + 1, sizeof *ad->token_sets);
     if (!ad->token_sets)
-        return lt_fail_nomem(err, ad->config_path);
+        return lti_fail_nomem(err, ad->config_path);
     if (!cJSON_IsObject(item)) {
         ad->n_token_sets = 1;
         return token_ids(ad, item, &ad->token_sets[0], err);
@@ -267,8 +268,8 @@ static lt_status config_token_sets(lt_adapter *ad, const cJSON *item, lt_error *
     const cJSON *entry;
     cJSON_ArrayForEach(entry, item) {
         token_set *set = &ad->token_sets[ad->n_token_sets++];
-        if (!(set->module = lt_strdup(entry->string)))
-            return lt_fail_nomem(err, ad->config_path);
+        if (!(set->module = lti_strdup(entry->string)))
+            return lti_fail_nomem(err, ad->config_path);
         lt_status s = token_ids(ad, entry, set, err);
         if (s != LT_OK)
             return s;
@@ -281,7 +282,7 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
     const char *error_at = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &error_at, true);
     if (!root)
-        return lt_fail(err, LT_ERR_INVALID, "%s: invalid JSON near byte %ld", ad->config_path,
+        return lti_fail(err, LT_ERR_INVALID, "%s: invalid JSON near byte %ld", ad->config_path,
                        error_at ? (long)(error_at - text) : 0L);
     lt_status s = LT_OK;
     lt_peft_config *cfg = &ad->cfg;
@@ -290,18 +291,18 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
     cfg->adalora_init_r = 12;
     cfg->bias = "none";
     if (!cJSON_IsObject(root)) {
-        s = lt_fail(err, LT_ERR_INVALID, "%s: top level is not a JSON object", ad->config_path);
+        s = lti_fail(err, LT_ERR_INVALID, "%s: top level is not a JSON object", ad->config_path);
         goto done;
     }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "peft_type");
     if (!cJSON_IsString(type)) {
-        s = lt_fail(err, LT_ERR_UNSUPPORTED,
+        s = lti_fail(err, LT_ERR_UNSUPPORTED,
                     "%s: not a PEFT adapter config (no peft_type; made by another tool?)",
                     ad->config_path);
         goto done;
     }
     if (!is_supported_type(type->valuestring)) {
-        s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: unsupported adapter type %s (only LORA and ADALORA)",
+        s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: unsupported adapter type %s (only LORA and ADALORA)",
                     ad->config_path, type->valuestring);
         goto done;
     }
@@ -314,7 +315,7 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
     if (r && !cJSON_IsNull(r)) {
         if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 1e7 ||
             r->valuedouble != floor(r->valuedouble)) {
-            s = lt_fail(err, LT_ERR_INVALID, "%s: 'r' must be a positive integer", ad->config_path);
+            s = lti_fail(err, LT_ERR_INVALID, "%s: 'r' must be a positive integer", ad->config_path);
             goto done;
         }
         cfg->r = (uint32_t)r->valuedouble;
@@ -322,7 +323,7 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
     const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
     if (alpha && !cJSON_IsNull(alpha)) {
         if (!cJSON_IsNumber(alpha) || !isfinite(alpha->valuedouble)) {
-            s = lt_fail(err, LT_ERR_INVALID, "%s: 'lora_alpha' must be a number", ad->config_path);
+            s = lti_fail(err, LT_ERR_INVALID, "%s: 'lora_alpha' must be a number", ad->config_path);
             goto done;
         }
         cfg->lora_alpha = alpha->valuedouble;
@@ -342,7 +343,7 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
     if (cJSON_IsString(bias)) {
         if (strcmp(bias->valuestring, "none") && strcmp(bias->valuestring, "all") &&
             strcmp(bias->valuestring, "lora_only")) {
-            s = lt_fail(err, LT_ERR_INVALID, "%s: 'bias' must be none, all or lora_only",
+            s = lti_fail(err, LT_ERR_INVALID, "%s: 'bias' must be none, all or lora_only",
                         ad->config_path);
             goto done;
         }
@@ -355,12 +356,12 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
     if (cJSON_IsString(targets)) {
         cfg->target_regex = own_string(ad, 5, targets);
         lt_error re_err;
-        lt_regex *re = lt_regex_compile(cfg->target_regex, &re_err);
+        lti_regex *re = lti_regex_compile(cfg->target_regex, &re_err);
         if (!re) {
-            s = lt_fail(err, re_err.status, "%s: target_modules: %s", ad->config_path, re_err.message);
+            s = lti_fail(err, re_err.status, "%s: target_modules: %s", ad->config_path, re_err.message);
             goto done;
         }
-        lt_regex_free(re);
+        lti_regex_free(re);
     } else if ((s = config_string_list(ad, targets, "target_modules", &ad->targets, err))) {
         goto done;
     }
@@ -386,7 +387,7 @@ static lt_status parse_config(lt_adapter *ad, const char *text, lt_error *err)
             known = strcmp(item->string, known_config_keys[k]) == 0;
         if (!known) {
             if (!list_push(&ad->unknown, item->string)) {
-                s = lt_fail_nomem(err, ad->config_path);
+                s = lti_fail_nomem(err, ad->config_path);
                 goto done;
             }
             if ((s = warn(ad, err, "unknown config key '%s' ignored", item->string)))
@@ -446,19 +447,19 @@ static bool ends_with(const char *s, size_t len, const char *suffix)
 static lt_status module_for(lt_adapter *ad, const char *name, size_t name_len, lt_lora_module **out,
                             lt_error *err)
 {
-    char *copy = lt_strndup(name, name_len);
+    char *copy = lti_strndup(name, name_len);
     if (!copy)
-        return lt_fail_nomem(err, ad->dir);
-    long index = lt_strmap_get(&ad->module_index, copy);
+        return lti_fail_nomem(err, ad->dir);
+    long index = lti_strmap_get(&ad->module_index, copy);
     if (index >= 0) {
         free(copy);
         *out = &ad->modules[index];
         return LT_OK;
     }
-    if (!lt_grow((void **)&ad->modules, &ad->cap_modules, ad->n_modules + 1, sizeof **out) ||
-        lt_strmap_put(&ad->module_index, copy, (long)ad->n_modules) < 0) {
+    if (!lti_grow((void **)&ad->modules, &ad->cap_modules, ad->n_modules + 1, sizeof **out) ||
+        lti_strmap_put(&ad->module_index, copy, (long)ad->n_modules) < 0) {
         free(copy);
-        return lt_fail_nomem(err, ad->dir);
+        return lti_fail_nomem(err, ad->dir);
     }
     lt_lora_module *m = &ad->modules[ad->n_modules++];
     memset(m, 0, sizeof *m);
@@ -471,14 +472,14 @@ static lt_status module_for(lt_adapter *ad, const char *name, size_t name_len, l
 static lt_status add_replacement(lt_adapter *ad, const lt_tensor_info *t, long index,
                                  const char *target, lt_replacement_kind kind, lt_error *err)
 {
-    if (!lt_grow((void **)&ad->replacements, &ad->cap_replacements, ad->n_replacements + 1,
+    if (!lti_grow((void **)&ad->replacements, &ad->cap_replacements, ad->n_replacements + 1,
                  sizeof *ad->replacements))
-        return lt_fail_nomem(err, ad->dir);
+        return lti_fail_nomem(err, ad->dir);
     lt_replacement *r = &ad->replacements[ad->n_replacements];
     r->key = t->name;
-    r->target = lt_strdup(target);
+    r->target = lti_strdup(target);
     if (!r->target)
-        return lt_fail_nomem(err, ad->dir);
+        return lti_fail_nomem(err, ad->dir);
     r->kind = kind;
     r->tensor = index;
     r->n_params = t->n_elems;
@@ -501,7 +502,7 @@ static lt_status classify_key(lt_adapter *ad, long index, lt_error *err)
             continue;
         size_t name_len = len - strlen(lora_suffixes[i].suffix);
         if (name_len == 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: key '%s' names no module", path, t->name);
+            return lti_fail(err, LT_ERR_INVALID, "%s: key '%s' names no module", path, t->name);
         lt_lora_module *m = NULL;
         lt_status s = module_for(ad, key, name_len, &m, err);
         if (s != LT_OK)
@@ -517,23 +518,23 @@ static lt_status classify_key(lt_adapter *ad, long index, lt_error *err)
         case ROLE_EMB_B: slot = &m->tensor_b; m->kind = LT_MODULE_EMBEDDING; break;
         }
         if (*slot >= 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' has two tensors for '%s'", path,
+            return lti_fail(err, LT_ERR_INVALID, "%s: module '%s' has two tensors for '%s'", path,
                            m->name, lora_suffixes[i].suffix + 1);
         *slot = index;
         return LT_OK;
     }
     for (size_t i = 0; i < sizeof foreign_markers / sizeof *foreign_markers; i++)
         if (strstr(key, foreign_markers[i].marker))
-            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: unsupported adapter type %s (key '%s')",
+            return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: unsupported adapter type %s (key '%s')",
                            path, foreign_markers[i].type, t->name);
     if (strstr(key, ".lora_"))
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: unrecognized LoRA key '%s'", path, t->name);
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: unrecognized LoRA key '%s'", path, t->name);
 
     static const char token_suffix[] = ".token_adapter.trainable_tokens_delta";
     if (ends_with(key, len, token_suffix)) {
-        char *target = lt_asprintf("%.*s.weight", (int)(len - strlen(token_suffix)), key);
+        char *target = lti_asprintf("%.*s.weight", (int)(len - strlen(token_suffix)), key);
         if (!target)
-            return lt_fail_nomem(err, path);
+            return lti_fail_nomem(err, path);
         lt_status s = add_replacement(ad, t, index, target, LT_REPLACE_TOKEN_ROWS, err);
         free(target);
         return s;
@@ -546,7 +547,7 @@ static lt_status classify_key(lt_adapter *ad, long index, lt_error *err)
 static const pattern_entry *find_pattern(const pattern_entry *entries, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
-        if (lt_regex_fullmatch(entries[i].re, name))
+        if (lti_regex_fullmatch(entries[i].re, name))
             return &entries[i];
     return NULL;
 }
@@ -562,20 +563,20 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
     const lt_peft_config *cfg = &ad->cfg;
     bool adalora = strcmp(cfg->peft_type, "ADALORA") == 0;
     if (m->tensor_a < 0 || m->tensor_b < 0)
-        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' has %s but no %s", path, m->name,
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s' has %s but no %s", path, m->name,
                        m->tensor_a < 0 ? "lora_B" : "lora_A", m->tensor_a < 0 ? "lora_A" : "lora_B");
     const lt_tensor_info *a = lt_source_tensor(ad->weights, (size_t)m->tensor_a);
     const lt_tensor_info *b = lt_source_tensor(ad->weights, (size_t)m->tensor_b);
     if (!lt_dtype_is_float(a->dtype) || !lt_dtype_is_float(b->dtype))
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s': LoRA factors of dtype %s/%s", path,
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s': LoRA factors of dtype %s/%s", path,
                        m->name, lt_dtype_name(a->dtype), lt_dtype_name(b->dtype));
     if (a->n_dims < 2 || b->n_dims < 2)
-        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_A and lora_B must have at least 2 dimensions",
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_A and lora_B must have at least 2 dimensions",
                        path, m->name);
     if (m->kind == LT_MODULE_EMBEDDING) {
         /* A [r, vocab], B [dim, r]; the base weight is [vocab, dim] */
         if (a->n_dims != 2 || b->n_dims != 2 || b->shape[1] != a->shape[0])
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: module '%s': lora_embedding_B [%llu, %llu] does not fit lora_embedding_A [%llu, %llu]",
                            path, m->name, (unsigned long long)b->shape[0], (unsigned long long)b->shape[1],
                            (unsigned long long)a->shape[0], (unsigned long long)a->shape[1]);
@@ -589,14 +590,14 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
             kernel *= a->shape[d];
         for (uint32_t d = 2; d < b->n_dims; d++)
             if (b->shape[d] != 1 && !(b->n_dims == 3 && a->n_dims == 2))
-                return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_B must be 1x1 over the kernel",
+                return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_B must be 1x1 over the kernel",
                                path, m->name);
         /* PEFT 0.3 enable_lora (merged QKV): A [r * groups, in] is a Linear,
          * B [out, r, 1] a grouped Conv1d; taken as a linear module with
          * B [out, r] (the kernel axis is 1) and rank r */
         bool grouped = b->n_dims == 3 && a->n_dims == 2;
         if (grouped && (b->shape[2] != 1 || b->shape[1] == 0 || a->shape[0] % b->shape[1] != 0))
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: module '%s': legacy grouped lora_B [%llu, %llu, %llu] does not fit lora_A [%llu, %llu]",
                            path, m->name, (unsigned long long)b->shape[0], (unsigned long long)b->shape[1],
                            (unsigned long long)b->shape[2], (unsigned long long)a->shape[0],
@@ -607,7 +608,7 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
             m->out_features = b->shape[0];
             m->in_features = a->shape[1];
         } else if (a->n_dims != b->n_dims || b->shape[1] != a->shape[0])
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: module '%s': lora_B %s[%llu, %llu] does not fit lora_A [%llu, %llu] (rank mismatch)",
                            path, m->name, b->n_dims > 2 ? "(conv) " : "", (unsigned long long)b->shape[0],
                            (unsigned long long)b->shape[1], (unsigned long long)a->shape[0],
@@ -616,30 +617,30 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
             m->kind = a->n_dims > 2 ? LT_MODULE_CONV : LT_MODULE_LINEAR;
             m->rank = (uint32_t)a->shape[0];
             m->out_features = b->shape[0];
-            if (!lt_mul_u64(a->shape[1], kernel, &m->in_features))
-                return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': shape overflows", path, m->name);
+            if (!lti_mul_u64(a->shape[1], kernel, &m->in_features))
+                return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': shape overflows", path, m->name);
         }
     }
     if (a->shape[0] == 0 || a->shape[0] > 0xFFFFFFFFu)
-        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' has rank %llu", path, m->name,
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s' has rank %llu", path, m->name,
                        (unsigned long long)a->shape[0]);
     if (m->tensor_e >= 0) {
         const lt_tensor_info *e = lt_source_tensor(ad->weights, (size_t)m->tensor_e);
         if (e->n_elems != m->rank)
-            return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_E has %llu elements, rank is %u",
+            return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_E has %llu elements, rank is %u",
                            path, m->name, (unsigned long long)e->n_elems, m->rank);
     } else if (adalora) {
-        return lt_fail(err, LT_ERR_INVALID, "%s: AdaLoRA module '%s' has no lora_E", path, m->name);
+        return lti_fail(err, LT_ERR_INVALID, "%s: AdaLoRA module '%s' has no lora_E", path, m->name);
     }
     if (m->tensor_magnitude >= 0 &&
         lt_source_tensor(ad->weights, (size_t)m->tensor_magnitude)->n_elems != m->out_features)
-        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': DoRA magnitude has %llu elements, expected %llu",
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': DoRA magnitude has %llu elements, expected %llu",
                        path, m->name,
                        (unsigned long long)lt_source_tensor(ad->weights, (size_t)m->tensor_magnitude)->n_elems,
                        (unsigned long long)m->out_features);
     if (m->tensor_bias >= 0 &&
         lt_source_tensor(ad->weights, (size_t)m->tensor_bias)->n_elems != m->out_features)
-        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_B.bias has %llu elements, expected %llu",
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_B.bias has %llu elements, expected %llu",
                        path, m->name,
                        (unsigned long long)lt_source_tensor(ad->weights, (size_t)m->tensor_bias)->n_elems,
                        (unsigned long long)m->out_features);
@@ -647,7 +648,7 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
     const pattern_entry *rank_entry = find_pattern(ad->rank_pattern, ad->n_rank_pattern, m->name);
     uint64_t config_rank = rank_entry ? (uint64_t)rank_entry->value : cfg->r;
     if (!adalora && config_rank != m->rank)
-        return lt_fail(err, LT_ERR_INVALID,
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: module '%s': lora_A has %u rows but the config gives rank %llu (%s)", path,
                        m->name, m->rank, (unsigned long long)config_rank,
                        rank_entry ? "rank_pattern" : "r");
@@ -663,9 +664,9 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
         m->scale = cfg->use_rslora ? m->alpha / sqrt((double)m->rank) : m->alpha / (double)m->rank;
     }
     m->fan_in_fan_out = cfg->fan_in_fan_out;
-    m->target = lt_asprintf("%s.weight", m->name);
+    m->target = lti_asprintf("%s.weight", m->name);
     if (!m->target)
-        return lt_fail_nomem(err, path);
+        return lti_fail_nomem(err, path);
     m->n_params = elems_of(ad, m->tensor_a) + elems_of(ad, m->tensor_b) + elems_of(ad, m->tensor_e) +
                   elems_of(ad, m->tensor_magnitude) + elems_of(ad, m->tensor_bias);
     ad->lora_params += m->n_params;
@@ -691,10 +692,10 @@ static lt_status attach_token_ids(lt_adapter *ad, lt_replacement *r, lt_error *e
         if (!ad->token_sets[i].module)
             found = &ad->token_sets[i];
     if (!found)
-        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' has no trainable_token_indices in the config", path, r->key);
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' has no trainable_token_indices in the config", path, r->key);
     const lt_tensor_info *t = lt_source_tensor(ad->weights, (size_t)r->tensor);
     if (t->n_dims != 2 || t->shape[0] != found->n)
-        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' has %llu rows for %zu trainable token ids", path, r->key,
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' has %llu rows for %zu trainable token ids", path, r->key,
                        (unsigned long long)(t->n_dims ? t->shape[0] : 0), found->n);
     r->token_indices = found->ids;
     r->n_token_indices = found->n;
@@ -704,14 +705,14 @@ static lt_status attach_token_ids(lt_adapter *ad, lt_replacement *r, lt_error *e
 /* The weights file of an adapter directory, malloc'd; NULL if none. */
 static char *find_weights(const char *dir, lt_error *err)
 {
-    char *path = lt_path_join(dir, "adapter_model.safetensors");
-    if (path && lt_is_file(path))
+    char *path = lti_path_join(dir, "adapter_model.safetensors");
+    if (path && lti_is_file(path))
         return path;
     free(path);
-    path = lt_path_join(dir, "adapter_model.bin");
-    if (path && lt_is_file(path))
+    path = lti_path_join(dir, "adapter_model.bin");
+    if (path && lti_is_file(path))
         return path; /* legacy torch.save weights (formats/torch_bin.c) */
-    lt_fail(err, LT_ERR_INVALID, "%s: no adapter_model.safetensors or adapter_model.bin in the adapter directory",
+    lti_fail(err, LT_ERR_INVALID, "%s: no adapter_model.safetensors or adapter_model.bin in the adapter directory",
             dir);
     free(path);
     return NULL;
@@ -728,7 +729,7 @@ static void refuse_single_file(const char *path, lt_error *err)
         const char *key = lt_source_tensor(src, i)->name;
         for (size_t k = 0; k < sizeof foreign_markers / sizeof *foreign_markers; k++) {
             if (strstr(key, foreign_markers[k].marker)) {
-                lt_fail(err, LT_ERR_UNSUPPORTED,
+                lti_fail(err, LT_ERR_UNSUPPORTED,
                         "%s: unsupported adapter type %s (not a PEFT directory; key '%s')", path,
                         foreign_markers[k].type, key);
                 lt_source_close(src);
@@ -737,7 +738,7 @@ static void refuse_single_file(const char *path, lt_error *err)
         }
     }
     lt_source_close(src);
-    lt_fail(err, LT_ERR_INVALID, "%s: a weights file, not a PEFT adapter directory (needs %s)", path,
+    lti_fail(err, LT_ERR_INVALID, "%s: a weights file, not a PEFT adapter directory (needs %s)", path,
             CONFIG_NAME);
 }
 
@@ -761,7 +762,7 @@ static lt_status gguf_modules(lt_adapter *ad, lt_error *err)
         bool is_a = len > 7 && strcmp(t->name + len - 7, ".lora_a") == 0;
         bool is_b = len > 7 && strcmp(t->name + len - 7, ".lora_b") == 0;
         if (!is_a && !is_b)
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is not a lora_a/lora_b factor", path, t->name);
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is not a lora_a/lora_b factor", path, t->name);
         size_t target_len = len - 7;
         size_t name_len = target_len > 7 && strncmp(t->name + target_len - 7, ".weight", 7) == 0 ? target_len - 7
                                                                                                  : target_len;
@@ -771,10 +772,10 @@ static lt_status gguf_modules(lt_adapter *ad, lt_error *err)
             return s;
         long *slot = is_a ? &m->tensor_a : &m->tensor_b;
         if (*slot >= 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: two tensors for '%s'", path, t->name);
+            return lti_fail(err, LT_ERR_INVALID, "%s: two tensors for '%s'", path, t->name);
         *slot = (long)i;
-        if (!m->target && !(m->target = lt_strndup(t->name, target_len)))
-            return lt_fail_nomem(err, path);
+        if (!m->target && !(m->target = lti_strndup(t->name, target_len)))
+            return lti_fail_nomem(err, path);
     }
     long k = lt_source_kv_find(src, "adapter.lora.alpha");
     double alpha = 0;
@@ -784,18 +785,18 @@ static lt_status gguf_modules(lt_adapter *ad, lt_error *err)
     for (size_t i = 0; i < ad->n_modules; i++) {
         lt_lora_module *m = &ad->modules[i];
         if (m->tensor_a < 0 || m->tensor_b < 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: '%s' lacks its %s", path, m->name, m->tensor_a < 0 ? "lora_a" : "lora_b");
+            return lti_fail(err, LT_ERR_INVALID, "%s: '%s' lacks its %s", path, m->name, m->tensor_a < 0 ? "lora_a" : "lora_b");
         const lt_tensor_info *a = lt_source_tensor(src, (size_t)m->tensor_a);
         const lt_tensor_info *b = lt_source_tensor(src, (size_t)m->tensor_b);
         bool embedding = strncmp(m->name, "token_embd", 10) == 0;
         if (!embedding && (a->n_dims != 2 || b->n_dims != 2 || b->shape[1] != a->shape[0] || a->shape[0] == 0 ||
                            a->shape[0] > 0xFFFFFFFFu))
-            return lt_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b does not fit lora_a", path, m->name);
+            return lti_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b does not fit lora_a", path, m->name);
         if (strncmp(m->name, "token_embd", 10) == 0) {
             /* llama.cpp's token embedding: lora_a = A^T [vocab, r], lora_b = B [dim, r] */
             if (a->n_dims != 2 || b->n_dims != 2 || b->shape[1] != a->shape[1] || a->shape[1] == 0 ||
                 a->shape[1] > 0xFFFFFFFFu)
-                return lt_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b does not fit lora_a", path, m->name);
+                return lti_fail(err, LT_ERR_INVALID, "%s: '%s': lora_b does not fit lora_a", path, m->name);
             m->kind = LT_MODULE_EMBEDDING;
             m->a_transposed = true;
             m->rank = (uint32_t)a->shape[1];
@@ -815,17 +816,17 @@ static lt_status gguf_modules(lt_adapter *ad, lt_error *err)
         if (m->rank > ad->cfg.r)
             ad->cfg.r = m->rank;
     }
-    return ad->n_modules ? LT_OK : lt_fail(err, LT_ERR_INVALID, "%s: no lora_a/lora_b tensors", path);
+    return ad->n_modules ? LT_OK : lti_fail(err, LT_ERR_INVALID, "%s: no lora_a/lora_b tensors", path);
 }
 
 static lt_adapter *open_gguf_adapter(const char *path, lt_source *src, lt_error *err)
 {
     lt_adapter *ad = calloc(1, sizeof *ad);
-    if (!ad || !(ad->dir = lt_strdup(path)) || !(ad->config_path = lt_strdup(path)) ||
-        !(ad->owned_strings[0] = lt_strdup("LORA"))) {
+    if (!ad || !(ad->dir = lti_strdup(path)) || !(ad->config_path = lti_strdup(path)) ||
+        !(ad->owned_strings[0] = lti_strdup("LORA"))) {
         lt_adapter_close(ad);
         lt_source_close(src);
-        lt_fail_nomem(err, path);
+        lti_fail_nomem(err, path);
         return NULL;
     }
     ad->weights = src;
@@ -833,7 +834,7 @@ static lt_adapter *open_gguf_adapter(const char *path, lt_source *src, lt_error 
     ad->cfg.bias = "none";
     lt_status s = gguf_kv_is(src, "general.type", "adapter") && gguf_kv_is(src, "adapter.type", "lora")
                       ? gguf_modules(ad, err)
-                      : lt_fail(err, LT_ERR_INVALID, "%s: a GGUF file that is not a LoRA adapter "
+                      : lti_fail(err, LT_ERR_INVALID, "%s: a GGUF file that is not a LoRA adapter "
                                 "(general.type / adapter.type)", path);
     if (s != LT_OK) {
         lt_adapter_close(ad);
@@ -844,25 +845,25 @@ static lt_adapter *open_gguf_adapter(const char *path, lt_source *src, lt_error 
 
 lt_adapter *lt_adapter_open(const char *dir, lt_error *err)
 {
-    if (!lt_is_dir(dir)) {
-        lt_source *src = lt_is_file(dir) ? lt_source_open(dir, err) : NULL;
+    if (!lti_is_dir(dir)) {
+        lt_source *src = lti_is_file(dir) ? lt_source_open(dir, err) : NULL;
         if (src && strcmp(lt_source_format(src), "gguf") == 0)
             return open_gguf_adapter(dir, src, err);
         lt_source_close(src);
-        if (lt_is_file(dir))
+        if (lti_is_file(dir))
             refuse_single_file(dir, err);
         else
-            lt_fail_errno(err, dir, "cannot open");
+            lti_fail_errno(err, dir, "cannot open");
         return NULL;
     }
     lt_adapter *ad = calloc(1, sizeof *ad);
-    if (!ad || !(ad->dir = lt_strdup(dir)) || !(ad->config_path = lt_path_join(dir, CONFIG_NAME))) {
+    if (!ad || !(ad->dir = lti_strdup(dir)) || !(ad->config_path = lti_path_join(dir, CONFIG_NAME))) {
         lt_adapter_close(ad);
-        lt_fail_nomem(err, dir);
+        lti_fail_nomem(err, dir);
         return NULL;
     }
     char *text = NULL;
-    lt_status s = lt_read_small_file(ad->config_path, CONFIG_MAX_BYTES, &text, NULL, err);
+    lt_status s = lti_read_small_file(ad->config_path, CONFIG_MAX_BYTES, &text, NULL, err);
     if (s == LT_OK)
         s = parse_config(ad, text, err);
     free(text);
@@ -886,7 +887,7 @@ lt_adapter *lt_adapter_open(const char *dir, lt_error *err)
         if (ad->replacements[i].kind == LT_REPLACE_TOKEN_ROWS)
             s = attach_token_ids(ad, &ad->replacements[i], err);
     if (s == LT_OK && ad->n_modules == 0 && ad->n_replacements == 0)
-        s = lt_fail(err, LT_ERR_INVALID, "%s: adapter has no tensors", lt_source_path(ad->weights));
+        s = lti_fail(err, LT_ERR_INVALID, "%s: adapter has no tensors", lt_source_path(ad->weights));
     if (s != LT_OK) {
         lt_adapter_close(ad);
         return NULL;
@@ -907,12 +908,12 @@ const char *lt_adapter_warning(const lt_adapter *ad, size_t i) { return ad->warn
 
 /* ---- as a tensor source: lt_source_open on an adapter directory ---- */
 
-static int peft_bid(const lt_probe *probe)
+static int peft_bid(const lti_probe *probe)
 {
     if (!probe->is_dir)
         return 0;
-    char *config = lt_path_join(probe->path, CONFIG_NAME);
-    int bid = config && lt_is_file(config) ? 100 : 0;
+    char *config = lti_path_join(probe->path, CONFIG_NAME);
+    int bid = config && lti_is_file(config) ? 100 : 0;
     free(config);
     return bid;
 }
@@ -929,7 +930,7 @@ static lt_source *peft_open(const char *path, lt_error *err)
     return src;
 }
 
-const lt_format lt_format_peft = {
+const lti_format lti_format_peft = {
     .name = "peft",
     .bid = peft_bid,
     .open = peft_open,

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "format.h"
 
 static double rank_of(const lt_lora_save_module *m) { return m->rank; }
 static double alpha_of(const lt_lora_save_module *m) { return m->alpha; }
@@ -73,7 +73,7 @@ static lt_status write_config(const char *dir, const lt_peft_save_spec *spec, lt
         cJSON_Delete(targets);
         cJSON_Delete(ranks);
         cJSON_Delete(alphas);
-        return lt_fail_nomem(err, dir);
+        return lti_fail_nomem(err, dir);
     }
     cJSON_AddStringToObject(root, "peft_type", "LORA");
     if (spec->task_type)
@@ -114,8 +114,8 @@ static lt_status write_config(const char *dir, const lt_peft_save_spec *spec, lt
     }
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    char *path = lt_path_join(dir, "adapter_config.json");
-    lt_status s = text && path ? lt_write_file_atomic(path, text, strlen(text), err) : lt_fail_nomem(err, dir);
+    char *path = lti_path_join(dir, "adapter_config.json");
+    lt_status s = text && path ? lti_write_file_atomic(path, text, strlen(text), err) : lti_fail_nomem(err, dir);
     cJSON_free(text);
     free(path);
     return s;
@@ -123,9 +123,9 @@ static lt_status write_config(const char *dir, const lt_peft_save_spec *spec, lt
 
 static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, lt_error *err)
 {
-    char *path = lt_path_join(dir, "adapter_model.safetensors");
+    char *path = lti_path_join(dir, "adapter_model.safetensors");
     if (!path)
-        return lt_fail_nomem(err, dir);
+        return lti_fail_nomem(err, dir);
     lt_sink *sink = lt_sink_create("safetensors", path, NULL, err);
     free(path);
     if (!sink)
@@ -134,12 +134,12 @@ static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, l
     for (size_t i = 0; i < spec->n_modules && s == LT_OK; i++) {
         const lt_lora_save_module *m = &spec->modules[i];
         uint64_t a_shape[2] = {m->rank, m->in_features}, b_shape[2] = {m->out_features, m->rank};
-        char *a_name = m->embedding ? lt_asprintf("base_model.model.%s.lora_embedding_A", m->name)
-                                    : lt_asprintf("base_model.model.%s.lora_A.weight", m->name);
-        char *b_name = m->embedding ? lt_asprintf("base_model.model.%s.lora_embedding_B", m->name)
-                                    : lt_asprintf("base_model.model.%s.lora_B.weight", m->name);
+        char *a_name = m->embedding ? lti_asprintf("base_model.model.%s.lora_embedding_A", m->name)
+                                    : lti_asprintf("base_model.model.%s.lora_A.weight", m->name);
+        char *b_name = m->embedding ? lti_asprintf("base_model.model.%s.lora_embedding_B", m->name)
+                                    : lti_asprintf("base_model.model.%s.lora_B.weight", m->name);
         if (!a_name || !b_name)
-            s = lt_fail_nomem(err, dir);
+            s = lti_fail_nomem(err, dir);
         else if (lt_sink_add_tensor(sink, a_name, spec->dtype, 2, a_shape, err) < 0 ||
                  lt_sink_add_tensor(sink, b_name, spec->dtype, 2, b_shape, err) < 0)
             s = err ? err->status : LT_ERR_USAGE;
@@ -153,7 +153,7 @@ static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, l
         for (size_t i = 0; i < lt_adapter_replacement_count(from) && s == LT_OK; i++) {
             const lt_tensor_info *t = lt_source_tensor(src, (size_t)lt_adapter_replacement(from, i)->tensor);
             if (lt_sink_add_tensor(sink, t->name, t->dtype, t->n_dims, t->shape, err) < 0)
-                s = lt_fail(err, LT_ERR_INVALID, "%s: replacement tensor '%s' comes from two adapters", dir, t->name);
+                s = lti_fail(err, LT_ERR_INVALID, "%s: replacement tensor '%s' comes from two adapters", dir, t->name);
         }
     }
     if (s == LT_OK)
@@ -166,7 +166,7 @@ static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, l
             size_t index = (size_t)lt_adapter_replacement(from, i)->tensor;
             uint64_t bytes = lt_source_tensor(src, index)->n_bytes;
             void *raw = malloc((size_t)bytes + 1);
-            s = raw ? lt_source_read(src, index, 0, raw, (size_t)bytes, err) : lt_fail_nomem(err, dir);
+            s = raw ? lt_source_read(src, index, 0, raw, (size_t)bytes, err) : lti_fail_nomem(err, dir);
             if (s == LT_OK)
                 s = lt_sink_write(sink, next, 0, raw, (size_t)bytes, err);
             free(raw);
@@ -180,7 +180,7 @@ static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, l
         for (int f = 0; f < 2 && s == LT_OK; f++) {
             void *bytes = malloc((size_t)count[f] * elem + 1);
             if (!bytes) {
-                s = lt_fail_nomem(err, dir);
+                s = lti_fail_nomem(err, dir);
                 break;
             }
             lt_convert_from_f32(spec->dtype, factor[f], bytes, (size_t)count[f]);
@@ -198,12 +198,12 @@ static lt_status write_weights(const char *dir, const lt_peft_save_spec *spec, l
 lt_status lt_peft_save(const char *dir, const lt_peft_save_spec *spec, lt_error *err)
 {
     if (spec->dtype != LT_F32 && spec->dtype != LT_F16 && spec->dtype != LT_BF16)
-        return lt_fail(err, LT_ERR_USAGE, "%s: adapter factors must be saved as F32, F16 or BF16", dir);
+        return lti_fail(err, LT_ERR_USAGE, "%s: adapter factors must be saved as F32, F16 or BF16", dir);
     for (size_t i = 0; i < spec->n_modules; i++)
         if (spec->modules[i].rank == 0)
-            return lt_fail(err, LT_ERR_USAGE, "%s: module '%s' has rank 0", dir, spec->modules[i].name);
+            return lti_fail(err, LT_ERR_USAGE, "%s: module '%s' has rank 0", dir, spec->modules[i].name);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return lt_fail_errno(err, dir, "cannot create directory");
+        return lti_fail_errno(err, dir, "cannot create directory");
     lt_status s = write_weights(dir, spec, err);
     return s == LT_OK ? write_config(dir, spec, err) : s;
 }

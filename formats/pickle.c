@@ -15,7 +15,7 @@
 /* Restricted pickle machine                                            */
 /* ------------------------------------------------------------------ */
 
-void lt_pickle_free(pickle_vm *vm)
+void lti_pickle_free(pickle_vm *vm)
 {
     for (size_t i = 0; i < vm->n_objs; i++) {
         obj *o = &vm->objs[i];
@@ -40,16 +40,16 @@ static lt_status vm_fail(pickle_vm *vm, lt_status status, size_t op_at, const ch
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return lt_fail(vm->err, status, "%s: data.pkl byte %zu: %s", vm->path, op_at, what);
+    return lti_fail(vm->err, status, "%s: data.pkl byte %zu: %s", vm->path, op_at, what);
 }
 
 static lt_status vm_new(pickle_vm *vm, enum val_kind kind, size_t *out)
 {
     if (vm->n_objs >= MAX_OBJECTS)
-        return lt_fail(vm->err, LT_ERR_UNSUPPORTED, "%s: data.pkl builds more than %u objects", vm->path,
+        return lti_fail(vm->err, LT_ERR_UNSUPPORTED, "%s: data.pkl builds more than %u objects", vm->path,
                        MAX_OBJECTS);
-    if (!lt_grow((void **)&vm->objs, &vm->cap_objs, vm->n_objs + 1, sizeof(obj)))
-        return lt_fail_nomem(vm->err, vm->path);
+    if (!lti_grow((void **)&vm->objs, &vm->cap_objs, vm->n_objs + 1, sizeof(obj)))
+        return lti_fail_nomem(vm->err, vm->path);
     memset(&vm->objs[vm->n_objs], 0, sizeof(obj));
     vm->objs[vm->n_objs].kind = kind;
     *out = vm->n_objs++;
@@ -59,9 +59,9 @@ static lt_status vm_new(pickle_vm *vm, enum val_kind kind, size_t *out)
 static lt_status vm_push(pickle_vm *vm, size_t index)
 {
     if (vm->n_stack >= MAX_STACK)
-        return lt_fail(vm->err, LT_ERR_UNSUPPORTED, "%s: data.pkl stack deeper than %u", vm->path, MAX_STACK);
-    if (!lt_grow((void **)&vm->stack, &vm->cap_stack, vm->n_stack + 1, sizeof(size_t)))
-        return lt_fail_nomem(vm->err, vm->path);
+        return lti_fail(vm->err, LT_ERR_UNSUPPORTED, "%s: data.pkl stack deeper than %u", vm->path, MAX_STACK);
+    if (!lti_grow((void **)&vm->stack, &vm->cap_stack, vm->n_stack + 1, sizeof(size_t)))
+        return lti_fail_nomem(vm->err, vm->path);
     vm->stack[vm->n_stack++] = index;
     return LT_OK;
 }
@@ -100,8 +100,8 @@ static lt_status vm_seq_add(pickle_vm *vm, size_t target, const size_t *items, s
     obj *o = &vm->objs[target];
     size_t need;
     if (__builtin_add_overflow(o->u.seq.n, n, &need) ||
-        !lt_grow((void **)&o->u.seq.items, &o->u.seq.cap, need, sizeof(size_t)))
-        return lt_fail_nomem(vm->err, vm->path);
+        !lti_grow((void **)&o->u.seq.items, &o->u.seq.cap, need, sizeof(size_t)))
+        return lti_fail_nomem(vm->err, vm->path);
     memcpy(o->u.seq.items + o->u.seq.n, items, n * sizeof(size_t));
     o->u.seq.n = need;
     return LT_OK;
@@ -137,7 +137,7 @@ static lt_status vm_string(pickle_vm *vm, size_t op_at, enum val_kind kind, uint
         return s;
     char *copy = malloc((size_t)n + 1);
     if (!copy)
-        return lt_fail_nomem(vm->err, vm->path);
+        return lti_fail_nomem(vm->err, vm->path);
     memcpy(copy, vm->data + vm->pos, (size_t)n);
     copy[n] = '\0';
     vm->objs[i].u.str.s = copy;
@@ -187,12 +187,12 @@ static lt_status vm_global(pickle_vm *vm, size_t op_at, const char *module, size
         }
     }
 #undef IS
-    char *m = lt_strndup(module, module_len), *n = lt_strndup(name, name_len);
+    char *m = lti_strndup(module, module_len), *n = lti_strndup(name, name_len);
     if (!m || !n)
-        s = lt_fail_nomem(vm->err, vm->path);
+        s = lti_fail_nomem(vm->err, vm->path);
     else
         s = vm_fail(vm, LT_ERR_UNSUPPORTED, op_at, "pickle global %s.%s is not allowed",
-                    lt_st_show(m).text, lt_st_show(n).text);
+                    lti_st_show(m).text, lti_st_show(n).text);
     free(m);
     free(n);
     return s;
@@ -260,7 +260,7 @@ static lt_status vm_reduce(pickle_vm *vm, size_t op_at, size_t callable, size_t 
             return s;
         tensor_val *copy = malloc(sizeof *copy);
         if (!copy)
-            return lt_fail_nomem(vm->err, vm->path);
+            return lti_fail_nomem(vm->err, vm->path);
         *copy = t;
         vm->objs[*result].u.tensor = copy;
         return LT_OK;
@@ -306,8 +306,8 @@ static lt_status vm_memo_put(pickle_vm *vm, size_t op_at, uint64_t key)
     if (key >= MAX_MEMO)
         return vm_fail(vm, LT_ERR_UNSUPPORTED, op_at, "memo index %" PRIu64 " is too large", key);
     if (key >= vm->n_memo) {
-        if (!lt_grow((void **)&vm->memo, &vm->cap_memo, (size_t)key + 1, sizeof(long)))
-            return lt_fail_nomem(vm->err, vm->path);
+        if (!lti_grow((void **)&vm->memo, &vm->cap_memo, (size_t)key + 1, sizeof(long)))
+            return lti_fail_nomem(vm->err, vm->path);
         for (size_t k = vm->n_memo; k <= key; k++)
             vm->memo[k] = -1;
         vm->n_memo = (size_t)key + 1;
@@ -345,7 +345,7 @@ static lt_status vm_appends(pickle_vm *vm, size_t op_at, size_t from)
 }
 
 /* Run the pickle; *result is the object index of what STOP returns. */
-lt_status lt_pickle_run(pickle_vm *vm, size_t *result)
+lt_status lti_pickle_run(pickle_vm *vm, size_t *result)
 {
     lt_status s = LT_OK;
     while (s == LT_OK) {
@@ -376,8 +376,8 @@ lt_status lt_pickle_run(pickle_vm *vm, size_t *result)
         case '(': /* MARK */
             if (vm->n_marks >= MAX_MARKS)
                 return vm_fail(vm, LT_ERR_UNSUPPORTED, at, "MARKs nested deeper than %u", MAX_MARKS);
-            if (!lt_grow((void **)&vm->marks, &vm->cap_marks, vm->n_marks + 1, sizeof(size_t)))
-                return lt_fail_nomem(vm->err, vm->path);
+            if (!lti_grow((void **)&vm->marks, &vm->cap_marks, vm->n_marks + 1, sizeof(size_t)))
+                return lti_fail_nomem(vm->err, vm->path);
             vm->marks[vm->n_marks++] = vm->n_stack;
             break;
         case '0': /* POP */

@@ -7,14 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "format.h"
 
-static const lt_format *const all_formats[] = {
-    &lt_format_peft,
-    &lt_format_safetensors_sharded,
-    &lt_format_safetensors,
-    &lt_format_torch_bin,
-    &lt_format_gguf,
+static const lti_format *const all_formats[] = {
+    &lti_format_peft,
+    &lti_format_safetensors_sharded,
+    &lti_format_safetensors,
+    &lti_format_torch_bin,
+    &lti_format_gguf,
     NULL,
 };
 
@@ -22,26 +22,26 @@ lt_source *lt_source_open(const char *path, lt_error *err)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
-        lt_fail_errno(err, path, "cannot open");
+        lti_fail_errno(err, path, "cannot open");
         return NULL;
     }
     unsigned char head[64];
-    lt_probe probe = {.path = path, .is_dir = S_ISDIR(st.st_mode), .head = head, .head_len = 0};
+    lti_probe probe = {.path = path, .is_dir = S_ISDIR(st.st_mode), .head = head, .head_len = 0};
     if (!probe.is_dir) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            lt_fail_errno(err, path, "cannot open");
+            lti_fail_errno(err, path, "cannot open");
             return NULL;
         }
         ssize_t got = read(fd, head, sizeof head);
         close(fd);
         if (got < 0) {
-            lt_fail_errno(err, path, "cannot read");
+            lti_fail_errno(err, path, "cannot read");
             return NULL;
         }
         probe.head_len = (size_t)got;
     }
-    const lt_format *best = NULL;
+    const lti_format *best = NULL;
     int best_bid = 0;
     for (size_t i = 0; all_formats[i]; i++) {
         int bid = all_formats[i]->bid(&probe);
@@ -51,7 +51,7 @@ lt_source *lt_source_open(const char *path, lt_error *err)
         }
     }
     if (!best) {
-        lt_fail(err, LT_ERR_UNSUPPORTED, "%s: unrecognized format%s", path,
+        lti_fail(err, LT_ERR_UNSUPPORTED, "%s: unrecognized format%s", path,
                 probe.is_dir ? " (directory holds no adapter_config.json, "
                                "model.safetensors.index.json or model.safetensors)"
                              : "");
@@ -66,6 +66,6 @@ lt_sink *lt_sink_create(const char *format, const char *path,
     for (size_t i = 0; all_formats[i]; i++)
         if (strcmp(all_formats[i]->name, format) == 0 && all_formats[i]->create)
             return all_formats[i]->create(path, opts, err);
-    lt_fail(err, LT_ERR_USAGE, "%s: cannot write format '%s'", path, format);
+    lti_fail(err, LT_ERR_USAGE, "%s: cannot write format '%s'", path, format);
     return NULL;
 }

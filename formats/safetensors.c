@@ -39,9 +39,9 @@
 /* Small helpers                                                        */
 /* ------------------------------------------------------------------ */
 
-lt_st_shown lt_st_show(const char *s)
+lti_st_shown lti_st_show(const char *s)
 {
-    lt_st_shown shown;
+    lti_st_shown shown;
     size_t cap = sizeof shown.text - 4; /* room for "..." and the NUL */
     size_t n = 0;
     for (; s[n] && n < cap; n++) {
@@ -85,7 +85,7 @@ static const char *format_shape(char *buf, size_t cap, uint32_t n_dims, const ui
     return buf;
 }
 
-bool lt_st_utf8_valid(const char *text, size_t len, size_t *bad_at)
+bool lti_st_utf8_valid(const char *text, size_t len, size_t *bad_at)
 {
     const unsigned char *s = (const unsigned char *)text;
     size_t i = 0;
@@ -178,8 +178,8 @@ static bool classify_number(struct number_token *tok)
             return true;
         }
         if (tok->kind == NUMBER_UINT &&
-            (!lt_mul_u64(tok->value, 10, &tok->value) ||
-             !lt_add_u64(tok->value, (uint64_t)(t[i] - '0'), &tok->value)))
+            (!lti_mul_u64(tok->value, 10, &tok->value) ||
+             !lti_add_u64(tok->value, (uint64_t)(t[i] - '0'), &tok->value)))
             tok->kind = NUMBER_TOO_LARGE;
     }
     return true;
@@ -198,12 +198,12 @@ static lt_status scan_json_strictly(const char *path, const char *text, size_t l
             for (i++; i < len && text[i] != '"'; i++) {
                 unsigned char s = (unsigned char)text[i];
                 if (s < 0x20)
-                    return lt_fail(err, LT_ERR_INVALID,
+                    return lti_fail(err, LT_ERR_INVALID,
                                    "%s: header has a raw control character 0x%02x inside a "
                                    "string (byte %zu)", path, s, i);
                 if (s == '\\') {
                     if (i + 5 < len && memcmp(text + i + 1, "u0000", 5) == 0)
-                        return lt_fail(err, LT_ERR_UNSUPPORTED,
+                        return lti_fail(err, LT_ERR_UNSUPPORTED,
                                        "%s: header string contains an escaped NUL (\\u0000) "
                                        "(byte %zu), which loratool cannot represent", path, i);
                     i++; /* skip the escaped character */
@@ -216,17 +216,17 @@ static lt_status scan_json_strictly(const char *path, const char *text, size_t l
                 i++;
             tok.len = (size_t)(text + i - tok.text);
             if (!classify_number(&tok))
-                return lt_fail(err, LT_ERR_INVALID,
+                return lti_fail(err, LT_ERR_INVALID,
                                "%s: header number '%.*s' has a leading zero, which JSON forbids",
                                path, (int)(tok.len > 40 ? 40 : tok.len), tok.text);
-            if (!lt_grow((void **)&numbers->tokens, &numbers->cap, numbers->count + 1,
+            if (!lti_grow((void **)&numbers->tokens, &numbers->cap, numbers->count + 1,
                          sizeof tok))
-                return lt_fail_nomem(err, path);
+                return lti_fail_nomem(err, path);
             numbers->tokens[numbers->count++] = tok;
         } else if (is_json_space(c) || (c && strchr("{}[]:,", c)) || (c >= 'a' && c <= 'z')) {
             i++; /* structure, whitespace, true/false/null */
         } else {
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: header has byte 0x%02x outside any JSON string (byte %zu)",
                            path, c, i);
         }
@@ -241,9 +241,9 @@ static lt_status scan_json_strictly(const char *path, const char *text, size_t l
 struct header_check {
     const char *path;
     struct number_list numbers;
-    lt_strmap tensor_names;
-    lt_strmap meta_keys;
-    lt_st_parsed *out;
+    lti_strmap tensor_names;
+    lti_strmap meta_keys;
+    lti_st_parsed *out;
     size_t cap_entries, cap_meta;
 };
 
@@ -253,23 +253,23 @@ static lt_status take_u64(struct header_check *hc, const cJSON *item, const char
                           const char *what, uint64_t *value, lt_error *err)
 {
     if (!cJSON_IsNumber(item))
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s holds something that is not a number",
-                       hc->path, lt_st_show(tensor).text, what);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s holds something that is not a number",
+                       hc->path, lti_st_show(tensor).text, what);
     if (hc->numbers.next >= hc->numbers.count)
-        return lt_fail(err, LT_ERR_INVALID, "%s: header numbers out of step with the JSON tree",
+        return lti_fail(err, LT_ERR_INVALID, "%s: header numbers out of step with the JSON tree",
                        hc->path);
     const struct number_token *tok = &hc->numbers.tokens[hc->numbers.next++];
     int shown_len = (int)(tok->len > 40 ? 40 : tok->len);
     switch (tok->kind) {
     case NUMBER_NEGATIVE:
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a negative number (%.*s)",
-                       hc->path, lt_st_show(tensor).text, what, shown_len, tok->text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a negative number (%.*s)",
+                       hc->path, lti_st_show(tensor).text, what, shown_len, tok->text);
     case NUMBER_FRACTION:
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a number that is not an integer (%.*s)",
-                       hc->path, lt_st_show(tensor).text, what, shown_len, tok->text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a number that is not an integer (%.*s)",
+                       hc->path, lti_st_show(tensor).text, what, shown_len, tok->text);
     case NUMBER_TOO_LARGE:
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a number above 2^64-1 (%.*s)",
-                       hc->path, lt_st_show(tensor).text, what, shown_len, tok->text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a number above 2^64-1 (%.*s)",
+                       hc->path, lti_st_show(tensor).text, what, shown_len, tok->text);
     case NUMBER_UINT:
         break;
     }
@@ -278,7 +278,7 @@ static lt_status take_u64(struct header_check *hc, const cJSON *item, const char
     bool agrees = tok->value <= (1ULL << 53) ? item->valuedouble == (double)tok->value
                                              : item->valuedouble >= 9007199254740992.0;
     if (!agrees)
-        return lt_fail(err, LT_ERR_INVALID, "%s: header numbers out of step with the JSON tree",
+        return lti_fail(err, LT_ERR_INVALID, "%s: header numbers out of step with the JSON tree",
                        hc->path);
     *value = tok->value;
     return LT_OK;
@@ -296,35 +296,35 @@ static bool is_known_unsupported_dtype(const char *name)
 }
 
 static lt_status check_dtype(struct header_check *hc, const cJSON *item, const char *tensor,
-                             lt_st_entry *e, lt_error *err)
+                             lti_st_entry *e, lt_error *err)
 {
     if (!cJSON_IsString(item) || !item->valuestring) /* R9 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': dtype is not a string",
-                       hc->path, lt_st_show(tensor).text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': dtype is not a string",
+                       hc->path, lti_st_show(tensor).text);
     e->dtype = lt_dtype_from_safetensors(item->valuestring);
     if (e->dtype != LT_DTYPE_INVALID)
         return LT_OK;
     if (is_known_unsupported_dtype(item->valuestring))
-        return lt_fail(err, LT_ERR_UNSUPPORTED,
+        return lti_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: tensor '%s' has dtype %s, which loratool does not handle",
-                       hc->path, lt_st_show(tensor).text, item->valuestring);
-    return lt_fail(err, LT_ERR_INVALID, "%s: unknown dtype '%s' for tensor '%s'", hc->path,
-                   lt_st_show(item->valuestring).text, lt_st_show(tensor).text);
+                       hc->path, lti_st_show(tensor).text, item->valuestring);
+    return lti_fail(err, LT_ERR_INVALID, "%s: unknown dtype '%s' for tensor '%s'", hc->path,
+                   lti_st_show(item->valuestring).text, lti_st_show(tensor).text);
 }
 
 static lt_status check_shape(struct header_check *hc, const cJSON *item, const char *tensor,
-                             lt_st_entry *e, lt_error *err)
+                             lti_st_entry *e, lt_error *err)
 {
     if (!cJSON_IsArray(item)) /* R10 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': shape is not an array",
-                       hc->path, lt_st_show(tensor).text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': shape is not an array",
+                       hc->path, lti_st_show(tensor).text);
     const cJSON *dim;
     e->n_dims = 0;
     cJSON_ArrayForEach(dim, item) {
         if (e->n_dims == LT_MAX_DIMS)
-            return lt_fail(err, LT_ERR_UNSUPPORTED,
+            return lti_fail(err, LT_ERR_UNSUPPORTED,
                            "%s: tensor '%s' has more than %d dimensions, the most loratool handles",
-                           hc->path, lt_st_show(tensor).text, LT_MAX_DIMS);
+                           hc->path, lti_st_show(tensor).text, LT_MAX_DIMS);
         lt_status s = take_u64(hc, dim, tensor, "shape", &e->shape[e->n_dims], err);
         if (s != LT_OK)
             return s;
@@ -334,20 +334,20 @@ static lt_status check_shape(struct header_check *hc, const cJSON *item, const c
 }
 
 static lt_status check_offsets(struct header_check *hc, const cJSON *item, const char *tensor,
-                               lt_st_entry *e, lt_error *err)
+                               lti_st_entry *e, lt_error *err)
 {
     if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2) /* R11 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': data_offsets is not a pair [begin, end]",
-                       hc->path, lt_st_show(tensor).text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': data_offsets is not a pair [begin, end]",
+                       hc->path, lti_st_show(tensor).text);
     lt_status s = take_u64(hc, item->child, tensor, "data_offsets", &e->begin, err);
     if (s == LT_OK)
         s = take_u64(hc, item->child->next, tensor, "data_offsets", &e->end, err);
     if (s != LT_OK)
         return s;
     if (e->end < e->begin)
-        return lt_fail(err, LT_ERR_INVALID,
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: tensor '%s': data_offsets end %" PRIu64 " is before begin %" PRIu64,
-                       hc->path, lt_st_show(tensor).text, e->end, e->begin);
+                       hc->path, lti_st_show(tensor).text, e->end, e->begin);
     return LT_OK;
 }
 
@@ -357,16 +357,16 @@ static lt_status check_tensor(struct header_check *hc, const cJSON *item, size_t
                               lt_error *err)
 {
     const char *name = item->string;
-    int put = lt_strmap_put(&hc->tensor_names, name, (long)order);
+    int put = lti_strmap_put(&hc->tensor_names, name, (long)order);
     if (put < 0)
-        return lt_fail_nomem(err, hc->path);
+        return lti_fail_nomem(err, hc->path);
     if (put == 0) /* R12 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: duplicate tensor name '%s'", hc->path,
-                       lt_st_show(name).text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: duplicate tensor name '%s'", hc->path,
+                       lti_st_show(name).text);
     if (!cJSON_IsObject(item)) /* R8 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': entry is not a JSON object",
-                       hc->path, lt_st_show(name).text);
-    lt_st_entry e;
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': entry is not a JSON object",
+                       hc->path, lti_st_show(name).text);
+    lti_st_entry e;
     memset(&e, 0, sizeof e);
     e.name = name;
     e.header_order = order;
@@ -374,7 +374,7 @@ static lt_status check_tensor(struct header_check *hc, const cJSON *item, size_t
     const cJSON *field;
     cJSON_ArrayForEach(field, item) {
         bool *seen;
-        lt_status (*check)(struct header_check *, const cJSON *, const char *, lt_st_entry *,
+        lt_status (*check)(struct header_check *, const cJSON *, const char *, lti_st_entry *,
                            lt_error *);
         if (strcmp(field->string, "dtype") == 0) {
             seen = &seen_dtype;
@@ -386,39 +386,39 @@ static lt_status check_tensor(struct header_check *hc, const cJSON *item, size_t
             seen = &seen_offsets;
             check = check_offsets;
         } else { /* R8 */
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': unexpected field '%s'",
-                           hc->path, lt_st_show(name).text, lt_st_show(field->string).text);
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': unexpected field '%s'",
+                           hc->path, lti_st_show(name).text, lti_st_show(field->string).text);
         }
         if (*seen)
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': field '%s' appears twice",
-                           hc->path, lt_st_show(name).text, field->string);
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': field '%s' appears twice",
+                           hc->path, lti_st_show(name).text, field->string);
         *seen = true;
         lt_status s = check(hc, field, name, &e, err);
         if (s != LT_OK)
             return s;
     }
     if (!seen_dtype || !seen_shape || !seen_offsets)
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': missing field '%s'", hc->path,
-                       lt_st_show(name).text,
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': missing field '%s'", hc->path,
+                       lti_st_show(name).text,
                        !seen_dtype ? "dtype" : !seen_shape ? "shape" : "data_offsets");
     uint64_t n_elems, n_bytes;
-    if (!lt_shape_elems(e.n_dims, e.shape, &n_elems)) /* R13 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': element count of its shape overflows 64 bits",
-                       hc->path, lt_st_show(name).text);
+    if (!lti_shape_elems(e.n_dims, e.shape, &n_elems)) /* R13 */
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': element count of its shape overflows 64 bits",
+                       hc->path, lti_st_show(name).text);
     if (!lt_dtype_nbytes(e.dtype, n_elems, &n_bytes))
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s': size in bytes overflows 64 bits",
-                       hc->path, lt_st_show(name).text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': size in bytes overflows 64 bits",
+                       hc->path, lti_st_show(name).text);
     if (e.end - e.begin != n_bytes) { /* R14 */
         char shape[128];
-        return lt_fail(err, LT_ERR_INVALID,
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: tensor '%s': %s %s needs %" PRIu64 " bytes but its data_offsets span %" PRIu64,
-                       hc->path, lt_st_show(name).text, lt_dtype_name(e.dtype),
+                       hc->path, lti_st_show(name).text, lt_dtype_name(e.dtype),
                        format_shape(shape, sizeof shape, e.n_dims, e.shape), n_bytes,
                        e.end - e.begin);
     }
-    lt_st_parsed *out = hc->out;
-    if (!lt_grow((void **)&out->entries, &hc->cap_entries, out->n_entries + 1, sizeof e))
-        return lt_fail_nomem(err, hc->path);
+    lti_st_parsed *out = hc->out;
+    if (!lti_grow((void **)&out->entries, &hc->cap_entries, out->n_entries + 1, sizeof e))
+        return lti_fail_nomem(err, hc->path);
     out->entries[out->n_entries++] = e;
     return LT_OK;
 }
@@ -428,23 +428,23 @@ static lt_status check_metadata(struct header_check *hc, const cJSON *item, lt_e
     if (cJSON_IsNull(item)) /* the reference reader takes null as "none" */
         return LT_OK;
     if (!cJSON_IsObject(item)) /* R7 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: __metadata__ is not an object", hc->path);
-    lt_st_parsed *out = hc->out;
+        return lti_fail(err, LT_ERR_INVALID, "%s: __metadata__ is not an object", hc->path);
+    lti_st_parsed *out = hc->out;
     const cJSON *entry;
     cJSON_ArrayForEach(entry, item) {
         if (!cJSON_IsString(entry) || !entry->valuestring)
-            return lt_fail(err, LT_ERR_INVALID, "%s: metadata value for '%s' is not a string",
-                           hc->path, lt_st_show(entry->string).text);
-        int put = lt_strmap_put(&hc->meta_keys, entry->string, 0);
+            return lti_fail(err, LT_ERR_INVALID, "%s: metadata value for '%s' is not a string",
+                           hc->path, lti_st_show(entry->string).text);
+        int put = lti_strmap_put(&hc->meta_keys, entry->string, 0);
         if (put < 0)
-            return lt_fail_nomem(err, hc->path);
+            return lti_fail_nomem(err, hc->path);
         if (put == 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: duplicate metadata key '%s'", hc->path,
-                           lt_st_show(entry->string).text);
+            return lti_fail(err, LT_ERR_INVALID, "%s: duplicate metadata key '%s'", hc->path,
+                           lti_st_show(entry->string).text);
         size_t cap = hc->cap_meta;
-        if (!lt_grow((void **)&out->meta_keys, &cap, out->n_meta + 1, sizeof(char *)) ||
-            !lt_grow((void **)&out->meta_values, &hc->cap_meta, out->n_meta + 1, sizeof(char *)))
-            return lt_fail_nomem(err, hc->path);
+        if (!lti_grow((void **)&out->meta_keys, &cap, out->n_meta + 1, sizeof(char *)) ||
+            !lti_grow((void **)&out->meta_values, &hc->cap_meta, out->n_meta + 1, sizeof(char *)))
+            return lti_fail_nomem(err, hc->path);
         out->meta_keys[out->n_meta] = entry->string;
         out->meta_values[out->n_meta] = entry->valuestring;
         out->n_meta++;
@@ -454,7 +454,7 @@ static lt_status check_metadata(struct header_check *hc, const cJSON *item, lt_e
 
 static int compare_entries(const void *a, const void *b)
 {
-    const lt_st_entry *x = a, *y = b;
+    const lti_st_entry *x = a, *y = b;
     if (x->begin != y->begin)
         return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end)
@@ -464,58 +464,58 @@ static int compare_entries(const void *a, const void *b)
 
 /* R15: sorted by offset, the tensors cover [0, end) with no hole and no
  * overlap.  Returns the end of the data buffer in *data_len. */
-static lt_status check_tiling(const char *path, lt_st_parsed *p, uint64_t *data_len, lt_error *err)
+static lt_status check_tiling(const char *path, lti_st_parsed *p, uint64_t *data_len, lt_error *err)
 {
     if (p->n_entries > 1)
         qsort(p->entries, p->n_entries, sizeof *p->entries, compare_entries);
     uint64_t covered = 0;
     for (size_t i = 0; i < p->n_entries; i++) {
-        const lt_st_entry *e = &p->entries[i];
+        const lti_st_entry *e = &p->entries[i];
         if (e->begin == covered) {
             covered = e->end;
             continue;
         }
         if (i == 0)
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: first tensor '%s' starts at data byte %" PRIu64 ", not 0", path,
-                           lt_st_show(e->name).text, e->begin);
-        const lt_st_entry *prev = &p->entries[i - 1];
+                           lti_st_show(e->name).text, e->begin);
+        const lti_st_entry *prev = &p->entries[i - 1];
         if (e->begin > covered)
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: hole of %" PRIu64 " bytes between tensor '%s' (ends at %" PRIu64
                            ") and tensor '%s' (starts at %" PRIu64 ")", path, e->begin - covered,
-                           lt_st_show(prev->name).text, covered, lt_st_show(e->name).text, e->begin);
-        return lt_fail(err, LT_ERR_INVALID,
+                           lti_st_show(prev->name).text, covered, lti_st_show(e->name).text, e->begin);
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: tensor '%s' (starts at %" PRIu64 ") overlaps tensor '%s' (ends at %" PRIu64 ")",
-                       path, lt_st_show(e->name).text, e->begin, lt_st_show(prev->name).text, covered);
+                       path, lti_st_show(e->name).text, e->begin, lti_st_show(prev->name).text, covered);
     }
     *data_len = covered;
     return LT_OK;
 }
 
 /* R5-R14 on the header text; fills out->json, entries and metadata. */
-static lt_status check_header(const char *path, const char *text, size_t len, lt_st_parsed *out,
+static lt_status check_header(const char *path, const char *text, size_t len, lti_st_parsed *out,
                               lt_error *err)
 {
     size_t bad_at;
-    if (!lt_st_utf8_valid(text, len, &bad_at)) /* R4 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: header is not valid UTF-8 (byte %zu)", path, bad_at);
+    if (!lti_st_utf8_valid(text, len, &bad_at)) /* R4 */
+        return lti_fail(err, LT_ERR_INVALID, "%s: header is not valid UTF-8 (byte %zu)", path, bad_at);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
     if (!root) { /* R5 */
         size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
-        return lt_fail(err, LT_ERR_INVALID, "%s: header is not valid JSON (error near byte %zu)",
+        return lti_fail(err, LT_ERR_INVALID, "%s: header is not valid JSON (error near byte %zu)",
                        path, at);
     }
     out->json = root;
     for (size_t i = (size_t)(end - text); i < len; i++)
         if (!is_json_space((unsigned char)text[i]))
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: header has bytes after the end of its JSON value (byte %zu)", path, i);
     struct header_check hc = {.path = path, .out = out};
     lt_status s = scan_json_strictly(path, text, len, &hc.numbers, err);
     if (s == LT_OK && !cJSON_IsObject(root)) /* R6 */
-        s = lt_fail(err, LT_ERR_INVALID, "%s: header is not a JSON object", path);
+        s = lti_fail(err, LT_ERR_INVALID, "%s: header is not a JSON object", path);
     size_t order = 0;
     bool seen_metadata = false;
     const cJSON *item;
@@ -523,7 +523,7 @@ static lt_status check_header(const char *path, const char *text, size_t len, lt
         cJSON_ArrayForEach(item, root) {
             if (strcmp(item->string, "__metadata__") == 0) {
                 if (seen_metadata) /* R7 */
-                    s = lt_fail(err, LT_ERR_INVALID, "%s: duplicate __metadata__ object", path);
+                    s = lti_fail(err, LT_ERR_INVALID, "%s: duplicate __metadata__ object", path);
                 else
                     s = check_metadata(&hc, item, err);
                 seen_metadata = true;
@@ -535,46 +535,46 @@ static lt_status check_header(const char *path, const char *text, size_t len, lt
         }
     }
     free(hc.numbers.tokens);
-    lt_strmap_free(&hc.tensor_names);
-    lt_strmap_free(&hc.meta_keys);
+    lti_strmap_free(&hc.tensor_names);
+    lti_strmap_free(&hc.meta_keys);
     return s;
 }
 
-lt_status lt_st_parse_file(const char *path, lt_st_parsed *out, lt_error *err)
+lt_status lti_st_parse_file(const char *path, lti_st_parsed *out, lt_error *err)
 {
     memset(out, 0, sizeof *out);
     out->file.fd = -1;
-    lt_status s = lt_rfile_open(&out->file, path, err);
+    lt_status s = lti_rfile_open(&out->file, path, err);
     if (s != LT_OK)
         return s;
     uint64_t size = out->file.size;
     unsigned char prefix[8];
     char *header = NULL;
     if (size < 8) { /* R1 */
-        s = lt_fail(err, LT_ERR_INVALID, "%s: file of %" PRIu64 " bytes is too short for the "
+        s = lti_fail(err, LT_ERR_INVALID, "%s: file of %" PRIu64 " bytes is too short for the "
                     "8-byte header length", path, size);
         goto fail;
     }
-    s = lt_rfile_pread(&out->file, 0, prefix, 8, err);
+    s = lti_rfile_pread(&out->file, 0, prefix, 8, err);
     if (s != LT_OK)
         goto fail;
     uint64_t header_len = read_le64(prefix);
     if (header_len > LT_ST_MAX_HEADER) { /* R2 */
-        s = lt_fail(err, LT_ERR_INVALID, "%s: header length %" PRIu64 " exceeds the limit of %llu bytes",
+        s = lti_fail(err, LT_ERR_INVALID, "%s: header length %" PRIu64 " exceeds the limit of %llu bytes",
                     path, header_len, LT_ST_MAX_HEADER);
         goto fail;
     }
     if (header_len > size - 8) { /* R3 */
-        s = lt_fail(err, LT_ERR_INVALID, "%s: header length %" PRIu64 " runs past the end of the "
+        s = lti_fail(err, LT_ERR_INVALID, "%s: header length %" PRIu64 " runs past the end of the "
                     "file (%" PRIu64 " bytes)", path, header_len, size);
         goto fail;
     }
     header = malloc((size_t)header_len + 1);
     if (!header) {
-        s = lt_fail_nomem(err, path);
+        s = lti_fail_nomem(err, path);
         goto fail;
     }
-    s = lt_rfile_pread(&out->file, 8, header, (size_t)header_len, err);
+    s = lti_rfile_pread(&out->file, 8, header, (size_t)header_len, err);
     if (s != LT_OK)
         goto fail;
     header[header_len] = '\0';
@@ -590,30 +590,30 @@ lt_status lt_st_parse_file(const char *path, lt_st_parsed *out, lt_error *err)
     out->data_start = 8 + header_len;
     uint64_t have = size - out->data_start;
     if (data_len > have) { /* R16 */
-        s = lt_fail(err, LT_ERR_INVALID, "%s: file truncated: tensor data needs %" PRIu64
+        s = lti_fail(err, LT_ERR_INVALID, "%s: file truncated: tensor data needs %" PRIu64
                     " bytes after the header, the file has %" PRIu64, path, data_len, have);
         goto fail;
     }
     if (data_len < have) {
-        s = lt_fail(err, LT_ERR_INVALID, "%s: %" PRIu64 " trailing bytes after the last tensor's data",
+        s = lti_fail(err, LT_ERR_INVALID, "%s: %" PRIu64 " trailing bytes after the last tensor's data",
                     path, have - data_len);
         goto fail;
     }
     return LT_OK;
 fail:
     free(header);
-    lt_st_parsed_free(out);
+    lti_st_parsed_free(out);
     return s;
 }
 
-void lt_st_parsed_free(lt_st_parsed *p)
+void lti_st_parsed_free(lti_st_parsed *p)
 {
     cJSON_Delete(p->json);
     free(p->entries);
     free(p->meta_keys);
     free(p->meta_values);
     if (p->file.fd >= 0 || p->file.path)
-        lt_rfile_close(&p->file);
+        lti_rfile_close(&p->file);
     memset(p, 0, sizeof *p);
     p->file.fd = -1;
 }
@@ -622,9 +622,9 @@ void lt_st_parsed_free(lt_st_parsed *p)
 /* Reading                                                              */
 /* ------------------------------------------------------------------ */
 
-lt_st_reader *lt_st_reader_new(size_t n_files)
+lti_st_reader *lti_st_reader_new(size_t n_files)
 {
-    lt_st_reader *r = calloc(1, sizeof *r);
+    lti_st_reader *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     size_t count = n_files ? n_files : 1;
@@ -642,64 +642,64 @@ lt_st_reader *lt_st_reader_new(size_t n_files)
 static lt_status st_read(lt_source *src, const lt_tensor_info *t, uint64_t off, void *dst,
                          size_t len, lt_error *err)
 {
-    lt_st_reader *r = src->impl;
+    lti_st_reader *r = src->impl;
     uint64_t at;
-    if (t->file_index >= r->n_files || !lt_add_u64(r->data_starts[t->file_index], t->offset, &at) ||
-        !lt_add_u64(at, off, &at))
-        return lt_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
-                       lt_st_show(t->name).text);
-    return lt_rfile_pread(&r->files[t->file_index], at, dst, len, err);
+    if (t->file_index >= r->n_files || !lti_add_u64(r->data_starts[t->file_index], t->offset, &at) ||
+        !lti_add_u64(at, off, &at))
+        return lti_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
+                       lti_st_show(t->name).text);
+    return lti_rfile_pread(&r->files[t->file_index], at, dst, len, err);
 }
 
 static const void *st_borrow(lt_source *src, const lt_tensor_info *t, uint64_t off, size_t len)
 {
-    lt_st_reader *r = src->impl;
+    lti_st_reader *r = src->impl;
     uint64_t at;
-    if (t->file_index >= r->n_files || !lt_add_u64(r->data_starts[t->file_index], t->offset, &at) ||
-        !lt_add_u64(at, off, &at))
+    if (t->file_index >= r->n_files || !lti_add_u64(r->data_starts[t->file_index], t->offset, &at) ||
+        !lti_add_u64(at, off, &at))
         return NULL;
-    return lt_rfile_at(&r->files[t->file_index], at, len);
+    return lti_rfile_at(&r->files[t->file_index], at, len);
 }
 
 static void st_release(lt_source *src, const lt_tensor_info *t, const void *p, size_t len)
 {
-    lt_st_reader *r = src->impl;
+    lti_st_reader *r = src->impl;
     if (t->file_index < r->n_files)
-        lt_rfile_release(&r->files[t->file_index], p, len);
+        lti_rfile_release(&r->files[t->file_index], p, len);
 }
 
 static void st_close(void *impl)
 {
-    lt_st_reader *r = impl;
+    lti_st_reader *r = impl;
     if (!r)
         return;
     for (size_t i = 0; i < r->n_files; i++)
-        lt_rfile_close(&r->files[i]);
+        lti_rfile_close(&r->files[i]);
     free(r->files);
     free(r->data_starts);
     free(r);
 }
 
-const struct lt_source_ops lt_st_source_ops = {
+const struct lti_source_ops lti_st_source_ops = {
     .read = st_read, .borrow = st_borrow, .release = st_release, .close = st_close};
 
 static lt_source *st_open(const char *path, lt_error *err)
 {
     /* a directory holding model.safetensors stands for that file */
-    char *file_path = lt_is_dir(path) ? lt_path_join(path, MODEL_FILE_NAME) : lt_strdup(path);
+    char *file_path = lti_is_dir(path) ? lti_path_join(path, MODEL_FILE_NAME) : lti_strdup(path);
     if (!file_path) {
-        lt_fail_nomem(err, path);
+        lti_fail_nomem(err, path);
         return NULL;
     }
-    lt_st_parsed parsed;
+    lti_st_parsed parsed;
     lt_source *src = NULL;
-    if (lt_st_parse_file(file_path, &parsed, err) != LT_OK)
+    if (lti_st_parse_file(file_path, &parsed, err) != LT_OK)
         goto done;
-    src = lt_source_new("safetensors", path, &lt_st_source_ops, err);
-    lt_st_reader *reader = src ? lt_st_reader_new(1) : NULL;
+    src = lti_source_new("safetensors", path, &lti_st_source_ops, err);
+    lti_st_reader *reader = src ? lti_st_reader_new(1) : NULL;
     if (!reader) {
         if (src)
-            lt_fail_nomem(err, path);
+            lti_fail_nomem(err, path);
         goto fail;
     }
     src->impl = reader;
@@ -708,21 +708,21 @@ static lt_source *st_open(const char *path, lt_error *err)
     reader->n_files = 1;
     parsed.file.fd = -1;     /* the reader owns the file now */
     parsed.file.path = NULL;
-    if (lt_source_add_file(src, file_path, err) != LT_OK)
+    if (lti_source_add_file(src, file_path, err) != LT_OK)
         goto fail;
     for (size_t i = 0; i < parsed.n_entries; i++) {
-        const lt_st_entry *e = &parsed.entries[i];
-        if (lt_source_add_tensor(src, file_path, e->name, e->dtype, e->n_dims, e->shape, e->begin,
+        const lti_st_entry *e = &parsed.entries[i];
+        if (lti_source_add_tensor(src, file_path, e->name, e->dtype, e->n_dims, e->shape, e->begin,
                                  0, err) != LT_OK)
             goto fail;
     }
     for (size_t i = 0; i < parsed.n_meta; i++)
-        if (lt_source_add_meta(src, parsed.meta_keys[i], parsed.meta_values[i], err) != LT_OK)
+        if (lti_source_add_meta(src, parsed.meta_keys[i], parsed.meta_values[i], err) != LT_OK)
             goto fail;
-    lt_st_parsed_free(&parsed);
+    lti_st_parsed_free(&parsed);
     goto done;
 fail:
-    lt_st_parsed_free(&parsed);
+    lti_st_parsed_free(&parsed);
     lt_source_close(src);
     src = NULL;
 done:
@@ -738,13 +738,13 @@ static bool ends_with(const char *s, const char *suffix)
 
 static bool dir_has_file(const char *dir, const char *name)
 {
-    char *path = lt_path_join(dir, name);
-    bool found = path && lt_is_file(path);
+    char *path = lti_path_join(dir, name);
+    bool found = path && lti_is_file(path);
     free(path);
     return found;
 }
 
-static int st_bid(const lt_probe *probe)
+static int st_bid(const lti_probe *probe)
 {
     if (probe->is_dir) /* a sharded index takes precedence over model.safetensors */
         return dir_has_file(probe->path, MODEL_FILE_NAME) &&
@@ -763,10 +763,10 @@ static int st_bid(const lt_probe *probe)
 
 static lt_sink *st_create(const char *path, const lt_sink_options *opts, lt_error *err)
 {
-    return lt_st_sink_create(path, opts && opts->shard_size > 0, opts, err);
+    return lti_st_sink_create(path, opts && opts->shard_size > 0, opts, err);
 }
 
-const lt_format lt_format_safetensors = {
+const lti_format lti_format_safetensors = {
     .name = "safetensors",
     .bid = st_bid,
     .open = st_open,

@@ -43,10 +43,10 @@ struct index {
     const cJSON *metadata; /* may be NULL                                */
     struct map_entry *entries;
     size_t n_entries;
-    lt_strmap by_tensor;   /* tensor name -> entry                       */
+    lti_strmap by_tensor;   /* tensor name -> entry                       */
     const char **shards;   /* distinct shard names, sorted               */
     size_t n_shards;
-    lt_strmap by_shard;    /* shard name -> position in shards           */
+    lti_strmap by_shard;    /* shard name -> position in shards           */
 };
 
 static void index_free(struct index *ix)
@@ -54,9 +54,9 @@ static void index_free(struct index *ix)
     free(ix->dir);
     cJSON_Delete(ix->json);
     free(ix->entries);
-    lt_strmap_free(&ix->by_tensor);
+    lti_strmap_free(&ix->by_tensor);
     free(ix->shards);
-    lt_strmap_free(&ix->by_shard);
+    lti_strmap_free(&ix->by_shard);
 }
 
 /* A shard must be a plain file name next to the index (S3). */
@@ -81,7 +81,7 @@ static lt_status find_member(const char *path, const cJSON *root, const char *ke
         if (strcmp(item->string, key) != 0)
             continue;
         if (*out)
-            return lt_fail(err, LT_ERR_INVALID, "%s: index has '%s' twice", path, key);
+            return lti_fail(err, LT_ERR_INVALID, "%s: index has '%s' twice", path, key);
         *out = item;
     }
     return LT_OK;
@@ -93,17 +93,17 @@ static lt_status read_index(struct index *ix, lt_error *err)
     const char *path = ix->path;
     char *text = NULL;
     size_t len = 0, bad_at;
-    lt_status s = lt_read_small_file(path, MAX_INDEX_BYTES, &text, &len, err);
+    lt_status s = lti_read_small_file(path, MAX_INDEX_BYTES, &text, &len, err);
     if (s != LT_OK)
         return s;
     const char *end = NULL;
-    if (!lt_st_utf8_valid(text, len, &bad_at)) { /* S1 */
-        s = lt_fail(err, LT_ERR_INVALID, "%s: index is not valid UTF-8 (byte %zu)", path, bad_at);
+    if (!lti_st_utf8_valid(text, len, &bad_at)) { /* S1 */
+        s = lti_fail(err, LT_ERR_INVALID, "%s: index is not valid UTF-8 (byte %zu)", path, bad_at);
     } else if (!(ix->json = cJSON_ParseWithLengthOpts(text, len, &end, false))) {
         size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
-        s = lt_fail(err, LT_ERR_INVALID, "%s: index is not valid JSON (error near byte %zu)", path, at);
+        s = lti_fail(err, LT_ERR_INVALID, "%s: index is not valid JSON (error near byte %zu)", path, at);
     } else if (!cJSON_IsObject(ix->json)) {
-        s = lt_fail(err, LT_ERR_INVALID, "%s: index is not a JSON object", path);
+        s = lti_fail(err, LT_ERR_INVALID, "%s: index is not a JSON object", path);
     }
     free(text);
     if (s != LT_OK)
@@ -116,30 +116,30 @@ static lt_status read_index(struct index *ix, lt_error *err)
     if (s != LT_OK)
         return s;
     if (!cJSON_IsObject(weight_map)) /* S2 */
-        return lt_fail(err, LT_ERR_INVALID, "%s: index has no \"weight_map\" object", path);
+        return lti_fail(err, LT_ERR_INVALID, "%s: index has no \"weight_map\" object", path);
     if (ix->metadata && !cJSON_IsObject(ix->metadata))
-        return lt_fail(err, LT_ERR_INVALID, "%s: index \"metadata\" is not an object", path);
+        return lti_fail(err, LT_ERR_INVALID, "%s: index \"metadata\" is not an object", path);
 
     size_t n = (size_t)cJSON_GetArraySize(weight_map);
     ix->entries = calloc(n ? n : 1, sizeof *ix->entries);
     ix->shards = calloc(n ? n : 1, sizeof *ix->shards);
     if (!ix->entries || !ix->shards)
-        return lt_fail_nomem(err, path);
+        return lti_fail_nomem(err, path);
     const cJSON *item;
     cJSON_ArrayForEach(item, weight_map) {
         if (!cJSON_IsString(item) || !item->valuestring)
-            return lt_fail(err, LT_ERR_INVALID, "%s: weight_map value for tensor '%s' is not a string",
-                           path, lt_st_show(item->string).text);
+            return lti_fail(err, LT_ERR_INVALID, "%s: weight_map value for tensor '%s' is not a string",
+                           path, lti_st_show(item->string).text);
         if (!is_plain_file_name(item->valuestring)) /* S3 */
-            return lt_fail(err, LT_ERR_INVALID, "%s: weight_map puts tensor '%s' in '%s', which is "
+            return lti_fail(err, LT_ERR_INVALID, "%s: weight_map puts tensor '%s' in '%s', which is "
                            "not a plain file name beside the index", path,
-                           lt_st_show(item->string).text, lt_st_show(item->valuestring).text);
-        int put = lt_strmap_put(&ix->by_tensor, item->string, (long)ix->n_entries);
+                           lti_st_show(item->string).text, lti_st_show(item->valuestring).text);
+        int put = lti_strmap_put(&ix->by_tensor, item->string, (long)ix->n_entries);
         if (put < 0)
-            return lt_fail_nomem(err, path);
+            return lti_fail_nomem(err, path);
         if (put == 0) /* S4 */
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' appears twice in weight_map", path,
-                           lt_st_show(item->string).text);
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' appears twice in weight_map", path,
+                           lti_st_show(item->string).text);
         ix->entries[ix->n_entries].tensor = item->string;
         ix->entries[ix->n_entries].shard = item->valuestring;
         ix->shards[ix->n_entries] = item->valuestring;
@@ -152,37 +152,37 @@ static lt_status read_index(struct index *ix, lt_error *err)
         if (ix->n_shards == 0 || strcmp(ix->shards[ix->n_shards - 1], ix->shards[i]) != 0)
             ix->shards[ix->n_shards++] = ix->shards[i];
     if (ix->n_shards > UINT32_MAX)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: too many shards", path);
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: too many shards", path);
     for (size_t k = 0; k < ix->n_shards; k++)
-        if (lt_strmap_put(&ix->by_shard, ix->shards[k], (long)k) < 0)
-            return lt_fail_nomem(err, path);
+        if (lti_strmap_put(&ix->by_shard, ix->shards[k], (long)k) < 0)
+            return lti_fail_nomem(err, path);
     for (size_t i = 0; i < ix->n_entries; i++)
-        ix->entries[i].shard_index = (size_t)lt_strmap_get(&ix->by_shard, ix->entries[i].shard);
+        ix->entries[i].shard_index = (size_t)lti_strmap_get(&ix->by_shard, ix->entries[i].shard);
     return LT_OK;
 }
 
 /* S5: every tensor of shard k is listed, for shard k, and only once. */
 static lt_status add_shard_tensors(struct index *ix, lt_source *src, size_t k,
-                                   const char *shard_path, const lt_st_parsed *parsed,
+                                   const char *shard_path, const lti_st_parsed *parsed,
                                    lt_error *err)
 {
     for (size_t i = 0; i < parsed->n_entries; i++) {
-        const lt_st_entry *e = &parsed->entries[i];
+        const lti_st_entry *e = &parsed->entries[i];
         long earlier = lt_source_find(src, e->name);
         if (earlier >= 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is in both shard '%s' and shard '%s'",
-                           ix->path, lt_st_show(e->name).text,
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is in both shard '%s' and shard '%s'",
+                           ix->path, lti_st_show(e->name).text,
                            ix->shards[src->tensors[earlier].file_index], ix->shards[k]);
-        long listed = lt_strmap_get(&ix->by_tensor, e->name);
+        long listed = lti_strmap_get(&ix->by_tensor, e->name);
         if (listed < 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: shard '%s' holds tensor '%s', which the index "
-                           "does not list", ix->path, ix->shards[k], lt_st_show(e->name).text);
+            return lti_fail(err, LT_ERR_INVALID, "%s: shard '%s' holds tensor '%s', which the index "
+                           "does not list", ix->path, ix->shards[k], lti_st_show(e->name).text);
         const struct map_entry *m = &ix->entries[listed];
         if (m->shard_index != k)
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is in shard '%s' but the index "
-                           "puts it in '%s'", ix->path, lt_st_show(e->name).text, ix->shards[k],
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is in shard '%s' but the index "
+                           "puts it in '%s'", ix->path, lti_st_show(e->name).text, ix->shards[k],
                            m->shard);
-        lt_status s = lt_source_add_tensor(src, shard_path, e->name, e->dtype, e->n_dims, e->shape,
+        lt_status s = lti_source_add_tensor(src, shard_path, e->name, e->dtype, e->n_dims, e->shape,
                                            e->begin, (uint32_t)k, err);
         if (s != LT_OK)
             return s;
@@ -190,7 +190,7 @@ static lt_status add_shard_tensors(struct index *ix, lt_source *src, size_t k,
     for (size_t i = 0; i < parsed->n_meta; i++) {
         if (lt_source_meta_get(src, parsed->meta_keys[i]))
             continue;
-        lt_status s = lt_source_add_meta(src, parsed->meta_keys[i], parsed->meta_values[i], err);
+        lt_status s = lti_source_add_meta(src, parsed->meta_keys[i], parsed->meta_values[i], err);
         if (s != LT_OK)
             return s;
     }
@@ -199,18 +199,18 @@ static lt_status add_shard_tensors(struct index *ix, lt_source *src, size_t k,
 
 static lt_status open_shards(struct index *ix, lt_source *src, lt_error *err)
 {
-    lt_st_reader *reader = src->impl;
+    lti_st_reader *reader = src->impl;
     for (size_t k = 0; k < ix->n_shards; k++) {
-        char *shard_path = lt_path_join(ix->dir, ix->shards[k]);
+        char *shard_path = lti_path_join(ix->dir, ix->shards[k]);
         if (!shard_path)
-            return lt_fail_nomem(err, ix->path);
+            return lti_fail_nomem(err, ix->path);
         lt_status s = LT_OK;
-        if (!lt_is_file(shard_path)) /* S6 */
-            s = lt_fail(err, LT_ERR_INVALID, "%s: shard '%s' named by the index does not exist",
+        if (!lti_is_file(shard_path)) /* S6 */
+            s = lti_fail(err, LT_ERR_INVALID, "%s: shard '%s' named by the index does not exist",
                         ix->path, ix->shards[k]);
-        lt_st_parsed parsed;
+        lti_st_parsed parsed;
         if (s == LT_OK)
-            s = lt_st_parse_file(shard_path, &parsed, err);
+            s = lti_st_parse_file(shard_path, &parsed, err);
         if (s != LT_OK) {
             free(shard_path);
             return s;
@@ -220,10 +220,10 @@ static lt_status open_shards(struct index *ix, lt_source *src, lt_error *err)
         reader->n_files = k + 1;
         parsed.file.fd = -1; /* the reader owns the file now */
         parsed.file.path = NULL;
-        s = lt_source_add_file(src, shard_path, err);
+        s = lti_source_add_file(src, shard_path, err);
         if (s == LT_OK)
             s = add_shard_tensors(ix, src, k, shard_path, &parsed, err);
-        lt_st_parsed_free(&parsed);
+        lti_st_parsed_free(&parsed);
         free(shard_path);
         if (s != LT_OK)
             return s;
@@ -231,9 +231,9 @@ static lt_status open_shards(struct index *ix, lt_source *src, lt_error *err)
     /* S5, the other way round: everything listed was found */
     for (size_t i = 0; i < ix->n_entries; i++)
         if (lt_source_find(src, ix->entries[i].tensor) < 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is missing from shard '%s' "
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is missing from shard '%s' "
                            "where the index puts it", ix->path,
-                           lt_st_show(ix->entries[i].tensor).text, ix->entries[i].shard);
+                           lti_st_show(ix->entries[i].tensor).text, ix->entries[i].shard);
     return LT_OK;
 }
 
@@ -241,32 +241,32 @@ static lt_source *sharded_open(const char *path, lt_error *err)
 {
     struct index ix;
     memset(&ix, 0, sizeof ix);
-    char *index_path = lt_is_dir(path) ? lt_path_join(path, LT_ST_INDEX_NAME) : lt_strdup(path);
-    char *copy = lt_strdup(path);
+    char *index_path = lti_is_dir(path) ? lti_path_join(path, LT_ST_INDEX_NAME) : lti_strdup(path);
+    char *copy = lti_strdup(path);
     lt_source *src = NULL;
     if (!index_path || !copy) {
-        lt_fail_nomem(err, path);
+        lti_fail_nomem(err, path);
         goto fail;
     }
     ix.path = index_path;
-    ix.dir = lt_is_dir(path) ? lt_strdup(path) : lt_strdup(dirname(copy));
+    ix.dir = lti_is_dir(path) ? lti_strdup(path) : lti_strdup(dirname(copy));
     if (!ix.dir) {
-        lt_fail_nomem(err, path);
+        lti_fail_nomem(err, path);
         goto fail;
     }
     if (read_index(&ix, err) != LT_OK)
         goto fail;
-    src = lt_source_new("safetensors-sharded", path, &lt_st_source_ops, err);
+    src = lti_source_new("safetensors-sharded", path, &lti_st_source_ops, err);
     if (!src)
         goto fail;
-    if (!(src->impl = lt_st_reader_new(ix.n_shards))) {
-        lt_fail_nomem(err, path);
+    if (!(src->impl = lti_st_reader_new(ix.n_shards))) {
+        lti_fail_nomem(err, path);
         goto fail;
     }
     const cJSON *item;
     cJSON_ArrayForEach(item, ix.metadata) /* string values only: total_size is a number */
         if (cJSON_IsString(item) && item->valuestring && !lt_source_meta_get(src, item->string) &&
-            lt_source_add_meta(src, item->string, item->valuestring, err) != LT_OK)
+            lti_source_add_meta(src, item->string, item->valuestring, err) != LT_OK)
             goto fail;
     if (open_shards(&ix, src, err) != LT_OK)
         goto fail;
@@ -288,12 +288,12 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static int sharded_bid(const lt_probe *probe)
+static int sharded_bid(const lti_probe *probe)
 {
     if (!probe->is_dir)
         return ends_with(probe->path, ".safetensors.index.json") ? 80 : 0;
-    char *index_path = lt_path_join(probe->path, LT_ST_INDEX_NAME);
-    bool found = index_path && lt_is_file(index_path);
+    char *index_path = lti_path_join(probe->path, LT_ST_INDEX_NAME);
+    bool found = index_path && lti_is_file(index_path);
     free(index_path);
     return found ? 60 : 0;
 }
@@ -301,10 +301,10 @@ static int sharded_bid(const lt_probe *probe)
 /* Writing a sharded model: shard_size 0 means transformers' default. */
 static lt_sink *sharded_create(const char *path, const lt_sink_options *opts, lt_error *err)
 {
-    return lt_st_sink_create(path, true, opts, err);
+    return lti_st_sink_create(path, true, opts, err);
 }
 
-const lt_format lt_format_safetensors_sharded = {
+const lti_format lti_format_safetensors_sharded = {
     .name = "safetensors-sharded",
     .bid = sharded_bid,
     .open = sharded_open,

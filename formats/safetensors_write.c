@@ -5,7 +5,7 @@
  *
  * lt_sink_begin lays out every file from the declared tensors, writes the
  * headers and sizes the files; tensor bytes are then written by pwrite at
- * lt_sink_tensor.offset, which here is the absolute offset in the tensor's
+ * lti_sink_tensor.offset, which here is the absolute offset in the tensor's
  * file (internal.h), from any thread in any order.  Commit renames every
  * file into place, then writes the index, so a reader never finds an index
  * naming shards that are not there yet.
@@ -46,7 +46,7 @@ static void text_add(struct text *t, const char *s, size_t n)
 {
     if (t->failed)
         return;
-    if (!lt_grow((void **)&t->data, &t->cap, t->len + n + 1, 1)) {
+    if (!lti_grow((void **)&t->data, &t->cap, t->len + n + 1, 1)) {
         t->failed = true;
         return;
     }
@@ -103,7 +103,7 @@ static void text_add_json_string(struct text *t, const char *s)
 
 struct out_file {
     char *path;
-    lt_wfile file;
+    lti_wfile file;
     bool created, committed;
     uint64_t data_start; /* 8 + header length */
     uint64_t data_bytes;
@@ -124,7 +124,7 @@ static void writer_discard(struct st_writer *w)
     for (size_t i = 0; i < w->n_files; i++) {
         struct out_file *f = &w->files[i];
         if (f->created && !f->committed)
-            lt_wfile_abort(&f->file);
+            lti_wfile_abort(&f->file);
         if (f->committed)
             (void)unlink(f->path);
         free(f->path);
@@ -150,23 +150,23 @@ static lt_status check_writable(const lt_sink *sink, lt_error *err)
 {
     size_t bad_at;
     for (size_t i = 0; i < sink->n_tensors; i++) {
-        const lt_sink_tensor *t = &sink->tensors[i];
+        const lti_sink_tensor *t = &sink->tensors[i];
         if (lt_dtype_from_safetensors(lt_dtype_name(t->dtype)) != t->dtype)
-            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which "
-                           "safetensors cannot store", sink->path, lt_st_show(t->name).text,
+            return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which "
+                           "safetensors cannot store", sink->path, lti_st_show(t->name).text,
                            lt_dtype_name(t->dtype));
-        if (!lt_st_utf8_valid(t->name, strlen(t->name), &bad_at))
-            return lt_fail(err, LT_ERR_USAGE, "%s: tensor name '%s' is not valid UTF-8",
-                           sink->path, lt_st_show(t->name).text);
+        if (!lti_st_utf8_valid(t->name, strlen(t->name), &bad_at))
+            return lti_fail(err, LT_ERR_USAGE, "%s: tensor name '%s' is not valid UTF-8",
+                           sink->path, lti_st_show(t->name).text);
         if (strcmp(t->name, "__metadata__") == 0)
-            return lt_fail(err, LT_ERR_USAGE, "%s: a tensor cannot be called __metadata__",
+            return lti_fail(err, LT_ERR_USAGE, "%s: a tensor cannot be called __metadata__",
                            sink->path);
     }
     for (size_t i = 0; i < sink->n_meta; i++)
-        if (!lt_st_utf8_valid(sink->meta_keys[i], strlen(sink->meta_keys[i]), &bad_at) ||
-            !lt_st_utf8_valid(sink->meta_values[i], strlen(sink->meta_values[i]), &bad_at))
-            return lt_fail(err, LT_ERR_USAGE, "%s: metadata '%s' is not valid UTF-8", sink->path,
-                           lt_st_show(sink->meta_keys[i]).text);
+        if (!lti_st_utf8_valid(sink->meta_keys[i], strlen(sink->meta_keys[i]), &bad_at) ||
+            !lti_st_utf8_valid(sink->meta_values[i], strlen(sink->meta_values[i]), &bad_at))
+            return lti_fail(err, LT_ERR_USAGE, "%s: metadata '%s' is not valid UTF-8", sink->path,
+                           lti_st_show(sink->meta_keys[i]).text);
     return LT_OK;
 }
 
@@ -178,10 +178,10 @@ static lt_status plan_files(lt_sink *sink, struct st_writer *w, lt_error *err)
     size_t max_files = sink->n_tensors ? sink->n_tensors : 1;
     w->files = calloc(w->sharded ? max_files : 1, sizeof *w->files);
     if (!w->files)
-        return lt_fail_nomem(err, sink->path);
+        return lti_fail_nomem(err, sink->path);
     w->n_files = 1;
     for (size_t i = 0; i < sink->n_tensors; i++) {
-        lt_sink_tensor *t = &sink->tensors[i];
+        lti_sink_tensor *t = &sink->tensors[i];
         struct out_file *f = &w->files[w->n_files - 1];
         bool full = f->data_bytes >= w->shard_size || t->n_bytes > w->shard_size - f->data_bytes;
         if (w->sharded && t->n_bytes > 0 && f->data_bytes > 0 && full) {
@@ -190,13 +190,13 @@ static lt_status plan_files(lt_sink *sink, struct st_writer *w, lt_error *err)
         }
         t->file_index = (uint32_t)(w->n_files - 1);
         t->offset = f->data_bytes; /* relative until the header length is known */
-        if (!lt_add_u64(f->data_bytes, t->n_bytes, &f->data_bytes))
-            return lt_fail(err, LT_ERR_USAGE, "%s: tensor data adds up to more than 2^64 bytes",
+        if (!lti_add_u64(f->data_bytes, t->n_bytes, &f->data_bytes))
+            return lti_fail(err, LT_ERR_USAGE, "%s: tensor data adds up to more than 2^64 bytes",
                            sink->path);
         f->count++;
     }
     if (w->n_files > UINT32_MAX)
-        return lt_fail(err, LT_ERR_USAGE, "%s: too many shards", sink->path);
+        return lti_fail(err, LT_ERR_USAGE, "%s: too many shards", sink->path);
     return LT_OK;
 }
 
@@ -220,7 +220,7 @@ static bool build_header(const lt_sink *sink, const struct out_file *f, struct t
         first = false;
     }
     for (size_t i = f->first; i < f->first + f->count; i++) {
-        const lt_sink_tensor *t = &sink->tensors[i];
+        const lti_sink_tensor *t = &sink->tensors[i];
         if (!first)
             text_add(h, ",", 1);
         first = false;
@@ -249,11 +249,11 @@ static lt_status ensure_directory(const char *path, lt_error *err)
 {
     if (mkdir(path, 0777) == 0)
         return LT_OK;
-    if (errno == EEXIST && lt_is_dir(path))
+    if (errno == EEXIST && lti_is_dir(path))
         return LT_OK;
     if (errno == EEXIST)
-        return lt_fail(err, LT_ERR_USAGE, "%s: a sharded output must be a directory", path);
-    return lt_fail_errno(err, path, "cannot create directory");
+        return lti_fail(err, LT_ERR_USAGE, "%s: a sharded output must be a directory", path);
+    return lti_fail_errno(err, path, "cannot create directory");
 }
 
 static lt_status open_output_file(lt_sink *sink, struct st_writer *w, size_t k, lt_error *err)
@@ -262,38 +262,38 @@ static lt_status open_output_file(lt_sink *sink, struct st_writer *w, size_t k, 
     if (w->sharded) {
         char name[64];
         snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, w->n_files);
-        f->path = lt_path_join(sink->path, name);
+        f->path = lti_path_join(sink->path, name);
     } else {
-        f->path = lt_strdup(sink->path);
+        f->path = lti_strdup(sink->path);
     }
     if (!f->path)
-        return lt_fail_nomem(err, sink->path);
+        return lti_fail_nomem(err, sink->path);
     struct text header = {0};
     if (!build_header(sink, f, &header)) {
         free(header.data);
-        return lt_fail_nomem(err, f->path);
+        return lti_fail_nomem(err, f->path);
     }
     if (header.len > LT_ST_MAX_HEADER) {
         free(header.data);
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: header of %zu bytes exceeds the %llu-byte "
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: header of %zu bytes exceeds the %llu-byte "
                        "limit of safetensors readers", f->path, header.len, LT_ST_MAX_HEADER);
     }
     f->data_start = 8 + header.len;
     unsigned char prefix[8];
     write_le64(prefix, header.len);
-    lt_status s = lt_wfile_create(&f->file, f->path, err);
+    lt_status s = lti_wfile_create(&f->file, f->path, err);
     if (s == LT_OK) {
         f->created = true;
         f->file.durable = sink->opts.fsync;
-        s = lt_wfile_pwrite(&f->file, 0, prefix, 8, err);
+        s = lti_wfile_pwrite(&f->file, 0, prefix, 8, err);
     }
     if (s == LT_OK)
-        s = lt_wfile_pwrite(&f->file, 8, header.data, header.len, err);
+        s = lti_wfile_pwrite(&f->file, 8, header.data, header.len, err);
     free(header.data);
     /* size the file now: tensors never written (zero bytes, or a caller
      * that writes sparsely) still leave a file of the declared length */
     if (s == LT_OK)
-        s = lt_wfile_reserve(&f->file, f->data_start + f->data_bytes, err);
+        s = lti_wfile_reserve(&f->file, f->data_start + f->data_bytes, err);
     if (s != LT_OK)
         return s;
     for (size_t i = f->first; i < f->first + f->count; i++)
@@ -316,16 +316,16 @@ static lt_status st_begin(lt_sink *sink, lt_error *err)
     return s;
 }
 
-static lt_status st_write(lt_sink *sink, const lt_sink_tensor *t, uint64_t off,
+static lt_status st_write(lt_sink *sink, const lti_sink_tensor *t, uint64_t off,
                           const void *data, size_t len, lt_error *err)
 {
     struct st_writer *w = sink->impl;
-    return lt_wfile_pwrite(&w->files[t->file_index].file, t->offset + off, data, len, err);
+    return lti_wfile_pwrite(&w->files[t->file_index].file, t->offset + off, data, len, err);
 }
 
 static int compare_tensor_names(const void *a, const void *b)
 {
-    const lt_sink_tensor *const *x = a, *const *y = b;
+    const lti_sink_tensor *const *x = a, *const *y = b;
     return strcmp((*x)->name, (*y)->name);
 }
 
@@ -334,16 +334,16 @@ static int compare_tensor_names(const void *a, const void *b)
  * characters are kept as UTF-8 rather than \u escapes. */
 static lt_status write_index(lt_sink *sink, struct st_writer *w, lt_error *err)
 {
-    const lt_sink_tensor **sorted = malloc((sink->n_tensors ? sink->n_tensors : 1) * sizeof *sorted);
-    char *index_path = lt_path_join(sink->path, LT_ST_INDEX_NAME);
+    const lti_sink_tensor **sorted = malloc((sink->n_tensors ? sink->n_tensors : 1) * sizeof *sorted);
+    char *index_path = lti_path_join(sink->path, LT_ST_INDEX_NAME);
     if (!sorted || !index_path) {
         free(sorted);
         free(index_path);
-        return lt_fail_nomem(err, sink->path);
+        return lti_fail_nomem(err, sink->path);
     }
     uint64_t total = 0;
     for (size_t k = 0; k < w->n_files; k++)
-        if (!lt_add_u64(total, w->files[k].data_bytes, &total))
+        if (!lti_add_u64(total, w->files[k].data_bytes, &total))
             total = UINT64_MAX; /* unreachable: the shards were written */
     for (size_t i = 0; i < sink->n_tensors; i++)
         sorted[i] = &sink->tensors[i];
@@ -361,8 +361,8 @@ static lt_status write_index(lt_sink *sink, struct st_writer *w, lt_error *err)
         text_add_json_string(&t, slash ? slash + 1 : shard_path);
     }
     text_add_str(&t, sink->n_tensors ? "\n  }\n}\n" : "}\n}\n");
-    lt_status s = t.failed ? lt_fail_nomem(err, index_path)
-                           : lt_write_file_atomic(index_path, t.data, t.len, err);
+    lt_status s = t.failed ? lti_fail_nomem(err, index_path)
+                           : lti_write_file_atomic(index_path, t.data, t.len, err);
     free(t.data);
     free(sorted);
     free(index_path);
@@ -374,9 +374,9 @@ static lt_status st_commit(lt_sink *sink, lt_error *err)
     struct st_writer *w = sink->impl;
     for (size_t k = 0; k < w->n_files; k++) {
         struct out_file *f = &w->files[k];
-        lt_status s = lt_wfile_commit(&f->file, err);
+        lt_status s = lti_wfile_commit(&f->file, err);
         if (s != LT_OK) {
-            f->created = false; /* lt_wfile_commit removed its temporary */
+            f->created = false; /* lti_wfile_commit removed its temporary */
             return s;           /* st_abort removes the rest */
         }
         f->committed = true;
@@ -400,20 +400,20 @@ static void st_abort(lt_sink *sink)
     writer_free(sink);
 }
 
-static const struct lt_sink_ops st_sink_ops = {
+static const struct lti_sink_ops st_sink_ops = {
     .begin = st_begin, .write = st_write, .commit = st_commit, .abort = st_abort};
 
-lt_sink *lt_st_sink_create(const char *path, bool sharded, const lt_sink_options *given, lt_error *err)
+lt_sink *lti_st_sink_create(const char *path, bool sharded, const lt_sink_options *given, lt_error *err)
 {
     lt_sink_options opts = given ? *given : (lt_sink_options){0};
     opts.shard_size = sharded ? (opts.shard_size ? opts.shard_size : DEFAULT_SHARD_SIZE) : 0;
-    lt_sink *sink = lt_sink_new(sharded ? "safetensors-sharded" : "safetensors", path, &opts,
+    lt_sink *sink = lti_sink_new(sharded ? "safetensors-sharded" : "safetensors", path, &opts,
                                 &st_sink_ops, err);
     if (!sink)
         return NULL;
     struct st_writer *w = calloc(1, sizeof *w);
     if (!w) {
-        lt_fail_nomem(err, path);
+        lti_fail_nomem(err, path);
         lt_sink_abort(sink);
         return NULL;
     }

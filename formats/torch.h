@@ -36,17 +36,17 @@ typedef struct zip_member {
 } zip_member;
 
 typedef struct zip_archive {
-    const lt_rfile *file;
+    const lti_rfile *file;
     zip_member *members;
     size_t n_members, cap_members;
-    lt_strmap by_name;
+    lti_strmap by_name;
 } zip_archive;
 
-lt_status lt_zip_open(zip_archive *z, const lt_rfile *f, lt_error *err);
-zip_member *lt_zip_find(zip_archive *z, const char *name);
-lt_status lt_zip_resolve(zip_archive *z, zip_member *m, lt_error *err);
-lt_status lt_zip_read_small(zip_archive *z, zip_member *m, size_t max, unsigned char **out, size_t *out_len, lt_error *err);
-void lt_zip_free(zip_archive *z);
+lt_status lti_zip_open(zip_archive *z, const lti_rfile *f, lt_error *err);
+zip_member *lti_zip_find(zip_archive *z, const char *name);
+lt_status lti_zip_resolve(zip_archive *z, zip_member *m, lt_error *err);
+lt_status lti_zip_read_small(zip_archive *z, zip_member *m, size_t max, unsigned char **out, size_t *out_len, lt_error *err);
+void lti_zip_free(zip_archive *z);
 
 /* ---- restricted pickle machine (formats/pickle.c) ---- */
 
@@ -106,7 +106,7 @@ typedef struct pickle_vm {
     lt_error *err;
 } pickle_vm;
 
-lt_status lt_pickle_run(pickle_vm *vm, size_t *result);
-void lt_pickle_free(pickle_vm *vm);
+lt_status lti_pickle_run(pickle_vm *vm, size_t *result);
+void lti_pickle_free(pickle_vm *vm);
 
 #endif

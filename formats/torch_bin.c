@@ -47,7 +47,7 @@ static bool ends_with(const char *s, const char *suffix)
 /* ------------------------------------------------------------------ */
 
 typedef struct torch_impl {
-    lt_rfile file;
+    lti_rfile file;
 } torch_impl;
 
 static lt_status torch_read(lt_source *src, const lt_tensor_info *t, uint64_t off, void *dst, size_t len,
@@ -55,10 +55,10 @@ static lt_status torch_read(lt_source *src, const lt_tensor_info *t, uint64_t of
 {
     torch_impl *impl = src->impl;
     uint64_t at;
-    if (!lt_add_u64(t->offset, off, &at))
-        return lt_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
-                       lt_st_show(t->name).text);
-    return lt_rfile_pread(&impl->file, at, dst, len, err);
+    if (!lti_add_u64(t->offset, off, &at))
+        return lti_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
+                       lti_st_show(t->name).text);
+    return lti_rfile_pread(&impl->file, at, dst, len, err);
 }
 
 static void torch_close(void *p)
@@ -66,11 +66,11 @@ static void torch_close(void *p)
     torch_impl *impl = p;
     if (!impl)
         return;
-    lt_rfile_close(&impl->file);
+    lti_rfile_close(&impl->file);
     free(impl);
 }
 
-static const struct lt_source_ops torch_ops = {.read = torch_read, .close = torch_close};
+static const struct lti_source_ops torch_ops = {.read = torch_read, .close = torch_close};
 
 typedef struct named_tensor {
     const char *name;
@@ -94,7 +94,7 @@ static lt_status add_tensor(lt_source *src, zip_archive *z, const char *root, pi
                             const named_tensor *nt, lt_error *err)
 {
     const char *path = src->path;
-    lt_st_shown shown_buf = lt_st_show(nt->name);
+    lti_st_shown shown_buf = lti_st_show(nt->name);
     const char *shown = shown_buf.text;
     const tensor_val *t = vm->objs[nt->tensor].u.tensor;
     const obj *st = &vm->objs[t->storage];
@@ -104,49 +104,49 @@ static lt_status add_tensor(lt_source *src, zip_archive *z, const char *root, pi
     uint64_t expect = 1, n_elems = 1;
     for (uint32_t d = t->n_dims; d-- > 0;) {
         if (t->shape[d] != 1 && t->stride[d] != expect)
-            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor %s is not contiguous", path, shown);
-        if (!lt_mul_u64(expect, t->shape[d], &expect))
-            return lt_fail(err, LT_ERR_INVALID, "%s: tensor %s: shape overflows", path, shown);
+            return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor %s is not contiguous", path, shown);
+        if (!lti_mul_u64(expect, t->shape[d], &expect))
+            return lti_fail(err, LT_ERR_INVALID, "%s: tensor %s: shape overflows", path, shown);
     }
     n_elems = expect;
     uint64_t end, begin_bytes, member_need;
-    if (!lt_add_u64(t->storage_offset, n_elems, &end) || end > st->u.storage.numel)
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor %s: elements [%" PRIu64 ", +%" PRIu64
+    if (!lti_add_u64(t->storage_offset, n_elems, &end) || end > st->u.storage.numel)
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor %s: elements [%" PRIu64 ", +%" PRIu64
                        ") lie outside its storage of %" PRIu64, path, shown, t->storage_offset, n_elems,
                        st->u.storage.numel);
-    if (!lt_mul_u64(st->u.storage.numel, esize, &member_need) ||
-        !lt_mul_u64(t->storage_offset, esize, &begin_bytes))
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor %s: storage size overflows", path, shown);
+    if (!lti_mul_u64(st->u.storage.numel, esize, &member_need) ||
+        !lti_mul_u64(t->storage_offset, esize, &begin_bytes))
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor %s: storage size overflows", path, shown);
     const char *key = vm->objs[st->u.storage.key].u.str.s;
-    char *member_name = lt_asprintf("%s/data/%s", root, key);
+    char *member_name = lti_asprintf("%s/data/%s", root, key);
     if (!member_name)
-        return lt_fail_nomem(err, path);
-    zip_member *m = lt_zip_find(z, member_name);
+        return lti_fail_nomem(err, path);
+    zip_member *m = lti_zip_find(z, member_name);
     free(member_name);
     if (!m)
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor %s: storage member '%s/data/%s' is missing", path,
-                       shown, root, lt_st_show(key).text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor %s: storage member '%s/data/%s' is missing", path,
+                       shown, root, lti_st_show(key).text);
     if (m->method != 0)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor %s: storage member '%s' is compressed "
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor %s: storage member '%s' is compressed "
                        "(method %u); only stored members can be read", path, shown,
-                       lt_st_show(m->name).text, m->method);
+                       lti_st_show(m->name).text, m->method);
     if (m->flags & 1u)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: storage member '%s' is encrypted", path,
-                       lt_st_show(m->name).text);
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: storage member '%s' is encrypted", path,
+                       lti_st_show(m->name).text);
     if (m->csize != m->usize)
-        return lt_fail(err, LT_ERR_INVALID, "%s: stored member '%s' has different sizes", path,
-                       lt_st_show(m->name).text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: stored member '%s' has different sizes", path,
+                       lti_st_show(m->name).text);
     if (member_need > m->usize)
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor %s: storage of %" PRIu64 " elements needs %" PRIu64
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor %s: storage of %" PRIu64 " elements needs %" PRIu64
                        " bytes but member '%s' holds %" PRIu64, path, shown, st->u.storage.numel,
-                       member_need, lt_st_show(m->name).text, m->usize);
-    lt_status s = lt_zip_resolve(z, m, err);
+                       member_need, lti_st_show(m->name).text, m->usize);
+    lt_status s = lti_zip_resolve(z, m, err);
     if (s != LT_OK)
         return s;
     uint64_t offset;
-    if (!lt_add_u64(m->data_offset, begin_bytes, &offset))
-        return lt_fail(err, LT_ERR_INVALID, "%s: tensor %s: offset overflows", path, shown);
-    return lt_source_add_tensor(src, path, nt->name, dtype, t->n_dims, t->shape, offset, 0, err);
+    if (!lti_add_u64(m->data_offset, begin_bytes, &offset))
+        return lti_fail(err, LT_ERR_INVALID, "%s: tensor %s: offset overflows", path, shown);
+    return lti_source_add_tensor(src, path, nt->name, dtype, t->n_dims, t->shape, offset, 0, err);
 }
 
 /* The tensors of the pickled dict, sorted by name. */
@@ -156,26 +156,26 @@ static lt_status build_source(lt_source *src, zip_archive *z, const char *root, 
     const char *path = src->path;
     const obj *d = &vm->objs[top];
     if (d->kind != V_DICT)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: data.pkl holds a %s, not a dict of tensors", path,
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: data.pkl holds a %s, not a dict of tensors", path,
                        kind_name(d->kind));
     size_t n = d->u.seq.n / 2;
     named_tensor *list = calloc(n ? n : 1, sizeof *list);
     if (!list)
-        return lt_fail_nomem(err, path);
+        return lti_fail_nomem(err, path);
     lt_status s = LT_OK;
     for (size_t i = 0; i < n && s == LT_OK; i++) {
         const obj *k = &vm->objs[d->u.seq.items[2 * i]], *v = &vm->objs[d->u.seq.items[2 * i + 1]];
         size_t bad_at;
         if (k->kind != V_STR)
-            s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: data.pkl dict has a %s key, not a string", path,
+            s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: data.pkl dict has a %s key, not a string", path,
                         kind_name(k->kind));
         else if (k->u.str.len == 0 || strlen(k->u.str.s) != k->u.str.len ||
-                 !lt_st_utf8_valid(k->u.str.s, k->u.str.len, &bad_at))
-            s = lt_fail(err, LT_ERR_INVALID, "%s: data.pkl has a key that is empty, holds a NUL or is not UTF-8",
+                 !lti_st_utf8_valid(k->u.str.s, k->u.str.len, &bad_at))
+            s = lti_fail(err, LT_ERR_INVALID, "%s: data.pkl has a key that is empty, holds a NUL or is not UTF-8",
                         path);
         else if (v->kind != V_TENSOR)
-            s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: data.pkl entry '%s' is a %s, not a tensor", path,
-                        lt_st_show(k->u.str.s).text, kind_name(v->kind));
+            s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: data.pkl entry '%s' is a %s, not a tensor", path,
+                        lti_st_show(k->u.str.s).text, kind_name(v->kind));
         list[i].name = k->u.str.s;
         list[i].tensor = d->u.seq.items[2 * i + 1];
     }
@@ -199,37 +199,37 @@ static lt_status find_root(zip_archive *z, char **root, lt_error *err)
             if (*root) {
                 free(*root);
                 *root = NULL;
-                return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: the archive holds more than one data.pkl", path);
+                return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: the archive holds more than one data.pkl", path);
             }
-            if (!(*root = lt_strndup(name, (size_t)(slash - name))))
-                return lt_fail_nomem(err, path);
+            if (!(*root = lti_strndup(name, (size_t)(slash - name))))
+                return lti_fail_nomem(err, path);
         }
     }
     if (!*root)
-        return lt_fail(err, LT_ERR_INVALID, "%s: a ZIP archive without <root>/data.pkl (not a torch.save file)",
+        return lti_fail(err, LT_ERR_INVALID, "%s: a ZIP archive without <root>/data.pkl (not a torch.save file)",
                        path);
     return LT_OK;
 }
 
 static lt_status check_byteorder(zip_archive *z, const char *root, lt_error *err)
 {
-    char *name = lt_asprintf("%s/byteorder", root);
+    char *name = lti_asprintf("%s/byteorder", root);
     if (!name)
-        return lt_fail_nomem(err, z->file->path);
-    zip_member *m = lt_zip_find(z, name);
+        return lti_fail_nomem(err, z->file->path);
+    zip_member *m = lti_zip_find(z, name);
     free(name);
     if (!m)
         return LT_OK; /* older files: little-endian */
     unsigned char *text = NULL;
     size_t len = 0;
-    lt_status s = lt_zip_read_small(z, m, 64, &text, &len, err);
+    lt_status s = lti_zip_read_small(z, m, 64, &text, &len, err);
     if (s != LT_OK)
         return s;
     if (len == 3 && memcmp(text, "big", 3) == 0)
-        s = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: big-endian tensor data (byteorder \"big\") is not supported",
+        s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: big-endian tensor data (byteorder \"big\") is not supported",
                     z->file->path);
     else if (!(len == 6 && memcmp(text, "little", 6) == 0))
-        s = lt_fail(err, LT_ERR_INVALID, "%s: byteorder member is neither \"little\" nor \"big\"", z->file->path);
+        s = lti_fail(err, LT_ERR_INVALID, "%s: byteorder member is neither \"little\" nor \"big\"", z->file->path);
     free(text);
     return s;
 }
@@ -238,7 +238,7 @@ static lt_source *torch_open(const char *path, lt_error *err)
 {
     torch_impl *impl = calloc(1, sizeof *impl);
     if (!impl) {
-        lt_fail_nomem(err, path);
+        lti_fail_nomem(err, path);
         return NULL;
     }
     impl->file.fd = -1;
@@ -247,35 +247,35 @@ static lt_source *torch_open(const char *path, lt_error *err)
     pickle_vm vm = {.path = path, .err = err};
     unsigned char *pkl = NULL;
     char *root = NULL, *pkl_name = NULL;
-    if (lt_rfile_open(&impl->file, path, err) != LT_OK) {
+    if (lti_rfile_open(&impl->file, path, err) != LT_OK) {
         free(impl);
         return NULL;
     }
-    if (!(src = lt_source_new("torch", path, &torch_ops, err))) {
+    if (!(src = lti_source_new("torch", path, &torch_ops, err))) {
         torch_close(impl);
         return NULL;
     }
     src->impl = impl;
-    lt_status s = lt_zip_open(&z, &impl->file, err);
+    lt_status s = lti_zip_open(&z, &impl->file, err);
     if (s == LT_OK)
         s = find_root(&z, &root, err);
     if (s == LT_OK)
         s = check_byteorder(&z, root, err);
-    if (s == LT_OK && !(pkl_name = lt_asprintf("%s/data.pkl", root)))
-        s = lt_fail_nomem(err, path);
+    if (s == LT_OK && !(pkl_name = lti_asprintf("%s/data.pkl", root)))
+        s = lti_fail_nomem(err, path);
     if (s == LT_OK)
-        s = lt_zip_read_small(&z, lt_zip_find(&z, pkl_name), PKL_MAX_BYTES, &pkl, &vm.len, err);
+        s = lti_zip_read_small(&z, lti_zip_find(&z, pkl_name), PKL_MAX_BYTES, &pkl, &vm.len, err);
     size_t top = 0;
     if (s == LT_OK) {
         vm.data = pkl;
-        s = lt_pickle_run(&vm, &top);
+        s = lti_pickle_run(&vm, &top);
     }
     if (s == LT_OK)
-        s = lt_source_add_file(src, path, err);
+        s = lti_source_add_file(src, path, err);
     if (s == LT_OK)
         s = build_source(src, &z, root, &vm, top, err);
-    lt_pickle_free(&vm);
-    lt_zip_free(&z);
+    lti_pickle_free(&vm);
+    lti_zip_free(&z);
     free(pkl);
     free(pkl_name);
     free(root);
@@ -286,7 +286,7 @@ static lt_source *torch_open(const char *path, lt_error *err)
     return src;
 }
 
-static int torch_bid(const lt_probe *probe)
+static int torch_bid(const lti_probe *probe)
 {
     if (probe->is_dir || probe->head_len < 4 || memcmp(probe->head, "PK\x03\x04", 4) != 0)
         return 0;
@@ -295,7 +295,7 @@ static int torch_bid(const lt_probe *probe)
     return 20;
 }
 
-const lt_format lt_format_torch_bin = {
+const lti_format lti_format_torch_bin = {
     .name = "torch",
     .bid = torch_bid,
     .open = torch_open,

@@ -19,7 +19,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "source_sink.h"
 
 /* ------------------------------------------------------------------ */
 /* The type table                                                      */
@@ -157,7 +157,7 @@ bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes)
     if (!info || n % info->block_elems != 0)
         return false;
     uint64_t bytes;
-    if (!lt_mul_u64(n / info->block_elems, info->block_bytes, &bytes))
+    if (!lti_mul_u64(n / info->block_elems, info->block_bytes, &bytes))
         return false;
     if (out_bytes)
         *out_bytes = bytes;

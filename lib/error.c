@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "source_sink.h"
 
 int lt_status_exit_code(lt_status status)
 {
@@ -31,7 +31,7 @@ const char *lt_status_name(lt_status status)
     return "unknown status";
 }
 
-lt_status lt_fail(lt_error *err, lt_status status, const char *fmt, ...)
+lt_status lti_fail(lt_error *err, lt_status status, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -43,13 +43,13 @@ lt_status lt_fail(lt_error *err, lt_status status, const char *fmt, ...)
     return status;
 }
 
-lt_status lt_fail_errno(lt_error *err, const char *path, const char *what)
+lt_status lti_fail_errno(lt_error *err, const char *path, const char *what)
 {
     int saved = errno;
-    return lt_fail(err, LT_ERR_IO, "%s: %s: %s", path, what, strerror(saved));
+    return lti_fail(err, LT_ERR_IO, "%s: %s: %s", path, what, strerror(saved));
 }
 
-lt_status lt_fail_nomem(lt_error *err, const char *path)
+lt_status lti_fail_nomem(lt_error *err, const char *path)
 {
-    return lt_fail(err, LT_ERR_NOMEM, "%s: out of memory", path ? path : "loratool");
+    return lti_fail(err, LT_ERR_NOMEM, "%s: out of memory", path ? path : "loratool");
 }

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "source_sink.h"
+#include "regex.h"
+#include "linalg.h"
+#include "surgery.h"
 
 #define DEFAULT_TARGETS                                                                           \
     ".*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj|qkv_proj|gate_up_proj|"        \
@@ -20,7 +23,7 @@ static lt_status difference(lt_source *base, size_t bi, lt_source *tuned, size_t
     uint64_t n = t->n_elems;
     float *diff = malloc((size_t)n * sizeof *diff + 1);
     float *row = malloc((64u << 10) * sizeof *row);
-    lt_status s = diff && row ? LT_OK : lt_fail_nomem(err, lt_source_path(tuned));
+    lt_status s = diff && row ? LT_OK : lti_fail_nomem(err, lt_source_path(tuned));
     double sum = 0;
     for (uint64_t first = 0; s == LT_OK && first < n; first += 64u << 10) {
         uint64_t count = n - first < (64u << 10) ? n - first : (64u << 10);
@@ -30,7 +33,7 @@ static lt_status difference(lt_source *base, size_t bi, lt_source *tuned, size_t
         for (uint64_t j = 0; s == LT_OK && j < count; j++) {
             double d = (double)diff[first + j] - (double)row[j];
             if (!isfinite(d))
-                s = lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' holds NaN or Inf", lt_source_path(tuned), t->name);
+                s = lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' holds NaN or Inf", lt_source_path(tuned), t->name);
             diff[first + j] = (float)d;
             sum += d * d;
         }
@@ -69,7 +72,7 @@ static lt_status transpose_f32(float **m, uint64_t rows, uint64_t cols, lt_error
 {
     float *t = malloc((size_t)(rows * cols) * sizeof *t + 1);
     if (!t)
-        return lt_fail_nomem(err, "extract");
+        return lti_fail_nomem(err, "extract");
     for (uint64_t r = 0; r < rows; r++)
         for (uint64_t c = 0; c < cols; c++)
             t[c * rows + r] = (*m)[r * cols + c];
@@ -78,7 +81,7 @@ static lt_status transpose_f32(float **m, uint64_t rows, uint64_t cols, lt_error
     return LT_OK;
 }
 
-lt_status lt_factors_from_dense(const lt_extract_options *opts, const float *diff, uint64_t m, uint64_t n,
+lt_status lti_factors_from_dense(const lt_extract_options *opts, const float *diff, uint64_t m, uint64_t n,
                                 double total, uint32_t *rank_out, float **a_out, float **b_out,
                                 lt_surgery_module *rep, lt_error *err)
 {
@@ -88,10 +91,10 @@ lt_status lt_factors_from_dense(const lt_extract_options *opts, const float *dif
     uint64_t k = cap < full ? cap : full;
     double *u = malloc((size_t)(m * k) * sizeof *u + 1), *v = malloc((size_t)(n * k) * sizeof *v + 1);
     double *sv = malloc((size_t)k * sizeof *sv + 1);
-    lt_status s = u && v && sv ? LT_OK : lt_fail_nomem(err, "svd");
+    lt_status s = u && v && sv ? LT_OK : lti_fail_nomem(err, "svd");
     if (s == LT_OK)
-        s = lt_randomized_svd_f64((size_t)m, (size_t)n, diff, (size_t)n, (size_t)k, LT_RSVD_OVERSAMPLE,
-                                  LT_RSVD_POWER_ITERS, opts->seed, opts->threads, u, (size_t)k, sv, v, (size_t)k,
+        s = lti_randomized_svd_f64((size_t)m, (size_t)n, diff, (size_t)n, (size_t)k, LTI_RSVD_OVERSAMPLE,
+                                  LTI_RSVD_POWER_ITERS, opts->seed, opts->threads, u, (size_t)k, sv, v, (size_t)k,
                                   err);
     uint64_t keep = k;
     if (s == LT_OK && opts->rule.kind == LT_RANK_ENERGY && total == 0)
@@ -116,7 +119,7 @@ lt_status lt_factors_from_dense(const lt_extract_options *opts, const float *dif
         float *b = *b_out = malloc((size_t)(m * keep) * sizeof(float) + 1);
         float *a = *a_out = malloc((size_t)(keep * n) * sizeof(float) + 1);
         if (!a || !b)
-            s = lt_fail_nomem(err, "svd");
+            s = lti_fail_nomem(err, "svd");
         for (uint64_t i = 0; s == LT_OK && i < m; i++)
             for (uint64_t j = 0; j < keep; j++)
                 b[i * keep + j] = (float)(u[i * k + j] * sqrt(sv[j]));
@@ -135,20 +138,20 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
 {
     memset(report, 0, sizeof *report);
     if (opts->rule.kind != LT_RANK_FIXED && opts->rule.kind != LT_RANK_ENERGY)
-        return lt_fail(err, LT_ERR_USAGE, "%s: extract needs --rank or --energy", out_dir);
-    lt_regex *re = lt_regex_compile(opts->targets ? opts->targets : DEFAULT_TARGETS, err);
+        return lti_fail(err, LT_ERR_USAGE, "%s: extract needs --rank or --energy", out_dir);
+    lti_regex *re = lti_regex_compile(opts->targets ? opts->targets : DEFAULT_TARGETS, err);
     if (!re)
         return err ? err->status : LT_ERR_USAGE;
     size_t n_tensors = lt_source_tensor_count(tuned);
     extracted *mods = calloc(n_tensors + 1, sizeof *mods);
     report->modules = calloc(n_tensors + 1, sizeof *report->modules);
     size_t n = 0;
-    lt_status s = mods && report->modules ? LT_OK : lt_fail_nomem(err, out_dir);
+    lt_status s = mods && report->modules ? LT_OK : lti_fail_nomem(err, out_dir);
     for (size_t i = 0; i < n_tensors && s == LT_OK; i++) {
         const lt_tensor_info *t = lt_source_tensor(tuned, i);
         size_t len = strlen(t->name);
         if (t->n_dims != 2 || !lt_dtype_is_float(t->dtype) || len <= 7 ||
-            strcmp(t->name + len - 7, ".weight") != 0 || !lt_regex_fullmatch(re, t->name))
+            strcmp(t->name + len - 7, ".weight") != 0 || !lti_regex_fullmatch(re, t->name))
             continue;
         long bi = lt_source_find(base, t->name);
         if (bi < 0)
@@ -156,27 +159,27 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
         const lt_tensor_info *bt = bi >= 0 ? lt_source_tensor(base, (size_t)bi) : NULL;
         if (!bt || bt->n_dims != 2 || bt->shape[0] != t->shape[0] || bt->shape[1] != t->shape[1] ||
             !lt_dtype_is_float(bt->dtype)) {
-            s = lt_fail(err, LT_ERR_INVALID, "%s: tensor '%s' [%llu, %llu] has no counterpart of that shape in %s",
+            s = lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' [%llu, %llu] has no counterpart of that shape in %s",
                         lt_source_path(tuned), t->name, (unsigned long long)t->shape[0],
                         (unsigned long long)t->shape[1], lt_source_path(base));
             break;
         }
         extracted *om = &mods[n];
         lt_surgery_module *rep = &report->modules[n];
-        om->name = lt_strndup(t->name, len - 7);
-        rep->name = lt_strdup(om->name ? om->name : "");
+        om->name = lti_strndup(t->name, len - 7);
+        rep->name = lti_strdup(om->name ? om->name : "");
         om->rows = t->shape[0];
         om->cols = t->shape[1];
         report->n_modules = ++n;
         if (!om->name || !rep->name) {
-            s = lt_fail_nomem(err, out_dir);
+            s = lti_fail_nomem(err, out_dir);
             break;
         }
         float *diff = NULL;
         double total = 0;
         s = difference(base, (size_t)bi, tuned, i, &diff, &total, err);
         if (s == LT_OK)
-            s = lt_factors_from_dense(opts, diff, om->rows, om->cols, total, &om->rank, &om->a, &om->b, rep, err);
+            s = lti_factors_from_dense(opts, diff, om->rows, om->cols, total, &om->rank, &om->a, &om->b, rep, err);
         om->embedding = is_embedding(t->name);
         if (s == LT_OK && om->embedding) {
             /* delta [vocab, dim] = U S V^T: A = (U sqrt S)^T [r, vocab],
@@ -192,13 +195,13 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
         report->params_after += (uint64_t)om->rank * (om->rows + om->cols);
         report->params_before += t->n_elems;
     }
-    lt_regex_free(re);
+    lti_regex_free(re);
     if (s == LT_OK && n == 0)
-        s = lt_fail(err, LT_ERR_INVALID, "%s: no 2-D weight matches the targets", lt_source_path(tuned));
+        s = lti_fail(err, LT_ERR_INVALID, "%s: no 2-D weight matches the targets", lt_source_path(tuned));
     if (s == LT_OK) {
         lt_lora_save_module *save = calloc(n + 1, sizeof *save);
         if (!save)
-            s = lt_fail_nomem(err, out_dir);
+            s = lti_fail_nomem(err, out_dir);
         for (size_t i = 0; s == LT_OK && i < n; i++)
             save[i] = mods[i].embedding
                           ? (lt_lora_save_module){mods[i].name, mods[i].rank, (double)mods[i].rank, mods[i].cols,

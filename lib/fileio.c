@@ -12,29 +12,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "source_sink.h"
 
-lt_status lt_rfile_open(lt_rfile *f, const char *path, lt_error *err)
+lt_status lti_rfile_open(lti_rfile *f, const char *path, lt_error *err)
 {
     memset(f, 0, sizeof *f);
     f->fd = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return lt_fail_errno(err, path, "cannot open");
+        return lti_fail_errno(err, path, "cannot open");
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        lt_status s = lt_fail_errno(err, path, "cannot stat");
+        lt_status s = lti_fail_errno(err, path, "cannot stat");
         close(fd);
         return s;
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return lt_fail(err, LT_ERR_INVALID, "%s: not a regular file", path);
+        return lti_fail(err, LT_ERR_INVALID, "%s: not a regular file", path);
     }
-    f->path = lt_strdup(path);
+    f->path = lti_strdup(path);
     if (!f->path) {
         close(fd);
-        return lt_fail_nomem(err, path);
+        return lti_fail_nomem(err, path);
     }
     f->fd = fd;
     f->size = (uint64_t)st.st_size;
@@ -50,10 +50,10 @@ lt_status lt_rfile_open(lt_rfile *f, const char *path, lt_error *err)
     return LT_OK;
 }
 
-const void *lt_rfile_at(const lt_rfile *f, uint64_t off, size_t len)
+const void *lti_rfile_at(const lti_rfile *f, uint64_t off, size_t len)
 {
     uint64_t end;
-    if (!f->map || !lt_add_u64(off, len, &end) || end > f->size)
+    if (!f->map || !lti_add_u64(off, len, &end) || end > f->size)
         return NULL;
 #ifdef MADV_POPULATE_READ
     /* map the range's pages in one call rather than fault by fault (best
@@ -65,7 +65,7 @@ const void *lt_rfile_at(const lt_rfile *f, uint64_t off, size_t len)
     return f->map + off;
 }
 
-void lt_rfile_release(const lt_rfile *f, const void *p, size_t len)
+void lti_rfile_release(const lti_rfile *f, const void *p, size_t len)
 {
     if (!f->map || !p)
         return;
@@ -75,14 +75,14 @@ void lt_rfile_release(const lt_rfile *f, const void *p, size_t len)
         (void)madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
-lt_status lt_rfile_pread(const lt_rfile *f, uint64_t off, void *dst, size_t len,
+lt_status lti_rfile_pread(const lti_rfile *f, uint64_t off, void *dst, size_t len,
                          lt_error *err)
 {
     uint64_t end;
-    if (!lt_add_u64(off, len, &end) || end > f->size)
-        return lt_fail(err, LT_ERR_INVALID,
+    if (!lti_add_u64(off, len, &end) || end > f->size)
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: file truncated (needs %llu bytes, has %llu)", f->path,
-                       (unsigned long long)(lt_add_u64(off, len, &end) ? end : UINT64_MAX),
+                       (unsigned long long)(lti_add_u64(off, len, &end) ? end : UINT64_MAX),
                        (unsigned long long)f->size);
     unsigned char *p = dst;
     while (len > 0) {
@@ -91,10 +91,10 @@ lt_status lt_rfile_pread(const lt_rfile *f, uint64_t off, void *dst, size_t len,
         if (got < 0) {
             if (errno == EINTR)
                 continue;
-            return lt_fail_errno(err, f->path, "read failed");
+            return lti_fail_errno(err, f->path, "read failed");
         }
         if (got == 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: file shrank while reading", f->path);
+            return lti_fail(err, LT_ERR_INVALID, "%s: file shrank while reading", f->path);
         p += got;
         off += (uint64_t)got;
         len -= (size_t)got;
@@ -102,7 +102,7 @@ lt_status lt_rfile_pread(const lt_rfile *f, uint64_t off, void *dst, size_t len,
     return LT_OK;
 }
 
-void lt_rfile_close(lt_rfile *f)
+void lti_rfile_close(lti_rfile *f)
 {
     if (f->map)
         munmap((void *)f->map, (size_t)f->size);
@@ -114,76 +114,76 @@ void lt_rfile_close(lt_rfile *f)
     f->path = NULL;
 }
 
-lt_status lt_read_small_file(const char *path, size_t max_bytes, char **out,
+lt_status lti_read_small_file(const char *path, size_t max_bytes, char **out,
                              size_t *out_len, lt_error *err)
 {
-    lt_rfile f;
-    lt_status s = lt_rfile_open(&f, path, err);
+    lti_rfile f;
+    lt_status s = lti_rfile_open(&f, path, err);
     if (s != LT_OK)
         return s;
     if (f.size > max_bytes) {
-        lt_rfile_close(&f);
-        return lt_fail(err, LT_ERR_INVALID, "%s: file too large (%llu bytes, limit %zu)",
+        lti_rfile_close(&f);
+        return lti_fail(err, LT_ERR_INVALID, "%s: file too large (%llu bytes, limit %zu)",
                        path, (unsigned long long)f.size, max_bytes);
     }
     char *buf = malloc((size_t)f.size + 1);
     if (!buf) {
-        lt_rfile_close(&f);
-        return lt_fail_nomem(err, path);
+        lti_rfile_close(&f);
+        return lti_fail_nomem(err, path);
     }
-    s = lt_rfile_pread(&f, 0, buf, (size_t)f.size, err);
+    s = lti_rfile_pread(&f, 0, buf, (size_t)f.size, err);
     if (s != LT_OK) {
         free(buf);
-        lt_rfile_close(&f);
+        lti_rfile_close(&f);
         return s;
     }
     buf[f.size] = '\0';
     if (out_len)
         *out_len = (size_t)f.size;
     *out = buf;
-    lt_rfile_close(&f);
+    lti_rfile_close(&f);
     return LT_OK;
 }
 
 /* The directory part of path, malloc'd ("." when there is none). */
 static char *directory_of(const char *path)
 {
-    char *copy = lt_strdup(path);
+    char *copy = lti_strdup(path);
     if (!copy)
         return NULL;
-    char *dir = lt_strdup(dirname(copy));
+    char *dir = lti_strdup(dirname(copy));
     free(copy);
     return dir;
 }
 
-lt_status lt_wfile_create(lt_wfile *f, const char *final_path, lt_error *err)
+lt_status lti_wfile_create(lti_wfile *f, const char *final_path, lt_error *err)
 {
     memset(f, 0, sizeof *f);
     f->fd = -1;
-    if (lt_is_dir(final_path))
-        return lt_fail(err, LT_ERR_USAGE, "%s: output is a directory", final_path);
-    char *copy = lt_strdup(final_path);
+    if (lti_is_dir(final_path))
+        return lti_fail(err, LT_ERR_USAGE, "%s: output is a directory", final_path);
+    char *copy = lti_strdup(final_path);
     char *dir = directory_of(final_path);
     if (!copy || !dir) {
         free(copy);
         free(dir);
-        return lt_fail_nomem(err, final_path);
+        return lti_fail_nomem(err, final_path);
     }
     char *base = basename(copy);
-    f->tmp_path = lt_asprintf("%s/.%s.tmp-XXXXXX", dir, base);
+    f->tmp_path = lti_asprintf("%s/.%s.tmp-XXXXXX", dir, base);
     free(copy);
     free(dir);
-    f->final_path = lt_strdup(final_path);
+    f->final_path = lti_strdup(final_path);
     if (!f->tmp_path || !f->final_path) {
-        lt_wfile_abort(f);
-        return lt_fail_nomem(err, final_path);
+        lti_wfile_abort(f);
+        return lti_fail_nomem(err, final_path);
     }
     int fd = mkstemp(f->tmp_path);
     if (fd < 0) {
-        lt_status s = lt_fail_errno(err, final_path, "cannot create output");
+        lt_status s = lti_fail_errno(err, final_path, "cannot create output");
         free(f->tmp_path);
         f->tmp_path = NULL;
-        lt_wfile_abort(f);
+        lti_wfile_abort(f);
         return s;
     }
     /* mkstemp makes 0600; outputs are ordinary files */
@@ -194,19 +194,19 @@ lt_status lt_wfile_create(lt_wfile *f, const char *final_path, lt_error *err)
     return LT_OK;
 }
 
-lt_status lt_wfile_reserve(lt_wfile *f, uint64_t size, lt_error *err)
+lt_status lti_wfile_reserve(lti_wfile *f, uint64_t size, lt_error *err)
 {
     if (fallocate(f->fd, 0, 0, (off_t)size) == 0)
         return LT_OK;
     if (errno == ENOSPC)
-        return lt_fail_errno(err, f->final_path, "cannot reserve output space");
+        return lti_fail_errno(err, f->final_path, "cannot reserve output space");
     /* filesystems without fallocate: a sparse file of the right size */
     if (ftruncate(f->fd, (off_t)size) != 0)
-        return lt_fail_errno(err, f->final_path, "cannot size output file");
+        return lti_fail_errno(err, f->final_path, "cannot size output file");
     return LT_OK;
 }
 
-lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len,
+lt_status lti_wfile_pwrite(lti_wfile *f, uint64_t off, const void *buf, size_t len,
                           lt_error *err)
 {
     const unsigned char *p = buf;
@@ -218,7 +218,7 @@ lt_status lt_wfile_pwrite(lt_wfile *f, uint64_t off, const void *buf, size_t len
         if (put < 0) {
             if (errno == EINTR)
                 continue;
-            return lt_fail_errno(err, f->final_path, "write failed");
+            return lti_fail_errno(err, f->final_path, "write failed");
         }
         p += put;
         off += (uint64_t)put;
@@ -245,23 +245,23 @@ static void fsync_directory_of(const char *path)
     free(dir);
 }
 
-lt_status lt_wfile_commit(lt_wfile *f, lt_error *err)
+lt_status lti_wfile_commit(lti_wfile *f, lt_error *err)
 {
     if (f->durable && fsync(f->fd) != 0) {
-        lt_status s = lt_fail_errno(err, f->final_path, "fsync failed");
-        lt_wfile_abort(f);
+        lt_status s = lti_fail_errno(err, f->final_path, "fsync failed");
+        lti_wfile_abort(f);
         return s;
     }
     if (close(f->fd) != 0) {
         f->fd = -1;
-        lt_status s = lt_fail_errno(err, f->final_path, "close failed");
-        lt_wfile_abort(f);
+        lt_status s = lti_fail_errno(err, f->final_path, "close failed");
+        lti_wfile_abort(f);
         return s;
     }
     f->fd = -1;
     if (rename(f->tmp_path, f->final_path) != 0) {
-        lt_status s = lt_fail_errno(err, f->final_path, "cannot rename output into place");
-        lt_wfile_abort(f);
+        lt_status s = lti_fail_errno(err, f->final_path, "cannot rename output into place");
+        lti_wfile_abort(f);
         return s;
     }
     if (f->durable)
@@ -272,7 +272,7 @@ lt_status lt_wfile_commit(lt_wfile *f, lt_error *err)
     return LT_OK;
 }
 
-void lt_wfile_abort(lt_wfile *f)
+void lti_wfile_abort(lti_wfile *f)
 {
     if (f->fd >= 0)
         close(f->fd);
@@ -284,50 +284,50 @@ void lt_wfile_abort(lt_wfile *f)
     f->tmp_path = f->final_path = NULL;
 }
 
-lt_status lt_write_file_atomic(const char *path, const void *data, size_t len,
+lt_status lti_write_file_atomic(const char *path, const void *data, size_t len,
                                lt_error *err)
 {
-    lt_wfile f;
-    lt_status s = lt_wfile_create(&f, path, err);
+    lti_wfile f;
+    lt_status s = lti_wfile_create(&f, path, err);
     if (s != LT_OK)
         return s;
     f.durable = true; /* small files: the fsync costs little */
-    s = lt_wfile_pwrite(&f, 0, data, len, err);
+    s = lti_wfile_pwrite(&f, 0, data, len, err);
     if (s != LT_OK) {
-        lt_wfile_abort(&f);
+        lti_wfile_abort(&f);
         return s;
     }
-    return lt_wfile_commit(&f, err);
+    return lti_wfile_commit(&f, err);
 }
 
 lt_status lt_copy_file(const char *src, const char *dst, lt_error *err)
 {
-    lt_rfile in;
-    lt_status s = lt_rfile_open(&in, src, err);
+    lti_rfile in;
+    lt_status s = lti_rfile_open(&in, src, err);
     if (s != LT_OK)
         return s;
-    lt_wfile out;
-    s = lt_wfile_create(&out, dst, err);
+    lti_wfile out;
+    s = lti_wfile_create(&out, dst, err);
     if (s != LT_OK) {
-        lt_rfile_close(&in);
+        lti_rfile_close(&in);
         return s;
     }
     out.durable = true;
     static const size_t chunk = 1u << 20;
     unsigned char *buf = malloc(chunk);
     if (!buf)
-        s = lt_fail_nomem(err, dst);
+        s = lti_fail_nomem(err, dst);
     for (uint64_t off = 0; s == LT_OK && off < in.size; off += chunk) {
         size_t n = in.size - off < chunk ? (size_t)(in.size - off) : chunk;
-        s = lt_rfile_pread(&in, off, buf, n, err);
+        s = lti_rfile_pread(&in, off, buf, n, err);
         if (s == LT_OK)
-            s = lt_wfile_pwrite(&out, off, buf, n, err);
+            s = lti_wfile_pwrite(&out, off, buf, n, err);
     }
     free(buf);
-    lt_rfile_close(&in);
+    lti_rfile_close(&in);
     if (s != LT_OK) {
-        lt_wfile_abort(&out);
+        lti_wfile_abort(&out);
         return s;
     }
-    return lt_wfile_commit(&out, err);
+    return lti_wfile_commit(&out, err);
 }

@@ -20,7 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "source_sink.h"
+#include "linalg.h"
 
 #define GEMM_MR 4      /* rows of the micro-kernel tile                  */
 #define GEMM_MC 64     /* rows of a C tile (multiple of GEMM_MR)         */
@@ -216,13 +217,13 @@ static lt_status gemm_run(gemm_job *job, unsigned threads, const char *fn, lt_er
     const size_t es = job->f64 ? sizeof(double) : sizeof(float);
     size_t ar = job->ta ? k : m, ac = job->ta ? m : k;
     size_t br = job->tb ? n : k, bc = job->tb ? k : n;
-    if (!lt_matrix_extent_ok(ar, ac, job->lda, es) || !lt_matrix_extent_ok(br, bc, job->ldb, es) ||
-        !lt_matrix_extent_ok(m, n, job->ldc, es))
-        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    if (!lti_matrix_extent_ok(ar, ac, job->lda, es) || !lti_matrix_extent_ok(br, bc, job->ldb, es) ||
+        !lti_matrix_extent_ok(m, n, job->ldc, es))
+        return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (m == 0 || n == 0) /* nothing to write, nothing read */
         return LT_OK;
     if (!job->c || (k && (!job->a || !job->b)))
-        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+        return lti_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
     bool beta_zero = job->f64 ? job->beta64 == 0 : job->beta32 == 0;
     bool ok = job->f64 ? finite_f64(job->a, ar, ac, job->lda) && finite_f64(job->b, br, bc, job->ldb)
                        : finite_f32(job->a, ar, ac, job->lda) && finite_f32(job->b, br, bc, job->ldb);
@@ -232,7 +233,7 @@ static lt_status gemm_run(gemm_job *job, unsigned threads, const char *fn, lt_er
         ok = job->f64 ? isfinite(job->alpha64) && isfinite(job->beta64)
                       : isfinite(job->alpha32) && isfinite(job->beta32);
     if (!ok)
-        return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+        return lti_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
 
     size_t tiles_m = (m + GEMM_MC - 1) / GEMM_MC;
     job->tiles_n = (n + GEMM_NC - 1) / GEMM_NC;
@@ -263,26 +264,26 @@ static lt_status gemm_run(gemm_job *job, unsigned threads, const char *fn, lt_er
     for (size_t i = 0; i < started; i++)
         pthread_join(tid[i], NULL);
     if (atomic_load(&job->done) != job->tiles)
-        return lt_fail_nomem(err, fn);
+        return lti_fail_nomem(err, fn);
     return LT_OK;
 }
 
-lt_status lt_gemm_f32(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+lt_status lti_gemm_f32(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
                       const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                       size_t ldc, unsigned threads, lt_error *err)
 {
     gemm_job job = {.f64 = false, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k,
                     .a = a, .b = b, .c = c, .lda = lda, .ldb = ldb, .ldc = ldc,
                     .alpha32 = alpha, .beta32 = beta};
-    return gemm_run(&job, threads, "lt_gemm_f32", err);
+    return gemm_run(&job, threads, "lti_gemm_f32", err);
 }
 
-lt_status lt_gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double alpha,
+lt_status lti_gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double alpha,
                       const double *a, size_t lda, const double *b, size_t ldb, double beta,
                       double *c, size_t ldc, unsigned threads, lt_error *err)
 {
     gemm_job job = {.f64 = true, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k,
                     .a = a, .b = b, .c = c, .lda = lda, .ldb = ldb, .ldc = ldc,
                     .alpha64 = alpha, .beta64 = beta};
-    return gemm_run(&job, threads, "lt_gemm_f64", err);
+    return gemm_run(&job, threads, "lti_gemm_f64", err);
 }

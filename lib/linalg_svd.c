@@ -9,14 +9,15 @@
  *     largest magnitude lies in [0.5, 1): no overflow in dot products, and
  *     the scale is put back on the singular values at the end;
  *   - nothing depends on thread timing: the only threaded part is
- *     lt_gemm_f64, which is deterministic.
+ *     lti_gemm_f64, which is deterministic.
  */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "source_sink.h"
+#include "linalg.h"
 
 #define JACOBI_MAX_SWEEPS 60
 
@@ -178,27 +179,27 @@ static void qr_copy_r(size_t m, size_t n, const double *w, size_t ldw, double *r
             r[i * ldr + c] = c >= i ? w[i * ldw + c] : 0.0;
 }
 
-lt_status lt_qr_f64(size_t m, size_t n, const double *a, size_t lda, double *q, size_t ldq,
+lt_status lti_qr_f64(size_t m, size_t n, const double *a, size_t lda, double *q, size_t ldq,
                     double *r, size_t ldr, lt_error *err)
 {
-    static const char fn[] = "lt_qr_f64";
+    static const char fn[] = "lti_qr_f64";
     size_t p = min_sz(m, n);
-    if (!lt_matrix_extent_ok(m, n, lda, sizeof(double)) || (q && !lt_matrix_extent_ok(m, p, ldq, sizeof(double))) ||
-        (r && !lt_matrix_extent_ok(p, n, ldr, sizeof(double))))
-        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    if (!lti_matrix_extent_ok(m, n, lda, sizeof(double)) || (q && !lti_matrix_extent_ok(m, p, ldq, sizeof(double))) ||
+        (r && !lti_matrix_extent_ok(p, n, ldr, sizeof(double))))
+        return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (p == 0)
         return LT_OK;
     if (!a)
-        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+        return lti_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
     if (max_abs(a, m, n, lda) < 0)
-        return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+        return lti_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
     bool fail = false;
     double *w = dalloc(m, n, &fail);
     double *tau = dalloc(p, 1, &fail);
     double *work = dalloc(n, 1, &fail);
     if (fail) {
         free(w), free(tau), free(work);
-        return lt_fail_nomem(err, fn);
+        return lti_fail_nomem(err, fn);
     }
     for (size_t i = 0; i < m; i++)
         memcpy(w + i * n, a + i * lda, n * sizeof(double));
@@ -347,7 +348,7 @@ static lt_status svd_tall(size_t m, size_t n, double *w, double *sig, double *u,
     }
     lt_status st = LT_OK;
     if (fail) {
-        st = lt_fail_nomem(err, fn);
+        st = lti_fail_nomem(err, fn);
         goto out;
     }
     qr_factor(m, n, w, n, tau, work);
@@ -356,7 +357,7 @@ static lt_status svd_tall(size_t m, size_t n, double *w, double *sig, double *u,
         for (size_t j = 0; j < n; j++)
             vt[i * n + j] = i == j ? 1.0 : 0.0;
     if (!jacobi(n, n, gt, vt, n)) {
-        st = lt_fail(err, LT_ERR_UNSUPPORTED, "%s: Jacobi SVD did not converge in %d sweeps", fn,
+        st = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: Jacobi SVD did not converge in %d sweeps", fn,
                      JACOBI_MAX_SWEEPS);
         goto out;
     }
@@ -370,7 +371,7 @@ static lt_status svd_tall(size_t m, size_t n, double *w, double *sig, double *u,
         qr_form_q(m, n, w, n, tau, q, n, work);
         for (size_t c = 0; c < n; c++)
             memcpy(rows + c * n, vt + order[c] * n, n * sizeof(double));
-        st = lt_gemm_f64(false, true, m, n, n, 1.0, q, n, rows, n, 0.0, u, ldu, 1, err);
+        st = lti_gemm_f64(false, true, m, n, n, 1.0, q, n, rows, n, 0.0, u, ldu, 1, err);
         if (st != LT_OK)
             goto out;
     }
@@ -400,7 +401,7 @@ out:
     return st;
 }
 
-/* lt_svd_f64 after the argument checks. */
+/* lti_svd_f64 after the argument checks. */
 static lt_status svd_checked(size_t m, size_t n, const double *a, size_t lda, double *u, size_t ldu,
                              double *s, double *v, size_t ldv, const char *fn, lt_error *err)
 {
@@ -409,7 +410,7 @@ static lt_status svd_checked(size_t m, size_t n, const double *a, size_t lda, do
         return LT_OK;
     double mx = max_abs(a, m, n, lda);
     if (mx < 0)
-        return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+        return lti_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
     if (mx == 0) { /* zero matrix: s = 0, U and V the leading identity columns */
         for (size_t c = 0; c < p; c++)
             s[c] = 0;
@@ -427,7 +428,7 @@ static lt_status svd_checked(size_t m, size_t n, const double *a, size_t lda, do
     bool fail = false;
     double *w = dalloc(rows, cols, &fail);
     if (fail)
-        return lt_fail_nomem(err, fn);
+        return lti_fail_nomem(err, fn);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             double x = ldexp(a[i * lda + j], -e);
@@ -445,16 +446,16 @@ static lt_status svd_checked(size_t m, size_t n, const double *a, size_t lda, do
     return st;
 }
 
-lt_status lt_svd_f64(size_t m, size_t n, const double *a, size_t lda, double *u, size_t ldu,
+lt_status lti_svd_f64(size_t m, size_t n, const double *a, size_t lda, double *u, size_t ldu,
                      double *s, double *v, size_t ldv, lt_error *err)
 {
-    static const char fn[] = "lt_svd_f64";
+    static const char fn[] = "lti_svd_f64";
     size_t p = min_sz(m, n);
-    if (!lt_matrix_extent_ok(m, n, lda, sizeof(double)) || (u && !lt_matrix_extent_ok(m, p, ldu, sizeof(double))) ||
-        (v && !lt_matrix_extent_ok(n, p, ldv, sizeof(double))))
-        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    if (!lti_matrix_extent_ok(m, n, lda, sizeof(double)) || (u && !lti_matrix_extent_ok(m, p, ldu, sizeof(double))) ||
+        (v && !lti_matrix_extent_ok(n, p, ldv, sizeof(double))))
+        return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (p > 0 && (!a || !s))
-        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+        return lti_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
     return svd_checked(m, n, a, lda, u, ldu, s, v, ldv, fn, err);
 }
 
@@ -476,21 +477,21 @@ static void zero_tail(size_t kk, size_t k, size_t m, size_t n, double *u, size_t
             v[i * ldv + c] = 0;
 }
 
-lt_status lt_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
+lt_status lti_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
                              const double *a, size_t lda, size_t k, double *u, size_t ldu,
                              double *s, double *v, size_t ldv, lt_error *err)
 {
-    static const char fn[] = "lt_lowrank_svd_f64";
-    if (!lt_matrix_extent_ok(m, r, ldb, sizeof(double)) || !lt_matrix_extent_ok(r, n, lda, sizeof(double)) ||
-        (u && !lt_matrix_extent_ok(m, k, ldu, sizeof(double))) || (v && !lt_matrix_extent_ok(n, k, ldv, sizeof(double))))
-        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    static const char fn[] = "lti_lowrank_svd_f64";
+    if (!lti_matrix_extent_ok(m, r, ldb, sizeof(double)) || !lti_matrix_extent_ok(r, n, lda, sizeof(double)) ||
+        (u && !lti_matrix_extent_ok(m, k, ldu, sizeof(double))) || (v && !lti_matrix_extent_ok(n, k, ldv, sizeof(double))))
+        return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (k == 0)
         return LT_OK;
     if (!s || (m && r && !b) || (r && n && !a))
-        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+        return lti_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
     double mb = max_abs(b, m, r, ldb), ma = max_abs(a, r, n, lda);
     if (mb < 0 || ma < 0)
-        return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+        return lti_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
     size_t p = min_sz(min_sz(m, n), r), kk = min_sz(k, p);
     if (p == 0) {
         zero_tail(0, k, m, n, u, ldu, s, v, ldv);
@@ -506,7 +507,7 @@ lt_status lt_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size
     double *qb = u ? dalloc(m, kb, &fail) : NULL, *qa = v ? dalloc(n, ka, &fail) : NULL;
     lt_status st = LT_OK;
     if (fail) {
-        st = lt_fail_nomem(err, fn);
+        st = lti_fail_nomem(err, fn);
         goto out;
     }
     /* B * 2^-eb and A^T * 2^-ea, exact scalings. */
@@ -521,18 +522,18 @@ lt_status lt_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size
     qr_copy_r(m, r, wb, r, rb, r);
     qr_copy_r(n, r, wa, r, ra, r);
     /* core = R_B R_A^T (kb x ka); B A = Q_B core Q_A^T. */
-    st = lt_gemm_f64(false, true, kb, ka, r, 1.0, rb, r, ra, r, 0.0, core, ka, 1, err);
+    st = lti_gemm_f64(false, true, kb, ka, r, 1.0, rb, r, ra, r, 0.0, core, ka, 1, err);
     if (st == LT_OK)
         st = svd_checked(kb, ka, core, ka, u ? uc : NULL, p, sc, v ? vc : NULL, p, fn, err);
     if (st != LT_OK)
         goto out;
     if (u) {
         qr_form_q(m, r, wb, r, taub, qb, kb, work);
-        st = lt_gemm_f64(false, false, m, kk, kb, 1.0, qb, kb, uc, p, 0.0, u, ldu, 1, err);
+        st = lti_gemm_f64(false, false, m, kk, kb, 1.0, qb, kb, uc, p, 0.0, u, ldu, 1, err);
     }
     if (v && st == LT_OK) {
         qr_form_q(n, r, wa, r, taua, qa, ka, work);
-        st = lt_gemm_f64(false, false, n, kk, ka, 1.0, qa, ka, vc, p, 0.0, v, ldv, 1, err);
+        st = lti_gemm_f64(false, false, n, kk, ka, 1.0, qa, ka, vc, p, 0.0, v, ldv, 1, err);
     }
     if (st != LT_OK)
         goto out;
@@ -599,10 +600,10 @@ static lt_status rsvd_apply(const rsvd_op *op, bool trans, const double *x, doub
         }
         lt_status st;
         if (!trans)
-            st = lt_gemm_f64(false, false, br, l, n, 1.0, op->blk, n, x, l, 0.0, out + i0 * l, l,
+            st = lti_gemm_f64(false, false, br, l, n, 1.0, op->blk, n, x, l, 0.0, out + i0 * l, l,
                              op->threads, err);
         else
-            st = lt_gemm_f64(true, false, n, l, br, 1.0, op->blk, n, x + i0 * l, l,
+            st = lti_gemm_f64(true, false, n, l, br, 1.0, op->blk, n, x + i0 * l, l,
                              i0 == 0 ? 0.0 : 1.0, out, l, op->threads, err);
         if (st != LT_OK)
             return st;
@@ -618,26 +619,26 @@ static void orthonormalize(double *y, size_t rows, size_t l, double *q, double *
     memcpy(y, q, rows * l * sizeof(double));
 }
 
-lt_status lt_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw, size_t k,
+lt_status lti_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw, size_t k,
                                 size_t oversample, unsigned power_iters, uint64_t seed,
                                 unsigned threads, double *u, size_t ldu, double *s, double *v,
                                 size_t ldv, lt_error *err)
 {
-    static const char fn[] = "lt_randomized_svd_f64";
-    if (!lt_matrix_extent_ok(m, n, ldw, sizeof(float)) || (u && !lt_matrix_extent_ok(m, k, ldu, sizeof(double))) ||
-        (v && !lt_matrix_extent_ok(n, k, ldv, sizeof(double))))
-        return lt_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    static const char fn[] = "lti_randomized_svd_f64";
+    if (!lti_matrix_extent_ok(m, n, ldw, sizeof(float)) || (u && !lti_matrix_extent_ok(m, k, ldu, sizeof(double))) ||
+        (v && !lti_matrix_extent_ok(n, k, ldv, sizeof(double))))
+        return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
     if (k == 0)
         return LT_OK;
     if (!s || (m && n && !w))
-        return lt_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+        return lti_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
     for (size_t i = 0; i < m; i++) {
         const float *row = w + i * ldw;
         float acc = 0;
         for (size_t j = 0; j < n; j++)
             acc += row[j] * 0.0f; /* NaN iff some element is NaN or Inf */
         if (acc != 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
+            return lti_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
     }
     size_t p = min_sz(m, n), l;
     if (__builtin_add_overflow(k, oversample, &l))
@@ -658,7 +659,7 @@ lt_status lt_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw, 
     double *ub = dalloc(n, l, &fail), *vb = dalloc(l, l, &fail), *sb = dalloc(l, 1, &fail);
     lt_status st = LT_OK;
     if (fail) {
-        st = lt_fail_nomem(err, fn);
+        st = lti_fail_nomem(err, fn);
         goto out;
     }
     /* Y = W Omega, Omega n x l Gaussian; Q = orth(Y). */
@@ -683,7 +684,7 @@ lt_status lt_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw, 
     if (st != LT_OK)
         goto out;
     if (u)
-        st = lt_gemm_f64(false, false, m, kk, l, 1.0, y, l, vb, l, 0.0, u, ldu, 1, err);
+        st = lti_gemm_f64(false, false, m, kk, l, 1.0, y, l, vb, l, 0.0, u, ldu, 1, err);
     if (st != LT_OK)
         goto out;
     for (size_t i = 0; v && i < n; i++)
@@ -701,7 +702,7 @@ out:
 /* Rank choice                                                         */
 /* ------------------------------------------------------------------ */
 
-size_t lt_rank_for_energy(const double *s, size_t n, double fraction)
+size_t lti_rank_for_energy(const double *s, size_t n, double fraction)
 {
     /* Squares of values beyond 2^500 would overflow: scale those (only). */
     double mx = 0;
@@ -723,7 +724,7 @@ size_t lt_rank_for_energy(const double *s, size_t n, double fraction)
     return n;
 }
 
-size_t lt_rank_for_ratio(const double *s, size_t n, double ratio)
+size_t lti_rank_for_ratio(const double *s, size_t n, double ratio)
 {
     if (n == 0 || !(s[0] > 0))
         return 0;

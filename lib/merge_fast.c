@@ -142,7 +142,7 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
         return LT_OK;
     merge_fast *f = calloc(1, sizeof *f);
     if (!f)
-        return lt_fail_nomem(err, "merge");
+        return lti_fail_nomem(err, "merge");
     f->rank = (uint32_t)rank;
     f->isa = best_isa();
     f->row_bound = malloc((size_t)t->rows * sizeof *f->row_bound);
@@ -151,7 +151,7 @@ lt_status merge_fast_prepare(plan_tensor *t, lt_error *err)
     f->col_norm32 = malloc((size_t)t->cols * sizeof *f->col_norm32);
     if (!f->row_bound || !f->col_norm || !f->row_bound32 || !f->col_norm32) {
         merge_fast_free(f);
-        return lt_fail_nomem(err, "merge");
+        return lti_fail_nomem(err, "merge");
     }
     /* the sums of squares (N <= 2048 terms) and their square roots are
      * within 2^-40 of exact: (1 + 2^-30) rounds them up */

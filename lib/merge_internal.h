@@ -3,7 +3,7 @@
 #ifndef LT_MERGE_INTERNAL_H
 #define LT_MERGE_INTERNAL_H
 
-#include "internal.h"
+#include "source_sink.h"
 
 typedef enum tensor_action {
     ACT_COPY,      /* bytes as they are                                */
@@ -59,7 +59,7 @@ struct lt_merge_plan {
     lt_merge_options opts;
     plan_tensor *tensors;
     size_t n_tensors, cap_tensors;
-    lt_strmap by_name;
+    lti_strmap by_name;
     size_t *modules_merged;
     char **skipped;
     size_t n_skipped, cap_skipped;

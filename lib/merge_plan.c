@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "merge_internal.h"
+#include "surgery.h"
 
 void lt_merge_plan_free(lt_merge_plan *plan)
 {
@@ -35,7 +36,7 @@ void lt_merge_plan_free(lt_merge_plan *plan)
         merge_fast_free(t->fast);
     }
     free(plan->tensors);
-    lt_strmap_free(&plan->by_name);
+    lti_strmap_free(&plan->by_name);
     for (size_t i = 0; i < plan->n_skipped; i++)
         free(plan->skipped[i]);
     free(plan->skipped);
@@ -46,11 +47,11 @@ void lt_merge_plan_free(lt_merge_plan *plan)
 
 static lt_status add_skipped(lt_merge_plan *plan, const char *line, lt_error *err)
 {
-    char *copy = lt_strdup(line);
-    if (!copy || !lt_grow((void **)&plan->skipped, &plan->cap_skipped, plan->n_skipped + 1,
+    char *copy = lti_strdup(line);
+    if (!copy || !lti_grow((void **)&plan->skipped, &plan->cap_skipped, plan->n_skipped + 1,
                           sizeof(char *))) {
         free(copy);
-        return lt_fail_nomem(err, "merge");
+        return lti_fail_nomem(err, "merge");
     }
     plan->skipped[plan->n_skipped++] = copy;
     plan->stats.modules_skipped++;
@@ -59,7 +60,7 @@ static lt_status add_skipped(lt_merge_plan *plan, const char *line, lt_error *er
 
 static lt_status load_f64(const lt_adapter *ad, long index, double **out, lt_error *err)
 {
-    return lt_source_read_all_f64(lt_adapter_source(ad), (size_t)index, out, err);
+    return lti_source_read_all_f64(lt_adapter_source(ad), (size_t)index, out, err);
 }
 
 /* Build coef and vec for a low-rank op (see the comment at the top). */
@@ -67,7 +68,7 @@ static lt_status build_lowrank(merge_op *op, const lt_adapter *ad, const lt_lora
                                double factor, lt_error *err)
 {
     double *a = NULL, *b = NULL;
-    lt_status s = lt_module_factors_f64(ad, m, factor, &b, &a, err);
+    lt_status s = lti_module_factors_f64(ad, m, factor, &b, &a, err);
     if (s != LT_OK)
         return s;
     uint64_t r = m->rank;
@@ -85,7 +86,7 @@ static lt_status build_lowrank(merge_op *op, const lt_adapter *ad, const lt_lora
         if (!a_t || !b_t) {
             free(a_t);
             free(b_t);
-            s = lt_fail_nomem(err, "merge");
+            s = lti_fail_nomem(err, "merge");
         } else {
             for (uint64_t k = 0; k < r; k++)
                 for (uint64_t j = 0; j < a_cols; j++)
@@ -104,8 +105,8 @@ static lt_status build_lowrank(merge_op *op, const lt_adapter *ad, const lt_lora
 
 static lt_status add_op(plan_tensor *t, const merge_op *op, lt_error *err)
 {
-    if (!lt_grow((void **)&t->ops, &t->cap_ops, t->n_ops + 1, sizeof *op))
-        return lt_fail_nomem(err, "merge");
+    if (!lti_grow((void **)&t->ops, &t->cap_ops, t->n_ops + 1, sizeof *op))
+        return lti_fail_nomem(err, "merge");
     t->ops[t->n_ops++] = *op;
     return LT_OK;
 }
@@ -119,7 +120,7 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
     long index = lt_base_find(plan->base, m->target);
     if (index < 0) {
         if (!plan->opts.allow_missing)
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: module '%s': target '%s' not found in base %s (use --allow-missing to skip)",
                            apath, m->name, m->target, lt_source_path(plan->base));
         snprintf(line, sizeof line, "%s: module %s: target %s not in base", apath, m->name, m->target);
@@ -129,14 +130,14 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
     const lt_tensor_info *bt = lt_source_tensor(plan->base, (size_t)index);
     merge_op op = {.input = input, .module = m, .fit = lt_module_fit(m, bt)};
     if (op.fit == LT_FIT_NONE)
-        return lt_fail(err, LT_ERR_INVALID,
+        return lti_fail(err, LT_ERR_INVALID,
                        "%s: module '%s': adapter shape [%llu, %llu] does not fit base tensor '%s' [%llu%s%llu%s]",
                        apath, m->name, (unsigned long long)m->out_features,
                        (unsigned long long)m->in_features, bt->name, (unsigned long long)bt->shape[0],
                        bt->n_dims > 1 ? ", " : "", bt->n_dims > 1 ? (unsigned long long)bt->shape[1] : 0ULL,
                        bt->n_dims > 2 ? ", ..." : "");
     if (!lt_dtype_is_numeric(bt->dtype))
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: base tensor '%s' has dtype %s: cannot merge into it",
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: base tensor '%s' has dtype %s: cannot merge into it",
                        lt_source_path(plan->base), bt->name, lt_dtype_name(bt->dtype));
     /* a block-quantized tensor that gets a delta: written in the asked
      * dtype, or re-quantized where we have ggml's quantizer, else F16 (as
@@ -145,12 +146,12 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
         bt->dtype != LT_Q4_0)
         t->out_dtype = LT_F16;
     if (t->action == ACT_REPLACE)
-        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' targets '%s', which an adapter also replaces",
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s' targets '%s', which an adapter also replaces",
                        apath, m->name, bt->name);
     if (lt_dtype_block_elems(bt->dtype) > 1 && plan->opts.out_dtype != LT_DTYPE_INVALID)
         t->out_dtype = plan->opts.out_dtype;
     if (m->tensor_magnitude >= 0 && (op.fit != LT_FIT_DIRECT || m->kind != LT_MODULE_LINEAR))
-        return lt_fail(err, LT_ERR_UNSUPPORTED,
+        return lti_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: module '%s': DoRA is merged for Linear layers stored [out, in] only", apath, m->name);
     double factor = plan->inputs[input].weight * m->scale;
     op.factor = factor;
@@ -172,13 +173,13 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
         return LT_OK;
 
     /* lora_bias: bias' = bias + w s lora_B.bias, on "<module>.bias" */
-    char *bias_name = lt_asprintf("%.*s.bias", (int)(strlen(bt->name) - strlen(".weight")), bt->name);
+    char *bias_name = lti_asprintf("%.*s.bias", (int)(strlen(bt->name) - strlen(".weight")), bt->name);
     if (!bias_name)
-        return lt_fail_nomem(err, "merge");
+        return lti_fail_nomem(err, "merge");
     long bias_index = lt_source_find(plan->base, bias_name);
     free(bias_name);
     if (bias_index < 0 || lt_source_tensor(plan->base, (size_t)bias_index)->n_elems != m->out_features)
-        return lt_fail(err, LT_ERR_INVALID, "%s: module '%s' has a lora bias but base tensor '%s' has no bias of %llu elements",
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s' has a lora bias but base tensor '%s' has no bias of %llu elements",
                        apath, m->name, bt->name, (unsigned long long)m->out_features);
     merge_op bias_op = {.input = input, .module = m, .fit = LT_FIT_DIRECT, .rank = 1};
     s = load_f64(ad, m->tensor_bias, &bias_op.vec, err);
@@ -189,7 +190,7 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
     bias_op.coef = malloc(sizeof(double));
     if (!bias_op.coef) {
         free(bias_op.vec);
-        return lt_fail_nomem(err, "merge");
+        return lti_fail_nomem(err, "merge");
     }
     bias_op.coef[0] = 1.0;
     plan->tensors[bias_index].action = ACT_MERGE;
@@ -203,8 +204,8 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
 
 static plan_tensor *append_tensor(lt_merge_plan *plan, lt_error *err)
 {
-    if (!lt_grow((void **)&plan->tensors, &plan->cap_tensors, plan->n_tensors + 1, sizeof *plan->tensors)) {
-        lt_fail_nomem(err, "merge");
+    if (!lti_grow((void **)&plan->tensors, &plan->cap_tensors, plan->n_tensors + 1, sizeof *plan->tensors)) {
+        lti_fail_nomem(err, "merge");
         return NULL;
     }
     plan_tensor *t = &plan->tensors[plan->n_tensors++];
@@ -227,17 +228,17 @@ static lt_status plan_token_rows(lt_merge_plan *plan, const lt_replacement *r, l
 {
     long index = lt_base_find(plan->base, r->target);
     if (index < 0)
-        return lt_fail(err, LT_ERR_INVALID, "%s: trainable tokens '%s': base has no '%s'", apath, r->key, r->target);
+        return lti_fail(err, LT_ERR_INVALID, "%s: trainable tokens '%s': base has no '%s'", apath, r->key, r->target);
     plan_tensor *t = &plan->tensors[index];
     const lt_tensor_info *bt = lt_source_tensor(plan->base, (size_t)index);
     const lt_tensor_info *rt = lt_source_tensor(asrc, (size_t)r->tensor);
     if (bt->n_dims != 2 || rt->n_dims != 2 || rt->shape[1] != bt->shape[1] || !lt_dtype_is_numeric(bt->dtype))
-        return lt_fail(err, LT_ERR_INVALID, "%s: trainable tokens '%s' do not fit base tensor '%s'", apath, r->key,
+        return lti_fail(err, LT_ERR_INVALID, "%s: trainable tokens '%s' do not fit base tensor '%s'", apath, r->key,
                        bt->name);
     if (t->action == ACT_REPLACE || t->n_rows)
-        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' is replaced twice", apath, bt->name);
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' is replaced twice", apath, bt->name);
     double *values;
-    lt_status s = lt_source_read_all_f64(asrc, (size_t)r->tensor, &values, err);
+    lt_status s = lti_source_read_all_f64(asrc, (size_t)r->tensor, &values, err);
     if (s != LT_OK)
         return s;
     size_t n = r->n_token_indices;
@@ -249,13 +250,13 @@ static lt_status plan_token_rows(lt_merge_plan *plan, const lt_replacement *r, l
     if (!pairs || !t->row_ids || !t->row_values) {
         free(pairs);
         free(values);
-        return lt_fail_nomem(err, apath);
+        return lti_fail_nomem(err, apath);
     }
     for (size_t i = 0; i < n; i++) {
         if (r->token_indices[i] >= bt->shape[0]) {
             free(pairs);
             free(values);
-            return lt_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is past the %llu rows of '%s'", apath,
+            return lti_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is past the %llu rows of '%s'", apath,
                            (unsigned long long)r->token_indices[i], (unsigned long long)bt->shape[0], bt->name);
         }
         pairs[2 * i] = r->token_indices[i];
@@ -264,7 +265,7 @@ static lt_status plan_token_rows(lt_merge_plan *plan, const lt_replacement *r, l
     qsort(pairs, n, 2 * sizeof *pairs, by_row_id);
     for (size_t i = 0; i < n && s == LT_OK; i++) {
         if (i > 0 && pairs[2 * i] == pairs[2 * i - 2])
-            s = lt_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is listed twice", apath,
+            s = lti_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is listed twice", apath,
                         (unsigned long long)pairs[2 * i]);
         t->row_ids[i] = pairs[2 * i];
         memcpy(t->row_values + i * cols, values + pairs[2 * i + 1] * cols, (size_t)cols * sizeof *values);
@@ -296,22 +297,22 @@ static lt_status plan_replacement(lt_merge_plan *plan, size_t input, const lt_re
         t = &plan->tensors[index];
         const lt_tensor_info *bt = lt_source_tensor(plan->base, (size_t)index);
         if (bt->n_dims != rt->n_dims || memcmp(bt->shape, rt->shape, bt->n_dims * sizeof *bt->shape) != 0)
-            return lt_fail(err, LT_ERR_INVALID, "%s: replacement '%s' does not have the shape of base tensor '%s'",
+            return lti_fail(err, LT_ERR_INVALID, "%s: replacement '%s' does not have the shape of base tensor '%s'",
                            apath, r->key, bt->name);
         if (!lt_dtype_is_float(rt->dtype) && rt->dtype != bt->dtype)
-            return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: replacement '%s' has dtype %s, base has %s", apath,
+            return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: replacement '%s' has dtype %s, base has %s", apath,
                            r->key, lt_dtype_name(rt->dtype), lt_dtype_name(bt->dtype));
     } else {
-        long existing = lt_strmap_get(&plan->by_name, r->target);
+        long existing = lti_strmap_get(&plan->by_name, r->target);
         if (existing >= 0) {
             t = &plan->tensors[existing];
         } else {
             /* a head the base does not have (a task model's classifier) */
             if (!(t = append_tensor(plan, err)))
                 return LT_ERR_NOMEM;
-            t->name = lt_strdup(r->target);
-            if (!t->name || lt_strmap_put(&plan->by_name, t->name, (long)(t - plan->tensors)) < 0)
-                return lt_fail_nomem(err, "merge");
+            t->name = lti_strdup(r->target);
+            if (!t->name || lti_strmap_put(&plan->by_name, t->name, (long)(t - plan->tensors)) < 0)
+                return lti_fail_nomem(err, "merge");
             t->action = ACT_ADD;
             t->n_dims = rt->n_dims;
             memcpy(t->shape, rt->shape, sizeof t->shape);
@@ -325,9 +326,9 @@ static lt_status plan_replacement(lt_merge_plan *plan, size_t input, const lt_re
         }
     }
     if (t->action == ACT_REPLACE || t->action == ACT_ADD)
-        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' is replaced by two adapters", apath, t->name);
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' is replaced by two adapters", apath, t->name);
     if (t->action == ACT_MERGE)
-        return lt_fail(err, LT_ERR_INVALID, "%s: '%s' is both replaced and changed by a LoRA module", apath,
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' is both replaced and changed by a LoRA module", apath,
                        t->name);
     t->action = ACT_REPLACE;
     t->replace_input = input;
@@ -341,7 +342,7 @@ static lt_status check_config(const lt_adapter *ad, lt_error *err)
     const lt_peft_config *cfg = lt_adapter_config(ad);
     const char *path = lt_source_path(lt_adapter_source(ad));
     if (cfg->has_layer_replication)
-        return lt_fail(err, LT_ERR_UNSUPPORTED,
+        return lti_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: layer_replication is set: the merged weights would not describe the replicated layers",
                        path);
     return LT_OK;
@@ -380,12 +381,12 @@ static lt_status load_factors(lt_merge_plan *plan, lt_error *err)
             n += !plan->tensors[i].ops[q].coef;
     load_task *tasks = calloc(n ? n : 1, sizeof *tasks);
     if (!tasks)
-        return lt_fail_nomem(err, "merge");
+        return lti_fail_nomem(err, "merge");
     for (size_t i = 0; i < plan->n_tensors; i++)
         for (size_t q = 0; q < plan->tensors[i].n_ops; q++)
             if (!plan->tensors[i].ops[q].coef)
                 tasks[k++] = (load_task){.plan = plan, .op = &plan->tensors[i].ops[q]};
-    lt_parallel_for(n, plan->opts.threads, load_one, tasks);
+    lti_parallel_for(n, plan->opts.threads, load_one, tasks);
     const load_task *first = NULL;
     for (size_t i = 0; i < n; i++)
         if (tasks[i].status != LT_OK && (!first || module_before(&tasks[i], first)))
@@ -413,8 +414,8 @@ static lt_status prepare_kernels(lt_merge_plan *plan, lt_error *err)
 {
     prepare_task task = {.plan = plan};
     atomic_init(&task.failed, false);
-    lt_parallel_for(plan->n_tensors, plan->opts.threads, prepare_one, &task);
-    return atomic_load(&task.failed) ? lt_fail_nomem(err, "merge") : LT_OK;
+    lti_parallel_for(plan->n_tensors, plan->opts.threads, prepare_one, &task);
+    return atomic_load(&task.failed) ? lti_fail_nomem(err, "merge") : LT_OK;
 }
 
 lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *inputs, size_t n_inputs,
@@ -422,7 +423,7 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
 {
     lt_merge_plan *plan = calloc(1, sizeof *plan);
     if (!plan) {
-        lt_fail_nomem(err, "merge");
+        lti_fail_nomem(err, "merge");
         return NULL;
     }
     plan->base = base;
@@ -432,7 +433,7 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
     plan->modules_merged = calloc(n_inputs ? n_inputs : 1, sizeof *plan->modules_merged);
     if (!plan->inputs || !plan->modules_merged) {
         lt_merge_plan_free(plan);
-        lt_fail_nomem(err, "merge");
+        lti_fail_nomem(err, "merge");
         return NULL;
     }
     memcpy(plan->inputs, inputs, n_inputs * sizeof *inputs);
@@ -440,7 +441,7 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
     lt_dtype out = plan->opts.out_dtype;
     if (out != LT_DTYPE_INVALID && out != LT_F32 && out != LT_F16 && out != LT_BF16) {
         lt_merge_plan_free(plan);
-        lt_fail(err, LT_ERR_USAGE, "merge: output dtype must be F32, F16 or BF16");
+        lti_fail(err, LT_ERR_USAGE, "merge: output dtype must be F32, F16 or BF16");
         return NULL;
     }
     lt_status s = LT_OK;
@@ -448,13 +449,13 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
     for (size_t i = 0; i < n_base && s == LT_OK; i++) {
         const lt_tensor_info *bt = lt_source_tensor(base, i);
         plan_tensor *t = append_tensor(plan, err);
-        if (!t || !(t->name = lt_strdup(bt->name))) {
+        if (!t || !(t->name = lti_strdup(bt->name))) {
             s = LT_ERR_NOMEM;
-            lt_fail_nomem(err, "merge");
+            lti_fail_nomem(err, "merge");
             break;
         }
-        if (lt_strmap_put(&plan->by_name, t->name, (long)i) < 0)
-            s = lt_fail_nomem(err, "merge");
+        if (lti_strmap_put(&plan->by_name, t->name, (long)i) < 0)
+            s = lti_fail_nomem(err, "merge");
         t->base_index = (long)i;
         t->n_dims = bt->n_dims;
         memcpy(t->shape, bt->shape, sizeof t->shape);
@@ -491,8 +492,8 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
         case ACT_ADD: plan->stats.tensors_added++; break;
         }
         uint64_t elems, bytes;
-        if (!lt_shape_elems(t->n_dims, t->shape, &elems) || !lt_dtype_nbytes(t->out_dtype, elems, &bytes)) {
-            lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s' is too large", t->name);
+        if (!lti_shape_elems(t->n_dims, t->shape, &elems) || !lt_dtype_nbytes(t->out_dtype, elems, &bytes)) {
+            lti_fail(err, LT_ERR_INVALID, "merge: tensor '%s' is too large", t->name);
             lt_merge_plan_free(plan);
             return NULL;
         }

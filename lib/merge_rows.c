@@ -94,7 +94,7 @@ static lt_status apply_dora(double *acc, uint64_t nr, uint64_t cols, const merge
             sum += row[j] * row[j];
         double norm = sqrt(sum);
         if (!(norm > 0))
-            return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s' row %llu: DoRA weight norm is zero", name,
+            return lti_fail(err, LT_ERR_INVALID, "merge: tensor '%s' row %llu: DoRA weight norm is zero", name,
                            (unsigned long long)(row0 + i));
         double factor = op->magnitude[row0 + i] / norm;
         for (uint64_t j = 0; j < cols; j++)
@@ -121,7 +121,7 @@ static lt_status check_merged(const plan_tensor *t, double x, double limit, cons
 {
     if (fabs(x) < limit || !isfinite(base_value(t->in_dtype, raw, j))) /* NaN fails the first test */
         return LT_OK;
-    return lt_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s", t->name,
+    return lti_fail(err, LT_ERR_INVALID, "merge: tensor '%s': merged value at row %llu is %s in %s", t->name,
                    (unsigned long long)row, isnan(x) ? "NaN" : isinf(x) ? "Inf" : "out of range",
                    lt_dtype_name(t->out_dtype));
 }
@@ -163,7 +163,7 @@ lt_status merge_rows(const plan_tensor *t, uint64_t first, uint64_t count, const
     uint64_t n = count * t->cols;
     lt_status s;
     if (lt_convert_to_f64(t->in_dtype, raw, acc, (size_t)n) != LT_OK)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot read %s", t->name,
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot read %s", t->name,
                        lt_dtype_name(t->in_dtype));
     for (size_t k = 0; k < t->n_ops; k++) {
         add_lowrank(acc, count, t->cols, &t->ops[k], first);
@@ -180,7 +180,7 @@ lt_status merge_rows(const plan_tensor *t, uint64_t first, uint64_t count, const
         if ((s = check_merged(t, acc[j], limit, raw, j, first + j / t->cols, err)) != LT_OK)
             return s;
     if (lt_convert_from_f64(t->out_dtype, acc, out, (size_t)n) != LT_OK)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot write %s", t->name,
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot write %s", t->name,
                        lt_dtype_name(t->out_dtype));
     return LT_OK;
 }

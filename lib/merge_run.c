@@ -61,11 +61,11 @@ static bool item_is_merge(const plan_tensor *t) { return t->action == ACT_MERGE;
 
 /* The input bytes of an item: in place from the source's mapping when it
  * lends them (no copy), else read into the thread's buffer.  A borrowed
- * range is given back with lt_source_release once used. */
+ * range is given back with lti_source_release once used. */
 static lt_status fetch(lt_source *src, size_t index, uint64_t off, size_t len, thread_buffers *buf,
                        const unsigned char **out, lt_error *err)
 {
-    const unsigned char *lent = lt_source_borrow(src, index, off, len);
+    const unsigned char *lent = lti_source_borrow(src, index, off, len);
     if (lent) {
         *out = lent;
         return LT_OK;
@@ -101,7 +101,7 @@ static lt_status run_merge_item(run_state *st, const plan_tensor *t, const work_
     if (s == LT_OK)
         aim_rows(buf, st, t, w);
     if (raw != buf->raw)
-        lt_source_release(base, (size_t)t->base_index, raw, len);
+        lti_source_release(base, (size_t)t->base_index, raw, len);
     return s;
 }
 
@@ -125,7 +125,7 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
          * range is mapped in one call, not fault by fault), else read */
         out_slot *slot = buf->slot;
         aim_slot(slot, st, t, in_off, in_len);
-        slot->lent = lt_source_borrow(src, src_index, in_off, in_len);
+        slot->lent = lti_source_borrow(src, src_index, in_off, in_len);
         slot->lent_from = src;
         slot->lent_index = src_index;
         return slot->lent ? LT_OK : lt_source_read(src, src_index, in_off, slot->data, in_len, err);
@@ -136,11 +136,11 @@ static lt_status run_plain_item(run_state *st, const plan_tensor *t, const work_
         return s;
     if (lt_convert_to_f64(t->in_dtype, raw, buf->acc, (size_t)w->count) != LT_OK ||
         lt_convert_from_f64(t->out_dtype, buf->acc, buf->slot->data, (size_t)w->count) != LT_OK)
-        s = lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot convert %s to %s", t->name,
+        s = lti_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s': cannot convert %s to %s", t->name,
                     lt_dtype_name(t->in_dtype), lt_dtype_name(t->out_dtype));
     aim_slot(buf->slot, st, t, merge_bytes_of(t->out_dtype, w->first), merge_bytes_of(t->out_dtype, w->count));
     if (raw != buf->raw)
-        lt_source_release(src, src_index, raw, in_len);
+        lti_source_release(src, src_index, raw, in_len);
     return s;
 }
 
@@ -181,7 +181,7 @@ static void *worker(void *arg)
     lt_error err;
     bool ok = buf.raw && buf.acc && buf.slots[0].data && buf.slots[1].data && buf.redo;
     if (!ok)
-        lt_fail_nomem(&err, "merge");
+        lti_fail_nomem(&err, "merge");
     for (;;) {
         bool write_failed = merge_writer_failed(st->writer, NULL);
         pthread_mutex_lock(&st->lock);
@@ -218,7 +218,7 @@ static void *worker(void *arg)
         if (submit) {
             merge_writer_submit(st->writer, buf.slot);
         } else if (buf.slot->lent) {
-            lt_source_release(buf.slot->lent_from, buf.slot->lent_index, buf.slot->lent, buf.slot->len);
+            lti_source_release(buf.slot->lent_from, buf.slot->lent_index, buf.slot->lent, buf.slot->len);
             buf.slot->lent = NULL;
         }
     }
@@ -234,8 +234,8 @@ static void *worker(void *arg)
 static lt_status push_item(run_state *st, size_t *cap, size_t tensor, uint64_t first, uint64_t count,
                            lt_error *err)
 {
-    if (!lt_grow((void **)&st->items, cap, st->n_items + 1, sizeof *st->items))
-        return lt_fail_nomem(err, "merge");
+    if (!lti_grow((void **)&st->items, cap, st->n_items + 1, sizeof *st->items))
+        return lti_fail_nomem(err, "merge");
     const plan_tensor *t = &st->plan->tensors[tensor];
     uint64_t out_bytes = t->action == ACT_COPY ? count
                          : item_is_merge(t)   ? merge_bytes_of(t->out_dtype, count * t->cols)
@@ -254,7 +254,7 @@ static lt_status interleave_items(run_state *st, lt_error *err)
 {
     work_item *sorted = malloc((st->n_items + 1) * sizeof *sorted);
     if (!sorted)
-        return lt_fail_nomem(err, "merge");
+        return lti_fail_nomem(err, "merge");
     uint64_t total[2] = {0, 0}, done[2] = {0, 0};
     for (size_t i = 0; i < st->n_items; i++)
         total[item_is_merge(&st->plan->tensors[st->items[i].tensor])] += st->items[i].out_bytes + 1;
@@ -298,7 +298,7 @@ static lt_status make_items(run_state *st, lt_error *err)
             if (t->cols > st->max_block_elems)
                 st->max_block_elems = t->cols;
             if (t->cols > (SIZE_MAX / 8) / 4)
-                return lt_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s' has rows too long", t->name);
+                return lti_fail(err, LT_ERR_UNSUPPORTED, "merge: tensor '%s' has rows too long", t->name);
         } else {
             total = t->n_elems;
             step = st->block_elems;
@@ -351,7 +351,7 @@ lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats
     memset(&st, 0, sizeof st);
     st.plan = plan;
     st.sink = sink;
-    size_t n_threads = lt_thread_count(plan->opts.threads);
+    size_t n_threads = lti_thread_count(plan->opts.threads);
     st.block_elems = BUFFERS_BYTES / 32 / n_threads;
     st.block_elems = st.block_elems > MAX_BLOCK_ELEMS ? MAX_BLOCK_ELEMS
                      : st.block_elems < MIN_BLOCK_ELEMS ? MIN_BLOCK_ELEMS
@@ -372,7 +372,7 @@ lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats
     if (!st.writer) {
         free(st.items);
         lt_sink_abort(sink);
-        return lt_fail_nomem(err, "merge");
+        return lti_fail_nomem(err, "merge");
     }
     pthread_mutex_init(&st.lock, NULL);
     pthread_t threads[LT_MAX_THREADS];

@@ -84,7 +84,7 @@ void merge_writer_submit(merge_writer *w, out_slot *slot)
                            : lt_sink_write(w->sink, next->index, next->off, next->lent ? next->lent : next->data,
                                            next->len, &err);
         if (next->lent)
-            lt_source_release(next->lent_from, next->lent_index, next->lent, next->len);
+            lti_source_release(next->lent_from, next->lent_index, next->lent, next->len);
         next->lent = NULL;
         pthread_mutex_lock(&w->lock);
         if (s != LT_OK && !w->failed) {

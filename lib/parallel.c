@@ -2,7 +2,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "source_sink.h"
 
 typedef struct parallel_job {
     void (*fn)(void *ctx, size_t i);
@@ -19,18 +19,18 @@ static void *parallel_worker(void *arg)
     return NULL;
 }
 
-unsigned lt_thread_count(unsigned asked)
+unsigned lti_thread_count(unsigned asked)
 {
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned n = asked ? asked : online > 0 ? (unsigned)online : 1;
     return n > LT_MAX_THREADS ? LT_MAX_THREADS : n;
 }
 
-void lt_parallel_for(size_t n, unsigned threads, void (*fn)(void *ctx, size_t i), void *ctx)
+void lti_parallel_for(size_t n, unsigned threads, void (*fn)(void *ctx, size_t i), void *ctx)
 {
     parallel_job job = {.fn = fn, .ctx = ctx, .n = n};
     atomic_init(&job.next, 0);
-    size_t wanted = lt_thread_count(threads);
+    size_t wanted = lti_thread_count(threads);
     if (wanted > n)
         wanted = n;
     pthread_t tid[LT_MAX_THREADS];

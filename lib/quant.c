@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "source_sink.h"
 
 #define QK 32    /* elements of a Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 block */
 #define QK_K 256 /* elements of a K-quant super-block                    */

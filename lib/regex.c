@@ -15,7 +15,7 @@
  * points on a heap stack, so a long subject never deepens the C stack.  C
  * recursion is bounded by the nesting of the pattern (MAX_NESTING): in the
  * parser, in the compiler, and once per nested lookahead while matching.
- * A compiled lt_regex is never written after compilation, so any number of
+ * A compiled lti_regex is never written after compilation, so any number of
  * threads may match with it at once.
  *
  * Where results can differ from Python's default (Unicode) mode:
@@ -34,7 +34,7 @@
  *   - one fullmatch or search may run at most STEP_BUDGET machine steps and
  *     hold at most MAX_BACKTRACK_ENTRIES choice points.  Past either it gives
  *     up and answers "no match" where Python would keep going, possibly for
- *     hours ((a*)*b against forty 'a's).  lt_regex_exec() returns -1 for a
+ *     hours ((a*)*b against forty 'a's).  lti_regex_exec() returns -1 for a
  *     give-up, so callers that care can tell it from a mismatch.
  */
 #include "regex_internal.h"
@@ -69,7 +69,7 @@ typedef struct repeat {
     uint32_t step_pc, exit_pc;
 } repeat;
 
-struct lt_regex {
+struct lti_regex {
     inst *code;
     size_t n_code, cap_code;
     charset *sets;
@@ -77,9 +77,9 @@ struct lt_regex {
     size_t n_repeats, cap_repeats;
 };
 
-static long emit(lt_regex *re, enum opcode op, unsigned flag, uint32_t x, uint32_t y)
+static long emit(lti_regex *re, enum opcode op, unsigned flag, uint32_t x, uint32_t y)
 {
-    inst *code = lt_regex_grow_array(re->code, &re->cap_code, re->n_code + 1, sizeof *code);
+    inst *code = lti_regex_grow_array(re->code, &re->cap_code, re->n_code + 1, sizeof *code);
     if (!code)
         return -1;
     re->code = code;
@@ -87,9 +87,9 @@ static long emit(lt_regex *re, enum opcode op, unsigned flag, uint32_t x, uint32
     return (long)re->n_code++;
 }
 
-static long add_repeat(lt_regex *re, const node *n)
+static long add_repeat(lti_regex *re, const node *n)
 {
-    repeat *reps = lt_regex_grow_array(re->repeats, &re->cap_repeats, re->n_repeats + 1, sizeof *reps);
+    repeat *reps = lti_regex_grow_array(re->repeats, &re->cap_repeats, re->n_repeats + 1, sizeof *reps);
     if (!reps)
         return -1;
     re->repeats = reps;
@@ -98,7 +98,7 @@ static long add_repeat(lt_regex *re, const node *n)
 }
 
 /* Emits node idx; false when out of memory.  Jumps hold absolute targets. */
-static bool compile_node(lt_regex *re, const node *nodes, int idx)
+static bool compile_node(lti_regex *re, const node *nodes, int idx)
 {
     const node *n = &nodes[idx];
     switch ((enum node_type)n->type) {
@@ -184,7 +184,7 @@ static bool compile_node(lt_regex *re, const node *nodes, int idx)
     return false;
 }
 
-void lt_regex_free(lt_regex *re)
+void lti_regex_free(lti_regex *re)
 {
     if (!re)
         return;
@@ -194,31 +194,31 @@ void lt_regex_free(lt_regex *re)
     free(re);
 }
 
-lt_regex *lt_regex_compile(const char *pattern, lt_error *err)
+lti_regex *lti_regex_compile(const char *pattern, lt_error *err)
 {
     if (!pattern) {
-        lt_regex_fill_error(err, LT_ERR_USAGE, "regex: no pattern given");
+        lti_regex_fill_error(err, LT_ERR_USAGE, "regex: no pattern given");
         return NULL;
     }
     parser p = {.pattern = pattern, .len = strlen(pattern), .err = err};
     if (p.len > MAX_PATTERN_BYTES) {
-        lt_regex_parse_fail(&p, LT_ERR_UNSUPPORTED, 0, "pattern longer than %d bytes", MAX_PATTERN_BYTES);
+        lti_regex_parse_fail(&p, LT_ERR_UNSUPPORTED, 0, "pattern longer than %d bytes", MAX_PATTERN_BYTES);
         return NULL;
     }
     for (size_t i = 0; i < p.len; i++)
         if ((unsigned char)pattern[i] >= 0x80) {
-            lt_regex_parse_fail(&p, LT_ERR_UNSUPPORTED, i, "unsupported non-ASCII character");
+            lti_regex_parse_fail(&p, LT_ERR_UNSUPPORTED, i, "unsupported non-ASCII character");
             return NULL;
         }
-    lt_regex *re = NULL;
-    int root = lt_regex_parse_alternation(&p);
+    lti_regex *re = NULL;
+    int root = lti_regex_parse_alternation(&p);
     if (root >= 0 && p.pos < p.len) /* only a ')' stops the top level early */
-        root = lt_regex_parse_fail(&p, LT_ERR_INVALID, p.pos, "unbalanced parenthesis");
+        root = lti_regex_parse_fail(&p, LT_ERR_INVALID, p.pos, "unbalanced parenthesis");
     if (root >= 0 && !(re = calloc(1, sizeof *re)))
-        lt_regex_parse_fail(&p, LT_ERR_NOMEM, 0, "out of memory");
+        lti_regex_parse_fail(&p, LT_ERR_NOMEM, 0, "out of memory");
     if (re && (!compile_node(re, p.nodes, root) || emit(re, OP_MATCH, 0, 0, 0) < 0)) {
-        lt_regex_parse_fail(&p, LT_ERR_NOMEM, 0, "out of memory");
-        lt_regex_free(re);
+        lti_regex_parse_fail(&p, LT_ERR_NOMEM, 0, "out of memory");
+        lti_regex_free(re);
         re = NULL;
     }
     if (re) {
@@ -246,7 +246,7 @@ enum { RUN_NOMATCH = 0, RUN_MATCH = 1, RUN_GAVE_UP = -1 };
 #define NO_POSITION SIZE_MAX
 
 typedef struct matcher {
-    const lt_regex *re;
+    const lti_regex *re;
     const unsigned char *s;
     size_t len;
     bool full;               /* fullmatch: the top level must end at len */
@@ -287,7 +287,7 @@ static bool set_register(matcher *m, size_t *regs, enum entry_kind undo, uint32_
     return true;
 }
 
-static bool item_matches(const lt_regex *re, const repeat *rp, unsigned char c)
+static bool item_matches(const lti_regex *re, const repeat *rp, unsigned char c)
 {
     return rp->item_op == OP_BYTE ? c == rp->item_arg : charset_has(&re->sets[rp->item_arg], c);
 }
@@ -353,7 +353,7 @@ static bool backtrack(matcher *m, size_t base, uint32_t *pc, size_t *pos)
  * whose OP_MATCH accepts any end. */
 static int run(matcher *m, uint32_t pc, size_t pos, bool toplevel)
 {
-    const lt_regex *re = m->re;
+    const lti_regex *re = m->re;
     const size_t base = m->top;
     for (;;) {
         if (++m->steps > STEP_BUDGET)
@@ -461,7 +461,7 @@ static int run(matcher *m, uint32_t pc, size_t pos, bool toplevel)
     }
 }
 
-int lt_regex_exec(const lt_regex *re, const char *subject, bool search)
+int lti_regex_exec(const lti_regex *re, const char *subject, bool search)
 {
     if (!re || !subject)
         return 0;
@@ -488,13 +488,13 @@ int lt_regex_exec(const lt_regex *re, const char *subject, bool search)
     return result == RUN_GAVE_UP ? -1 : result;
 }
 
-bool lt_regex_fullmatch(const lt_regex *re, const char *s)
+bool lti_regex_fullmatch(const lti_regex *re, const char *s)
 {
-    return lt_regex_exec(re, s, false) == 1;
+    return lti_regex_exec(re, s, false) == 1;
 }
 
-bool lt_regex_search(const lt_regex *re, const char *s)
+bool lti_regex_search(const lti_regex *re, const char *s)
 {
-    return lt_regex_exec(re, s, true) == 1;
+    return lti_regex_exec(re, s, true) == 1;
 }
 

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loratool.h"
+#include "core.h"
+#include "regex.h"
 
 #if defined(__GNUC__)
 #define LT_REGEX_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -28,7 +29,7 @@
 
 /* 1 match, 0 no match, -1 gave up (step budget, choice points or memory).
  * Not in loratool.h: for the tests and for callers that report give-ups. */
-int lt_regex_exec(const lt_regex *re, const char *subject, bool search);
+int lti_regex_exec(const lti_regex *re, const char *subject, bool search);
 
 /* ---- character sets: one bit per byte value ---- */
 
@@ -92,9 +93,9 @@ typedef struct parser {
 #define NO_ITEM (-2) /* a comment or global flags: parsed, but nothing to add */
 
 /* lib/regex_parse.c */
-void lt_regex_fill_error(lt_error *err, lt_status status, const char *fmt, ...) LT_REGEX_PRINTF(3, 4);
-int lt_regex_parse_fail(parser *p, lt_status status, size_t offset, const char *fmt, ...) LT_REGEX_PRINTF(4, 5);
-void *lt_regex_grow_array(void *items, size_t *cap, size_t need, size_t item_size);
-int lt_regex_parse_alternation(parser *p);
+void lti_regex_fill_error(lt_error *err, lt_status status, const char *fmt, ...) LT_REGEX_PRINTF(3, 4);
+int lti_regex_parse_fail(parser *p, lt_status status, size_t offset, const char *fmt, ...) LT_REGEX_PRINTF(4, 5);
+void *lti_regex_grow_array(void *items, size_t *cap, size_t need, size_t item_size);
+int lti_regex_parse_alternation(parser *p);
 
 #endif

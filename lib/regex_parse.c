@@ -58,7 +58,7 @@ static unsigned flag_bit(int c)
     return 0;
 }
 
-void lt_regex_fill_error(lt_error *err, lt_status status, const char *fmt, ...)
+void lti_regex_fill_error(lt_error *err, lt_status status, const char *fmt, ...)
 {
     if (!err)
         return;
@@ -70,7 +70,7 @@ void lt_regex_fill_error(lt_error *err, lt_status status, const char *fmt, ...)
 }
 
 /* Records the first error only (later ones are consequences); returns -1. */
-int lt_regex_parse_fail(parser *p, lt_status status, size_t offset, const char *fmt, ...)
+int lti_regex_parse_fail(parser *p, lt_status status, size_t offset, const char *fmt, ...)
 {
     if (p->failed)
         return -1;
@@ -81,13 +81,13 @@ int lt_regex_parse_fail(parser *p, lt_status status, size_t offset, const char *
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     int shown = p->len > 200 ? 200 : (int)p->len;
-    lt_regex_fill_error(p->err, status, "regex: %s at offset %zu in '%.*s%s'", what, offset,
+    lti_regex_fill_error(p->err, status, "regex: %s at offset %zu in '%.*s%s'", what, offset,
                shown, p->pattern, p->len > 200 ? "..." : "");
     return -1;
 }
 
 /* Grows an array to hold need items; NULL (array untouched) on failure. */
-void *lt_regex_grow_array(void *items, size_t *cap, size_t need, size_t item_size)
+void *lti_regex_grow_array(void *items, size_t *cap, size_t need, size_t item_size)
 {
     if (need <= *cap)
         return items;
@@ -104,9 +104,9 @@ void *lt_regex_grow_array(void *items, size_t *cap, size_t need, size_t item_siz
 
 static int new_node(parser *p, enum node_type type)
 {
-    node *nodes = lt_regex_grow_array(p->nodes, &p->cap_nodes, p->n_nodes + 1, sizeof *nodes);
+    node *nodes = lti_regex_grow_array(p->nodes, &p->cap_nodes, p->n_nodes + 1, sizeof *nodes);
     if (!nodes)
-        return lt_regex_parse_fail(p, LT_ERR_NOMEM, p->pos, "out of memory");
+        return lti_regex_parse_fail(p, LT_ERR_NOMEM, p->pos, "out of memory");
     p->nodes = nodes;
     nodes[p->n_nodes] = (node){.type = type, .child = -1, .next = -1};
     return (int)p->n_nodes++;
@@ -124,9 +124,9 @@ static int set_node(parser *p, charset cs, bool negate)
             }
     if (negate)
         charset_invert(&cs);
-    charset *sets = lt_regex_grow_array(p->sets, &p->cap_sets, p->n_sets + 1, sizeof *sets);
+    charset *sets = lti_regex_grow_array(p->sets, &p->cap_sets, p->n_sets + 1, sizeof *sets);
     if (!sets)
-        return lt_regex_parse_fail(p, LT_ERR_NOMEM, p->pos, "out of memory");
+        return lti_regex_parse_fail(p, LT_ERR_NOMEM, p->pos, "out of memory");
     p->sets = sets;
     sets[p->n_sets] = cs;
     int n = new_node(p, N_SET);
@@ -191,7 +191,7 @@ static bool parse_escape(parser *p, bool in_class, escape *out)
 {
     size_t at = p->pos;
     if (at + 1 >= p->len)
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "bad escape (end of pattern)"), false;
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "bad escape (end of pattern)"), false;
     unsigned c = (unsigned char)p->pattern[at + 1];
     p->pos = at + 2;
     *out = (escape){ESC_BYTE, c};
@@ -217,20 +217,20 @@ static bool parse_escape(parser *p, bool in_class, escape *out)
     case 'x': case 'u': case 'U': {
         size_t want = c == 'x' ? 2 : c == 'u' ? 4 : 8;
         if (read_number(p, 16, want, &value) != want)
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "incomplete escape \\%c", c), false;
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "incomplete escape \\%c", c), false;
         if (value > 0x10FFFF)
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "bad escape \\U%08x", value), false;
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "bad escape \\U%08x", value), false;
         break;
     }
     case 'N':
-        return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, at,
+        return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, at,
                           "unsupported construct '\\N' (named character)"), false;
     default:
         if (!is_digit(c))
             break;
         if (in_class) { /* octal, up to three digits; \8 \9 are errors */
             if (c > '7')
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "bad escape \\%c", c), false;
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "bad escape \\%c", c), false;
             value = c - '0';
             read_number(p, 8, 2, &value);
         } else if (c == '0') {
@@ -244,21 +244,21 @@ static bool parse_escape(parser *p, bool in_class, escape *out)
             if (is_digit((unsigned)peek(p)))
                 group = group * 10 + (unsigned)(p->pattern[p->pos++] - '0');
             if (group > p->groups)
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "invalid group reference %u", group), false;
-            return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, at,
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "invalid group reference %u", group), false;
+            return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, at,
                               "unsupported construct '\\%u' (backreference)", group), false;
         }
         if (value > 0377)
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "octal escape value outside of range 0-0o377"), false;
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "octal escape value outside of range 0-0o377"), false;
         break;
     }
     if (c == 'x' || c == 'u' || c == 'U' || is_digit(c)) {
         if (value >= 0x80)
-            return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, at,
+            return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, at,
                               "unsupported non-ASCII character U+%04X", value), false;
         out->value = value;
     } else if (is_ascii_letter(c)) {
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "bad escape \\%c", c), false;
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "bad escape \\%c", c), false;
     }
     return true; /* any other escaped character stands for itself */
 }
@@ -282,7 +282,7 @@ static int parse_class(parser *p)
     charset cs = {{0}};
     for (bool first = true;; first = false) {
         if (p->pos >= p->len)
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "unterminated character set");
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "unterminated character set");
         if (p->pattern[p->pos] == ']' && !first) { /* ']' first is a member */
             p->pos++;
             break;
@@ -295,7 +295,7 @@ static int parse_class(parser *p)
         if (range) {
             p->pos++;
             if (p->pos >= p->len)
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "unterminated character set");
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "unterminated character set");
             if (p->pattern[p->pos] == ']') { /* "a-]": a and '-' */
                 charset_add_range(&cs, '-', '-');
                 range = false;
@@ -303,7 +303,7 @@ static int parse_class(parser *p)
                 if (!parse_class_member(p, &hi))
                     return -1;
                 if (lo.kind != ESC_BYTE || hi.kind != ESC_BYTE || hi.value < lo.value)
-                    return lt_regex_parse_fail(p, LT_ERR_INVALID, member_at, "bad character range %.*s",
+                    return lti_regex_parse_fail(p, LT_ERR_INVALID, member_at, "bad character range %.*s",
                                       (int)(p->pos - member_at), p->pattern + member_at);
                 charset_add_range(&cs, lo.value, hi.value);
             }
@@ -326,14 +326,14 @@ static int parse_flags(parser *p, size_t open, unsigned *add, unsigned *del)
         for (;;) {
             unsigned bit = flag_bit(c);
             if (bit == F_LOCALE)
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: cannot use 'L' flag with a str pattern");
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: cannot use 'L' flag with a str pattern");
             *add |= bit;
             if ((bit & TYPE_FLAGS) && (*add & TYPE_FLAGS) != bit)
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: flags 'a', 'u' and 'L' are incompatible");
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: flags 'a', 'u' and 'L' are incompatible");
             c = peek(p);
             p->pos++;
             if (c == -1 || (c != ')' && c != '-' && c != ':' && !flag_bit(c)))
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: missing -, : or ) or unknown flag");
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: missing -, : or ) or unknown flag");
             if (c == ')' || c == '-' || c == ':')
                 break;
         }
@@ -341,15 +341,15 @@ static int parse_flags(parser *p, size_t open, unsigned *add, unsigned *del)
     if (c == ')')
         return 1;
     if (*add & F_TEMPLATE)
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: cannot turn on global flag");
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: cannot turn on global flag");
     if (c == '-') {
         for (;;) {
             c = peek(p);
             p->pos++;
             if (c == -1 || !flag_bit(c))
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: missing flag or :");
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: missing flag or :");
             if (flag_bit(c) & (TYPE_FLAGS | F_TEMPLATE))
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: cannot turn off flag '%c'", c);
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: cannot turn off flag '%c'", c);
             *del |= flag_bit(c);
             if (peek(p) == ':') {
                 p->pos++;
@@ -358,7 +358,7 @@ static int parse_flags(parser *p, size_t open, unsigned *add, unsigned *del)
         }
     }
     if (*add & *del)
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: flag turned on and off");
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "bad inline flags: flag turned on and off");
     return 2;
 }
 
@@ -369,18 +369,18 @@ static bool parse_group_name(parser *p, size_t open)
     while (end < p->len && p->pattern[end] != '>')
         end++;
     if (end >= p->len)
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "missing >, unterminated name"), false;
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "missing >, unterminated name"), false;
     size_t n = end - start;
     bool ok = n > 0 && !is_digit((unsigned char)p->pattern[start]);
     for (size_t i = start; ok && i < end; i++)
         ok = is_word((unsigned char)p->pattern[i]);
     if (!ok)
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "bad character in group name '%.*s'", (int)n, p->pattern + start), false;
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "bad character in group name '%.*s'", (int)n, p->pattern + start), false;
     for (size_t k = 0; k < p->n_names; k++)
         if (p->name_len[k] == n && memcmp(p->pattern + p->name_at[k], p->pattern + start, n) == 0)
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "redefinition of group name '%.*s'", (int)n, p->pattern + start), false;
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "redefinition of group name '%.*s'", (int)n, p->pattern + start), false;
     if (p->n_names == MAX_NAMED_GROUPS)
-        return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "more than %d named groups", MAX_NAMED_GROUPS), false;
+        return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "more than %d named groups", MAX_NAMED_GROUPS), false;
     p->name_at[p->n_names] = start;
     p->name_len[p->n_names++] = n;
     p->pos = end + 1;
@@ -399,7 +399,7 @@ static int parse_group(parser *p, bool global_flags_allowed)
         p->pos++;
         const char *construct = NULL;
         if (c == -1)
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "unexpected end of pattern");
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "unexpected end of pattern");
         if (c == ':') {
             /* plain non-capturing group */
         } else if (c == 'P' && peek(p) == '<') {
@@ -410,12 +410,12 @@ static int parse_group(parser *p, bool global_flags_allowed)
         } else if (c == 'P' && peek(p) == '=') {
             construct = "(?P=' (named backreference";
         } else if (c == 'P') {
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "unknown extension ?P");
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "unknown extension ?P");
         } else if (c == '#') {
             while (p->pos < p->len && p->pattern[p->pos] != ')')
                 p->pos++;
             if (p->pos++ >= p->len)
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "missing ), unterminated comment");
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "missing ), unterminated comment");
             return NO_ITEM;
         } else if (c == '=' || c == '!') {
             lookahead = true;
@@ -433,32 +433,32 @@ static int parse_group(parser *p, bool global_flags_allowed)
             if (kind < 0)
                 return -1;
             if ((add | del) & (F_VERBOSE | F_TEMPLATE))
-                return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "unsupported construct '(?%c' (%s flag)",
+                return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "unsupported construct '(?%c' (%s flag)",
                                   (add | del) & F_VERBOSE ? 'x' : 't', (add | del) & F_VERBOSE ? "verbose" : "template");
             if (kind == 1 && !global_flags_allowed)
-                return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "global flags not at the start of the expression");
+                return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "global flags not at the start of the expression");
             p->flags = (p->flags | add) & ~del;
             if ((p->flags & F_ASCII) && (p->flags & F_UNICODE))
-                return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "flags 'a' and 'u' both in force");
+                return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "flags 'a' and 'u' both in force");
             if (kind == 1)
                 return NO_ITEM; /* flags for the whole pattern: they come first */
         } else {
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "unknown extension ?%c", c);
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "unknown extension ?%c", c);
         }
         if (construct)
-            return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "unsupported construct '%s)", construct);
+            return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "unsupported construct '%s)", construct);
     } else {
         p->groups++;
     }
     if (++p->depth > MAX_NESTING)
-        return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "groups nested deeper than %d", MAX_NESTING);
-    int body = lt_regex_parse_alternation(p);
+        return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, open, "groups nested deeper than %d", MAX_NESTING);
+    int body = lti_regex_parse_alternation(p);
     p->depth--;
     p->flags = saved_flags;
     if (body < 0)
         return -1;
     if (peek(p) != ')')
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, open, "missing ), unterminated subpattern");
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, open, "missing ), unterminated subpattern");
     p->pos++;
     if (!lookahead)
         return body;
@@ -508,11 +508,11 @@ static int parse_quantifier(parser *p, uint32_t *min, uint32_t *max)
     if (i >= p->len || p->pattern[i] != '}')
         return 0;
     if (lo >= REPEAT_INFINITE || (has_hi && hi >= REPEAT_INFINITE))
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, p->pos, "the repetition number is too large");
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, p->pos, "the repetition number is too large");
     *min = has_lo ? (uint32_t)lo : 0;
     *max = has_hi ? (uint32_t)hi : REPEAT_INFINITE;
     if (*max < *min)
-        return lt_regex_parse_fail(p, LT_ERR_INVALID, p->pos, "min repeat greater than max repeat");
+        return lti_regex_parse_fail(p, LT_ERR_INVALID, p->pos, "min repeat greater than max repeat");
     p->pos = i + 1;
     return 1;
 }
@@ -594,13 +594,13 @@ static int parse_sequence(parser *p, bool first_alternative)
             continue;
         }
         if (last < 0 || last_is_anchor)
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "nothing to repeat");
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "nothing to repeat");
         if (last_is_repeat)
-            return lt_regex_parse_fail(p, LT_ERR_INVALID, at, "multiple repeat");
+            return lti_regex_parse_fail(p, LT_ERR_INVALID, at, "multiple repeat");
         bool lazy = peek(p) == '?';
         p->pos += lazy;
         if (!lazy && peek(p) == '+')
-            return lt_regex_parse_fail(p, LT_ERR_UNSUPPORTED, at, "unsupported construct '%.*s+' (possessive quantifier)",
+            return lti_regex_parse_fail(p, LT_ERR_UNSUPPORTED, at, "unsupported construct '%.*s+' (possessive quantifier)",
                               (int)(p->pos - at), p->pattern + at);
         /* The item's slot becomes the repeat, so the sequence's links stay
          * valid; the item moves to a new slot. */
@@ -615,7 +615,7 @@ static int parse_sequence(parser *p, bool first_alternative)
     return seq;
 }
 
-int lt_regex_parse_alternation(parser *p)
+int lti_regex_parse_alternation(parser *p)
 {
     bool top = p->depth == 0;
     int first = parse_sequence(p, top);

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "source_sink.h"
 
 static uint64_t hash_string(const char *s)
 {
@@ -15,7 +15,7 @@ static uint64_t hash_string(const char *s)
     return h;
 }
 
-static bool rehash(lt_strmap *map, size_t new_cap)
+static bool rehash(lti_strmap *map, size_t new_cap)
 {
     const char **keys = calloc(new_cap, sizeof *keys);
     long *values = calloc(new_cap, sizeof *values);
@@ -41,7 +41,7 @@ static bool rehash(lt_strmap *map, size_t new_cap)
     return true;
 }
 
-int lt_strmap_put(lt_strmap *map, const char *key, long value)
+int lti_strmap_put(lti_strmap *map, const char *key, long value)
 {
     if ((map->count + 1) * 2 > map->cap) {
         size_t new_cap = map->cap ? map->cap * 2 : 16;
@@ -60,7 +60,7 @@ int lt_strmap_put(lt_strmap *map, const char *key, long value)
     return 1;
 }
 
-long lt_strmap_get(const lt_strmap *map, const char *key)
+long lti_strmap_get(const lti_strmap *map, const char *key)
 {
     if (!map->cap)
         return -1;
@@ -73,7 +73,7 @@ long lt_strmap_get(const lt_strmap *map, const char *key)
     return -1;
 }
 
-void lt_strmap_free(lt_strmap *map)
+void lti_strmap_free(lti_strmap *map)
 {
     free(map->keys);
     free(map->values);

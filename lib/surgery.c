@@ -2,7 +2,7 @@
  *
  * Every module's delta is a product B (m x R) A (R x n) with the scale
  * folded into B.  Its truncated SVD comes from QR factors of B and A^T and
- * the R x R core (lt_lowrank_svd_f64), so the m x n delta is never formed:
+ * the R x R core (lti_lowrank_svd_f64), so the m x n delta is never formed:
  * O((m + n) R^2) per module.
  */
 #include <math.h>
@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "source_sink.h"
+#include "linalg.h"
+#include "surgery.h"
 
 void lt_surgery_report_free(lt_surgery_report *report)
 {
@@ -31,7 +33,7 @@ typedef struct out_module {
     float *a, *b;
 } out_module;
 
-lt_status lt_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, double b_factor, double **b_out,
+lt_status lti_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, double b_factor, double **b_out,
                                 double **a_out, lt_error *err)
 {
     lt_source *src = lt_adapter_source(ad);
@@ -39,15 +41,15 @@ lt_status lt_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, d
     if (ta->shape[m->a_transposed ? 1 : 0] != m->rank)
         /* PEFT 0.3's enable_lora (merged QKV): A stacks one group per
          * enabled output slice; only inspect/audit understand it */
-        return lt_fail(err, LT_ERR_UNSUPPORTED,
+        return lti_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: module '%s': legacy enable_lora factors (lora_A has %llu rows for rank %u) cannot be computed with",
                        lt_source_path(src), m->name, (unsigned long long)ta->shape[m->a_transposed ? 1 : 0], m->rank);
     double *a = NULL, *b = NULL, *e = NULL;
-    lt_status s = lt_source_read_all_f64(src, (size_t)m->tensor_a, &a, err);
+    lt_status s = lti_source_read_all_f64(src, (size_t)m->tensor_a, &a, err);
     if (s == LT_OK)
-        s = lt_source_read_all_f64(src, (size_t)m->tensor_b, &b, err);
+        s = lti_source_read_all_f64(src, (size_t)m->tensor_b, &b, err);
     if (s == LT_OK && m->tensor_e >= 0)
-        s = lt_source_read_all_f64(src, (size_t)m->tensor_e, &e, err);
+        s = lti_source_read_all_f64(src, (size_t)m->tensor_e, &e, err);
     if (s != LT_OK) {
         free(a);
         free(b);
@@ -63,7 +65,7 @@ lt_status lt_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, d
             free(a);
             free(b);
             free(e);
-            return lt_fail_nomem(err, m->name);
+            return lti_fail_nomem(err, m->name);
         }
         for (uint64_t j = 0; j < a_cols; j++)
             for (uint64_t k = 0; k < r; k++)
@@ -89,10 +91,10 @@ static lt_status load_scaled_factors(const lt_adapter *ad, const lt_lora_module 
                                      double **b_out, double **a_out, lt_error *err)
 {
     if (m->tensor_magnitude >= 0 || m->tensor_bias >= 0 || m->kind == LT_MODULE_CONV)
-        return lt_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is %s: its delta is not a plain low-rank product",
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' is %s: its delta is not a plain low-rank product",
                        lt_source_path(lt_adapter_source(ad)), m->name,
                        m->tensor_magnitude >= 0 ? "DoRA" : m->tensor_bias >= 0 ? "lora_bias" : "conv");
-    return lt_module_factors_f64(ad, m, weight * m->scale, b_out, a_out, err);
+    return lti_module_factors_f64(ad, m, weight * m->scale, b_out, a_out, err);
 }
 
 static double frobenius(const double *x, uint64_t n)
@@ -120,8 +122,8 @@ static size_t choose_rank(const lt_rank_rule *rule, const double *s, size_t n)
     switch (rule->kind) {
     case LT_RANK_KEEP: k = n; break;
     case LT_RANK_FIXED: k = rule->value < (double)n ? (size_t)rule->value : n; break;
-    case LT_RANK_ENERGY: k = lt_rank_for_energy(s, n, rule->value); break;
-    case LT_RANK_RATIO: k = lt_rank_for_ratio(s, n, rule->value); break;
+    case LT_RANK_ENERGY: k = lti_rank_for_energy(s, n, rule->value); break;
+    case LT_RANK_RATIO: k = lti_rank_for_ratio(s, n, rule->value); break;
     }
     return k < 1 ? 1 : k;
 }
@@ -133,9 +135,9 @@ static lt_status truncate_product(const double *b, const double *a, uint64_t m, 
 {
     double *u = malloc((size_t)(m * r) * sizeof *u + 1), *v = malloc((size_t)(n * r) * sizeof *v + 1);
     double *sv = malloc((size_t)r * sizeof *sv + 1);
-    lt_status s = u && v && sv ? LT_OK : lt_fail_nomem(err, om->name);
+    lt_status s = u && v && sv ? LT_OK : lti_fail_nomem(err, om->name);
     if (s == LT_OK)
-        s = lt_lowrank_svd_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, (size_t)r, u,
+        s = lti_lowrank_svd_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, (size_t)r, u,
                                (size_t)r, sv, v, (size_t)r, err);
     if (s == LT_OK)
         drop_rounding_noise(sv, r, frobenius(b, m * r) * frobenius(a, r * n));
@@ -154,7 +156,7 @@ static lt_status truncate_product(const double *b, const double *a, uint64_t m, 
         om->b = malloc((size_t)(m * k) * sizeof(float) + 1);
         om->a = malloc((size_t)(k * n) * sizeof(float) + 1);
         if (!om->a || !om->b)
-            s = lt_fail_nomem(err, om->name);
+            s = lti_fail_nomem(err, om->name);
         for (uint64_t i = 0; s == LT_OK && i < m; i++)
             for (size_t j = 0; j < k; j++)
                 om->b[i * k + j] = (float)(u[i * r + j] * sqrt(sv[j]));
@@ -176,7 +178,7 @@ static lt_status keep_product(const double *b, const double *a, uint64_t m, uint
     om->b = malloc((size_t)(m * r) * sizeof(float) + 1);
     om->a = malloc((size_t)(r * n) * sizeof(float) + 1);
     if (!om->a || !om->b)
-        return lt_fail_nomem(err, om->name);
+        return lti_fail_nomem(err, om->name);
     for (uint64_t i = 0; i < m * r; i++)
         om->b[i] = (float)b[i];
     for (uint64_t i = 0; i < r * n; i++)
@@ -187,8 +189,8 @@ static lt_status keep_product(const double *b, const double *a, uint64_t m, uint
     /* the largest singular value says whether the sum cancels */
     double *sv = malloc((size_t)r * sizeof *sv + 1);
     if (!sv)
-        return lt_fail_nomem(err, om->name);
-    lt_status s = lt_lowrank_svd_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, (size_t)r,
+        return lti_fail_nomem(err, om->name);
+    lt_status s = lti_lowrank_svd_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, (size_t)r,
                                      NULL, 0, sv, NULL, 0, err);
     if (s == LT_OK) {
         drop_rounding_noise(sv, r, frobenius(b, m * r) * frobenius(a, r * n));
@@ -218,7 +220,7 @@ static lt_status save_gguf(const char *out_path, out_module *mods, size_t n, con
     const char *arch = k >= 0 ? lt_source_kv_str(first, (size_t)k, 0, NULL) : NULL;
     for (size_t i = 0; i < n_ads; i++)
         if (strcmp(lt_source_format(lt_adapter_source(ads[i])), "gguf") != 0 || !arch)
-            return lt_fail(err, LT_ERR_USAGE,
+            return lti_fail(err, LT_ERR_USAGE,
                            "%s: GGUF output needs GGUF LoRA inputs (convert PEFT adapters with 'loratool convert')",
                            out_path);
     lt_sink *sink = lt_sink_create("gguf", out_path, NULL, err);
@@ -233,8 +235,8 @@ static lt_status save_gguf(const char *out_path, out_module *mods, size_t n, con
     if (s == LT_OK)
         s = lt_sink_set_kv(sink, "adapter.lora.alpha", LT_GGUF_F32, &alpha, err);
     for (size_t i = 0; i < n && s == LT_OK; i++) {
-        char *a_name = lt_asprintf("%s.weight.lora_a", mods[i].name);
-        char *b_name = lt_asprintf("%s.weight.lora_b", mods[i].name);
+        char *a_name = lti_asprintf("%s.weight.lora_a", mods[i].name);
+        char *b_name = lti_asprintf("%s.weight.lora_b", mods[i].name);
         /* llama.cpp's token embedding keeps lora_a transposed: [vocab, r] */
         uint64_t a_shape[2] = {mods[i].rank, mods[i].a_cols}, b_shape[2] = {mods[i].b_rows, mods[i].rank};
         if (mods[i].embedding) {
@@ -242,7 +244,7 @@ static lt_status save_gguf(const char *out_path, out_module *mods, size_t n, con
             a_shape[1] = mods[i].rank;
         }
         if (!a_name || !b_name)
-            s = lt_fail_nomem(err, out_path);
+            s = lti_fail_nomem(err, out_path);
         else if (lt_sink_add_tensor(sink, a_name, LT_F32, 2, a_shape, err) < 0 ||
                  lt_sink_add_tensor(sink, b_name, LT_F32, 2, b_shape, err) < 0)
             s = err ? err->status : LT_ERR_INVALID;
@@ -256,7 +258,7 @@ static lt_status save_gguf(const char *out_path, out_module *mods, size_t n, con
         if (mods[i].embedding) {
             a = malloc((size_t)(mods[i].rank * mods[i].a_cols) * sizeof *a + 1);
             if (!a) {
-                s = lt_fail_nomem(err, out_path);
+                s = lti_fail_nomem(err, out_path);
                 break;
             }
             for (uint64_t k = 0; k < mods[i].rank; k++)
@@ -284,7 +286,7 @@ static lt_status save(const char *out_dir, out_module *mods, size_t n, const lt_
         return save_gguf(out_dir, mods, n, ads, n_ads, err);
     lt_lora_save_module *save_mods = calloc(n + 1, sizeof *save_mods);
     if (!save_mods)
-        return lt_fail_nomem(err, out_dir);
+        return lti_fail_nomem(err, out_dir);
     for (size_t i = 0; i < n; i++) {
         const out_module *om = &mods[i];
         /* alpha = rank: scale 1, the scale lives in the factors */
@@ -309,7 +311,7 @@ static lt_status report_init(lt_surgery_report *report, size_t n, lt_error *err)
 {
     memset(report, 0, sizeof *report);
     report->modules = calloc(n + 1, sizeof *report->modules);
-    return report->modules ? LT_OK : lt_fail_nomem(err, "surgery");
+    return report->modules ? LT_OK : lti_fail_nomem(err, "surgery");
 }
 
 lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, const char *out_dir,
@@ -343,7 +345,7 @@ static lt_status gather(const lt_adapter *const *ads, const double *weights, siz
         const lt_lora_module *mk = lt_adapter_module(ads[i], (size_t)k);
         if (mk->kind != first->kind || mk->out_features != first->out_features ||
             mk->in_features != first->in_features)
-            return lt_fail(err, LT_ERR_INVALID,
+            return lti_fail(err, LT_ERR_INVALID,
                            "%s: module '%s' has shape [%llu, %llu] here but [%llu, %llu] in another adapter (different base models?)",
                            lt_source_path(lt_adapter_source(ads[i])), mk->name,
                            (unsigned long long)mk->out_features, (unsigned long long)mk->in_features,
@@ -354,7 +356,7 @@ static lt_status gather(const lt_adapter *const *ads, const double *weights, siz
     if (!a || !b) {
         free(a);
         free(b);
-        return lt_fail_nomem(err, first->name);
+        return lti_fail_nomem(err, first->name);
     }
     uint64_t col = 0;
     lt_status s = LT_OK;
@@ -407,10 +409,10 @@ static lt_status combine_module(combine_job *job, size_t j, lt_error *err)
     const lt_lora_module *first = job->unique[j];
     out_module *om = &job->mods[j];
     lt_surgery_module *rep = &job->report->modules[j];
-    om->name = lt_strdup(first->name);
-    rep->name = lt_strdup(first->name);
+    om->name = lti_strdup(first->name);
+    rep->name = lti_strdup(first->name);
     if (!om->name || !rep->name)
-        return lt_fail_nomem(err, first->name);
+        return lti_fail_nomem(err, first->name);
     om->embedding = first->kind == LT_MODULE_EMBEDDING;
     om->b_rows = om->embedding ? first->in_features : first->out_features;
     om->a_cols = om->embedding ? first->out_features : first->in_features;
@@ -487,7 +489,7 @@ lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t
     const lt_lora_module **unique = calloc(cap + 1, sizeof *unique);
     out_module *mods = calloc(cap + 1, sizeof *mods);
     size_t n_unique = 0;
-    lt_status s = unique && mods ? report_init(report, cap, err) : lt_fail_nomem(err, out_dir);
+    lt_status s = unique && mods ? report_init(report, cap, err) : lti_fail_nomem(err, out_dir);
     for (size_t i = 0; i < n_ads && s == LT_OK; i++)
         for (size_t k = 0; k < lt_adapter_module_count(ads[i]); k++) {
             const lt_lora_module *m = lt_adapter_module(ads[i], k);
@@ -559,7 +561,7 @@ static lt_status trim_to_density(float *tau, uint64_t count, double density, lt_
         return LT_OK;
     ranked *order = malloc((size_t)count * sizeof *order + 1);
     if (!order)
-        return lt_fail_nomem(err, "ties");
+        return lti_fail_nomem(err, "ties");
     for (uint64_t i = 0; i < count; i++)
         order[i] = (ranked){fabsf(tau[i]), i};
     qsort(order, (size_t)count, sizeof *order, by_magnitude_desc);
@@ -580,7 +582,7 @@ static lt_status dense_delta(const lt_adapter *ad, const lt_lora_module *m, doub
     uint64_t r = m->rank;
     double *row = malloc((size_t)cols * sizeof *row + 1);
     if (!row)
-        s = lt_fail_nomem(err, m->name);
+        s = lti_fail_nomem(err, m->name);
     for (uint64_t i = 0; s == LT_OK && i < rows; i++) {
         memset(row, 0, (size_t)cols * sizeof *row);
         for (uint64_t k = 0; k < r; k++)
@@ -632,7 +634,7 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
                            const char *out_dir, lt_surgery_report *report, lt_error *err)
 {
     if (!(density > 0 && density <= 1))
-        return lt_fail(err, LT_ERR_USAGE, "%s: density must be in (0, 1]", out_dir);
+        return lti_fail(err, LT_ERR_USAGE, "%s: density must be in (0, 1]", out_dir);
     size_t cap = 0;
     uint32_t max_rank = 1;
     for (size_t i = 0; i < n_ads; i++) {
@@ -645,7 +647,7 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
         rank = max_rank;
     out_module *mods = calloc(cap + 1, sizeof *mods);
     float **tau = calloc(n_ads + 1, sizeof *tau);
-    lt_status s = mods && tau ? report_init(report, cap, err) : lt_fail_nomem(err, out_dir);
+    lt_status s = mods && tau ? report_init(report, cap, err) : lti_fail_nomem(err, out_dir);
     size_t n_out = 0;
     for (size_t i = 0; i < n_ads && s == LT_OK; i++) {
         for (size_t k = 0; k < lt_adapter_module_count(ads[i]) && s == LT_OK; k++) {
@@ -658,11 +660,11 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
                 continue;
             out_module *om = &mods[n_out];
             lt_surgery_module *rep = &report->modules[n_out];
-            om->name = lt_strdup(first->name);
-            rep->name = lt_strdup(first->name);
+            om->name = lti_strdup(first->name);
+            rep->name = lti_strdup(first->name);
             report->n_modules = ++n_out;
             if (!om->name || !rep->name) {
-                s = lt_fail_nomem(err, out_dir);
+                s = lti_fail_nomem(err, out_dir);
                 break;
             }
             om->embedding = first->kind == LT_MODULE_EMBEDDING;
@@ -672,21 +674,21 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
             float *merged = malloc((size_t)count * sizeof *merged + 1);
             size_t n_tau = 0;
             uint32_t input_rank = 0;
-            s = merged ? LT_OK : lt_fail_nomem(err, om->name);
+            s = merged ? LT_OK : lti_fail_nomem(err, om->name);
             for (size_t a = 0; a < n_ads && s == LT_OK; a++) {
                 long idx = module_index(ads[a], first->name);
                 if (idx < 0)
                     continue;
                 const lt_lora_module *ma = lt_adapter_module(ads[a], (size_t)idx);
                 if (ma->out_features != first->out_features || ma->in_features != first->in_features) {
-                    s = lt_fail(err, LT_ERR_INVALID, "%s: module '%s' has another shape in another adapter",
+                    s = lti_fail(err, LT_ERR_INVALID, "%s: module '%s' has another shape in another adapter",
                                 lt_source_path(lt_adapter_source(ads[a])), ma->name);
                     break;
                 }
                 input_rank += ma->rank;
                 tau[n_tau] = malloc((size_t)count * sizeof(float) + 1);
                 s = tau[n_tau] ? dense_delta(ads[a], ma, weights[a], tau[n_tau], om->b_rows, om->a_cols, err)
-                               : lt_fail_nomem(err, om->name);
+                               : lti_fail_nomem(err, om->name);
                 n_tau++;
                 if (s == LT_OK && method == LT_COMBINE_TIES)
                     s = trim_to_density(tau[n_tau - 1], count, density, err);
@@ -700,7 +702,7 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
                 for (uint64_t j = 0; j < count; j++)
                     total += (double)merged[j] * merged[j];
                 lt_extract_options eo = {.rule = {LT_RANK_FIXED, rank}, .seed = seed};
-                s = lt_factors_from_dense(&eo, merged, om->b_rows, om->a_cols, total, &om->rank, &om->a, &om->b,
+                s = lti_factors_from_dense(&eo, merged, om->b_rows, om->a_cols, total, &om->rank, &om->a, &om->b,
                                           rep, err);
                 rep->old_rank = input_rank;
                 report->params_after += (uint64_t)om->rank * (om->b_rows + om->a_cols);

@@ -2,7 +2,7 @@
  * model: name resolution across prefix conventions, and shape fit. */
 #include <string.h>
 
-#include "internal.h"
+#include "source_sink.h"
 
 long lt_base_find(const lt_source *base, const char *target)
 {
@@ -46,7 +46,7 @@ lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base)
             return LT_FIT_NONE;
         uint64_t in = 1;
         for (uint32_t d = 1; d < base->n_dims; d++)
-            if (!lt_mul_u64(in, base->shape[d], &in))
+            if (!lti_mul_u64(in, base->shape[d], &in))
                 return LT_FIT_NONE;
         return in == m->in_features ? LT_FIT_DIRECT : LT_FIT_NONE;
     }

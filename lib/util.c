@@ -1,17 +1,17 @@
-/* util.c - allocation, path and number-parsing helpers. */
+/* util.c - allocation and path helpers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "source_sink.h"
 
-char *lt_strdup(const char *s)
+char *lti_strdup(const char *s)
 {
-    return s ? lt_strndup(s, strlen(s)) : NULL;
+    return s ? lti_strndup(s, strlen(s)) : NULL;
 }
 
-char *lt_strndup(const char *s, size_t n)
+char *lti_strndup(const char *s, size_t n)
 {
     char *copy = malloc(n + 1);
     if (!copy)
@@ -21,7 +21,7 @@ char *lt_strndup(const char *s, size_t n)
     return copy;
 }
 
-char *lt_asprintf(const char *fmt, ...)
+char *lti_asprintf(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -38,26 +38,26 @@ char *lt_asprintf(const char *fmt, ...)
     return out;
 }
 
-char *lt_path_join(const char *dir, const char *name)
+char *lti_path_join(const char *dir, const char *name)
 {
     size_t len = strlen(dir);
     bool has_slash = len > 0 && dir[len - 1] == '/';
-    return lt_asprintf("%s%s%s", dir, has_slash || len == 0 ? "" : "/", name);
+    return lti_asprintf("%s%s%s", dir, has_slash || len == 0 ? "" : "/", name);
 }
 
-bool lt_is_dir(const char *path)
+bool lti_is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-bool lt_is_file(const char *path)
+bool lti_is_file(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-bool lt_grow(void **array, size_t *cap, size_t need, size_t elem_size)
+bool lti_grow(void **array, size_t *cap, size_t need, size_t elem_size)
 {
     if (need <= *cap)
         return true;
@@ -78,63 +78,3 @@ bool lt_grow(void **array, size_t *cap, size_t need, size_t elem_size)
     return true;
 }
 
-/* Shared by the count and size parsers: digits, an optional fraction and a
- * suffix from the table; the product must be a whole number that fits in
- * 64 bits.  Exact integer arithmetic, so "8.191k" is 8191. */
-struct suffix { const char *text; uint64_t factor; };
-
-static bool parse_scaled(const char *text, const struct suffix *suffixes, uint64_t *out)
-{
-    unsigned __int128 digits = 0, divisor = 1;
-    const char *p = text;
-    bool any = false, point = false;
-    for (; *p; p++) {
-        if (*p == '.' && !point) {
-            point = true;
-            continue;
-        }
-        if (*p < '0' || *p > '9')
-            break;
-        if (digits > (unsigned __int128)UINT64_MAX * 10)
-            return false;
-        digits = digits * 10 + (unsigned)(*p - '0');
-        if (point)
-            divisor *= 10;
-        any = true;
-        if (divisor > (unsigned __int128)1e30)
-            return false;
-    }
-    if (!any)
-        return false;
-    uint64_t factor = 0;
-    if (*p == '\0')
-        factor = 1;
-    for (const struct suffix *s = suffixes; factor == 0 && s->text; s++)
-        if (strcmp(p, s->text) == 0)
-            factor = s->factor;
-    if (factor == 0)
-        return false;
-    unsigned __int128 scaled = digits * factor;
-    if (scaled / factor != digits || scaled % divisor != 0 || scaled / divisor > UINT64_MAX)
-        return false;
-    *out = (uint64_t)(scaled / divisor);
-    return true;
-}
-
-bool lt_parse_count(const char *text, uint64_t *out)
-{
-    static const struct suffix suffixes[] = {{"k", 1000}, {"K", 1000}, {"M", 1000000},
-                                             {"B", 1000000000}, {"G", 1000000000},
-                                             {"T", 1000000000000}, {NULL, 0}};
-    return parse_scaled(text, suffixes, out);
-}
-
-bool lt_parse_size(const char *text, uint64_t *out)
-{
-    static const struct suffix suffixes[] = {
-        {"B", 1},          {"KB", 1000},        {"MB", 1000000},  {"GB", 1000000000},
-        {"TB", 1000000000000}, {"K", 1000},     {"M", 1000000},   {"G", 1000000000},
-        {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40},
-        {NULL, 0}};
-    return parse_scaled(text, suffixes, out);
-}

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "internal.h"
+#include "format.h"
 
 static const char *corpus_dir = "../shared/corpus/gguf";
 static const char *quants_dir = "testdata/gguf_quants";
@@ -138,7 +138,7 @@ static void test_corpus_valid(void)
     for (size_t k = 0; k < sizeof corpus_valid / sizeof corpus_valid[0]; k++) {
         const struct corpus_valid *c = &corpus_valid[k];
         const char *path = fmt("%s/%s", corpus_dir, c->name);
-        if (!lt_is_file(path)) {
+        if (!lti_is_file(path)) {
             printf("SKIP corpus:%s: corpus absent\n", c->name);
             continue;
         }
@@ -173,7 +173,7 @@ static void test_corpus_invalid(void)
 {
     for (size_t k = 0; k < sizeof corpus_invalid / sizeof corpus_invalid[0]; k++) {
         const char *path = fmt("%s/%s", corpus_dir, corpus_invalid[k].name);
-        if (!lt_is_file(path)) {
+        if (!lti_is_file(path)) {
             printf("SKIP corpus:%s: corpus absent\n", corpus_invalid[k].name);
             continue;
         }
@@ -207,7 +207,7 @@ static int visit_corpus_file(const char *path, const struct stat *st, int flag, 
 
 static void test_corpus_all_files(void)
 {
-    if (!lt_is_dir(corpus_dir)) {
+    if (!lti_is_dir(corpus_dir)) {
         printf("SKIP corpus: corpus absent\n");
         return;
     }
@@ -494,7 +494,7 @@ static void test_write_refusals(void)
         CHECK_MSG(s == cases[k].status && strstr(err.message, cases[k].message),
                   "%s: %d %s", cases[k].name, s, err.message);
         lt_sink_abort(sink);
-        CHECK(!lt_is_file(path));
+        CHECK(!lti_is_file(path));
     }
     lt_sink_options sharded = {.shard_size = 1000};
     CHECK(lt_sink_create("gguf", path, &sharded, &err) == NULL && err.status == LT_ERR_USAGE);

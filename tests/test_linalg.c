@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "loratool.h"
+#include "linalg.h"
 
 static const char *reference_dir = "build/testdata/linalg";
 static int verbose;
@@ -200,10 +201,10 @@ static void test_gemm_vs_numpy(void)
         double *a64 = pad_f64(d.a, d.ar, d.ac), *b64 = pad_f64(d.b, d.br, d.bc);
         double *c64 = pad_f64(d.c0, g->m, g->n);
         lt_error err = {0};
-        lt_status st = lt_gemm_f32(g->ta, g->tb, g->m, g->n, g->k, (float)g->alpha, a, d.ac + 3, b,
+        lt_status st = lti_gemm_f32(g->ta, g->tb, g->m, g->n, g->k, (float)g->alpha, a, d.ac + 3, b,
                                    d.bc + 3, (float)g->beta, c, ldc, 0, &err);
         CHECK_MSG(st == LT_OK, "%s: %s", g->name, err.message);
-        st = lt_gemm_f64(g->ta, g->tb, g->m, g->n, g->k, g->alpha, a64, d.ac + 3, b64, d.bc + 3,
+        st = lti_gemm_f64(g->ta, g->tb, g->m, g->n, g->k, g->alpha, a64, d.ac + 3, b64, d.bc + 3,
                          g->beta, c64, ldc, 0, &err);
         CHECK_MSG(st == LT_OK, "%s: %s", g->name, err.message);
         double tol32 = (double)(g->k + 3) * 0x1p-24, tol64 = 2.0 * (double)(g->k + 3) * 0x1p-53;
@@ -254,9 +255,9 @@ static void test_gemm_exact_order(void)
         for (size_t i = 0; i < g->m * g->n; i++)
             c64[i] = d.c0[i];
         lt_error err;
-        CHECK(lt_gemm_f32(g->ta, g->tb, g->m, g->n, g->k, (float)g->alpha, d.a, d.ac, d.b, d.bc,
+        CHECK(lti_gemm_f32(g->ta, g->tb, g->m, g->n, g->k, (float)g->alpha, d.a, d.ac, d.b, d.bc,
                           (float)g->beta, c, g->n, 3, &err) == LT_OK);
-        CHECK(lt_gemm_f64(g->ta, g->tb, g->m, g->n, g->k, g->alpha, a64, d.ac, b64, d.bc, g->beta,
+        CHECK(lti_gemm_f64(g->ta, g->tb, g->m, g->n, g->k, g->alpha, a64, d.ac, b64, d.bc, g->beta,
                           c64, g->n, 3, &err) == LT_OK);
         size_t bad32 = 0, bad64 = 0;
         for (size_t i = 0; i < g->m; i++)
@@ -305,9 +306,9 @@ static void test_gemm_threads(void)
         lt_error err;
         c[t] = malloc(m * n * sizeof(float));
         c64[t] = malloc(m * n * sizeof(double));
-        CHECK(lt_gemm_f32(false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c[t], n, counts[t], &err) ==
+        CHECK(lti_gemm_f32(false, true, m, n, k, 1.0f, a, k, b, k, 0.0f, c[t], n, counts[t], &err) ==
               LT_OK);
-        CHECK(lt_gemm_f64(true, false, m, n, k, 1.0, a64, m, b64, n, 0.0, c64[t], n, counts[t],
+        CHECK(lti_gemm_f64(true, false, m, n, k, 1.0, a64, m, b64, n, 0.0, c64[t], n, counts[t],
                           &err) == LT_OK);
         if (t > 0) {
             CHECK_MSG(memcmp(c[0], c[t], m * n * sizeof(float)) == 0, "f32: %u threads differ",
@@ -326,33 +327,33 @@ static void test_gemm_edges(void)
     lt_error err;
     float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 0, 1, 1, 1}, c[4] = {1, 2, 3, 4};
     /* k = 0: C = beta C */
-    CHECK(lt_gemm_f32(false, false, 2, 2, 0, 1.0f, a, 1, b, 2, 2.0f, c, 2, 1, &err) == LT_OK);
+    CHECK(lti_gemm_f32(false, false, 2, 2, 0, 1.0f, a, 1, b, 2, 2.0f, c, 2, 1, &err) == LT_OK);
     CHECK(c[0] == 2 && c[1] == 4 && c[2] == 6 && c[3] == 8);
     /* beta = 0: C is not read (NaN there is fine) */
     float cn[4] = {NAN, NAN, NAN, NAN};
-    CHECK(lt_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, cn, 2, 1, &err) == LT_OK);
+    CHECK(lti_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, cn, 2, 1, &err) == LT_OK);
     /* [1 2 3; 4 5 6] [1 0; 0 1; 1 1] = [4 5; 10 11] */
     CHECK(cn[0] == 4 && cn[1] == 5 && cn[2] == 10 && cn[3] == 11);
     /* empty */
-    CHECK(lt_gemm_f32(false, false, 0, 5, 3, 1.0f, NULL, 3, NULL, 5, 0.0f, NULL, 5, 1, &err) == LT_OK);
+    CHECK(lti_gemm_f32(false, false, 0, 5, 3, 1.0f, NULL, 3, NULL, 5, 0.0f, NULL, 5, 1, &err) == LT_OK);
     /* leading dimension too small */
-    CHECK(lt_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 2, b, 2, 0.0f, c, 2, 1, &err) == LT_ERR_USAGE);
+    CHECK(lti_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 2, b, 2, 0.0f, c, 2, 1, &err) == LT_ERR_USAGE);
     /* size overflow */
-    CHECK(lt_gemm_f64(false, false, SIZE_MAX / 2, 2, 3, 1.0, (double *)c, 3, (double *)b, 2, 0.0,
+    CHECK(lti_gemm_f64(false, false, SIZE_MAX / 2, 2, 3, 1.0, (double *)c, 3, (double *)b, 2, 0.0,
                       (double *)c, 2, 1, &err) == LT_ERR_USAGE);
     /* NaN / Inf refused */
     a[4] = NAN;
     err.message[0] = 0;
-    CHECK(lt_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2, 1, &err) == LT_ERR_INVALID);
+    CHECK(lti_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2, 1, &err) == LT_ERR_INVALID);
     CHECK(strstr(err.message, "NaN or Inf") != NULL);
     a[4] = 5;
     b[1] = INFINITY;
-    CHECK(lt_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2, 1, &err) == LT_ERR_INVALID);
+    CHECK(lti_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 3, b, 2, 0.0f, c, 2, 1, &err) == LT_ERR_INVALID);
     b[1] = 0;
     c[0] = NAN; /* read when beta != 0 */
-    CHECK(lt_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 3, b, 2, 1.0f, c, 2, 1, &err) == LT_ERR_INVALID);
+    CHECK(lti_gemm_f32(false, false, 2, 2, 3, 1.0f, a, 3, b, 2, 1.0f, c, 2, 1, &err) == LT_ERR_INVALID);
     double a64[4] = {1, 2, 3, -INFINITY}, c64[4];
-    CHECK(lt_gemm_f64(false, false, 2, 2, 2, 1.0, a64, 2, a64, 2, 0.0, c64, 2, 1, &err) ==
+    CHECK(lti_gemm_f64(false, false, 2, 2, 2, 1.0, a64, 2, a64, 2, 0.0, c64, 2, 1, &err) ==
           LT_ERR_INVALID);
 }
 
@@ -380,7 +381,7 @@ static void test_qr(void)
         }
         double *q = malloc(m * p * sizeof *q), *r = malloc(p * n * sizeof *r);
         lt_error err;
-        CHECK_MSG(lt_qr_f64(m, n, a, n, q, p, r, n, &err) == LT_OK, "%s: %s", cases[ci].name,
+        CHECK_MSG(lti_qr_f64(m, n, a, n, q, p, r, n, &err) == LT_OK, "%s: %s", cases[ci].name,
                   err.message);
         double na = frob(a, m, n, n), res = 0;
         for (size_t i = 0; i < m; i++)
@@ -409,7 +410,7 @@ static void test_qr(void)
         worst_orth = fmax(worst_orth, orth);
         /* R only, Q only */
         double *r2 = malloc(p * n * sizeof *r2);
-        CHECK(lt_qr_f64(m, n, a, n, NULL, 0, r2, n, &err) == LT_OK);
+        CHECK(lti_qr_f64(m, n, a, n, NULL, 0, r2, n, &err) == LT_OK);
         CHECK(memcmp(r, r2, p * n * sizeof *r2) == 0);
         free(r2);
         free(a), free(rd), free(q), free(r);
@@ -452,7 +453,7 @@ static void svd_case(const char *cname, size_t m, size_t n, double *worst_rel, d
     double *u = malloc(m * p * sizeof *u), *v = malloc(n * p * sizeof *v);
     double *s = malloc(p * sizeof *s), *s2 = malloc(p * sizeof *s2);
     lt_error err;
-    CHECK_MSG(lt_svd_f64(m, n, ap, lda, u, p, s, v, p, &err) == LT_OK, "%s: %s", cname, err.message);
+    CHECK_MSG(lti_svd_f64(m, n, ap, lda, u, p, s, v, p, &err) == LT_OK, "%s: %s", cname, err.message);
     double rel = check_values(cname, s, ref, p, SV_REL, SV_FLOOR);
     double na = frob(a, m, n, n);
     double rec = recon_error(a, n, u, s, v, m, n, p);
@@ -460,7 +461,7 @@ static void svd_case(const char *cname, size_t m, size_t n, double *worst_rel, d
     CHECK_MSG(rec <= 1e-13 * na, "%s: ||U S V^T - A|| = %.3g, ||A|| = %.3g", cname, rec, na);
     CHECK_MSG(ou <= 1e-13 && ov <= 1e-13, "%s: orthogonality U %.3g V %.3g", cname, ou, ov);
     /* values only: the same values */
-    CHECK(lt_svd_f64(m, n, ap, lda, NULL, 0, s2, NULL, 0, &err) == LT_OK);
+    CHECK(lti_svd_f64(m, n, ap, lda, NULL, 0, s2, NULL, 0, &err) == LT_OK);
     CHECK_MSG(memcmp(s, s2, p * sizeof *s) == 0, "%s: values differ without vectors", cname);
     *worst_rel = fmax(*worst_rel, rel);
     *worst_rec = fmax(*worst_rec, na > 0 ? rec / na : rec);
@@ -491,11 +492,11 @@ static void test_svd_known(void)
     double a[4 * 3] = {3, 0, 0, 0, -5, 0, 0, 0, 0, 0, 0, 0};
     double u[12], s[3], v[9];
     lt_error err;
-    CHECK(lt_svd_f64(4, 3, a, 3, u, 3, s, v, 3, &err) == LT_OK);
+    CHECK(lti_svd_f64(4, 3, a, 3, u, 3, s, v, 3, &err) == LT_OK);
     CHECK(s[0] == 5 && s[1] == 3 && s[2] == 0);
     CHECK(orth_error(u, 4, 3, 3) <= 1e-15 && orth_error(v, 3, 3, 3) <= 1e-15);
-    CHECK(lt_svd_f64(0, 3, NULL, 3, NULL, 0, NULL, NULL, 0, &err) == LT_OK);
-    CHECK(lt_svd_f64(4, 3, a, 2, u, 3, s, v, 3, &err) == LT_ERR_USAGE);
+    CHECK(lti_svd_f64(0, 3, NULL, 3, NULL, 0, NULL, NULL, 0, &err) == LT_OK);
+    CHECK(lti_svd_f64(4, 3, a, 2, u, 3, s, v, 3, &err) == LT_ERR_USAGE);
 }
 
 /* ------------------------------------------------------------------ */
@@ -507,7 +508,7 @@ static double *dense_product(const double *b, const double *a, size_t m, size_t 
 {
     double *d = malloc(m * n * sizeof *d);
     lt_error err;
-    CHECK(lt_gemm_f64(false, false, m, n, r, 1.0, b, r, a, n, 0.0, d, n, 1, &err) == LT_OK);
+    CHECK(lti_gemm_f64(false, false, m, n, r, 1.0, b, r, a, n, 0.0, d, n, 1, &err) == LT_OK);
     return d;
 }
 
@@ -520,7 +521,7 @@ static void lowrank_check(const char *cname, const double *b, const double *a, s
     size_t k = p + 2; /* two more than exist: must come back zero */
     double *u = malloc(m * k * sizeof *u), *v = malloc(n * k * sizeof *v), *s = malloc(k * sizeof *s);
     lt_error err;
-    CHECK_MSG(lt_lowrank_svd_f64(m, n, r, b, r, a, n, k, u, k, s, v, k, &err) == LT_OK, "%s: %s",
+    CHECK_MSG(lti_lowrank_svd_f64(m, n, r, b, r, a, n, k, u, k, s, v, k, &err) == LT_OK, "%s: %s",
               cname, err.message);
     double rel = check_values(cname, s, ref, p, SV_REL, SV_FLOOR);
     CHECK_MSG(s[p] == 0 && s[p + 1] == 0, "%s: values beyond min(m,n,r) not zero", cname);
@@ -583,7 +584,7 @@ static void test_lowrank_scaled(void)
     if (b && a && ref) {
         double s[8];
         lt_error err;
-        CHECK(lt_lowrank_svd_f64(64, 48, 8, b, 8, a, 48, 8, NULL, 0, s, NULL, 0, &err) == LT_OK);
+        CHECK(lti_lowrank_svd_f64(64, 48, 8, b, 8, a, 48, 8, NULL, 0, s, NULL, 0, &err) == LT_OK);
         check_values("scaled", s, ref, 8, 1e-12, SV_FLOOR);
     }
     free(b), free(a), free(ref);
@@ -638,7 +639,7 @@ static void test_randomized(void)
         double *u = malloc(m * k * sizeof *u), *v = malloc(n * k * sizeof *v), s[8];
         double *u3 = malloc(m * k * sizeof *u), *v3 = malloc(n * k * sizeof *v), s3[8];
         lt_error err;
-        CHECK_MSG(lt_randomized_svd_f64(m, n, w, n, k, LT_RSVD_OVERSAMPLE, LT_RSVD_POWER_ITERS, 42,
+        CHECK_MSG(lti_randomized_svd_f64(m, n, w, n, k, LTI_RSVD_OVERSAMPLE, LTI_RSVD_POWER_ITERS, 42,
                                         1, u, k, s, v, k, &err) == LT_OK,
                   "%s", err.message);
         double worst = 0, worst_vec = 0;
@@ -662,7 +663,7 @@ static void test_randomized(void)
         }
         CHECK(orth_error(u, m, k, k) <= 1e-13 && orth_error(v, n, k, k) <= 1e-13);
         /* Same seed, other thread count: the same bytes. */
-        CHECK(lt_randomized_svd_f64(m, n, w, n, k, LT_RSVD_OVERSAMPLE, LT_RSVD_POWER_ITERS, 42, 3,
+        CHECK(lti_randomized_svd_f64(m, n, w, n, k, LTI_RSVD_OVERSAMPLE, LTI_RSVD_POWER_ITERS, 42, 3,
                                     u3, k, s3, v3, k, &err) == LT_OK);
         CHECK(memcmp(s, s3, sizeof s) == 0 && memcmp(u, u3, m * k * sizeof *u) == 0 &&
               memcmp(v, v3, n * k * sizeof *v) == 0);
@@ -679,7 +680,7 @@ static void test_randomized(void)
     if (we && re) {
         double s[10];
         lt_error err;
-        CHECK(lt_randomized_svd_f64(300, 200, we, 200, 10, 4, 0, 7, 0, NULL, 0, s, NULL, 0, &err) ==
+        CHECK(lti_randomized_svd_f64(300, 200, we, 200, 10, 4, 0, 7, 0, NULL, 0, s, NULL, 0, &err) ==
               LT_OK);
         double rel = check_values("rs_exact", s, re, 8, 1e-12, SV_FLOOR);
         CHECK_MSG(s[8] <= 1e-5 * s[0] && s[9] <= 1e-5 * s[0], "rank 8: s[8] = %.3g", s[8]);
@@ -703,24 +704,24 @@ static void test_rank_helpers(void)
     if (s && energy && ratio) {
         for (size_t v = 0; v < 4; v++) {
             for (size_t f = 0; f < 6; f++)
-                CHECK_MSG(lt_rank_for_energy(s + v * 16, 16, fractions[f]) ==
+                CHECK_MSG(lti_rank_for_energy(s + v * 16, 16, fractions[f]) ==
                               (size_t)energy[v * 6 + f],
                           "vector %zu fraction %g: %zu, numpy %lld", v, fractions[f],
-                          lt_rank_for_energy(s + v * 16, 16, fractions[f]),
+                          lti_rank_for_energy(s + v * 16, 16, fractions[f]),
                           (long long)energy[v * 6 + f]);
             for (size_t q = 0; q < 5; q++)
-                CHECK_MSG(lt_rank_for_ratio(s + v * 16, 16, ratios[q]) == (size_t)ratio[v * 5 + q],
+                CHECK_MSG(lti_rank_for_ratio(s + v * 16, 16, ratios[q]) == (size_t)ratio[v * 5 + q],
                           "vector %zu ratio %g: %zu, numpy %lld", v, ratios[q],
-                          lt_rank_for_ratio(s + v * 16, 16, ratios[q]), (long long)ratio[v * 5 + q]);
+                          lti_rank_for_ratio(s + v * 16, 16, ratios[q]), (long long)ratio[v * 5 + q]);
         }
-        CHECK(lt_rank_for_energy(s, 16, 1.5) == 16);
+        CHECK(lti_rank_for_energy(s, 16, 1.5) == 16);
     }
     double one[1] = {2.0};
-    CHECK(lt_rank_for_energy(one, 1, 0.5) == 1);
-    CHECK(lt_rank_for_energy(one, 0, 0.5) == 0);
-    CHECK(lt_rank_for_ratio(one, 0, 2.0) == 0);
+    CHECK(lti_rank_for_energy(one, 1, 0.5) == 1);
+    CHECK(lti_rank_for_energy(one, 0, 0.5) == 0);
+    CHECK(lti_rank_for_ratio(one, 0, 2.0) == 0);
     double huge[2] = {1e300, 1e299};
-    CHECK(lt_rank_for_energy(huge, 2, 0.995) == 2 && lt_rank_for_energy(huge, 2, 0.98) == 1);
+    CHECK(lti_rank_for_energy(huge, 2, 0.995) == 2 && lti_rank_for_energy(huge, 2, 0.98) == 1);
     free(s), free(energy), free(ratio);
 }
 
@@ -735,14 +736,14 @@ static void test_nan_refused(void)
         a[5] = x;
         w[7] = (float)x;
         lt_error err = {0};
-        CHECK(lt_qr_f64(4, 3, a, 3, q, 3, r, 3, &err) == LT_ERR_INVALID);
+        CHECK(lti_qr_f64(4, 3, a, 3, q, 3, r, 3, &err) == LT_ERR_INVALID);
         CHECK(strstr(err.message, "matrix holds NaN or Inf") != NULL);
-        CHECK(lt_svd_f64(4, 3, a, 3, q, 3, s, r, 3, &err) == LT_ERR_INVALID);
-        CHECK(lt_svd_f64(3, 4, a, 4, NULL, 0, s, NULL, 0, &err) == LT_ERR_INVALID);
-        CHECK(lt_lowrank_svd_f64(4, 4, 3, a, 3, a, 4, 2, q, 2, s, r, 2, &err) == LT_ERR_INVALID);
-        CHECK(lt_lowrank_svd_f64(3, 3, 4, a + 4, 4, a + 1, 3, 2, q, 2, s, r, 2, &err) ==
+        CHECK(lti_svd_f64(4, 3, a, 3, q, 3, s, r, 3, &err) == LT_ERR_INVALID);
+        CHECK(lti_svd_f64(3, 4, a, 4, NULL, 0, s, NULL, 0, &err) == LT_ERR_INVALID);
+        CHECK(lti_lowrank_svd_f64(4, 4, 3, a, 3, a, 4, 2, q, 2, s, r, 2, &err) == LT_ERR_INVALID);
+        CHECK(lti_lowrank_svd_f64(3, 3, 4, a + 4, 4, a + 1, 3, 2, q, 2, s, r, 2, &err) ==
               LT_ERR_INVALID);
-        CHECK(lt_randomized_svd_f64(4, 3, w, 3, 2, 10, 2, 1, 1, q, 2, s, r, 2, &err) ==
+        CHECK(lti_randomized_svd_f64(4, 3, w, 3, 2, 10, 2, 1, 1, q, 2, s, r, 2, &err) ==
               LT_ERR_INVALID);
         CHECK(strstr(err.message, "NaN or Inf") != NULL);
     }

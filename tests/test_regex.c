@@ -15,9 +15,10 @@
 #include "check.h"
 #include "loratool.h"
 #include "regex_cases.inc"
+#include "regex.h"
 
 /* Internal entry of lib/regex.c: 1 match, 0 no match, -1 gave up. */
-int lt_regex_exec(const lt_regex *re, const char *subject, bool search);
+int lti_regex_exec(const lti_regex *re, const char *subject, bool search);
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -46,21 +47,21 @@ static double seconds_now(void)
 static void test_python_cases(void)
 {
     const char *compiled_for = NULL;
-    lt_regex *re = NULL;
+    lti_regex *re = NULL;
     size_t checked = 0;
     for (size_t i = 0; i < COUNT(regex_cases); i++) {
         const struct regex_case *c = &regex_cases[i];
         if (c->pattern != compiled_for) { /* cases come grouped by pattern */
-            lt_regex_free(re);
+            lti_regex_free(re);
             lt_error err = {0};
-            re = lt_regex_compile(c->pattern, &err);
+            re = lti_regex_compile(c->pattern, &err);
             compiled_for = c->pattern;
             char p[512];
             CHECK_MSG(re != NULL, "compile '%s': %s", shown(c->pattern, p, sizeof p), err.message);
         }
         if (!re)
             continue;
-        bool full = lt_regex_fullmatch(re, c->subject), found = lt_regex_search(re, c->subject);
+        bool full = lti_regex_fullmatch(re, c->subject), found = lti_regex_search(re, c->subject);
         char p[512], s[512];
         CHECK_MSG(full == (c->fullmatch != 0), "fullmatch('%s', '%s') = %d, Python says %d",
                   shown(c->pattern, p, sizeof p), shown(c->subject, s, sizeof s), full, c->fullmatch);
@@ -68,7 +69,7 @@ static void test_python_cases(void)
                   shown(c->pattern, p, sizeof p), shown(c->subject, s, sizeof s), found, c->search);
         checked++;
     }
-    lt_regex_free(re);
+    lti_regex_free(re);
     CHECK_EQ_U64(checked, COUNT(regex_cases));
 }
 
@@ -77,11 +78,11 @@ static void test_python_rejects(void)
     for (size_t i = 0; i < COUNT(regex_rejects); i++) {
         const struct regex_reject *r = &regex_rejects[i];
         lt_error err = {0};
-        lt_regex *re = lt_regex_compile(r->pattern, &err);
+        lti_regex *re = lti_regex_compile(r->pattern, &err);
         char p[512];
         CHECK_MSG(re == NULL, "'%s' compiled; Python: %s", shown(r->pattern, p, sizeof p),
                   r->python_rejects ? r->python_error : "accepts, but we mean to refuse it");
-        lt_regex_free(re);
+        lti_regex_free(re);
         if (re)
             continue;
         CHECK_MSG(err.status == LT_ERR_INVALID || err.status == LT_ERR_UNSUPPORTED,
@@ -100,9 +101,9 @@ static void test_python_rejects(void)
 static void expect_error(const char *pattern, lt_status status, ...)
 {
     lt_error err = {0};
-    lt_regex *re = lt_regex_compile(pattern, &err);
+    lti_regex *re = lti_regex_compile(pattern, &err);
     CHECK_MSG(re == NULL, "'%s' compiled", pattern);
-    lt_regex_free(re);
+    lti_regex_free(re);
     CHECK_MSG(err.status == status, "'%s': status %d, wanted %d (%s)", pattern, (int)err.status,
               (int)status, err.message);
     va_list ap;
@@ -150,19 +151,19 @@ static void test_error_messages(void)
 
 static void test_null_error_accepted(void)
 {
-    CHECK(lt_regex_compile("(", NULL) == NULL);
-    CHECK(lt_regex_compile("(?<=a)", NULL) == NULL);
-    CHECK(lt_regex_compile(NULL, NULL) == NULL);
-    lt_regex_free(NULL);
-    CHECK(!lt_regex_fullmatch(NULL, "a"));
-    lt_regex *re = lt_regex_compile("a", NULL);
+    CHECK(lti_regex_compile("(", NULL) == NULL);
+    CHECK(lti_regex_compile("(?<=a)", NULL) == NULL);
+    CHECK(lti_regex_compile(NULL, NULL) == NULL);
+    lti_regex_free(NULL);
+    CHECK(!lti_regex_fullmatch(NULL, "a"));
+    lti_regex *re = lti_regex_compile("a", NULL);
     CHECK(re != NULL);
-    CHECK(!lt_regex_search(re, NULL));
-    lt_regex_free(re);
+    CHECK(!lti_regex_search(re, NULL));
+    lti_regex_free(re);
 }
 
 /* Exponential backtracking stops at the budget quickly, as "no match",
- * and lt_regex_exec says it gave up. */
+ * and lti_regex_exec says it gave up. */
 static void test_step_budget(void)
 {
     static const char *const pathological[] = {"(a*)*b", "(a|aa)*b", "(?:a+)+b", "(a|a)*b", "(.*a){12}x"};
@@ -170,19 +171,19 @@ static void test_step_budget(void)
     memset(subject, 'a', 40);
     subject[40] = '\0';
     for (size_t i = 0; i < COUNT(pathological); i++) {
-        lt_regex *re = lt_regex_compile(pathological[i], NULL);
+        lti_regex *re = lti_regex_compile(pathological[i], NULL);
         CHECK(re != NULL);
         if (!re)
             continue;
         double t0 = seconds_now();
-        CHECK_MSG(!lt_regex_fullmatch(re, subject), "%s", pathological[i]);
-        CHECK_MSG(!lt_regex_search(re, subject), "%s", pathological[i]);
-        CHECK_MSG(lt_regex_exec(re, subject, false) == -1, "%s did not hit the budget", pathological[i]);
+        CHECK_MSG(!lti_regex_fullmatch(re, subject), "%s", pathological[i]);
+        CHECK_MSG(!lti_regex_search(re, subject), "%s", pathological[i]);
+        CHECK_MSG(lti_regex_exec(re, subject, false) == -1, "%s did not hit the budget", pathological[i]);
         double took = seconds_now() - t0;
         CHECK_MSG(took < 20.0, "%s took %.1f s", pathological[i], took); /* loose: sanitizers are slow */
         /* the same pattern still answers where the answer is near */
-        CHECK(lt_regex_exec(re, "aaab", false) == (i == 4 ? 0 : 1));
-        lt_regex_free(re);
+        CHECK(lti_regex_exec(re, "aaab", false) == (i == 4 ? 0 : 1));
+        lti_regex_free(re);
     }
 }
 
@@ -198,16 +199,16 @@ static void test_nesting_limit(void)
     for (int i = 0; i < DEPTH_OK; i++)
         pattern[n++] = ')';
     pattern[n] = '\0';
-    lt_regex *re = lt_regex_compile(pattern, NULL);
+    lti_regex *re = lti_regex_compile(pattern, NULL);
     CHECK(re != NULL);
-    CHECK(lt_regex_fullmatch(re, "a"));
-    lt_regex_free(re);
+    CHECK(lti_regex_fullmatch(re, "a"));
+    lti_regex_free(re);
     /* 101 are refused */
     memmove(pattern + 1, pattern, n + 1);
     pattern[0] = '(';
     strcat(pattern, ")");
     lt_error err = {0};
-    CHECK(lt_regex_compile(pattern, &err) == NULL);
+    CHECK(lti_regex_compile(pattern, &err) == NULL);
     CHECK_EQ_U64(err.status, LT_ERR_UNSUPPORTED);
     CHECK(strstr(err.message, "nested deeper than 100") != NULL);
     /* very deep nesting of any kind is refused without exhausting the stack */
@@ -220,7 +221,7 @@ static void test_nesting_limit(void)
         pattern[n] = '\0';
         CHECK(strlen(pattern) <= 2 * DEPTH_DEEP);
         err.status = LT_OK;
-        CHECK(lt_regex_compile(pattern, &err) == NULL);
+        CHECK(lti_regex_compile(pattern, &err) == NULL);
         CHECK_MSG(err.status == LT_ERR_UNSUPPORTED, "%s: %s", openers[k], err.message);
     }
 }
@@ -230,16 +231,16 @@ static void test_pattern_length_limit(void)
     static char pattern[65536 + 2];
     memset(pattern, 'a', 65536);
     pattern[65536] = '\0';
-    lt_regex *re = lt_regex_compile(pattern, NULL);
+    lti_regex *re = lti_regex_compile(pattern, NULL);
     CHECK(re != NULL);
-    CHECK(lt_regex_fullmatch(re, pattern));
+    CHECK(lti_regex_fullmatch(re, pattern));
     pattern[65535] = '\0';
-    CHECK(!lt_regex_fullmatch(re, pattern));
-    lt_regex_free(re);
+    CHECK(!lti_regex_fullmatch(re, pattern));
+    lti_regex_free(re);
     memset(pattern, 'a', 65537);
     pattern[65537] = '\0';
     lt_error err = {0};
-    CHECK(lt_regex_compile(pattern, &err) == NULL);
+    CHECK(lti_regex_compile(pattern, &err) == NULL);
     CHECK_EQ_U64(err.status, LT_ERR_UNSUPPORTED);
     CHECK(strstr(err.message, "longer than 65536") != NULL);
 }
@@ -272,16 +273,16 @@ static void test_long_subject(void)
         {"(?:ab\\.)*y", false, false},
     };
     for (size_t i = 0; i < COUNT(cases); i++) {
-        lt_regex *re = lt_regex_compile(cases[i].pattern, NULL);
+        lti_regex *re = lti_regex_compile(cases[i].pattern, NULL);
         CHECK(re != NULL);
         if (!re)
             continue;
-        CHECK_MSG(lt_regex_exec(re, subject, false) == cases[i].full, "fullmatch %s", cases[i].pattern);
-        int found = lt_regex_exec(re, subject, true);
+        CHECK_MSG(lti_regex_exec(re, subject, false) == cases[i].full, "fullmatch %s", cases[i].pattern);
+        int found = lti_regex_exec(re, subject, true);
         /* a failing search over 100k starts may give up; it must not crash */
         CHECK_MSG(found == cases[i].search || (!cases[i].search && found == -1), "search %s: %d",
                   cases[i].pattern, found);
-        lt_regex_free(re);
+        lti_regex_free(re);
     }
 }
 
@@ -305,28 +306,28 @@ static void test_non_ascii_subject_bytes(void)
         {"[\\s\\d\\w]", "\xc3", false},
     };
     for (size_t i = 0; i < COUNT(cases); i++) {
-        lt_regex *re = lt_regex_compile(cases[i].pattern, NULL);
+        lti_regex *re = lti_regex_compile(cases[i].pattern, NULL);
         CHECK(re != NULL);
         if (re)
-            CHECK_MSG(lt_regex_fullmatch(re, cases[i].subject) == cases[i].full, "%s", cases[i].pattern);
-        lt_regex_free(re);
+            CHECK_MSG(lti_regex_fullmatch(re, cases[i].subject) == cases[i].full, "%s", cases[i].pattern);
+        lti_regex_free(re);
     }
 }
 
 /* The wrapper PEFT uses for rank_pattern / alpha_pattern keys. */
 static void test_rank_pattern_wrapper(void)
 {
-    lt_regex *re = lt_regex_compile("(.*\\.)?(to_v)$", NULL);
+    lti_regex *re = lti_regex_compile("(.*\\.)?(to_v)$", NULL);
     CHECK(re != NULL);
-    CHECK(lt_regex_fullmatch(re, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v"));
-    CHECK(lt_regex_fullmatch(re, "to_v"));
-    CHECK(!lt_regex_fullmatch(re, "xto_v"));
-    CHECK(!lt_regex_fullmatch(re, "a.to_vv"));
-    lt_regex_free(re);
+    CHECK(lti_regex_fullmatch(re, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v"));
+    CHECK(lti_regex_fullmatch(re, "to_v"));
+    CHECK(!lti_regex_fullmatch(re, "xto_v"));
+    CHECK(!lti_regex_fullmatch(re, "a.to_vv"));
+    lti_regex_free(re);
 }
 
 struct thread_job {
-    const lt_regex *re;
+    const lti_regex *re;
     int matches;
 };
 
@@ -336,7 +337,7 @@ static void *match_many(void *arg)
     char name[64];
     for (int i = 0; i < 2000; i++) {
         snprintf(name, sizeof name, "model.layers.%d.self_attn.%c_proj", i, "qkvo"[i % 4]);
-        job->matches += lt_regex_fullmatch(job->re, name);
+        job->matches += lti_regex_fullmatch(job->re, name);
     }
     return NULL;
 }
@@ -344,7 +345,7 @@ static void *match_many(void *arg)
 /* One compiled pattern, used by several threads at once. */
 static void test_threads_share_a_pattern(void)
 {
-    lt_regex *re = lt_regex_compile("model\\.layers\\.\\d+\\.self_attn\\.(?:q|v)_proj", NULL);
+    lti_regex *re = lti_regex_compile("model\\.layers\\.\\d+\\.self_attn\\.(?:q|v)_proj", NULL);
     CHECK(re != NULL);
     if (!re)
         return;
@@ -358,7 +359,7 @@ static void test_threads_share_a_pattern(void)
         pthread_join(threads[t], NULL);
         CHECK_EQ_U64(jobs[t].matches, 1000);
     }
-    lt_regex_free(re);
+    lti_regex_free(re);
 }
 
 int main(void)

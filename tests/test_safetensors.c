@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "internal.h"
+#include "format.h"
 
 static const char *reference_dir = "build/testdata/safetensors";
 static const char *corpus_dir = "../shared/corpus";
@@ -41,7 +41,7 @@ static size_t n_kept_paths;
 
 static const char *tmp(const char *name)
 {
-    char *path = lt_asprintf("%s/%s", tmp_root, name);
+    char *path = lti_asprintf("%s/%s", tmp_root, name);
     if (n_kept_paths < sizeof kept_paths / sizeof kept_paths[0])
         kept_paths[n_kept_paths++] = path;
     return path; /* past 256 paths a few bytes leak: tests only */
@@ -547,7 +547,7 @@ static void test_roundtrip_sharded(void)
     sink = lt_sink_create("safetensors-sharded", dir2, NULL, &err);
     CHECK_MSG(sink != NULL, "%s", err.message);
     if (sink && write_tensors(sink, list, n)) {
-        CHECK(lt_is_file(fmt("%s/model-00001-of-00001.safetensors", dir2)));
+        CHECK(lti_is_file(fmt("%s/model-00001-of-00001.safetensors", dir2)));
         lt_source *src = open_ok(dir2);
         if (src)
             check_tensors(src, list, n);

@@ -1,0 +1,141 @@
+/*
+ * core.h - the helpers every part of libloratool shares (lib/ and
+ * formats/): error filling, checked arithmetic, allocation, threads, a
+ * string map, and safe file I/O.  Not installed; internal names are lti_*.
+ */
+#ifndef LT_CORE_H
+#define LT_CORE_H
+
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "loratool.h"
+
+#if defined(__GNUC__)
+#define LT_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define LT_PRINTF(a, b)
+#endif
+
+/* ---- errors (lib/error.c) ---- */
+
+/* Fill err (if not NULL) with status and a formatted message; returns
+ * status so callers can write `return lti_fail(err, LT_ERR_INVALID, ...)`. */
+lt_status lti_fail(lt_error *err, lt_status status, const char *fmt, ...) LT_PRINTF(3, 4);
+/* I/O failure: "<path>: <what>: <strerror(errno)>", LT_ERR_IO. */
+lt_status lti_fail_errno(lt_error *err, const char *path, const char *what);
+/* Out of memory, naming what could not be allocated. */
+lt_status lti_fail_nomem(lt_error *err, const char *path);
+
+/* ---- checked arithmetic: true when the result fits ---- */
+static inline bool lti_add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+static inline bool lti_mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* A rows x cols matrix with leading dimension ld (>= cols) whose
+ * (rows - 1) * ld + cols elements of es bytes are addressable in size_t. */
+static inline bool lti_matrix_extent_ok(size_t rows, size_t cols, size_t ld, size_t es)
+{
+    size_t n;
+    if (rows == 0 || cols == 0)
+        return true;
+    return ld >= cols && !__builtin_mul_overflow(rows - 1, ld, &n) && !__builtin_add_overflow(n, cols, &n) &&
+           !__builtin_mul_overflow(n, es, &n);
+}
+
+/* ---- small allocation helpers (lib/util.c); NULL on failure ---- */
+char *lti_strdup(const char *s);
+char *lti_strndup(const char *s, size_t n);
+/* malloc'd printf; NULL on failure */
+char *lti_asprintf(const char *fmt, ...) LT_PRINTF(1, 2);
+/* Join a directory and a file name with one '/'. malloc'd; NULL on failure */
+char *lti_path_join(const char *dir, const char *name);
+bool lti_is_dir(const char *path);
+bool lti_is_file(const char *path);
+/* Grow *array (of elem_size items, capacity *cap) to hold at least need
+ * items; false on overflow or allocation failure. */
+bool lti_grow(void **array, size_t *cap, size_t need, size_t elem_size);
+
+/* ---- threads (lib/parallel.c) ---- */
+
+#define LT_MAX_THREADS 256u
+/* ASKED, or one per online processor when 0; at most LT_MAX_THREADS. */
+unsigned lti_thread_count(unsigned asked);
+/* fn(ctx, i) for every i < n, on up to lti_thread_count(threads) threads
+ * (the caller's among them), each i once, in no particular order; returns
+ * when all are done.  Tasks report failure through ctx. */
+void lti_parallel_for(size_t n, unsigned threads, void (*fn)(void *ctx, size_t i), void *ctx);
+
+/* ---- string -> index map (lib/strmap.c); keys are borrowed ---- */
+typedef struct lti_strmap {
+    const char **keys;
+    long *values;
+    size_t cap;   /* power of two, or 0 */
+    size_t count;
+} lti_strmap;
+/* Insert key -> value.  Returns 1 when inserted, 0 when the key was already
+ * present (map unchanged), -1 on allocation failure. */
+int lti_strmap_put(lti_strmap *map, const char *key, long value);
+/* Value for key, or -1. */
+long lti_strmap_get(const lti_strmap *map, const char *key);
+void lti_strmap_free(lti_strmap *map);
+
+/* ---- files (lib/fileio.c) ---- */
+
+/* A file opened for positional reads. */
+typedef struct lti_rfile {
+    int fd;
+    uint64_t size;
+    char *path;
+    const unsigned char *map;   /* whole-file read-only mapping of large files, or NULL */
+} lti_rfile;
+
+lt_status lti_rfile_open(lti_rfile *f, const char *path, lt_error *err);
+/* Read exactly len bytes at off; an attempt past the end of the file is
+ * LT_ERR_INVALID ("<path>: file truncated ..."). Thread-safe. */
+lt_status lti_rfile_pread(const lti_rfile *f, uint64_t off, void *dst, size_t len,
+                         lt_error *err);
+void lti_rfile_close(lti_rfile *f);
+/* The bytes [off, off + len) in place, when the file is mapped and the
+ * range inside it; else NULL (use lti_rfile_pread).  lti_rfile_release drops
+ * the range's whole pages from this process's resident set (they stay in
+ * the page cache), so streaming through a mapping keeps memory bounded. */
+const void *lti_rfile_at(const lti_rfile *f, uint64_t off, size_t len);
+void lti_rfile_release(const lti_rfile *f, const void *p, size_t len);
+
+/* Read a whole small file (config JSON, index) into a NUL-terminated
+ * malloc'd buffer; refuses files larger than max_bytes. */
+lt_status lti_read_small_file(const char *path, size_t max_bytes, char **out,
+                             size_t *out_len, lt_error *err);
+
+/* An output file written under a temporary name in its final directory and
+ * renamed into place by lti_wfile_commit. */
+typedef struct lti_wfile {
+    int fd;
+    char *final_path;
+    char *tmp_path;
+    bool durable;   /* fsync before the rename (set after create) */
+} lti_wfile;
+
+lt_status lti_wfile_create(lti_wfile *f, const char *final_path, lt_error *err);
+/* Give the file its final size, with its blocks allocated where the
+ * filesystem can (so a full disk is an error now, not halfway through). */
+lt_status lti_wfile_reserve(lti_wfile *f, uint64_t size, lt_error *err);
+/* Write exactly len bytes at off. Thread-safe. */
+lt_status lti_wfile_pwrite(lti_wfile *f, uint64_t off, const void *buf, size_t len,
+                          lt_error *err);
+/* Close and rename to the final name; when durable, fsync the file first
+ * and its directory after. */
+lt_status lti_wfile_commit(lti_wfile *f, lt_error *err);
+/* Close and unlink the temporary file. Safe on a zeroed or committed f. */
+void lti_wfile_abort(lti_wfile *f);
+/* Write a whole small file atomically (temp + rename), durably. */
+lt_status lti_write_file_atomic(const char *path, const void *data, size_t len,
+                               lt_error *err);
+
+#endif
