@@ -69,6 +69,11 @@ void cli_split_scale(const char *arg, char **path, double *weight);
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;
  * 0 or a usage exit code. */
 int cli_parse_rank_rule(const char *verb, int option, const char *arg, lt_rank_rule *rule);
+/* Save the model an operation returned (STATUS) to OUT: a GGUF LoRA when
+ * gguf_by_suffix and OUT ends in .gguf, else a PEFT directory (F32); then
+ * print the report.  Frees model and report; returns the exit code. */
+int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix,
+                       lt_surgery_report *report, bool json, lt_error *err);
 /* Print the per-module report (text or JSON); 0 or EXIT_IO. */
 int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bool json);
 

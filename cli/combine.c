@@ -87,19 +87,15 @@ int cmd_combine(int argc, char **argv)
     }
     if (rc == 0 && (!ads || !weights))
         rc = cli_usage("combine", "out of memory");
-    lt_surgery_report report;
+    lt_surgery_report report = {0};
     if (rc == 0) {
+        lt_adapter *model = NULL;
         lt_status s = dense ? lt_combine_dense((const lt_adapter *const *)ads, weights, n,
                                                strcmp(method, "ties") == 0 ? LT_COMBINE_TIES : LT_COMBINE_DARE,
                                                density, seed, rule.kind == LT_RANK_FIXED ? (uint32_t)rule.value : 0,
-                                               out, &report, &err)
-                            : lt_combine((const lt_adapter *const *)ads, weights, n, &rule, out, &report, &err);
-        if (s != LT_OK) {
-            rc = cli_fail(&err);
-        } else {
-            rc = cli_print_surgery_report(out, &report, json);
-            lt_surgery_report_free(&report);
-        }
+                                               &model, &report, &err)
+                            : lt_combine((const lt_adapter *const *)ads, weights, n, &rule, &model, &report, &err);
+        rc = cli_finish_surgery(s, model, out, true, &report, json, &err);
     }
     for (size_t i = 0; ads && i < n; i++)
         lt_adapter_close(ads[i]);

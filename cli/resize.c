@@ -48,12 +48,10 @@ int cmd_resize(int argc, char **argv)
     lt_adapter *ad = lt_adapter_open(argv[optind], &err);
     if (!ad)
         return cli_fail(&err);
-    lt_surgery_report report;
-    lt_status s = lt_resize(ad, &rule, out, &report, &err);
+    lt_surgery_report report = {0};
+    lt_adapter *model = NULL;
+    lt_status s = lt_resize(ad, &rule, &model, &report, &err);
+    rc = cli_finish_surgery(s, model, out, true, &report, json, &err);
     lt_adapter_close(ad);
-    if (s != LT_OK)
-        return cli_fail(&err);
-    rc = cli_print_surgery_report(out, &report, json);
-    lt_surgery_report_free(&report);
     return rc;
 }

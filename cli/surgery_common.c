@@ -72,3 +72,21 @@ int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bo
         printf("  %zu modules have an exactly zero delta\n", zero);
     return cli_finish_stdout();
 }
+
+int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix,
+                       lt_surgery_report *report, bool json, lt_error *err)
+{
+    size_t len = strlen(out);
+    if (status == LT_OK)
+        status = gguf_by_suffix && len > 5 && strcmp(out + len - 5, ".gguf") == 0
+                     ? lt_adapter_save_gguf(model, NULL, out, LT_F32, err)
+                     : lt_adapter_save_peft(model, out, LT_F32, err);
+    lt_adapter_close(model);
+    if (status != LT_OK) {
+        lt_surgery_report_free(report);
+        return cli_fail(err);
+    }
+    int rc = cli_print_surgery_report(out, report, json);
+    lt_surgery_report_free(report);
+    return rc;
+}

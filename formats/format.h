@@ -6,7 +6,7 @@
 #ifndef LT_FORMAT_H
 #define LT_FORMAT_H
 
-#include "source_sink.h"
+#include "adapter.h"
 
 /* ---- formats (formats/registry.c) ---- */
 
@@ -25,6 +25,9 @@ typedef struct lti_format {
     lt_source *(*open)(const char *path, lt_error *err);
     /* NULL when the format cannot be written */
     lt_sink *(*create)(const char *path, const lt_sink_options *opts, lt_error *err);
+    /* Adapters: the same bidding for lt_adapter_open (NULL: holds none). */
+    int (*adapter_bid)(const lti_probe *probe);
+    lt_adapter *(*open_adapter)(const char *path, lt_error *err);
 } lti_format;
 
 extern const lti_format lti_format_safetensors;

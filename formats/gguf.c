@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_lora.h"
 #include "safetensors.h" /* lti_st_show: names fit for one-line messages */
 
 #define GGUF_MAGIC "GGUF"
@@ -646,12 +647,6 @@ static lt_source *gguf_open(const char *path, lt_error *err)
     return src;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static int gguf_bid(const lti_probe *probe)
 {
     if (probe->is_dir)
@@ -659,7 +654,7 @@ static int gguf_bid(const lti_probe *probe)
     if (probe->head_len >= 4 && memcmp(probe->head, GGUF_MAGIC, 4) == 0)
         return 100;
     /* a broken file named like one gets our error, not "unrecognized" */
-    return ends_with(probe->path, ".gguf") ? 10 : 0;
+    return lti_ends_with(probe->path, ".gguf") ? 10 : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -831,4 +826,6 @@ const lti_format lti_format_gguf = {
     .bid = gguf_bid,
     .open = gguf_open,
     .create = lti_gguf_sink_create,
+    .adapter_bid = gguf_bid,
+    .open_adapter = lti_gguf_lora_open,
 };

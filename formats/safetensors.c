@@ -730,12 +730,6 @@ done:
     return src;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static bool dir_has_file(const char *dir, const char *name)
 {
     char *path = lti_path_join(dir, name);
@@ -758,7 +752,7 @@ static int st_bid(const lti_probe *probe)
             return 90;
     }
     /* a broken file named like one gets our error, not "unrecognized" */
-    return ends_with(probe->path, ".safetensors") ? 10 : 0;
+    return lti_ends_with(probe->path, ".safetensors") ? 10 : 0;
 }
 
 static lt_sink *st_create(const char *path, const lt_sink_options *opts, lt_error *err)

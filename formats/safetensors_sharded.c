@@ -282,16 +282,10 @@ fail:
     return NULL;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static int sharded_bid(const lti_probe *probe)
 {
     if (!probe->is_dir)
-        return ends_with(probe->path, ".safetensors.index.json") ? 80 : 0;
+        return lti_ends_with(probe->path, ".safetensors.index.json") ? 80 : 0;
     char *index_path = lti_path_join(probe->path, LT_ST_INDEX_NAME);
     bool found = index_path && lti_is_file(index_path);
     free(index_path);

@@ -36,12 +36,6 @@
 
 #include "torch.h"
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* The source                                                           */
 /* ------------------------------------------------------------------ */
@@ -290,7 +284,7 @@ static int torch_bid(const lti_probe *probe)
 {
     if (probe->is_dir || probe->head_len < 4 || memcmp(probe->head, "PK\x03\x04", 4) != 0)
         return 0;
-    if (ends_with(probe->path, ".bin") || ends_with(probe->path, ".pt") || ends_with(probe->path, ".pth"))
+    if (lti_ends_with(probe->path, ".bin") || lti_ends_with(probe->path, ".pt") || lti_ends_with(probe->path, ".pth"))
         return 80;
     return 20;
 }

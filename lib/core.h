@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <string.h>
 
 #include "loratool.h"
 
@@ -46,6 +47,13 @@ static inline bool lti_matrix_extent_ok(size_t rows, size_t cols, size_t ld, siz
         return true;
     return ld >= cols && !__builtin_mul_overflow(rows - 1, ld, &n) && !__builtin_add_overflow(n, cols, &n) &&
            !__builtin_mul_overflow(n, es, &n);
+}
+
+/* True when s ends with suffix. */
+static inline bool lti_ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
 }
 
 /* ---- small allocation helpers (lib/util.c); NULL on failure ---- */

@@ -429,19 +429,29 @@ typedef struct lt_peft_config {
     const char *const *unknown_keys;
 } lt_peft_config;
 
+/* The LoRA model: modules whose factors are tensors of a source (a file,
+ * or memory for computed models), replacement tensors, the config, and
+ * warnings.  Read from PEFT directories, legacy adapter_model.bin and GGUF
+ * LoRA files; made by resize, combine and extract; saved by
+ * lt_adapter_save_peft and lt_adapter_save_gguf. */
 typedef struct lt_adapter lt_adapter;
 
-/* Open a PEFT adapter directory (adapter_config.json + weights).  Refuses
- * non-LoRA PEFT types by name (LT_ERR_UNSUPPORTED, "unsupported adapter
- * type LOHA"), and weights whose keys contradict the config.  Free with
+/* Open an adapter: a PEFT adapter directory (adapter_config.json +
+ * adapter_model.safetensors or .bin) or a GGUF LoRA file, chosen by probing
+ * the path.  Refuses non-LoRA PEFT types by name (LT_ERR_UNSUPPORTED,
+ * "unsupported adapter type LOHA"), and weights whose keys contradict the
+ * config.  Returns NULL with err filled on failure.  Free with
  * lt_adapter_close. */
-lt_adapter *lt_adapter_open(const char *dir, lt_error *err);
+lt_adapter *lt_adapter_open(const char *path, lt_error *err);
+/* Free the model and its source; NULL is accepted. */
 void lt_adapter_close(lt_adapter *ad);
 
 const lt_peft_config *lt_adapter_config(const lt_adapter *ad);
 /* The weights file as a tensor source (owned by the adapter). */
 lt_source *lt_adapter_source(const lt_adapter *ad);
 
+/* Modules and replacements in file order; i must be below the count.
+ * Owned by the adapter. */
 size_t lt_adapter_module_count(const lt_adapter *ad);
 const lt_lora_module *lt_adapter_module(const lt_adapter *ad, size_t i);
 size_t lt_adapter_replacement_count(const lt_adapter *ad);
@@ -451,9 +461,16 @@ const lt_replacement *lt_adapter_replacement(const lt_adapter *ad, size_t i);
 uint64_t lt_adapter_lora_params(const lt_adapter *ad);
 uint64_t lt_adapter_replacement_params(const lt_adapter *ad);
 
-/* Warnings gathered while reading (unknown config keys, ...), as lines. */
+/* Warnings gathered while reading (unknown config keys, ...), as lines;
+ * i must be below the count. */
 size_t lt_adapter_warning_count(const lt_adapter *ad);
 const char *lt_adapter_warning(const lt_adapter *ad, size_t i);
+
+/* The GGUF architecture when the model's module names and targets are
+ * GGUF tensor names ("blk.0.attn_q"; a GGUF LoRA, or what resize/combine
+ * made of GGUF LoRAs; "" when the file names none), NULL when they are
+ * Hugging Face names.  Owned by the adapter. */
+const char *lt_adapter_gguf_arch(const lt_adapter *ad);
 
 /* Find the base tensor that TARGET (a module's or replacement's base tensor
  * name, e.g. "model.layers.0.self_attn.q_proj.weight") refers to in BASE:
@@ -478,43 +495,19 @@ typedef enum lt_fit {
  * only when the module's fan_in_fan_out flag says so. */
 lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base);
 
-/* A LoRA module to save, factors in PEFT's layout (f32, row-major). */
-typedef struct lt_lora_save_module {
-    const char *name;            /* module path, without "base_model.model." */
-    uint32_t rank;
-    double alpha;                /* saved as lora_alpha or in alpha_pattern  */
-    uint64_t out_features, in_features;
-    const float *a;              /* [rank, in_features]                      */
-    const float *b;              /* [out_features, rank]                     */
-    bool embedding;              /* saved as lora_embedding_A/B: then
-                                    in_features is the vocabulary and
-                                    out_features the embedding width        */
-} lt_lora_save_module;
-
-typedef struct lt_peft_save_spec {
-    const char *base_model;      /* base_model_name_or_path, may be NULL      */
-    const char *task_type;       /* may be NULL                              */
-    lt_dtype dtype;              /* F32, F16 or BF16 for the saved factors   */
-    bool use_rslora;
-    bool fan_in_fan_out;
-    const lt_lora_save_module *modules;
-    size_t n_modules;
-    /* Adapters whose replacement tensors (modules_to_save heads, biases)
-     * are copied as they are, with their modules_to_save entries; a key in
-     * two of them is an error (LT_ERR_INVALID). */
-    const lt_adapter *const *copy_replacements_from;
-    size_t n_copy_replacements_from;
-} lt_peft_save_spec;
-
-/* Write a PEFT LoRA adapter directory DIR (created if missing):
+/* Save AD as a PEFT LoRA adapter directory DIR (created if missing):
  * adapter_config.json and adapter_model.safetensors with keys
- * "base_model.model.<name>.lora_A.weight" / ".lora_B.weight".  r and
- * lora_alpha are the most common rank and alpha; modules that differ get
- * rank_pattern / alpha_pattern entries (their full names, regex-escaped),
- * so PEFT and loratool compute the same scale.  target_modules lists the
- * distinct last name components.  Each file appears only complete.  The
- * spec and its buffers are borrowed. */
-lt_status lt_peft_save(const char *dir, const lt_peft_save_spec *spec, lt_error *err);
+ * "base_model.model.<name>.lora_A.weight" / ".lora_B.weight" (embeddings:
+ * lora_embedding_A / _B), factors in DTYPE (F32, F16 or BF16), then the
+ * replacement tensors as they are.  r and lora_alpha are the most common
+ * rank and alpha; modules that differ get rank_pattern / alpha_pattern
+ * entries (their full names, regex-escaped), so PEFT and loratool compute
+ * the same scale; use_rslora, fan_in_fan_out, base model, task type and
+ * modules_to_save come from the model's config.  target_modules lists the
+ * distinct last name components.  Modules a plain PEFT LoRA cannot hold
+ * (AdaLoRA's E, DoRA, lora biases, conv layers, a transposed A) are
+ * LT_ERR_UNSUPPORTED.  Each file appears only complete. */
+lt_status lt_adapter_save_peft(const lt_adapter *ad, const char *dir, lt_dtype dtype, lt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* 5b. Merging adapters into base weights                               */
@@ -605,23 +598,36 @@ typedef struct lt_arch_info {
  * LT_ERR_UNSUPPORTED for a model type without a name map. */
 lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err);
 
-/* Write AD as a GGUF LoRA adapter llama.cpp loads (spec/convert.md):
- * tensors "<gguf name>.lora_a" / ".lora_b", llama.cpp's Q/K row permutation
- * applied to lora_b for llama, each module's exact PEFT scale folded into
- * lora_b where alpha / r of the file would differ (rsLoRA, alpha_pattern,
- * AdaLoRA), token embeddings as llama.cpp expects.  OUTTYPE F32, F16, BF16
- * or Q8_0 (factors whose rows are not whole Q8_0 blocks are written F16).
- * DoRA, lora biases, conv modules and replacement tensors cannot be
- * represented: LT_ERR_UNSUPPORTED naming them.  Nothing is written on
- * error. */
-lt_status lt_convert_adapter_to_gguf(const lt_adapter *ad, const lt_arch_info *arch,
-                                     const char *out_path, lt_dtype outtype, lt_error *err);
+/* Save AD as a GGUF LoRA adapter llama.cpp loads (spec/convert.md).  A
+ * model with Hugging Face names needs ARCH: tensors "<gguf name>.lora_a" /
+ * ".lora_b", llama.cpp's Q/K row permutation applied to lora_b for llama,
+ * each module's exact scale folded into lora_b where alpha / r of the file
+ * would differ (rsLoRA, alpha_pattern, AdaLoRA), token embeddings as
+ * llama.cpp expects, factors in OUTTYPE (F32, F16, BF16 or Q8_0; factors
+ * whose rows are not whole Q8_0 blocks are written F16).  A model with GGUF
+ * names (lt_adapter_gguf_arch) ignores ARCH and is written F32 with alpha 0
+ * (scale 1), its scales folded into lora_b.  DoRA, lora biases, conv
+ * modules and replacement tensors cannot be represented: LT_ERR_UNSUPPORTED
+ * naming them; a model with HF names and no ARCH is LT_ERR_USAGE.  Nothing
+ * is written on error. */
+lt_status lt_adapter_save_gguf(const lt_adapter *ad, const lt_arch_info *arch, const char *out_path,
+                               lt_dtype outtype, lt_error *err);
 
-/* The reverse: a GGUF LoRA adapter SRC to a PEFT directory OUT_DIR (F32
- * factors, permutation undone, alpha from adapter.lora.alpha; alpha 0
- * means scale 1, saved as alpha = r). */
-lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch,
-                                     const char *out_dir, lt_error *err);
+/* A GGUF LoRA model AD as the PEFT adapter it stands for: Hugging Face
+ * names for ARCH (whose general.architecture must match AD's), Q/K rows in
+ * HF order, F32 factors in PEFT layout, alpha from adapter.lora.alpha (0
+ * means scale 1: alpha = r), modules in the order of their lora_a tensors.
+ * A new model (free with lt_adapter_close; independent of AD), or NULL with
+ * err set. */
+lt_adapter *lt_adapter_to_hf(const lt_adapter *ad, const lt_arch_info *arch, lt_error *err);
+
+/* A PEFT model AD as a GGUF LoRA over a GGUF model of ARCH: GGUF names,
+ * lora_b rows in llama.cpp's Q/K order (bytes moved, values untouched),
+ * the same exact scales, so merging it into a GGUF base rounds each element
+ * once.  What a GGUF LoRA cannot hold is refused as by
+ * lt_adapter_save_gguf.  The new model reads AD's tensors: AD must outlive
+ * it.  Free with lt_adapter_close; NULL with err set on failure. */
+lt_adapter *lt_adapter_for_gguf(const lt_adapter *ad, const lt_arch_info *arch, lt_error *err);
 
 /* Convert a whole weight file: SRC in safetensors (Hugging Face names and
  * row order) to a GGUF model OUT_PATH, or SRC in GGUF to safetensors:
@@ -669,15 +675,21 @@ typedef struct lt_surgery_report {
 
 void lt_surgery_report_free(lt_surgery_report *report);
 
-/* Resize AD to OUT_DIR: per module, the truncated SVD of scale * B A
+/* The operations below return a new model in *OUT (free with
+ * lt_adapter_close; NULL on failure) that the caller saves with
+ * lt_adapter_save_peft or lt_adapter_save_gguf.  Its factors live in
+ * memory (F32); replacement tensors are read from the inputs, which must
+ * outlive it.  It has GGUF names when every input has them. */
+
+/* Resize AD: per module, the truncated SVD of scale * B A
  * computed from QR factors of B and A^T (the dense delta is never formed),
  * the smallest rank that meets RULE (never above the module's rank, at
- * least 1); new B = U sqrt(S), A = sqrt(S) V^T, written with alpha = rank
- * (scale 1), so every module keeps its exact effective scale in PEFT and
- * llama.cpp.  Replacement tensors are copied.  DoRA, lora biases and conv
+ * least 1); new B = U sqrt(S), A = sqrt(S) V^T, with alpha = rank (scale
+ * 1), so every module keeps its exact effective scale in PEFT and
+ * llama.cpp.  Replacement tensors are carried over.  DoRA, lora biases and conv
  * modules are refused (LT_ERR_UNSUPPORTED).  *REPORT (caller frees) gets
  * one entry per module. */
-lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, const char *out_dir,
+lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, lt_adapter **out,
                     lt_surgery_report *report, lt_error *err);
 
 /* Combine N adapters: dW = sum_i weight_i * scale_i * B_i A_i per module,
@@ -686,7 +698,7 @@ lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, const char *
  * does.  Modules present in only some adapters are taken from those;
  * adapters whose shapes for one module differ are refused. */
 lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n,
-                     const lt_rank_rule *rule, const char *out_dir, lt_surgery_report *report,
+                     const lt_rank_rule *rule, lt_adapter **out, lt_surgery_report *report,
                      lt_error *err);
 
 typedef enum lt_combine_method {
@@ -707,7 +719,7 @@ typedef enum lt_combine_method {
  * (n x m x n x 4 bytes). */
 lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, size_t n,
                            lt_combine_method method, double density, uint64_t seed,
-                           uint32_t rank, const char *out_dir, lt_surgery_report *report,
+                           uint32_t rank, lt_adapter **out, lt_surgery_report *report,
                            lt_error *err);
 
 typedef struct lt_extract_options {
@@ -723,12 +735,11 @@ typedef struct lt_extract_options {
 /* Extract a LoRA adapter from TUNED - BASE: for every 2-D float weight of
  * TUNED whose name matches the targets and that BASE has with the same
  * shape, the randomized SVD (oversampling 10, 2 power iterations) of the
- * dense difference, truncated by the rule; saved to OUT_DIR with alpha =
- * rank (scale 1).  *REPORT gets energy kept and relative error per module
+ * dense difference, truncated by the rule, with alpha = rank (scale 1).  *REPORT gets energy kept and relative error per module
  * (for the randomized factors, against the exact ||dW||_F).  Deterministic
  * for a seed. */
 lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts,
-                     const char *out_dir, lt_surgery_report *report, lt_error *err);
+                     lt_adapter **out, lt_surgery_report *report, lt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* 6. Utilities                                                         */
