@@ -226,6 +226,32 @@ static lt_status config_token_sets(peft_parse *ad, const cJSON *item, lt_error *
     return LT_OK;
 }
 
+/* r, lora_alpha and AdaLoRA's init_r. */
+static lt_status config_numbers(peft_parse *ad, const cJSON *root, lt_peft_config *cfg, lt_error *err)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r");
+    if (r && !cJSON_IsNull(r)) {
+        if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 1e7 ||
+            r->valuedouble != floor(r->valuedouble)) {
+            return lti_fail(err, LT_ERR_INVALID, "%s: 'r' must be a positive integer", ad->config_path);
+        }
+        cfg->r = (uint32_t)r->valuedouble;
+    }
+    const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
+    if (alpha && !cJSON_IsNull(alpha)) {
+        if (!cJSON_IsNumber(alpha) || !isfinite(alpha->valuedouble)) {
+            return lti_fail(err, LT_ERR_INVALID, "%s: 'lora_alpha' must be a number", ad->config_path);
+        }
+        cfg->lora_alpha = alpha->valuedouble;
+    } else if (strcmp(cfg->peft_type, "LORA") == 0 && !alpha) {
+        cfg->lora_alpha = 8;
+    }
+    const cJSON *init_r = cJSON_GetObjectItemCaseSensitive(root, "init_r");
+    if (cJSON_IsNumber(init_r) && init_r->valuedouble >= 1 && init_r->valuedouble <= 1e7)
+        cfg->adalora_init_r = (uint32_t)init_r->valuedouble;
+    return LT_OK;
+}
+
 lt_status lti_peft_parse_config(peft_parse *ad, const char *text, lt_error *err)
 {
     const char *error_at = NULL;
@@ -260,29 +286,8 @@ lt_status lti_peft_parse_config(peft_parse *ad, const char *text, lt_error *err)
     cfg->base_model = own_string(ad, cJSON_GetObjectItemCaseSensitive(root, "base_model_name_or_path"));
     cfg->peft_version = own_string(ad, cJSON_GetObjectItemCaseSensitive(root, "peft_version"));
 
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r");
-    if (r && !cJSON_IsNull(r)) {
-        if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 1e7 ||
-            r->valuedouble != floor(r->valuedouble)) {
-            s = lti_fail(err, LT_ERR_INVALID, "%s: 'r' must be a positive integer", ad->config_path);
-            goto done;
-        }
-        cfg->r = (uint32_t)r->valuedouble;
-    }
-    const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
-    if (alpha && !cJSON_IsNull(alpha)) {
-        if (!cJSON_IsNumber(alpha) || !isfinite(alpha->valuedouble)) {
-            s = lti_fail(err, LT_ERR_INVALID, "%s: 'lora_alpha' must be a number", ad->config_path);
-            goto done;
-        }
-        cfg->lora_alpha = alpha->valuedouble;
-    } else if (strcmp(cfg->peft_type, "LORA") == 0 && !alpha) {
-        cfg->lora_alpha = 8;
-    }
-    const cJSON *init_r = cJSON_GetObjectItemCaseSensitive(root, "init_r");
-    if (cJSON_IsNumber(init_r) && init_r->valuedouble >= 1 && init_r->valuedouble <= 1e7)
-        cfg->adalora_init_r = (uint32_t)init_r->valuedouble;
-
+    if ((s = config_numbers(ad, root, cfg, err)))
+        goto done;
     if ((s = config_bool(ad, root, "use_rslora", &cfg->use_rslora, err)) ||
         (s = config_bool(ad, root, "use_dora", &cfg->use_dora, err)) ||
         (s = config_bool(ad, root, "fan_in_fan_out", &cfg->fan_in_fan_out, err)) ||
