@@ -37,7 +37,7 @@
 extern "C" {
 #endif
 
-#define LT_VERSION_STRING "0.2.0"
+#define LT_VERSION_STRING "0.1.0"
 
 /* What the shared library exports: exactly the calls declared here (it is
  * built with hidden visibility; everything else is internal). */
