@@ -35,7 +35,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS  := $(wildcard lib/include/*.h lib/*.h formats/*.h cli/*.h tests/*.h)
 
-.PHONY: all deps test test-build demo bench install clean
+.PHONY: all deps test test-build demo bench tsan install clean
 all: deps $(BUILD)/loratool $(BUILD)/libloratool.a $(BUILD)/libloratool.so
 
 deps:
@@ -89,6 +89,15 @@ test:
 	@tests/run.sh build build/asan
 
 test-build: $(BUILD)/loratool $(BUILD)/libloratool.a $(TEST_BIN)
+
+# The threaded merge once under ThreadSanitizer (not part of `make test`:
+# TSan builds are slow and may not mix with ASan): a merge on 1, 2 and 4
+# threads of the demo model and of a multi-tensor test fixture, each
+# compared with the plain build's output.
+tsan:
+	@./.ci/install-deps --test
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT=-O1 SAN_FLAGS="-fsanitize=thread" build/tsan/loratool build/loratool
+	@tests/tsan_merge.sh build/tsan/loratool build/loratool
 
 demo: all
 	@testdata/demo.sh $(BUILD)/loratool

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "peft.h"
+#include "safetensors.h" /* lti_st_utf8_valid */
 
 /* Keys of LoraConfig / AdaLoraConfig and of older PEFT releases: anything
  * else is reported as unknown (not fatal). */
@@ -162,6 +163,12 @@ static lt_status config_patterns(peft_parse *ad, const cJSON *root, const char *
         if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
             return lti_fail(err, LT_ERR_INVALID, "%s: %s['%s'] must be a number", ad->config_path,
                            key, item->string);
+        /* a rank is a whole number >= 1 (it is compared with the factors'
+         * rows); alphas may be any finite number, negative ones included */
+        if (strcmp(key, "rank_pattern") == 0 &&
+            (item->valuedouble < 1 || item->valuedouble > 1e7 || item->valuedouble != floor(item->valuedouble)))
+            return lti_fail(err, LT_ERR_INVALID, "%s: rank_pattern['%s'] is %g: a rank is a whole number >= 1",
+                           ad->config_path, item->string, item->valuedouble);
         entries[i].key = lti_strdup(item->string);
         char *wrapped = lti_asprintf("(.*\\.)?(%s)$", item->string);
         if (!entries[i].key || !wrapped) {
@@ -247,13 +254,20 @@ static lt_status config_numbers(peft_parse *ad, const cJSON *root, lt_peft_confi
         cfg->lora_alpha = 8;
     }
     const cJSON *init_r = cJSON_GetObjectItemCaseSensitive(root, "init_r");
-    if (cJSON_IsNumber(init_r) && init_r->valuedouble >= 1 && init_r->valuedouble <= 1e7)
+    if (init_r && !cJSON_IsNull(init_r)) {
+        if (!cJSON_IsNumber(init_r) || init_r->valuedouble < 1 || init_r->valuedouble > 1e7 ||
+            init_r->valuedouble != floor(init_r->valuedouble))
+            return lti_fail(err, LT_ERR_INVALID, "%s: 'init_r' must be a positive integer", ad->config_path);
         cfg->adalora_init_r = (uint32_t)init_r->valuedouble;
+    }
     return LT_OK;
 }
 
 lt_status lti_peft_parse_config(peft_parse *ad, const char *text, lt_error *err)
 {
+    size_t bad_at = 0;
+    if (!lti_st_utf8_valid(text, strlen(text), &bad_at))
+        return lti_fail(err, LT_ERR_INVALID, "%s: not valid UTF-8 (byte %zu)", ad->config_path, bad_at);
     const char *error_at = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &error_at, true);
     if (!root)

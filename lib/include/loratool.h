@@ -544,6 +544,15 @@ typedef struct lt_merge_options {
     /* Called from worker threads, serialized, at most every few MiB. */
     void (*progress)(void *ctx, const lt_merge_progress *p);
     void *progress_ctx;
+    /* Check only (audit): make every structural check of the plan (names,
+     * shapes, dtypes, token ids, bias presence, config) from headers and
+     * token ids alone, reading no factor data; the plan cannot be run.
+     * With on_violation set, each check that fails is passed to it (the
+     * message as lt_error would hold it) and planning goes on; the plan is
+     * then returned even when something failed. */
+    bool check_only;
+    void (*on_violation)(void *ctx, const char *message);
+    void *violation_ctx;
 } lt_merge_options;
 
 /* What a merge did or would do. */
@@ -599,6 +608,10 @@ typedef struct lt_arch_info {
     char arch[32];        /* GGUF architecture: llama, qwen2, gemma3, ...    */
     uint32_t n_head;      /* attention heads (Q rows permutation)            */
     uint32_t n_head_kv;   /* key/value heads (K rows permutation)            */
+    /* The dimensions every module's shape is checked against (0 when the
+     * base does not say): hidden size, feed-forward size, head size
+     * (default hidden / n_head), vocabulary. */
+    uint64_t n_embd, n_ff, head_dim, n_vocab;
 } lt_arch_info;
 
 /* Read the architecture from BASE: a config.json, a directory holding one,
