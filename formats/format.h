@@ -32,6 +32,7 @@ extern const lti_format lti_format_safetensors_sharded;
 extern const lti_format lti_format_peft;
 extern const lti_format lti_format_gguf;
 extern const lti_format lti_format_torch_bin;
+extern const lti_format lti_format_bnb;
 
 /* Bytes of one element of a fixed-size GGUF value type; 0 for string,
  * array and unknown ids. */
