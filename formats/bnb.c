@@ -17,6 +17,7 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,15 +83,17 @@ static lt_status bad(open_ctx *c, const char *name, const char *what)
 static lt_status check_part(open_ctx *c, const char *w, long index, const char *suffix, lt_dtype want,
                             uint64_t count)
 {
+    char shown[64];
+    snprintf(shown, sizeof shown, *suffix ? "'%s'" : "the packed weight%s", suffix);
     if (index < 0) {
-        char *msg = lti_asprintf("its quantization state lacks '%s'", suffix);
+        char *msg = lti_asprintf("its quantization state lacks %s", shown);
         lt_status s = bad(c, w, msg ? msg : "a part is missing");
         free(msg);
         return s;
     }
     const lt_tensor_info *t = lt_source_tensor(c->inner, (size_t)index);
     if (t->dtype != want || t->n_elems != count) {
-        char *msg = lti_asprintf("'%s' is %s with %llu elements, expected %s with %llu", suffix,
+        char *msg = lti_asprintf("%s is %s with %llu elements, expected %s with %llu", shown,
                                  lt_dtype_name(t->dtype), (unsigned long long)t->n_elems,
                                  lt_dtype_name(want), (unsigned long long)count);
         lt_status s = bad(c, w, msg ? msg : "a part has the wrong size");

@@ -300,10 +300,40 @@ def write_hostile(root, rng):
     stwrite.write(os.path.join(d, "int8_weight_f32.safetensors"), [("l.weight", w), ("l.SCB", scb)])
     stwrite.write(os.path.join(d, "int8_format_col.safetensors"),
                   [("l.weight", q), ("l.SCB", scb), ("l.weight_format", np.array(1, np.uint8))])
-    stwrite.write(os.path.join(d, "orphan_absmax.safetensors"),
-                  [("l.weight", base_parts[""]), ("l.weight.absmax", base_parts[".absmax"].astype(F32)),
-                   ("l.weight.quant_map", code_4bit("nf4")), ("x.weight.quant_state.bitsandbytes__nf4",
-                                                            np.frombuffer(b'{}', dtype=np.uint8))])
+    emit("orphan_absmax", extra=[("l.weight", base_parts[""]), ("l.weight.absmax", base_parts[".nested_absmax"])])
+
+
+def write_sharded(root, from_case):
+    """The same model in two shards, split between the parts of one weight."""
+    src = os.path.join(root, "cases", from_case)
+    d = os.path.join(root, "cases", from_case + "_sharded")
+    md = os.path.join(d, "model")
+    os.makedirs(md, exist_ok=True)
+    with open(os.path.join(src, "model", "model.safetensors"), "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    names = [k for k in header if k != "__metadata__"]
+    cut = names.index("model.layers.0.mlp.up_proj.weight.absmax")
+    shards = [names[:cut], names[cut:]]
+    weight_map = {}
+    for k, part in enumerate(shards):
+        fname = "model-%05d-of-00002.safetensors" % (k + 1)
+        entries = []
+        for name in part:
+            e = header[name]
+            b, end = e["data_offsets"]
+            entries.append((name, e["dtype"], data[8 + n + b:8 + n + end], e["shape"]))
+            weight_map[name] = fname
+        stwrite.write(os.path.join(md, fname), entries, {"format": "pt"})
+    with open(os.path.join(md, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": len(data) - 8 - n}, "weight_map": weight_map}, f, indent=2)
+    for name in ("config.json",):
+        with open(os.path.join(src, "model", name)) as f_in, open(os.path.join(md, name), "w") as f_out:
+            f_out.write(f_in.read())
+    for name in ("expect.safetensors", "case.json"):
+        with open(os.path.join(src, name), "rb") as f_in, open(os.path.join(d, name), "wb") as f_out:
+            f_out.write(f_in.read())
 
 
 def main():
@@ -317,6 +347,7 @@ def main():
                     write_case(root, name, kind, bs, nested, dtype, rng)
     write_case(root, "int8_f16", "int8", 0, False, "F16", rng)
     write_case(root, "int8_bf16", "int8", 0, False, "BF16", rng)
+    write_sharded(root, "nf4_dq_bs64_bf16")
     write_adapters(root, rng)
     write_hostile(root, rng)
     print("bnb fixtures written to", root)
