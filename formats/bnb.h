@@ -55,10 +55,4 @@ typedef struct bnb_impl {
 
 extern const struct lti_source_ops lti_bnb_source_ops;
 
-/* Dequantize elements [first, first + count) of q into dst (floats, the
- * arithmetic of bitsandbytes' CPU reference).  Bounded memory: reads the
- * parts it needs from the inner source. */
-lt_status lti_bnb_dequantize(bnb_impl *impl, const bnb_tensor *q, uint64_t first, size_t count,
-                             float *dst, lt_error *err);
-
 #endif

@@ -16,27 +16,12 @@
 
 #include "bnb.h"
 
-/* Elements per chunk of a read: 64 Ki elements, 256 KiB of floats. */
-#define CHUNK_ELEMS ((size_t)1 << 16)
+/* Elements per chunk of a read: 4 Ki, so one read's scratch (about 76 KiB)
+ * stays below malloc's mmap threshold and is reused, not mapped afresh. */
+#define CHUNK_ELEMS ((size_t)1 << 12)
 
 /* bitsandbytes multiplies by this Python float; torch rounds it to float32. */
 #define INT8_SCALE 7.874015718698502e-3
-
-/* Bytes [off, off + len) of inner tensor i: lent in place when the inner
- * source can, else read into buf.  *lent says which (release it then). */
-static lt_status part_bytes(lt_source *inner, size_t i, uint64_t off, size_t len, void *buf,
-                            const void **out, bool *lent, lt_error *err)
-{
-    const void *p = lti_source_borrow(inner, i, off, len);
-    if (p) {
-        *out = p;
-        *lent = true;
-        return LT_OK;
-    }
-    *lent = false;
-    *out = buf;
-    return lt_source_read(inner, i, off, buf, len, err);
-}
 
 static lt_status read_floats(lt_source *inner, size_t i, uint64_t first, size_t count, float *dst,
                              lt_error *err)
@@ -85,10 +70,10 @@ static lt_status dequantize_4bit(bnb_impl *impl, const bnb_tensor *q, uint64_t f
     /* element e lives in byte e / 2: the high nibble when e is even */
     uint64_t byte0 = first / 2, byte1 = (first + count - 1) / 2;
     size_t nbytes = (size_t)(byte1 - byte0 + 1);
-    const unsigned char *packed;
-    bool lent;
-    s = part_bytes(impl->inner, q->part[BNB_PART_WEIGHT], byte0, nbytes, scratch, (const void **)&packed,
-                   &lent, err);
+    /* read, not borrowed: a chunk's few KiB cost less to copy than a
+     * mapping's release (madvise) per chunk */
+    const unsigned char *packed = scratch;
+    s = lt_source_read(impl->inner, q->part[BNB_PART_WEIGHT], byte0, scratch, nbytes, err);
     if (s != LT_OK)
         return s;
     const float *code = q->code;
@@ -104,8 +89,6 @@ static lt_status dequantize_4bit(bnb_impl *impl, const bnb_tensor *q, uint64_t f
             dst[e - first] = code[nibble] * scale;
         }
     }
-    if (lent)
-        lti_source_release(impl->inner, q->part[BNB_PART_WEIGHT], packed, nbytes);
     return LT_OK;
 }
 
@@ -116,10 +99,8 @@ static lt_status dequantize_int8(bnb_impl *impl, const bnb_tensor *q, uint64_t f
     lt_status s = read_floats(impl->inner, q->part[BNB_PART_SCB], r0, (size_t)(r1 - r0 + 1), scb, err);
     if (s != LT_OK)
         return s;
-    const signed char *w;
-    bool lent;
-    s = part_bytes(impl->inner, q->part[BNB_PART_WEIGHT], first, count, scratch, (const void **)&w, &lent,
-                   err);
+    const signed char *w = (const signed char *)scratch;
+    s = lt_source_read(impl->inner, q->part[BNB_PART_WEIGHT], first, scratch, count, err);
     if (s != LT_OK)
         return s;
     const float scale = (float)INT8_SCALE;
@@ -127,8 +108,6 @@ static lt_status dequantize_int8(bnb_impl *impl, const bnb_tensor *q, uint64_t f
         float v = (float)w[j] * scb[(first + j) / q->cols - r0];
         dst[j] = v * scale;
     }
-    if (lent)
-        lti_source_release(impl->inner, q->part[BNB_PART_WEIGHT], w, count);
     return LT_OK;
 }
 
@@ -162,26 +141,6 @@ static lt_status dequantize_chunk(bnb_impl *impl, const bnb_tensor *q, uint64_t 
     return dequantize_4bit(impl, q, first, count, c->values, c->scales, c->bytes, err);
 }
 
-lt_status lti_bnb_dequantize(bnb_impl *impl, const bnb_tensor *q, uint64_t first, size_t count,
-                             float *dst, lt_error *err)
-{
-    chunk_scratch c;
-    lt_status s = LT_OK;
-    if (!scratch_alloc(&c)) {
-        scratch_free(&c);
-        return lti_fail_nomem(err, lt_source_path(impl->inner));
-    }
-    for (size_t done = 0; s == LT_OK && done < count;) {
-        size_t n = count - done < CHUNK_ELEMS ? count - done : CHUNK_ELEMS;
-        s = dequantize_chunk(impl, q, first + done, n, &c, err);
-        if (s == LT_OK)
-            memcpy(dst + done, c.values, n * sizeof(float));
-        done += n;
-    }
-    scratch_free(&c);
-    return s;
-}
-
 /* ---- the source ops ---- */
 
 static size_t tensor_index(const lt_source *src, const lt_tensor_info *t)
@@ -199,18 +158,25 @@ static lt_status bnb_read(lt_source *src, const lt_tensor_info *t, uint64_t off,
     const bnb_tensor *q = &impl->quants[impl->quant_of[i]];
     size_t es = lt_dtype_block_bytes(q->out);
     uint64_t first = off / es, end = (off + len + es - 1) / es;
-    chunk_scratch c;
+    chunk_scratch c = {0};
+    /* float -> double is exact, and the double path rounds to BF16/F16
+     * with vectorized code: the same values as rounding the floats */
+    double *wide = malloc(CHUNK_ELEMS * sizeof *wide);
     unsigned char *converted = malloc(CHUNK_ELEMS * es);
-    if (!converted || !scratch_alloc(&c)) {
+    if (!wide || !converted || !scratch_alloc(&c)) {
+        free(wide);
         free(converted);
+        scratch_free(&c);
         return lti_fail_nomem(err, src->path);
     }
     lt_status s = LT_OK;
     for (uint64_t e = first; s == LT_OK && e < end;) {
         size_t n = (size_t)(end - e < CHUNK_ELEMS ? end - e : CHUNK_ELEMS);
         s = dequantize_chunk(impl, q, e, n, &c, err);
+        for (size_t k = 0; s == LT_OK && k < n; k++)
+            wide[k] = c.values[k];
         if (s == LT_OK)
-            s = lt_convert_from_f32(q->out, c.values, converted, n);
+            s = lt_convert_from_f64(q->out, wide, converted, n);
         if (s != LT_OK)
             break;
         /* the part of [e*es, (e+n)*es) that lies inside [off, off+len) */
@@ -218,6 +184,7 @@ static lt_status bnb_read(lt_source *src, const lt_tensor_info *t, uint64_t off,
         memcpy((unsigned char *)dst + (lo - off), converted + (lo - e * es), (size_t)(hi - lo));
         e += n;
     }
+    free(wide);
     free(converted);
     scratch_free(&c);
     return s;
