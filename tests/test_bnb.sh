@@ -225,6 +225,25 @@ rm -rf "$tmp/one.safetensors"
     -o "$tmp/one.safetensors" >/dev/null 2>"$tmp/err"
 result "merge:single_file" $? "$(cat "$tmp/err")"
 
+# convert to a GGUF model reads the same source (llama config with heads)
+case_dir="$ref/cases/nf4_dq_bs64_f16"
+$py -c "
+import json, sys
+c = json.load(open(sys.argv[1]))
+c.update(num_attention_heads=4, num_key_value_heads=2, hidden_size=40, num_hidden_layers=1, vocab_size=16)
+json.dump(c, open(sys.argv[2], 'w'))" "$case_dir/model/config.json" "$tmp/config.json"
+if "$LORATOOL" convert "$case_dir/model" -o "$tmp/model.gguf" --base "$tmp/config.json" >/dev/null 2>"$tmp/err" &&
+    "$LORATOOL" inspect --json "$tmp/model.gguf" >"$tmp/gguf.json" 2>>"$tmp/err"; then
+    why=$($py -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d['tensors'] == 7 and d['parameters'] == json.load(open(sys.argv[2]))['parameters'], d
+" "$tmp/gguf.json" "$case_dir/case.json" 2>&1)
+    result "convert:gguf" $? "$why"
+else
+    result "convert:gguf" 1 "$(cat "$tmp/err")"
+fi
+
 # hostile quantization states: one line on stderr, exit 3, for inspect and merge
 for f in "$ref"/hostile/*.safetensors; do
     name=$(basename "$f" .safetensors)
