@@ -483,6 +483,13 @@ static lt_source *bnb_open(const char *path, lt_error *err)
         lt_source_close(src);
         return NULL;
     }
+    if (impl->n_quants == 0) {
+        /* the names that won the bid were not tensors (a metadata value,
+         * say): a plain safetensors model after all */
+        impl->inner = NULL;
+        lt_source_close(src);
+        return inner;
+    }
     return src;
 }
 

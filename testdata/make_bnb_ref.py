@@ -350,6 +350,9 @@ def main():
     write_sharded(root, "nf4_dq_bs64_bf16")
     write_adapters(root, rng)
     write_hostile(root, rng)
+    # bnb names only in a metadata value: still a plain safetensors file
+    stwrite.write(os.path.join(root, "plain_meta.safetensors"), [("a.weight", np.zeros((2, 2), F32))],
+                  {"note": "x.weight.quant_state.bitsandbytes__nf4 and y.SCB\""})
     print("bnb fixtures written to", root)
 
 

@@ -244,6 +244,12 @@ else
     result "convert:gguf" 1 "$(cat "$tmp/err")"
 fi
 
+# a plain file that only mentions the names in its metadata stays safetensors
+"$LORATOOL" inspect --json "$ref/plain_meta.safetensors" >"$tmp/plain.json" 2>"$tmp/err"
+result "plain:metadata_mention" $($py -c "
+import json, sys; sys.exit(json.load(open(sys.argv[1]))['format'] != 'safetensors')" "$tmp/plain.json" 2>/dev/null &&
+    echo 0 || echo 1) "$(cat "$tmp/err")"
+
 # hostile quantization states: one line on stderr, exit 3, for inspect and merge
 for f in "$ref"/hostile/*.safetensors; do
     name=$(basename "$f" .safetensors)
