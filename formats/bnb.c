@@ -244,7 +244,12 @@ static lt_status check_4bit(open_ctx *c, size_t state_index, bnb_tensor *q, char
         return s;
     uint64_t packed = q->n_elems / 2 + q->n_elems % 2;
     uint64_t blocks = q->n_elems / q->blocksize + (q->n_elems % q->blocksize != 0);
-    if ((s = check_part(c, w, wi, "", LT_U8, packed)) != LT_OK ||
+    /* bitsandbytes' quant_storage may be another plain dtype (FSDP-QLoRA
+     * saves BF16): its kernels view the bytes as U8, and so do we */
+    const lt_tensor_info *wt = wi >= 0 ? lt_source_tensor(c->inner, (size_t)wi) : NULL;
+    bool other_storage = wt && wt->dtype != LT_U8 && lt_dtype_block_elems(wt->dtype) == 1 &&
+                         wt->n_bytes == packed;
+    if ((!other_storage && (s = check_part(c, w, wi, "", LT_U8, packed)) != LT_OK) ||
         (s = check_part(c, w, part[BNB_PART_ABSMAX], ".absmax", q->nested ? LT_U8 : LT_F32, blocks)) != LT_OK ||
         (s = check_part(c, w, part[BNB_PART_QUANT_MAP], ".quant_map", LT_F32, 16)) != LT_OK)
         return s;

@@ -18,6 +18,7 @@ OUT_DIR/hostile/*.safetensors           broken quant states (exit 3)
 """
 import json
 import os
+import shutil
 import struct
 import sys
 
@@ -293,7 +294,7 @@ def write_hostile(root, rng):
     emit("missing_absmax", parts={k: v for k, v in base_parts.items() if k != ".absmax"})
     emit("missing_weight", parts={k: v for k, v in base_parts.items() if k != ""})
     emit("bad_type", kind="int4")
-    emit("weight_f16", parts=dict(base_parts, **{"": base_parts[""].reshape(-1).view(np.float16)}))
+    emit("weight_f16_short", parts=dict(base_parts, **{"": base_parts[""].reshape(-1)[:-2].view(np.float16)}))
     q, scb = quantize_int8(w)
     stwrite.write(os.path.join(d, "int8_scb_short.safetensors"), [("l.weight", q), ("l.SCB", scb[:-1])])
     stwrite.write(os.path.join(d, "int8_no_weight.safetensors"), [("l.SCB", scb)])
@@ -301,6 +302,32 @@ def write_hostile(root, rng):
     stwrite.write(os.path.join(d, "int8_format_col.safetensors"),
                   [("l.weight", q), ("l.SCB", scb), ("l.weight_format", np.array(1, np.uint8))])
     emit("orphan_absmax", extra=[("l.weight", base_parts[""]), ("l.weight.absmax", base_parts[".nested_absmax"])])
+
+
+def write_storage_variant(root, from_case):
+    """The same model with quant_storage=bfloat16: packed bytes stored as BF16 (even byte counts)."""
+    src = os.path.join(root, "cases", from_case)
+    d = os.path.join(root, "cases", from_case + "_storage_bf16")
+    os.makedirs(os.path.join(d, "model"), exist_ok=True)
+    with open(os.path.join(src, "model", "model.safetensors"), "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    quantized = {name for name, _, q in LAYOUT if q}
+    entries = []
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        raw = data[8 + n + b:8 + n + end]
+        if name in quantized and len(raw) % 2 == 0:
+            entries.append((name, "BF16", raw, [len(raw) // 2, 1]))
+        else:
+            entries.append((name, e["dtype"], raw, e["shape"]))
+    stwrite.write(os.path.join(d, "model", "model.safetensors"), entries, {"format": "pt"})
+    for rel in ("model/config.json", "expect.safetensors", "case.json"):
+        with open(os.path.join(src, rel), "rb") as f_in, open(os.path.join(d, rel), "wb") as f_out:
+            f_out.write(f_in.read())
 
 
 def write_sharded(root, from_case):
@@ -338,6 +365,7 @@ def write_sharded(root, from_case):
 
 def main():
     root = sys.argv[1]
+    shutil.rmtree(root, ignore_errors=True)  # no file of an earlier version survives
     rng = np.random.default_rng(20261204)
     for kind in ("nf4", "fp4"):
         for nested in (False, True):
@@ -348,6 +376,7 @@ def main():
     write_case(root, "int8_f16", "int8", 0, False, "F16", rng)
     write_case(root, "int8_bf16", "int8", 0, False, "BF16", rng)
     write_sharded(root, "nf4_dq_bs64_bf16")
+    write_storage_variant(root, "nf4_plain_bs64_bf16")
     write_adapters(root, rng)
     write_hostile(root, rng)
     # bnb names only in a metadata value: still a plain safetensors file
