@@ -134,6 +134,53 @@ static int copy_side_files(const char *from, const char *to)
     return rc;
 }
 
+/* A bitsandbytes base is written dequantized: the copied config.json
+ * loses quantization_config and names the dtype the weights now have. */
+static int unquantize_config(const char *out_dir, const lt_source *base, lt_dtype chosen)
+{
+    lt_quant_info q;
+    lt_dtype dtype = chosen;
+    for (size_t i = 0; dtype == LT_DTYPE_INVALID && i < lt_source_tensor_count(base); i++)
+        if (lt_source_tensor_quant(base, i, &q))
+            dtype = q.compute_dtype;
+    const char *torch = dtype == LT_BF16 ? "bfloat16" : dtype == LT_F16 ? "float16" : "float32";
+    size_t len = strlen(out_dir) + sizeof "/config.json.tmp";
+    char *path = malloc(len), *tmp = malloc(len), *text = NULL;
+    FILE *f = path && tmp ? (snprintf(path, len, "%s/config.json", out_dir), fopen(path, "rb")) : NULL;
+    int rc = 0;
+    if (f) {
+        long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+        text = size >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)size + 1) : NULL;
+        cJSON *root = text && fread(text, 1, (size_t)size, f) == (size_t)size ? cJSON_ParseWithLength(text, (size_t)size)
+                                                                             : NULL;
+        fclose(f);
+        char *out = NULL;
+        if (cJSON_IsObject(root)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
+            cJSON_AddStringToObject(root, "torch_dtype", torch);
+            out = cJSON_Print(root);
+        }
+        snprintf(tmp, len, "%s/config.json.tmp", out_dir);
+        FILE *w = out ? fopen(tmp, "wb") : NULL;
+        bool ok = w && fputs(out, w) >= 0 && fputc('\n', w) != EOF;
+        if (w && fclose(w) != 0)
+            ok = false;
+        if (!ok || rename(tmp, path) != 0) {
+            if (w)
+                unlink(tmp);
+            cli_warn("%s: could not rewrite config.json for the dequantized model "
+                     "(drop quantization_config, set torch_dtype to %s yourself)", out_dir, torch);
+        }
+        cJSON_Delete(root);
+        cJSON_free(out);
+    }
+    free(text);
+    free(path);
+    free(tmp);
+    return rc;
+}
+
 static void on_progress(void *ctx, const lt_merge_progress *p)
 {
     const struct timespec *start = ctx;
@@ -424,6 +471,8 @@ int cmd_merge(int argc, char **argv)
         bool to_dir = !ends_with(a.out, ".safetensors") || a.shard_size > 0;
         if (from && to_dir)
             rc = copy_side_files(from, a.out);
+        if (from && to_dir && !rc && strcmp(lt_source_format(base), "bitsandbytes") == 0)
+            rc = unquantize_config(a.out, base, a.opts.out_dtype);
         free(from);
         if (rc)
             goto done;

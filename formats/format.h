@@ -35,6 +35,7 @@ extern const lti_format lti_format_safetensors_sharded;
 extern const lti_format lti_format_peft;
 extern const lti_format lti_format_gguf;
 extern const lti_format lti_format_torch_bin;
+extern const lti_format lti_format_bnb;
 
 /* The GGUF writer (formats/gguf_write.c), the create op of lti_format_gguf. */
 lt_sink *lti_gguf_sink_create(const char *path, const lt_sink_options *opts, lt_error *err);

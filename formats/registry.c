@@ -11,6 +11,7 @@
 
 static const lti_format *const all_formats[] = {
     &lti_format_peft,
+    &lti_format_bnb,
     &lti_format_safetensors_sharded,
     &lti_format_safetensors,
     &lti_format_torch_bin,

@@ -770,6 +770,41 @@ LT_API lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_
  * appears only complete).  LT_ERR_IO with a message on failure. */
 LT_API lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
 
+/* ------------------------------------------------------------------ */
+/* 7. Quantized bases (bitsandbytes checkpoints, spec/bnb.md)           */
+/* ------------------------------------------------------------------ */
+
+/* One stored tensor a quantized weight is made of (the packed weight, its
+ * absmax, tables, the quant-state blob, ...). */
+typedef struct lt_quant_part {
+    const char *name;           /* as stored in the file                    */
+    uint64_t offset;            /* in its file's data section               */
+    uint64_t n_bytes;
+    uint32_t file_index;        /* shard number, as lt_tensor_info's        */
+} lt_quant_part;
+
+/* How tensor i of a source is quantized on disk.  A source opened from a
+ * transformers + bitsandbytes checkpoint (format "bitsandbytes") reads its
+ * quantized weights as their dequantized values in compute_dtype (the
+ * tensor's dtype); this says what lies behind them. */
+typedef struct lt_quant_info {
+    const char *method;         /* "bitsandbytes"                           */
+    const char *type;           /* "nf4", "fp4" or "int8"                   */
+    const char *storage;        /* "NF4", "FP4", "INT8": the dtype on disk  */
+    uint32_t blocksize;         /* elements per absmax; 0 for int8          */
+    bool double_quant;          /* absmax itself quantized (8-bit, nested)  */
+    uint32_t nested_blocksize;  /* 0 without double quant                   */
+    lt_dtype compute_dtype;     /* the dtype the tensor reads as            */
+    size_t n_parts;
+    lt_quant_part parts[8];     /* weight first                             */
+    uint64_t packed_bytes;      /* bytes on disk, all parts together        */
+} lt_quant_info;
+
+/* True and *out filled when tensor i of src is a quantized weight; false
+ * (out untouched) for any other tensor or source.  The strings are owned
+ * by src and valid until lt_source_close. */
+bool lt_source_tensor_quant(const lt_source *src, size_t i, lt_quant_info *out);
+
 #ifdef __cplusplus
 }
 #endif
