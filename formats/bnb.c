@@ -76,7 +76,7 @@ typedef struct open_ctx {
 static lt_status bad(open_ctx *c, const char *name, const char *what)
 {
     return lti_fail(c->err, LT_ERR_INVALID, "%s: bitsandbytes weight '%s': %s", c->path,
-                   lti_st_show(name).text, what);
+                   lti_show(name).text, what);
 }
 
 /* A part must exist (or not), have dtype want and count elements. */
@@ -217,7 +217,7 @@ static lt_status check_4bit(open_ctx *c, size_t state_index, bnb_tensor *q, char
     const char *type = at + strlen(STATE_SUFFIX);
     if (strcmp(type, "nf4") != 0 && strcmp(type, "fp4") != 0)
         return lti_fail(c->err, LT_ERR_UNSUPPORTED, "%s: '%s': bitsandbytes quant type '%s' is not nf4 or fp4",
-                       c->path, lti_st_show(st->name).text, lti_st_show(type).text);
+                       c->path, lti_show(st->name).text, lti_show(type).text);
     q->kind = type[0] == 'n' ? BNB_NF4 : BNB_FP4;
     char *w = lti_strndup(st->name, (size_t)(at - st->name));
     if (!w)
@@ -410,7 +410,7 @@ static lt_status find_quantized(open_ctx *c, bnb_impl *impl, pending **names)
         for (int k = BNB_PART_ABSMAX; !c->consumed[i] && k <= BNB_PART_NESTED_QUANT_MAP; k++)
             if (ends_with(name, part_suffix[k]) && strstr(name, ".weight."))
                 return lti_fail(c->err, LT_ERR_INVALID, "%s: '%s' is bitsandbytes quantization state "
-                               "without a quant_state blob", c->path, lti_st_show(name).text);
+                               "without a quant_state blob", c->path, lti_show(name).text);
     }
     for (size_t k = 0; k < impl->n_quants; k++)
         if (impl->quants[k].kind == BNB_INT8)
