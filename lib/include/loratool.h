@@ -738,6 +738,49 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
  * appears only complete).  LT_ERR_IO with a message on failure. */
 lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
 
+/* ------------------------------------------------------------------ */
+/* 7. Whole models for llama.cpp: hyperparameters and a vocabulary      */
+/* ------------------------------------------------------------------ */
+
+typedef struct lt_model_convert_options {
+    lt_dtype outtype;        /* F32/F16/BF16 for 2-D float tensors;
+                                LT_DTYPE_INVALID keeps each tensor's type   */
+    const char *config;      /* config.json (or its directory): every
+                                hyperparameter key llama.cpp reads is
+                                written from it (spec/convert.md); NULL =
+                                architecture keys only                      */
+    const char *vocab;       /* a GGUF (vocab-only or a full model) whose
+                                tokenizer.* keys are copied; its token count
+                                must equal the model's vocabulary; NULL =
+                                no tokenizer                               */
+} lt_model_convert_options;
+
+typedef struct lt_model_convert_report {
+    size_t skipped;          /* rotary_emb.inv_freq buffers left out        */
+    size_t hparam_keys;      /* hyperparameter keys written from config     */
+    uint64_t vocab_size;     /* tokens of the model (0 when unknown)        */
+    size_t tokenizer_keys;   /* tokenizer.* keys copied (0: no tokenizer)    */
+    bool rope_freqs;         /* a LLaMA 3.x rope_freqs.weight was generated */
+} lt_model_convert_report;
+
+/* lt_convert_model with OPTS (may be NULL: as lt_convert_model).  For a
+ * safetensors SRC with opts->config, the GGUF also gets the
+ * hyperparameters and, for rope_scaling type "llama3", the rope_freqs
+ * tensor; a config value that changes the arithmetic in a way llama.cpp's
+ * architecture cannot express is refused naming it (LT_ERR_UNSUPPORTED),
+ * one that contradicts the weights (layers, hidden size, vocab_size vs the
+ * embedding rows) is LT_ERR_INVALID.  opts->vocab's token count must equal
+ * the vocabulary (LT_ERR_INVALID).  For a GGUF SRC config and vocab are
+ * ignored.  *REPORT (may be NULL) says what was written.  Nothing is
+ * written on error. */
+lt_status lt_convert_model_with(lt_source *src, const lt_arch_info *arch,
+                                const lt_model_convert_options *opts, const char *out_path,
+                                lt_model_convert_report *report, lt_error *err);
+
+/* As lt_sink_copy_kvs, only the keys that start with PREFIX. */
+lt_status lt_sink_copy_kvs_prefix(lt_sink *sink, const lt_source *src, const char *prefix,
+                                  lt_error *err);
+
 #ifdef __cplusplus
 }
 #endif
