@@ -444,14 +444,16 @@ void cli_print_description(const cJSON *desc)
             printf(", peft %s", str(a, "peft_version"));
         printf("\nbase model:   %s\n", str(a, "base_model") ? str(a, "base_model") : "(not given)");
         const cJSON *targets = cJSON_GetObjectItem(a, "target_modules");
-        printf("targets:      ");
+        /* a GGUF LoRA names no target modules: no empty line for it */
         if (cJSON_IsString(targets)) {
-            printf("regex %s", targets->valuestring);
-        } else {
+            printf("targets:      regex %s\n", targets->valuestring);
+        } else if (cJSON_GetArraySize(targets) > 0) {
             i = 0;
+            printf("targets:      ");
             cJSON_ArrayForEach(item, targets) printf("%s%s", i++ ? ", " : "", item->valuestring);
+            printf("\n");
         }
-        printf("\nflags:       ");
+        printf("flags:       ");
         static const char *const flags[] = {"use_rslora", "use_dora", "fan_in_fan_out",
                                             "rank_pattern", "alpha_pattern"};
         int shown = 0;

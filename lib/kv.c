@@ -375,8 +375,15 @@ static bool read_c_value(const lt_source *src, size_t i, uint64_t j, int type, v
 
 lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err)
 {
+    return lt_sink_copy_kvs_prefix(sink, src, "", err);
+}
+
+lt_status lt_sink_copy_kvs_prefix(lt_sink *sink, const lt_source *src, const char *prefix, lt_error *err)
+{
     for (size_t i = 0; i < lt_source_kv_count(src); i++) {
         const char *key = lt_source_kv_key(src, i);
+        if (strncmp(key, prefix, strlen(prefix)) != 0)
+            continue;
         int type = lt_source_kv_type(src, i);
         bool array = type == LT_GGUF_ARRAY;
         int elem = array ? lt_source_kv_elem_type(src, i) : type;

@@ -803,7 +803,50 @@ typedef struct lt_quant_info {
 /* True and *out filled when tensor i of src is a quantized weight; false
  * (out untouched) for any other tensor or source.  The strings are owned
  * by src and valid until lt_source_close. */
-bool lt_source_tensor_quant(const lt_source *src, size_t i, lt_quant_info *out);
+LT_API bool lt_source_tensor_quant(const lt_source *src, size_t i, lt_quant_info *out);
+
+/* ------------------------------------------------------------------ */
+/* 8. Whole models for llama.cpp: hyperparameters and a vocabulary      */
+/* ------------------------------------------------------------------ */
+
+typedef struct lt_model_convert_options {
+    lt_dtype outtype;        /* F32/F16/BF16 for 2-D float tensors;
+                                LT_DTYPE_INVALID keeps each tensor's type   */
+    const char *config;      /* config.json (or its directory): every
+                                hyperparameter key llama.cpp reads is
+                                written from it (spec/convert.md); NULL =
+                                architecture keys only                      */
+    const char *vocab;       /* a GGUF (vocab-only or a full model) whose
+                                tokenizer.* keys are copied; its token count
+                                must equal the model's vocabulary; NULL =
+                                no tokenizer                               */
+} lt_model_convert_options;
+
+typedef struct lt_model_convert_report {
+    size_t skipped;          /* rotary_emb.inv_freq buffers left out        */
+    size_t hparam_keys;      /* hyperparameter keys written from config     */
+    uint64_t vocab_size;     /* tokens of the model (0 when unknown)        */
+    size_t tokenizer_keys;   /* tokenizer.* keys copied (0: no tokenizer)    */
+    bool rope_freqs;         /* a LLaMA 3.x rope_freqs.weight was generated */
+} lt_model_convert_report;
+
+/* lt_convert_model with OPTS (may be NULL: as lt_convert_model).  For a
+ * safetensors SRC with opts->config, the GGUF also gets the
+ * hyperparameters and, for rope_scaling type "llama3", the rope_freqs
+ * tensor; a config value that changes the arithmetic in a way llama.cpp's
+ * architecture cannot express is refused naming it (LT_ERR_UNSUPPORTED),
+ * one that contradicts the weights (layers, hidden size, vocab_size vs the
+ * embedding rows) is LT_ERR_INVALID.  opts->vocab's token count must equal
+ * the vocabulary (LT_ERR_INVALID).  For a GGUF SRC config and vocab are
+ * ignored.  *REPORT (may be NULL) says what was written.  Nothing is
+ * written on error. */
+LT_API lt_status lt_convert_model_with(lt_source *src, const lt_arch_info *arch,
+                                const lt_model_convert_options *opts, const char *out_path,
+                                lt_model_convert_report *report, lt_error *err);
+
+/* As lt_sink_copy_kvs, only the keys that start with PREFIX. */
+LT_API lt_status lt_sink_copy_kvs_prefix(lt_sink *sink, const lt_source *src, const char *prefix,
+                                  lt_error *err);
 
 #ifdef __cplusplus
 }
