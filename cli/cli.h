@@ -8,7 +8,7 @@
 
 /* Exit codes (spec/cli.md). */
 enum {
-    EXIT_LIMIT = 1,       /* audit: a limit or check failed        */
+    EXIT_LIMIT = 1,       /* audit, verify, diff: a check failed   */
     EXIT_USAGE = 2,
     EXIT_INPUT = 3,       /* invalid or unsupported input          */
     EXIT_IO = 4,
@@ -28,6 +28,8 @@ int cmd_convert(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_combine(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);
