@@ -187,6 +187,9 @@ def case_llama_f32(root, rng, cases):
     bad[norm] = good[norm].copy()
     bad[norm][3] += ulp(bad[norm][3], "F32")
     write_model(os.path.join(d, "bad_untouched.safetensors"), bad, "F32")
+    # the same model declared as qwen2, whose GGUF conversion keeps HF's Q/K row order
+    with open(os.path.join(d, "config_qwen2.json"), "w") as f:
+        json.dump(dict(CONFIG, architectures=["Qwen2ForCausalLM"], model_type="qwen2"), f, indent=1)
     runs = [
         {"args": "{CASE}/base {CASE}/ad --merged {CASE}/good_np.safetensors", "rc": 0},
         {"args": "{CASE}/base {CASE}/ad --merged {CASE}/good_np.safetensors --exact", "rc": 0},

@@ -137,4 +137,159 @@ EOF
 mkdir -p "$tmp/work"
 $py "$tmp/merge_cases.py" "$LORATOOL" "$REF" "$tmp/work" || status=1
 
+# ---- 3. loratool's merges into GGUF bases (quantized Q8_0/Q4_0 included) ----
+cat >"$tmp/gguf_cases.py" <<'EOF'
+import glob, json, os, shutil, subprocess, sys
+import numpy as np
+loratool, ref, work, testdata = sys.argv[1:5]
+if not os.path.isfile(ref + "/merge_gguf/cases.json"):
+    print("SKIP verify:merge-gguf-fixtures (no %s/merge_gguf; run tests/run.sh)" % ref)
+    sys.exit(0)
+sys.path.insert(0, testdata)
+import make_merge_gguf_ref as mg
+
+
+def scale_q8_0_blocks(path, name, factor):
+    """Re-quantize wrongly: every block's d of tensor NAME times FACTOR."""
+    data = bytearray(open(path, "rb").read())
+    _, tensors = mg.read_gguf(path)
+    raw = [t[3] for t in tensors if t[0] == name][0]
+    at = bytes(data).index(raw)
+    d = np.frombuffer(bytes(data[at:at + len(raw)]), dtype=np.uint8).reshape(-1, 34)[:, :2].copy()
+    d = (d.view(np.float16).astype(np.float32) * factor).astype(np.float16).view(np.uint8)
+    for b in range(d.shape[0]):
+        data[at + 34 * b:at + 34 * b + 2] = bytes(d[b])
+    open(path, "wb").write(bytes(data))
+
+
+checked = mutated = 0
+failures = []
+for spec_path in sorted(glob.glob(ref + "/merge_gguf/*/case.json")):
+    spec = json.load(open(spec_path))
+    case_dir = os.path.dirname(spec_path)
+    for k, run in enumerate(spec["runs"]):
+        args = run["args"]
+        if run["rc"] != 0 or args[0] != "merge" or not run.get("output") or "--dry-run" in args:
+            continue
+        out_dir = os.path.join(work, "g-%s-%d" % (spec["name"], k))
+        os.makedirs(out_dir)
+        subst = [a.replace("{CASE}", case_dir).replace("{O%d}" % k, out_dir) for a in args[1:]]
+        out = run["output"].replace("{O%d}" % k, out_dir)
+        p = subprocess.run([loratool, "merge"] + subst, capture_output=True, text=True)
+        if p.returncode != 0:
+            failures.append("%s run %d: merge exit %d: %s" % (spec["name"], k, p.returncode, p.stderr))
+            continue
+        inputs, i = [], 0
+        while i < len(subst):
+            if subst[i] in ("-o", "--output", "--dtype", "--threads"):
+                i += 2
+                continue
+            if not subst[i].startswith("-") or subst[i] == "--allow-missing":
+                inputs.append(subst[i])
+            i += 1
+        v = subprocess.run([loratool, "verify"] + inputs + ["--merged", out, "--exact"], capture_output=True,
+                           text=True)
+        checked += 1
+        if v.returncode != 0:
+            failures.append("%s run %d: verify exit %d\n%s%s" % (spec["name"], k, v.returncode, v.stdout[-2000:],
+                                                                 v.stderr))
+            continue
+        _, tensors = mg.read_gguf(out)
+        q8 = [t[0] for t in tensors if t[2] == "Q8_0" and "ok   merged    " + t[0] in v.stdout]
+        if q8:
+            scale_q8_0_blocks(out, q8[0], 1.05)
+            v = subprocess.run([loratool, "verify"] + inputs + ["--merged", out], capture_output=True, text=True)
+            mutated += 1
+            if v.returncode != 1 or ("FAIL merged    %s" % q8[0]) not in v.stdout:
+                failures.append("%s run %d: Q8_0 %s re-quantized with d x 1.05: exit %d\n%s" % (
+                    spec["name"], k, q8[0], v.returncode, v.stdout[-2000:]))
+        shutil.rmtree(out_dir)
+if failures:
+    print("FAIL verify:merge-gguf-fixtures (%d of %d): %s" % (len(failures), checked, "\n".join(failures[:4])))
+    sys.exit(1)
+print("PASS verify:merge-gguf-fixtures (%d GGUF merges verified with --exact, %d wrong Q8_0 re-quantizations caught)"
+      % (checked, mutated))
+EOF
+$py "$tmp/gguf_cases.py" "$LORATOOL" "$REF" "$tmp/work" testdata || status=1
+
+# ---- 4. a safetensors merge converted to GGUF: names and llama's Q/K rows ----
+c="$REF/verify/llama_f32"
+check() {  # name, expected exit, command...; then the words its stdout must hold
+    name=$1 want=$2
+    shift 2
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        echo "FAIL $name: exit $rc, want $want: $(tail -c 600 "$tmp/out") $(cat "$tmp/err")"
+        status=1
+        return 1
+    fi
+    return 0
+}
+has() {  # name, pattern: stdout of the last check must hold a line matching it
+    if ! grep -q -- "$2" "$tmp/out"; then
+        echo "FAIL $1: no line matching '$2' in: $(head -c 1500 "$tmp/out")"
+        status=1
+        return 1
+    fi
+    return 0
+}
+if "$LORATOOL" convert "$c/good_np.safetensors" -o "$tmp/good.gguf" --base "$c/base" >/dev/null &&
+    "$LORATOOL" convert "$c/good_np.safetensors" -o "$tmp/good16.gguf" --base "$c/base" --outtype f16 >/dev/null &&
+    "$LORATOOL" convert "$c/good_np.safetensors" -o "$tmp/noperm.gguf" --base "$c/config_qwen2.json" >/dev/null; then
+    check verify:cross-format 0 "$LORATOOL" verify "$c/base" "$c/ad" --merged "$tmp/good.gguf" --exact &&
+        has verify:cross-format "^ok   merged    blk.0.attn_q.weight" && echo "PASS verify:cross-format"
+    check verify:cross-format-f16 0 "$LORATOOL" verify "$c/base" "$c/ad" --merged "$tmp/good16.gguf" &&
+        has verify:cross-format-f16 "4 converted" && echo "PASS verify:cross-format-f16"
+    check verify:gguf-without-qk-permutation 1 "$LORATOOL" verify "$c/base" "$c/ad" --merged "$tmp/noperm.gguf" &&
+        has verify:gguf-without-qk-permutation "^FAIL merged    blk.0.attn_q.weight" &&
+        has verify:gguf-without-qk-permutation "^FAIL merged    blk.0.attn_k.weight" &&
+        if [ "$(grep -c '^FAIL ' "$tmp/out")" -eq 2 ]; then
+            echo "PASS verify:gguf-without-qk-permutation"
+        else
+            echo "FAIL verify:gguf-without-qk-permutation: other tensors failed too: $(cat "$tmp/out")"
+            status=1
+        fi
+    check diff:cross-format 0 "$LORATOOL" diff "$c/good_np.safetensors" "$tmp/good.gguf" --base "$c/base" &&
+        has diff:cross-format "^12 identical" && echo "PASS diff:cross-format"
+    check diff:gguf-without-qk-permutation 1 "$LORATOOL" diff "$c/good_np.safetensors" "$tmp/noperm.gguf" --base "$c/base" &&
+        has diff:gguf-without-qk-permutation "^different model.layers.0.self_attn.q_proj.weight -> blk.0.attn_q.weight" &&
+        has diff:gguf-without-qk-permutation "^10 identical, 0 close, 2 different" &&
+        echo "PASS diff:gguf-without-qk-permutation"
+else
+    echo "FAIL verify:cross-format: loratool convert failed"
+    status=1
+fi
+
+# ---- 5. diff: --json, --diffable, dtype changes, usage ----
+if check diff:json 1 "$LORATOOL" diff --json "$c/good_np.safetensors" "$c/bad_ulp.safetensors" &&
+    $py -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = {e["name"]: e for e in d["tensors"]}
+q = t["model.layers.0.self_attn.q_proj.weight"]
+assert d["match"] is False and d["counts"]["different"] == 1 and d["counts"]["identical"] == 11, d["counts"]
+assert q["status"] == "different" and q["max_ulp"] == 3 and q["beyond_tolerance"] == 1, q
+assert t["model.norm.weight"]["status"] == "identical"
+' "$tmp/out"; then
+    echo "PASS diff:json"
+else
+    echo "FAIL diff:json: $(head -c 800 "$tmp/out")"
+    status=1
+fi
+"$LORATOOL" diff --diffable "$c/base/model.safetensors" "$c/good_np.safetensors" >"$tmp/d1"
+"$LORATOOL" diff --diffable "$c/base/model.safetensors" "$c/good_np.safetensors" >"$tmp/d2"
+if cmp -s "$tmp/d1" "$tmp/d2" && [ "$(wc -l <"$tmp/d1")" -eq 13 ] && ! grep -q "$c" "$tmp/d1"; then
+    echo "PASS diff:diffable"
+else
+    echo "FAIL diff:diffable: $(head -c 800 "$tmp/d1")"
+    status=1
+fi
+check diff:dtype-change-only 0 "$LORATOOL" diff "$c/good_np.safetensors" "$tmp/good.gguf" --base "$c/base" &&
+    check diff:dtype-change-only 0 "$LORATOOL" diff "$tmp/good.gguf" "$tmp/good.gguf" && echo "PASS diff:dtype-change-only"
+check diff:usage 2 "$LORATOOL" diff "$c/good_np.safetensors" && echo "PASS diff:usage"
+check verify:usage 2 "$LORATOOL" verify "$c/base" "$c/ad" && echo "PASS verify:usage"
+check verify:missing-input 4 "$LORATOOL" verify "$c/base" "$c/ad" --merged "$tmp/nonexistent.safetensors" &&
+    echo "PASS verify:missing-input"
+
 exit ${status:-0}
