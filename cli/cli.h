@@ -67,6 +67,13 @@ void cli_print_description(const cJSON *desc);
  * *path is malloc'd. */
 void cli_split_scale(const char *arg, char **path, double *weight);
 
+/* ---- adapter_gguf.c ---- */
+/* A PEFT adapter used with a GGUF base (merge, verify) goes through its
+ * GGUF LoRA form (names, llama's Q/K row order, scales: spec/convert.md):
+ * *ad is replaced by that form, read from a temporary file removed once
+ * opened.  Returns 0, or the exit code after printing the error. */
+int cli_adapter_as_gguf(const char *base_path, lt_adapter **ad);
+
 /* ---- surgery_common.c ---- */
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;
  * 0 or a usage exit code. */

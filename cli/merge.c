@@ -224,32 +224,6 @@ static void print_summary(const cJSON *s)
     cJSON_ArrayForEach(item, cJSON_GetObjectItem(s, "skipped")) printf("  skipped: %s\n", item->valuestring);
 }
 
-/* A PEFT adapter merged into a GGUF base goes through the GGUF LoRA form
- * first (names, llama's Q/K row order, scales: spec/convert.md), written to
- * a temporary file that is removed once opened. */
-static int adapter_as_gguf(const char *base_path, lt_adapter **ad)
-{
-    lt_error err;
-    lt_arch_info arch;
-    if (lt_arch_info_read(base_path, &arch, &err) != LT_OK)
-        return cli_fail(&err);
-    char tmp[] = "/tmp/loratool-merge-XXXXXX";
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        fprintf(stderr, "loratool: %s: cannot create a temporary file: %s\n", tmp, strerror(errno));
-        return EXIT_IO;
-    }
-    close(fd);
-    lt_status s = lt_convert_adapter_to_gguf(*ad, &arch, tmp, LT_F32, &err);
-    lt_adapter *converted = s == LT_OK ? lt_adapter_open(tmp, &err) : NULL;
-    unlink(tmp);
-    if (!converted)
-        return cli_fail(&err);
-    lt_adapter_close(*ad);
-    *ad = converted;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, merge_args *a)
 {
     static const struct option options[] = {
@@ -390,7 +364,7 @@ int cmd_merge(int argc, char **argv)
             goto done;
         }
         if (gguf_base && strcmp(lt_source_format(lt_adapter_source(ads[i])), "gguf") != 0 &&
-            (rc = adapter_as_gguf(a.base, &ads[i])))
+            (rc = cli_adapter_as_gguf(a.base, &ads[i])))
             goto done;
         for (size_t w = 0; w < lt_adapter_warning_count(ads[i]); w++)
             cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));

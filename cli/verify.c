@@ -2,13 +2,11 @@
  * [--probes K] [--seed S] [--false-alarm P] [--exact] [--allow-missing]
  * [--base-config DIR] [--json]`: is OUT the merge of the adapters into
  * BASE?  Exit 1 when a check fails (spec/verify.md). */
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -92,32 +90,6 @@ static int print_report(const lt_verify_report *r, const char *out_path, bool js
     return cli_finish_stdout();
 }
 
-/* A PEFT adapter checked against a GGUF base is seen as merge sees it:
- * through its GGUF LoRA form (names, llama's Q/K rows, scales folded as
- * convert folds them), written to a temporary file removed once opened. */
-static int adapter_as_gguf(const char *base_path, lt_adapter **ad)
-{
-    lt_error err;
-    lt_arch_info arch;
-    if (lt_arch_info_read(base_path, &arch, &err) != LT_OK)
-        return cli_fail(&err);
-    char tmp[] = "/tmp/loratool-verify-XXXXXX";
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        fprintf(stderr, "loratool: %s: cannot create a temporary file: %s\n", tmp, strerror(errno));
-        return EXIT_IO;
-    }
-    close(fd);
-    lt_status s = lt_convert_adapter_to_gguf(*ad, &arch, tmp, LT_F32, &err);
-    lt_adapter *converted = s == LT_OK ? lt_adapter_open(tmp, &err) : NULL;
-    unlink(tmp);
-    if (!converted)
-        return cli_fail(&err);
-    lt_adapter_close(*ad);
-    *ad = converted;
-    return 0;
-}
-
 int cmd_verify(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -189,7 +161,7 @@ int cmd_verify(int argc, char **argv)
         if (!(ad = lt_adapter_open(paths[i], &err)))
             rc = cli_fail(&err);
         else if (gguf_base && strcmp(lt_source_format(lt_adapter_source(ad)), "gguf") != 0)
-            rc = adapter_as_gguf(base_path, &ad);
+            rc = cli_adapter_as_gguf(base_path, &ad);
         inputs[i].adapter = ad;
     }
     if (rc == 0 && !(out = lt_source_open(out_path, &err)))

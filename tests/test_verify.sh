@@ -9,9 +9,17 @@
 #    case says "only", no other tensor); 100 correct merges with different
 #    seeds never fail; diff's verdicts and names.
 # 2. Every successful merge of the merge tests ($REF/merge: GPT-2 Conv1D,
-#    embeddings, conv, DoRA, lora_bias, AdaLoRA, modules_to_save,
-#    trainable tokens, sharded, dtype changes, ...) made by loratool merge
-#    verifies with --exact; the same output with one element changed fails.
+#    embeddings, DoRA, lora_bias, AdaLoRA, modules_to_save, rsLoRA and
+#    patterns, sharded, dtype changes, two adapters, ...) made by loratool
+#    merge verifies with --exact; the same output with one element changed
+#    fails naming the tensor.
+# 3. The same for the merges into GGUF bases ($REF/merge_gguf: PEFT and GGUF
+#    LoRA adapters, Q8_0/Q4_0 re-quantized, Q4_K to F16); a Q8_0 tensor
+#    whose block scales are 5% off fails.
+# 4. A merge converted to GGUF by `loratool convert` verifies against the
+#    safetensors base (names, Q/K rows); converted without the Q/K
+#    permutation, attn_q and attn_k fail; diff --base agrees.
+# 5. diff --json keys, --diffable stability, usage and I/O exit codes.
 # Prints "PASS name" or "FAIL name: why" per case; exits 1 on any FAIL.
 set -u
 LORATOOL=${LORATOOL:-build/loratool}
@@ -62,98 +70,29 @@ sys.exit(1 if bad else 0)
 EOF
 $py "$tmp/run_cases.py" "$LORATOOL" "$REF" || status=1
 
-# ---- 2. loratool's own merges of the merge tests' fixtures ----
+# ---- 2, 3. loratool's own merges of the merge tests' fixtures: safetensors
+# ($REF/merge) and GGUF bases, quantized Q8_0/Q4_0 included ($REF/merge_gguf) ----
 cat >"$tmp/merge_cases.py" <<'EOF'
 import glob, json, os, shlex, shutil, struct, subprocess, sys
-loratool, ref, work = sys.argv[1], sys.argv[2], sys.argv[3]
-if not os.path.isfile(ref + "/merge/cases.json"):
-    print("SKIP verify:merge-fixtures (no %s/merge; run tests/run.sh)" % ref)
-    sys.exit(0)
-
-
-def flip_one_element(path, name):
-    """Change the last byte of tensor NAME's data in a safetensors file."""
-    data = bytearray(open(path, "rb").read())
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    begin, end = header[name]["data_offsets"]
-    data[8 + n + end - 1] ^= 0x01
-    open(path, "wb").write(bytes(data))
-
-
-checked = mutated = 0
-failures = []
-for spec_path in sorted(glob.glob(ref + "/merge/*/case.json")):
-    spec = json.load(open(spec_path))
-    case_dir = os.path.dirname(spec_path)
-    for k, run in enumerate(spec["runs"]):
-        if run["rc"] != 0 or run["output"] is None or "--dry-run" in run["args"]:
-            continue
-        out_dir = os.path.join(work, "%s-%d" % (spec["name"], k))
-        os.makedirs(out_dir)
-        args = [a.replace("{CASE}", case_dir).replace("{OUT}", out_dir).replace("{WORK}", work)
-                for a in (run["args"] if isinstance(run["args"], list) else shlex.split(run["args"]))]
-        p = subprocess.run([loratool, "merge"] + args, capture_output=True, text=True)
-        if p.returncode != 0:
-            failures.append("%s run %d: merge exit %d: %s" % (spec["name"], k, p.returncode, p.stderr))
-            continue
-        out = os.path.join(out_dir, "out.safetensors" if run["output"] == "file" else "model")
-        # verify takes merge's inputs: BASE ADAPTER[:SCALE]... and the options it shares
-        inputs, i = [], 0
-        while i < len(args):
-            a = args[i]
-            if a in ("-o", "--output", "--dtype", "--threads", "--shard-size"):
-                i += 2
-                continue
-            if a.startswith("-"):
-                if a == "--allow-missing":
-                    inputs.append(a)
-                i += 1
-                continue
-            inputs.append(a)
-            i += 1
-        v = subprocess.run([loratool, "verify"] + inputs + ["--merged", out, "--exact"], capture_output=True,
-                           text=True)
-        checked += 1
-        if v.returncode != 0:
-            failures.append("%s run %d: verify exit %d\n%s%s" % (spec["name"], k, v.returncode, v.stdout[-2000:],
-                                                                 v.stderr))
-            continue
-        merged = [l.split()[2] for l in v.stdout.splitlines() if l.split()[:2] == ["ok", "merged"]]
-        if merged and run["output"] == "file":
-            flip_one_element(out, merged[0])
-            v = subprocess.run([loratool, "verify"] + inputs + ["--merged", out, "--exact"], capture_output=True,
-                               text=True)
-            mutated += 1
-            if v.returncode != 1 or ("FAIL merged    %s" % merged[0]) not in v.stdout:
-                failures.append("%s run %d: one changed element of %s: exit %d\n%s" % (
-                    spec["name"], k, merged[0], v.returncode, v.stdout[-2000:]))
-        shutil.rmtree(out_dir)
-if failures:
-    print("FAIL verify:merge-fixtures (%d of %d): %s" % (len(failures), checked, "\n".join(failures[:4])))
-    sys.exit(1)
-print("PASS verify:merge-fixtures (%d merges verified with --exact, %d mutations caught)" % (checked, mutated))
-EOF
-mkdir -p "$tmp/work"
-$py "$tmp/merge_cases.py" "$LORATOOL" "$REF" "$tmp/work" || status=1
-
-# ---- 3. loratool's merges into GGUF bases (quantized Q8_0/Q4_0 included) ----
-cat >"$tmp/gguf_cases.py" <<'EOF'
-import glob, json, os, shutil, subprocess, sys
 import numpy as np
 loratool, ref, work, testdata = sys.argv[1:5]
-if not os.path.isfile(ref + "/merge_gguf/cases.json"):
-    print("SKIP verify:merge-gguf-fixtures (no %s/merge_gguf; run tests/run.sh)" % ref)
-    sys.exit(0)
 sys.path.insert(0, testdata)
 import make_merge_gguf_ref as mg
 
 
-def scale_q8_0_blocks(path, name, factor):
-    """Re-quantize wrongly: every block's d of tensor NAME times FACTOR."""
+def flip_last_byte(path, name):
+    """Change the last byte of tensor NAME's data in a safetensors file."""
     data = bytearray(open(path, "rb").read())
-    _, tensors = mg.read_gguf(path)
-    raw = [t[3] for t in tensors if t[0] == name][0]
+    n = struct.unpack("<Q", data[:8])[0]
+    begin, end = json.loads(data[8:8 + n])[name]["data_offsets"]
+    data[8 + n + end - 1] ^= 0x01
+    open(path, "wb").write(bytes(data))
+
+
+def scale_q8_0_blocks(path, name, factor):
+    """Re-quantize wrongly: every block's d of GGUF tensor NAME times FACTOR."""
+    data = bytearray(open(path, "rb").read())
+    raw = [t[3] for t in mg.read_gguf(path)[1] if t[0] == name][0]
     at = bytes(data).index(raw)
     d = np.frombuffer(bytes(data[at:at + len(raw)]), dtype=np.uint8).reshape(-1, 34)[:, :2].copy()
     d = (d.view(np.float16).astype(np.float32) * factor).astype(np.float16).view(np.uint8)
@@ -162,55 +101,94 @@ def scale_q8_0_blocks(path, name, factor):
     open(path, "wb").write(bytes(data))
 
 
-checked = mutated = 0
-failures = []
-for spec_path in sorted(glob.glob(ref + "/merge_gguf/*/case.json")):
-    spec = json.load(open(spec_path))
-    case_dir = os.path.dirname(spec_path)
-    for k, run in enumerate(spec["runs"]):
-        args = run["args"]
-        if run["rc"] != 0 or args[0] != "merge" or not run.get("output") or "--dry-run" in args:
-            continue
-        out_dir = os.path.join(work, "g-%s-%d" % (spec["name"], k))
-        os.makedirs(out_dir)
-        subst = [a.replace("{CASE}", case_dir).replace("{O%d}" % k, out_dir) for a in args[1:]]
-        out = run["output"].replace("{O%d}" % k, out_dir)
-        p = subprocess.run([loratool, "merge"] + subst, capture_output=True, text=True)
-        if p.returncode != 0:
-            failures.append("%s run %d: merge exit %d: %s" % (spec["name"], k, p.returncode, p.stderr))
-            continue
-        inputs, i = [], 0
-        while i < len(subst):
-            if subst[i] in ("-o", "--output", "--dtype", "--threads"):
-                i += 2
+def verify(inputs, out, *extra):
+    return subprocess.run([loratool, "verify"] + inputs + ["--merged", out] + list(extra), capture_output=True,
+                          text=True)
+
+
+def check_fixtures(label, pattern, mutate_what):
+    """Merge every successful merge run of the fixtures, verify it with
+    --exact, then break one merged tensor and see verify name it."""
+    checked = mutated = 0
+    failures = []
+    for spec_path in sorted(glob.glob(pattern)):
+        spec = json.load(open(spec_path))
+        case_dir = os.path.dirname(spec_path)
+        for k, run in enumerate(spec["runs"]):
+            args = run["args"] if isinstance(run["args"], list) else shlex.split(run["args"])
+            if args and args[0] == "merge":
+                args = args[1:]
+            if run["rc"] != 0 or not run.get("output") or "--dry-run" in args:
                 continue
-            if not subst[i].startswith("-") or subst[i] == "--allow-missing":
-                inputs.append(subst[i])
-            i += 1
-        v = subprocess.run([loratool, "verify"] + inputs + ["--merged", out, "--exact"], capture_output=True,
-                           text=True)
-        checked += 1
-        if v.returncode != 0:
-            failures.append("%s run %d: verify exit %d\n%s%s" % (spec["name"], k, v.returncode, v.stdout[-2000:],
-                                                                 v.stderr))
-            continue
-        _, tensors = mg.read_gguf(out)
-        q8 = [t[0] for t in tensors if t[2] == "Q8_0" and "ok   merged    " + t[0] in v.stdout]
-        if q8:
-            scale_q8_0_blocks(out, q8[0], 1.05)
-            v = subprocess.run([loratool, "verify"] + inputs + ["--merged", out], capture_output=True, text=True)
-            mutated += 1
-            if v.returncode != 1 or ("FAIL merged    %s" % q8[0]) not in v.stdout:
-                failures.append("%s run %d: Q8_0 %s re-quantized with d x 1.05: exit %d\n%s" % (
-                    spec["name"], k, q8[0], v.returncode, v.stdout[-2000:]))
-        shutil.rmtree(out_dir)
-if failures:
-    print("FAIL verify:merge-gguf-fixtures (%d of %d): %s" % (len(failures), checked, "\n".join(failures[:4])))
-    sys.exit(1)
-print("PASS verify:merge-gguf-fixtures (%d GGUF merges verified with --exact, %d wrong Q8_0 re-quantizations caught)"
-      % (checked, mutated))
+            out_dir = os.path.join(work, "%s-%s-%d" % (label, spec["name"], k))
+            os.makedirs(out_dir)
+            args = [a.replace("{CASE}", case_dir).replace("{OUT}", out_dir).replace("{O%d}" % k, out_dir)
+                    .replace("{WORK}", work) for a in args]
+            out = {"file": os.path.join(out_dir, "out.safetensors"), "dir": os.path.join(out_dir, "model"),
+                   "sharded": os.path.join(out_dir, "model")}.get(run["output"])
+            out = out or run["output"].replace("{O%d}" % k, out_dir)
+            p = subprocess.run([loratool, "merge"] + args, capture_output=True, text=True)
+            if p.returncode != 0:
+                failures.append("%s run %d: merge exit %d: %s" % (spec["name"], k, p.returncode, p.stderr))
+                continue
+            # verify takes merge's inputs (BASE ADAPTER[:SCALE]...) and --allow-missing
+            inputs, i = [], 0
+            while i < len(args):
+                if args[i] in ("-o", "--output", "--dtype", "--threads", "--shard-size"):
+                    i += 2
+                    continue
+                if not args[i].startswith("-") or args[i] == "--allow-missing":
+                    inputs.append(args[i])
+                i += 1
+            v = verify(inputs, out, "--exact")
+            checked += 1
+            if v.returncode != 0:
+                failures.append("%s run %d: verify exit %d\n%s%s" % (spec["name"], k, v.returncode,
+                                                                     v.stdout[-2000:], v.stderr))
+                continue
+            victim = mutate_what(out, v.stdout)
+            if victim:
+                v = verify(inputs, out, *(["--exact"] if out.endswith(".safetensors") else []))
+                mutated += 1
+                if v.returncode != 1 or ("FAIL merged    %s" % victim) not in v.stdout:
+                    failures.append("%s run %d: broken %s not named: exit %d\n%s" % (
+                        spec["name"], k, victim, v.returncode, v.stdout[-2000:]))
+            shutil.rmtree(out_dir)
+    return checked, mutated, failures
+
+
+def mutate_safetensors(out, stdout):
+    merged = [l.split()[2] for l in stdout.splitlines() if l.split()[:2] == ["ok", "merged"]]
+    if not merged or not out.endswith(".safetensors"):
+        return None
+    flip_last_byte(out, merged[0])
+    return merged[0]
+
+
+def mutate_q8_0(out, stdout):
+    q8 = [t[0] for t in mg.read_gguf(out)[1] if t[2] == "Q8_0" and "ok   merged    " + t[0] in stdout]
+    if not q8:
+        return None
+    scale_q8_0_blocks(out, q8[0], 1.05)
+    return q8[0]
+
+
+status = 0
+for label, sub, mutate, what in (("merge-fixtures", "merge", mutate_safetensors, "one changed element (--exact)"),
+                                 ("merge-gguf-fixtures", "merge_gguf", mutate_q8_0, "Q8_0 re-quantized with d x 1.05")):
+    if not os.path.isfile("%s/%s/cases.json" % (ref, sub)):
+        print("SKIP verify:%s (no %s/%s; run tests/run.sh)" % (label, ref, sub))
+        continue
+    checked, mutated, failures = check_fixtures(label, "%s/%s/*/case.json" % (ref, sub), mutate)
+    if failures:
+        print("FAIL verify:%s (%d of %d): %s" % (label, len(failures), checked, "\n".join(failures[:4])))
+        status = 1
+    else:
+        print("PASS verify:%s (%d merges verified with --exact; %s caught %d times)" % (label, checked, what, mutated))
+sys.exit(status)
 EOF
-$py "$tmp/gguf_cases.py" "$LORATOOL" "$REF" "$tmp/work" testdata || status=1
+mkdir -p "$tmp/work"
+$py "$tmp/merge_cases.py" "$LORATOOL" "$REF" "$tmp/work" testdata || status=1
 
 # ---- 4. a safetensors merge converted to GGUF: names and llama's Q/K rows ----
 c="$REF/verify/llama_f32"
