@@ -13,6 +13,7 @@
 static const char usage_text[] =
     "usage: loratool verify BASE ADAPTER[:SCALE]... --merged OUT [--probes K] [--seed S]\n"
     "                       [--false-alarm P] [--exact] [--allow-missing] [--json]\n"
+    "       loratool verify ADAPTER[:SCALE]... --adapter OUT [--base BASE] [--rtol R] [--json]\n"
     "  BASE, ADAPTER  as for merge; OUT the merged model to check (safetensors file, sharded\n"
     "                 model or GGUF, quantized Q8_0/Q4_0 included)\n"
     "  --merged OUT   the file to check; a GGUF OUT of a safetensors BASE is matched by\n"
@@ -23,7 +24,13 @@ static const char usage_text[] =
     "  --false-alarm P  chance that a correct OUT fails, for the whole file (default 1e-9)\n"
     "  --exact        also every element: equal to the merge's float64 value rounded once\n"
     "  --allow-missing  skip modules whose target BASE lacks (listed)\n"
-    "  --json         one JSON object with every tensor's result\n"
+    "  --adapter OUT  is adapter OUT the weighted sum of the ADAPTERs (a conversion, a combine,\n"
+    "                 a resize with --rtol)?  Per module ||sum w s B A - s' B' A'||_F / ||sum w s B A||_F\n"
+    "                 from small QR factors\n"
+    "  --base BASE    with --adapter: architecture (config.json, model directory or GGUF) for\n"
+    "                 matching PEFT and GGUF LoRA modules (names, llama's Q/K rows)\n"
+    "  --rtol R       with --adapter: tolerance (default 8 x the unit roundoff of OUT's factors)\n"
+    "  --json         one JSON object with every tensor's (module's) result\n"
     "exit: 0 OUT verified, 1 a check failed, 2 usage, 3 invalid input, 4 I/O error\n";
 
 static cJSON *json_number(double x)
@@ -90,6 +97,98 @@ static int print_report(const lt_verify_report *r, const char *out_path, bool js
     return cli_finish_stdout();
 }
 
+static int print_adapter_report(const lt_verify_adapter_report *r, const char *out_path, bool json)
+{
+    if (json) {
+        cJSON *o = cJSON_CreateObject(), *list = cJSON_CreateArray();
+        cJSON_AddStringToObject(o, "adapter", out_path);
+        cJSON_AddBoolToObject(o, "passed", r->n_failed == 0);
+        cJSON_AddNumberToObject(o, "modules", (double)r->n_modules);
+        cJSON_AddNumberToObject(o, "failed", (double)r->n_failed);
+        cJSON_AddNumberToObject(o, "rtol", r->rtol);
+        for (size_t i = 0; i < r->n_modules; i++) {
+            const lt_verify_module *m = &r->modules[i];
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "target", m->target);
+            cJSON_AddBoolToObject(e, "passed", !m->failed);
+            cJSON_AddBoolToObject(e, "in_inputs", m->in_inputs);
+            cJSON_AddBoolToObject(e, "in_adapter", m->in_out);
+            cJSON_AddNumberToObject(e, "rank_inputs", m->rank_inputs);
+            cJSON_AddNumberToObject(e, "rank_adapter", m->rank_out);
+            cJSON_AddItemToObject(e, "rel_error", json_number(m->rel_error));
+            if (m->problem)
+                cJSON_AddStringToObject(e, "problem", m->problem);
+            cJSON_AddItemToArray(list, e);
+        }
+        cJSON_AddItemToObject(o, "module_list", list);
+        return cli_print_json(o);
+    }
+    for (size_t i = 0; i < r->n_modules; i++) {
+        const lt_verify_module *m = &r->modules[i];
+        printf("%s %s  rank %u -> %u  rel_error %.3g%s%s\n", m->failed ? "FAIL" : "ok  ", m->target, m->rank_inputs,
+               m->rank_out, m->rel_error, m->problem ? "  " : "", m->problem ? m->problem : "");
+    }
+    printf("%s: %zu modules, %zu failed; tolerance %.3g\n", r->n_failed ? "FAILED" : "verified", r->n_modules,
+           r->n_failed, r->rtol);
+    return cli_finish_stdout();
+}
+
+/* verify ADAPTER[:SCALE]... --adapter OUT [--base BASE] [--rtol R] */
+static int verify_adapter(int n_args, char **args, const char *out_path, const char *arch_base, double rtol,
+                          bool json)
+{
+    if (n_args < 1)
+        return cli_usage("verify", "verify --adapter wants at least one input ADAPTER");
+    size_t n = (size_t)n_args;
+    lt_merge_input *inputs = calloc(n, sizeof *inputs);
+    lt_adapter *out = NULL;
+    lt_name_map *map = NULL;
+    lt_error err;
+    int rc = 0;
+    if (!inputs) {
+        fprintf(stderr, "loratool: out of memory\n");
+        return EXIT_IO;
+    }
+    bool gguf_seen = false, peft_seen = false;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *path;
+        cli_split_scale(args[i], &path, &inputs[i].weight);
+        if (!(inputs[i].adapter = lt_adapter_open(path, &err)))
+            rc = cli_fail(&err);
+        free(path);
+    }
+    if (rc == 0 && !(out = lt_adapter_open(out_path, &err)))
+        rc = cli_fail(&err);
+    for (size_t i = 0; i <= n && rc == 0; i++) {
+        const lt_adapter *ad = i < n ? inputs[i].adapter : out;
+        bool g = strcmp(lt_source_format(lt_adapter_source(ad)), "gguf") == 0;
+        gguf_seen |= g;
+        peft_seen |= !g;
+    }
+    if (rc == 0 && gguf_seen && peft_seen) {
+        lt_arch_info arch;
+        if (!arch_base)
+            rc = cli_usage("verify", "PEFT and GGUF LoRA adapters are matched with --base BASE (the architecture)");
+        else if (lt_arch_info_read(arch_base, &arch, &err) != LT_OK || !(map = lt_name_map_create(&arch, &err)))
+            rc = cli_fail(&err);
+    }
+    lt_verify_adapter_report report = {0};
+    if (rc == 0 && lt_verify_adapter(inputs, n, out, map, rtol, &report, &err) != LT_OK)
+        rc = cli_fail(&err);
+    if (rc == 0) {
+        rc = print_adapter_report(&report, out_path, json);
+        if (rc == 0 && report.n_failed)
+            rc = EXIT_LIMIT;
+    }
+    lt_verify_adapter_report_free(&report);
+    lt_name_map_free(map);
+    lt_adapter_close(out);
+    for (size_t i = 0; i < n; i++)
+        lt_adapter_close((lt_adapter *)inputs[i].adapter);
+    free(inputs);
+    return rc;
+}
+
 int cmd_verify(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -97,9 +196,12 @@ int cmd_verify(int argc, char **argv)
         {"seed", required_argument, NULL, 's'},        {"false-alarm", required_argument, NULL, 'p'},
         {"exact", no_argument, NULL, 'x'},             {"allow-missing", no_argument, NULL, 'a'},
         {"json", no_argument, NULL, 'j'},              {"help", no_argument, NULL, 'h'},
+        {"adapter", required_argument, NULL, 'A'},     {"base", required_argument, NULL, 'B'},
+        {"rtol", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0}};
     lt_verify_options opts = {0};
-    const char *out_path = NULL;
+    const char *out_path = NULL, *adapter_out = NULL, *arch_base = NULL;
+    double rtol = 0;
     bool json = false;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -130,10 +232,25 @@ int cmd_verify(int argc, char **argv)
         case 'x': opts.exact = true; break;
         case 'a': opts.allow_missing = true; break;
         case 'j': json = true; break;
+        case 'A': adapter_out = optarg; break;
+        case 'B': arch_base = optarg; break;
+        case 'r': {
+            double v = strtod(optarg, &end);
+            if (end == optarg || *end || !(v > 0) || !isfinite(v))
+                return cli_usage("verify", "--rtol wants a positive number, not '%s'", optarg);
+            rtol = v;
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
         default: return cli_usage("verify", "bad option");
         }
     }
+    if (adapter_out && out_path)
+        return cli_usage("verify", "--merged and --adapter exclude each other");
+    if (adapter_out)
+        return verify_adapter(argc - optind, argv + optind, adapter_out, arch_base, rtol, json);
+    if (arch_base || rtol > 0)
+        return cli_usage("verify", "--base and --rtol belong to --adapter");
     if (!out_path)
         return cli_usage("verify", "verify wants --merged OUT");
     if (argc - optind < 2)

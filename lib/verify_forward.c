@@ -110,9 +110,7 @@ static double row_noise_sq(const noise_model *nm, const unsigned char *raw, uint
     return sum;
 }
 
-/* The factors of one term, as the merge builds them (lib/merge_plan.c):
- * B scaled by factor once, AdaLoRA's E folded into A. */
-static lt_status load_op(verify_op *op, lt_source *base, size_t base_index, lt_error *err)
+lt_status verify_load_op(verify_op *op, lt_error *err)
 {
     lt_source *src = lt_adapter_source(op->adapter);
     const lt_lora_module *m = op->module;
@@ -128,7 +126,6 @@ static lt_status load_op(verify_op *op, lt_source *base, size_t base_index, lt_e
         op->rank = 1;
         return LT_OK;
     }
-    (void)base, (void)base_index;
     const lt_tensor_info *ta = lt_source_tensor(src, (size_t)m->tensor_a);
     if (ta->shape[m->a_transposed ? 1 : 0] != m->rank)
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s': lora_A has %llu rows for rank %u",
@@ -187,7 +184,7 @@ static lt_status load_op(verify_op *op, lt_source *base, size_t base_index, lt_e
     return s;
 }
 
-static void free_op(verify_op *op)
+void verify_free_op(verify_op *op)
 {
     free(op->coef);
     free(op->vec);
@@ -295,7 +292,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     uint64_t rank_total = 0;
     lt_status s = LT_OK;
     for (size_t q = 0; q < t->n_ops && s == LT_OK; q++) {
-        s = load_op(&t->ops[q], ctx->base, base_index, err);
+        s = verify_load_op(&t->ops[q], err);
         dense = dense || t->ops[q].magnitude;
         rank_total += t->ops[q].rank;
     }
@@ -455,7 +452,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     free(yref);
     free_bufs(&b);
     for (size_t q = 0; q < t->n_ops; q++)
-        free_op(&t->ops[q]);
+        verify_free_op(&t->ops[q]);
     free(nm);
     return s;
 }

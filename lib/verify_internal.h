@@ -58,6 +58,13 @@ lt_status verify_read_f64(lt_source *src, size_t i, double **out, lt_error *err)
 lt_status verify_read_rows(lt_source *src, size_t i, uint64_t r0, uint64_t count, uint64_t row_bytes,
                            const uint64_t *inv, unsigned char *dst, lt_error *err);
 
+/* Load op's factors as the merge builds them (lib/merge_plan.c): B scaled
+ * by op->factor once, AdaLoRA's E folded into A, then C and V by op->fit;
+ * a bias op gets C = [1], V = factor x lora_B.bias.  verify_free_op frees
+ * what was loaded. */
+lt_status verify_load_op(verify_op *op, lt_error *err);
+void verify_free_op(verify_op *op);
+
 /* The forward check of a MERGED tensor (verify_forward.c): fills *vt,
  * which already has name and kind.  INV as for verify_read_rows. */
 lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, const uint64_t *inv,

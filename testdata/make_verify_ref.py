@@ -160,6 +160,8 @@ def case_llama_f32(root, rng, cases):
     write_base(d, model, "F32")
     mods = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj"]
     terms = make_adapter(d, "ad", rng, model, mods)
+    # a second adapter for combine (q, v shared with ad; up only here)
+    make_adapter(d, "ad2", rng, model, ["self_attn.q_proj", "self_attn.v_proj", "mlp.up_proj"], r=2, alpha=4)
     good = merged(model, terms, "F32")
     write_model(os.path.join(d, "good_np.safetensors"), good, "F32")
     write_model(os.path.join(d, "peft.safetensors"), peft_merged(model, terms, "F32"), "F32")

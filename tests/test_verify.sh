@@ -20,6 +20,9 @@
 #    safetensors base (names, Q/K rows); converted without the Q/K
 #    permutation, attn_q and attn_k fail; diff --base agrees.
 # 5. diff --json keys, --diffable stability, usage and I/O exit codes.
+# 6. verify --adapter: a PEFT -> GGUF conversion (F32, F16, without the Q/K
+#    permutation), a combine (exact; wrong weight; truncated, whose
+#    rel_error must equal combine's report), modules on one side only.
 # Prints "PASS name" or "FAIL name: why" per case; exits 1 on any FAIL.
 set -u
 LORATOOL=${LORATOOL:-build/loratool}
@@ -269,5 +272,55 @@ check diff:usage 2 "$LORATOOL" diff "$c/good_np.safetensors" && echo "PASS diff:
 check verify:usage 2 "$LORATOOL" verify "$c/base" "$c/ad" && echo "PASS verify:usage"
 check verify:missing-input 4 "$LORATOOL" verify "$c/base" "$c/ad" --merged "$tmp/nonexistent.safetensors" &&
     echo "PASS verify:missing-input"
+
+# ---- 6. verify --adapter: conversions, combines, resizes ----
+a="$c/ad" b="$c/ad2"
+if "$LORATOOL" convert "$a" -o "$tmp/ad.gguf" --base "$c/base" >/dev/null &&
+    "$LORATOOL" convert "$a" -o "$tmp/ad16.gguf" --base "$c/base" --outtype f16 >/dev/null &&
+    "$LORATOOL" convert "$a" -o "$tmp/adnp.gguf" --base "$c/config_qwen2.json" >/dev/null &&
+    "$LORATOOL" combine "$a:0.7" "$b:0.3" -o "$tmp/ab" >/dev/null &&
+    "$LORATOOL" combine "$a:0.7" "$b:0.3" -o "$tmp/ab2" --rank 2 --json >"$tmp/ab2.json"; then
+    check verify-adapter:conversion 0 "$LORATOOL" verify "$a" --adapter "$tmp/ad.gguf" --base "$c/base" &&
+        has verify-adapter:conversion "^verified: 5 modules, 0 failed" && echo "PASS verify-adapter:conversion"
+    check verify-adapter:conversion-back 0 "$LORATOOL" verify "$tmp/ad.gguf" --adapter "$a" --base "$c/base" &&
+        echo "PASS verify-adapter:conversion-back"
+    check verify-adapter:conversion-f16 0 "$LORATOOL" verify "$a" --adapter "$tmp/ad16.gguf" --base "$c/base" &&
+        echo "PASS verify-adapter:conversion-f16"
+    check verify-adapter:without-qk-permutation 1 "$LORATOOL" verify "$a" --adapter "$tmp/adnp.gguf" --base "$c/base" &&
+        has verify-adapter:without-qk-permutation "^FAIL blk.0.attn_q.weight" &&
+        has verify-adapter:without-qk-permutation "^FAIL blk.0.attn_k.weight" &&
+        has verify-adapter:without-qk-permutation "^FAILED: 5 modules, 2 failed" &&
+        echo "PASS verify-adapter:without-qk-permutation"
+    check verify-adapter:needs-base 2 "$LORATOOL" verify "$a" --adapter "$tmp/ad.gguf" && echo "PASS verify-adapter:needs-base"
+    check verify-adapter:combine 0 "$LORATOOL" verify "$a:0.7" "$b:0.3" --adapter "$tmp/ab" &&
+        has verify-adapter:combine "^verified: 6 modules" && echo "PASS verify-adapter:combine"
+    check verify-adapter:wrong-weight 1 "$LORATOOL" verify "$a:0.7" "$b:0.4" --adapter "$tmp/ab" &&
+        has verify-adapter:wrong-weight "^FAIL model.layers.0.self_attn.q_proj.weight" &&
+        has verify-adapter:wrong-weight "^ok   model.layers.0.self_attn.k_proj.weight" &&
+        echo "PASS verify-adapter:wrong-weight"
+    check verify-adapter:truncated 1 "$LORATOOL" verify "$a:0.7" "$b:0.3" --adapter "$tmp/ab2" &&
+        check verify-adapter:truncated 0 "$LORATOOL" verify "$a:0.7" "$b:0.3" --adapter "$tmp/ab2" --rtol 1 --json &&
+        if $py -c '
+import json, sys
+want = {m["name"] + ".weight": m["rel_error"] for m in json.load(open(sys.argv[1]))["modules"]}
+got = {m["target"]: m["rel_error"] for m in json.load(open(sys.argv[2]))["module_list"]}
+assert set(want) == set(got), (sorted(want), sorted(got))
+for k in want:
+    # combine reports the truncation; the saved F32 factors add ~1e-8
+    assert abs(want[k] - got[k]) <= 1e-6 * (1 + want[k]), (k, want[k], got[k])
+' "$tmp/ab2.json" "$tmp/out"; then
+            echo "PASS verify-adapter:truncated (rel_error equals what combine reported)"
+        else
+            echo "FAIL verify-adapter:truncated: rel_error differs from combine's report"
+            status=1
+        fi
+    check verify-adapter:one-side-only 1 "$LORATOOL" verify "$a" --adapter "$b" &&
+        has verify-adapter:one-side-only "^FAIL model.layers.0.mlp.up_proj.weight .*only in OUT" &&
+        has verify-adapter:one-side-only "^FAIL model.layers.0.mlp.down_proj.weight .*only in the inputs" &&
+        echo "PASS verify-adapter:one-side-only"
+else
+    echo "FAIL verify-adapter: convert or combine failed"
+    status=1
+fi
 
 exit ${status:-0}

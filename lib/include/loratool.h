@@ -891,6 +891,42 @@ lt_status lt_verify_merged(lt_source *base, const lt_merge_input *inputs, size_t
                            const lt_verify_options *opts, lt_verify_report *report, lt_error *err);
 void lt_verify_report_free(lt_verify_report *report);
 
+/* ---- verify an adapter against the weighted sum of others ---- */
+
+typedef struct lt_verify_module {
+    char *target;          /* the module's base tensor (GGUF name when the
+                              map renamed it)                               */
+    bool in_inputs, in_out;/* present on each side (one side only fails)    */
+    bool failed;
+    double rel_error;      /* ||sum w_k s_k B_k A_k - s B A||_F /
+                              ||sum w_k s_k B_k A_k||_F (0 / 0 = 0)         */
+    uint32_t rank_inputs;  /* summed rank of the inputs' modules            */
+    uint32_t rank_out;
+    char *problem;         /* why it failed, or NULL                        */
+} lt_verify_module;
+
+typedef struct lt_verify_adapter_report {
+    lt_verify_module *modules; /* OUT's modules in its order, then those
+                                  only the inputs have                      */
+    size_t n_modules;
+    size_t n_failed;
+    double rtol;               /* the tolerance used                        */
+} lt_verify_adapter_report;
+
+/* Is adapter OUT the same function as sum_k weight_k x INPUTS[k]?  Per
+ * module (matched by base tensor; with MAP, the targets of adapters that
+ * are not GGUF LoRAs are mapped to GGUF names and their delta rows put in
+ * GGUF order), the exact relative error of the deltas from thin QR factors
+ * of the stacked factors (never the dense delta).  RTOL <= 0: 8 x the unit
+ * roundoff of OUT's factor dtypes (F32 4.8e-7, F16 3.9e-3, BF16 3.1e-2).
+ * A module on one side only fails.  DoRA, lora_bias and conv modules are
+ * refused (LT_ERR_UNSUPPORTED): their deltas are not plain products.
+ * Caller frees *REPORT with lt_verify_adapter_report_free. */
+lt_status lt_verify_adapter(const lt_merge_input *inputs, size_t n_inputs, const lt_adapter *out,
+                            const lt_name_map *map, double rtol, lt_verify_adapter_report *report,
+                            lt_error *err);
+void lt_verify_adapter_report_free(lt_verify_adapter_report *report);
+
 #ifdef __cplusplus
 }
 #endif
