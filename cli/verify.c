@@ -12,7 +12,7 @@
 
 static const char usage_text[] =
     "usage: loratool verify BASE ADAPTER[:SCALE]... --merged OUT [--probes K] [--seed S]\n"
-    "                       [--false-alarm P] [--exact] [--allow-missing] [--json]\n"
+    "                       [--false-alarm P] [--exact] [--allow-missing] [--threads N] [--json]\n"
     "       loratool verify ADAPTER[:SCALE]... --adapter OUT [--base BASE] [--rtol R] [--json]\n"
     "  BASE, ADAPTER  as for merge; OUT the merged model to check (safetensors file, sharded\n"
     "                 model or GGUF, quantized Q8_0/Q4_0 included)\n"
@@ -24,6 +24,7 @@ static const char usage_text[] =
     "  --false-alarm P  chance that a correct OUT fails, for the whole file (default 1e-9)\n"
     "  --exact        also every element: equal to the merge's float64 value rounded once\n"
     "  --allow-missing  skip modules whose target BASE lacks (listed)\n"
+    "  --threads N    tensors checked at once (default: every online core; same results)\n"
     "  --adapter OUT  is adapter OUT the weighted sum of the ADAPTERs (a conversion, a combine,\n"
     "                 a resize with --rtol)?  Per module ||sum w s B A - s' B' A'||_F / ||sum w s B A||_F\n"
     "                 from small QR factors\n"
@@ -197,7 +198,7 @@ int cmd_verify(int argc, char **argv)
         {"exact", no_argument, NULL, 'x'},             {"allow-missing", no_argument, NULL, 'a'},
         {"json", no_argument, NULL, 'j'},              {"help", no_argument, NULL, 'h'},
         {"adapter", required_argument, NULL, 'A'},     {"base", required_argument, NULL, 'B'},
-        {"rtol", required_argument, NULL, 'r'},
+        {"rtol", required_argument, NULL, 'r'},        {"threads", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0}};
     lt_verify_options opts = {0};
     const char *out_path = NULL, *adapter_out = NULL, *arch_base = NULL;
@@ -232,6 +233,13 @@ int cmd_verify(int argc, char **argv)
         case 'x': opts.exact = true; break;
         case 'a': opts.allow_missing = true; break;
         case 'j': json = true; break;
+        case 't': {
+            unsigned long t = strtoul(optarg, &end, 10);
+            if (end == optarg || *end || t < 1 || t > 1024)
+                return cli_usage("verify", "--threads wants 1..1024, not '%s'", optarg);
+            opts.threads = (unsigned)t;
+            break;
+        }
         case 'A': adapter_out = optarg; break;
         case 'B': arch_base = optarg; break;
         case 'r': {

@@ -393,13 +393,15 @@ static lt_status row_map(const verify_ctx *ctx, const lt_tensor_info *bt, uint64
     return s;
 }
 
-static lt_status check_out_tensor(verify_ctx *ctx, verify_plan *p, size_t j, size_t *cap, lt_error *err)
+/* Check OUT's tensor j into report entry j (one task; tasks run on
+ * several threads and share nothing they write). */
+static lt_status check_out_tensor(verify_ctx *ctx, verify_plan *p, size_t j, lt_error *err)
 {
     const lt_tensor_info *ot = lt_source_tensor(ctx->out, j);
     long claim = p->claim[j];
-    lt_verify_report *r = ctx->report;
-    lt_verify_tensor *vt = new_entry(r, cap, ot->name, LT_VERIFY_EXTRA);
-    if (!vt)
+    lt_verify_tensor *vt = &ctx->report->tensors[j];
+    vt->kind = LT_VERIFY_EXTRA;
+    if (!(vt->name = lti_strdup(ot->name)))
         return lti_fail_nomem(err, "verify");
     if (claim == -1) {
         verify_problem(vt, "not in BASE and no adapter adds it");
@@ -440,6 +442,19 @@ static lt_status check_out_tensor(verify_ctx *ctx, verify_plan *p, size_t j, siz
     return s;
 }
 
+typedef struct check_job {
+    verify_ctx *ctx;
+    verify_plan *plan;
+    lt_status *status;   /* per OUT tensor */
+    lt_error *errors;
+} check_job;
+
+static void check_task(void *arg, size_t j)
+{
+    check_job *job = arg;
+    job->status[j] = check_out_tensor(job->ctx, job->plan, j, &job->errors[j]);
+}
+
 lt_status lt_verify_merged(lt_source *base, const lt_merge_input *inputs, size_t n_inputs, lt_source *out,
                            const lt_verify_options *opts, lt_verify_report *report, lt_error *err)
 {
@@ -470,9 +485,19 @@ lt_status lt_verify_merged(lt_source *base, const lt_merge_input *inputs, size_t
     report->probes = ctx.opts.probes;
     report->seed = ctx.opts.seed;
     report->false_alarm = ctx.opts.false_alarm;
-    size_t cap = 0;
-    for (size_t j = 0; s == LT_OK && j < lt_source_tensor_count(out); j++)
-        s = check_out_tensor(&ctx, &plan, j, &cap, err);
+    size_t n_out = lt_source_tensor_count(out), cap = n_out + 1;
+    check_job job = {&ctx, &plan, calloc(n_out + 1, sizeof(lt_status)), calloc(n_out + 1, sizeof(lt_error))};
+    if (s == LT_OK && (!(report->tensors = calloc(cap, sizeof *report->tensors)) || !job.status || !job.errors))
+        s = lti_fail_nomem(err, "verify");
+    if (s == LT_OK) {
+        report->n_tensors = n_out;
+        lti_parallel_for(n_out, ctx.opts.threads, check_task, &job);
+        for (size_t j = 0; j < n_out && s == LT_OK; j++) /* the first error in OUT's order */
+            if ((s = job.status[j]) != LT_OK && err)
+                *err = job.errors[j];
+    }
+    free(job.status);
+    free(job.errors);
     for (size_t i = 0; s == LT_OK && i < plan.n; i++) {
         if (plan.tensors[i].out_index >= 0 || plan.tensors[i].kind == LT_VERIFY_SKIPPED)
             continue;

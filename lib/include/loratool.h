@@ -875,6 +875,8 @@ typedef struct lt_verify_options {
                               the float64 merge (spec/merge.md)            */
     bool allow_missing;    /* modules whose target BASE lacks are skipped   */
     const lt_name_map *map;/* BASE's names -> OUT's; NULL = same            */
+    unsigned threads;      /* tensors checked at once; 0 = online cores.
+                              Results do not depend on it                  */
 } lt_verify_options;
 
 /* Check that OUT is BASE with INPUTS merged (spec/verify.md): every tensor
@@ -882,7 +884,8 @@ typedef struct lt_verify_options {
  * float64, against the noise OUT's storage explains; untouched tensors
  * bit-identical or correctly converted; replacements equal the adapter's;
  * missing and extra tensors fail.  Streams BASE and OUT once each, each
- * adapter factor once; memory is the factors of one tensor plus a few MiB.
+ * adapter factor once; memory per thread: the factors of one tensor plus
+ * about 40 MiB of row buffers.
  * Inputs are borrowed.  Failed checks are results in *REPORT (caller frees
  * with lt_verify_report_free); errors are for inputs that cannot be read or
  * do not fit (a module whose target is absent without allow_missing, a
