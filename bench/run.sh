@@ -11,3 +11,5 @@ echo
 /usr/bin/python3 bench/surgery_bench.py --tool "$tool" --work build/bench
 echo
 /usr/bin/python3 bench/bnb_bench.py --tool "$tool" --work build/bench
+echo
+/usr/bin/python3 bench/verify_bench.py --tool "$tool" --work build/bench

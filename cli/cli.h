@@ -8,7 +8,7 @@
 
 /* Exit codes (spec/cli.md). */
 enum {
-    EXIT_LIMIT = 1,       /* audit: a limit or check failed        */
+    EXIT_LIMIT = 1,       /* audit, verify, diff: a check failed   */
     EXIT_USAGE = 2,
     EXIT_INPUT = 3,       /* invalid or unsupported input          */
     EXIT_IO = 4,
@@ -28,6 +28,8 @@ int cmd_convert(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_combine(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);
@@ -64,6 +66,14 @@ void cli_print_description(const cJSON *desc);
  * path and the text after the last colon is a number; else (arg, 1).
  * *path is malloc'd. */
 void cli_split_scale(const char *arg, char **path, double *weight);
+
+/* ---- adapter_gguf.c ---- */
+/* A PEFT adapter used with a GGUF base (merge, verify) is seen under GGUF
+ * names with llama.cpp's Q/K row order and its exact scales
+ * (lt_adapter_for_gguf, spec/convert.md): *ad becomes that view and
+ * *original the adapter it reads (close the view first).  Returns 0, or
+ * the exit code after printing the error. */
+int cli_adapter_as_gguf(const char *base_path, lt_adapter **ad, lt_adapter **original);
 
 /* ---- surgery_common.c ---- */
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;

@@ -274,23 +274,6 @@ static void print_summary(const cJSON *s)
     cJSON_ArrayForEach(item, cJSON_GetObjectItem(s, "skipped")) printf("  skipped: %s\n", item->valuestring);
 }
 
-/* A PEFT adapter merged into a GGUF base is seen under GGUF names with
- * llama.cpp's Q/K row order and its exact scales (spec/convert.md); the
- * view reads the adapter it came from, kept in *ORIGINAL. */
-static int adapter_for_gguf(const char *base_path, lt_adapter **ad, lt_adapter **original)
-{
-    lt_error err;
-    lt_arch_info arch;
-    if (lt_arch_info_read(base_path, &arch, &err) != LT_OK)
-        return cli_fail(&err);
-    lt_adapter *view = lt_adapter_for_gguf(*ad, &arch, &err);
-    if (!view)
-        return cli_fail(&err);
-    *original = *ad;
-    *ad = view;
-    return 0;
-}
-
 static int parse_args(int argc, char **argv, merge_args *a)
 {
     static const struct option options[] = {
@@ -431,7 +414,7 @@ int cmd_merge(int argc, char **argv)
             goto done;
         }
         if (gguf_base && !lt_adapter_gguf_arch(ads[i]) &&
-            (rc = adapter_for_gguf(a.base, &ads[i], &ads[a.n_adapters + i])))
+            (rc = cli_adapter_as_gguf(a.base, &ads[i], &ads[a.n_adapters + i])))
             goto done;
         for (size_t w = 0; w < lt_adapter_warning_count(ads[i]); w++)
             cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));

@@ -848,6 +848,198 @@ LT_API lt_status lt_convert_model_with(lt_source *src, const lt_arch_info *arch,
 LT_API lt_status lt_sink_copy_kvs_prefix(lt_sink *sink, const lt_source *src, const char *prefix,
                                   lt_error *err);
 
+/* ------------------------------------------------------------------ */
+/* 9. Verify and diff (spec/verify.md)                                  */
+/* ------------------------------------------------------------------ */
+
+/* How tensors of one file are found in another of a different format (a
+ * safetensors model and its GGUF conversion).  lib/ knows no format: the
+ * caller supplies the map (lt_name_map_create builds llama.cpp's).  NULL
+ * where an lt_name_map * is taken means: same names, same row order. */
+typedef struct lt_name_map {
+    /* Name in the second file of tensor NAME of the first, written into
+     * buf (NUL-terminated).  Returns 1 when mapped, 0 when the tensor has
+     * no counterpart by design (a buffer the conversion drops), -1 when the
+     * name is unknown to the map. */
+    int (*map)(void *ctx, const char *name, char *buf, size_t size);
+    /* For a tensor of the first file (its name, ROWS rows): fill
+     * first_row_of[j] with the row of the first file that row j of the
+     * second holds, and return true; return false when the rows keep their
+     * order (first_row_of untouched). */
+    bool (*rows)(void *ctx, const char *name, uint64_t rows, uint64_t *first_row_of);
+    void *ctx;
+} lt_name_map;
+
+/* llama.cpp's map from Hugging Face names (the first file) to GGUF names
+ * (the second) for the architecture in ARCH, with the Q/K row permutation
+ * where the architecture has it (formats/name_map.c).  Free with
+ * lt_name_map_free.  NULL with err set (LT_ERR_UNSUPPORTED for an
+ * architecture without a map, LT_ERR_NOMEM). */
+LT_API lt_name_map *lt_name_map_create(const lt_arch_info *arch, lt_error *err);
+LT_API void lt_name_map_free(lt_name_map *map);
+
+/* ---- diff ---- */
+
+typedef enum lt_diff_status {
+    LT_DIFF_IDENTICAL = 0, /* equal values (+0 = -0, NaN where NaN); the
+                              dtypes may differ                             */
+    LT_DIFF_CLOSE,         /* not equal, every element within tolerance    */
+    LT_DIFF_DIFFERENT,     /* some element beyond tolerance, NaN positions
+                              differ, or values that cannot be compared     */
+    LT_DIFF_SHAPE,         /* same name, different shape                   */
+    LT_DIFF_ONLY_A,
+    LT_DIFF_ONLY_B
+} lt_diff_status;
+
+/* "identical", "close", "different", "shape", "only_a", "only_b". */
+LT_API const char *lt_diff_status_name(lt_diff_status s);
+
+typedef struct lt_diff_entry {
+    char *name;            /* A's name (B's for ONLY_B)                    */
+    char *name_b;          /* B's name when the map renamed it, else NULL  */
+    lt_diff_status status;
+    lt_dtype dtype_a, dtype_b;      /* INVALID on the missing side          */
+    uint32_t n_dims_a, n_dims_b;
+    uint64_t shape_a[LT_MAX_DIMS], shape_b[LT_MAX_DIMS];
+    uint64_t n_elems;
+    uint64_t n_beyond;     /* elements beyond tolerance (or unequal)       */
+    double max_abs;        /* max |a - b| over finite pairs                */
+    double max_rel;        /* max |a - b| / max(|a|, |b|), 0 for 0 = 0     */
+    bool has_ulp;          /* both sides the same float dtype              */
+    uint64_t max_ulp;      /* steps between the two values in that dtype   */
+    double cosine;         /* a.b / (|a| |b|); NaN when a side is all zero
+                              or holds NaN/Inf                              */
+    bool nan_mismatch;     /* NaN in one file where the other has a number */
+    bool not_comparable;   /* integer/bool data of different dtypes         */
+} lt_diff_entry;
+
+typedef struct lt_diff_report {
+    lt_diff_entry *entries;    /* A's tensors in file order, then B-only    */
+    size_t n_entries;
+    size_t counts[6];          /* entries per lt_diff_status               */
+} lt_diff_report;
+
+typedef struct lt_diff_options {
+    double atol, rtol;         /* match: |a - b| <= atol + rtol |b|; 0, 0 =
+                                  equal values                             */
+    const lt_name_map *map;    /* A's names -> B's; NULL = same names      */
+} lt_diff_options;
+
+/* Compare every tensor of A with B's tensor of the same (mapped) name,
+ * streaming both (memory bounded by a few MiB per tensor pair, each file
+ * read once).  Values are compared as numbers after conversion to float64
+ * (quantized types dequantized as ggml does).  *REPORT (caller frees with
+ * lt_diff_report_free) lists every tensor.  Errors (LT_ERR_IO, ...) only
+ * for files that cannot be read; differences are results, not errors. */
+LT_API lt_status lt_diff(lt_source *a, lt_source *b, const lt_diff_options *opts, lt_diff_report *report,
+                  lt_error *err);
+LT_API void lt_diff_report_free(lt_diff_report *report);
+
+/* ---- verify ---- */
+
+typedef enum lt_verify_kind {
+    LT_VERIFY_MERGED = 0,  /* changed by LoRA modules (forward check)      */
+    LT_VERIFY_COPIED,      /* untouched, same dtype: bit-identical          */
+    LT_VERIFY_CONVERTED,   /* untouched, dtype changed: correctly rounded   */
+    LT_VERIFY_REPLACED,    /* modules_to_save etc.: the adapter's values    */
+    LT_VERIFY_ADDED,       /* an adapter tensor with no base counterpart    */
+    LT_VERIFY_MISSING,     /* in BASE (or expected) but not in OUT: fails   */
+    LT_VERIFY_EXTRA,       /* in OUT only: fails                            */
+    LT_VERIFY_SKIPPED      /* no counterpart by design (the name map)       */
+} lt_verify_kind;
+
+/* "merged", "copied", "converted", "replaced", "added", "missing",
+ * "extra", "skipped". */
+LT_API const char *lt_verify_kind_name(lt_verify_kind k);
+
+typedef struct lt_verify_tensor {
+    char *name;            /* OUT's name (BASE's for MISSING)               */
+    lt_verify_kind kind;
+    bool failed;
+    char *problem;         /* why it failed (one line), or NULL             */
+    uint64_t rows_checked; /* MERGED: rows compared on the forward path     */
+    double worst;          /* MERGED: largest residual in noise units       */
+    uint64_t worst_row;
+    double rel_error;      /* MERGED: ||y - y_ref|| / ||y_ref - W x||      */
+    uint64_t exact_bad;    /* --exact: elements that differ                 */
+} lt_verify_tensor;
+
+typedef struct lt_verify_report {
+    lt_verify_tensor *tensors; /* OUT's order, then MISSING                 */
+    size_t n_tensors;
+    size_t n_failed;
+    uint64_t checks;       /* row x probe comparisons made                  */
+    double threshold;      /* a residual above this many noise units fails  */
+    uint32_t probes;
+    uint64_t seed;
+    double false_alarm;
+    char **skipped_modules;/* with allow_missing: "adapter: module: why"     */
+    size_t n_skipped_modules;
+} lt_verify_report;
+
+typedef struct lt_verify_options {
+    uint32_t probes;       /* K probe vectors per tensor; 0 = 2             */
+    uint64_t seed;         /* probe seed; 0 = the default (spec/verify.md)  */
+    double false_alarm;    /* chance that a correct file fails; 0 = 1e-9    */
+    bool exact;            /* also every element against the rounding of
+                              the float64 merge (spec/merge.md)            */
+    bool allow_missing;    /* modules whose target BASE lacks are skipped   */
+    const lt_name_map *map;/* BASE's names -> OUT's; NULL = same            */
+    unsigned threads;      /* tensors checked at once; 0 = online cores.
+                              Results do not depend on it                  */
+} lt_verify_options;
+
+/* Check that OUT is BASE with INPUTS merged (spec/verify.md): every tensor
+ * a module changes by K seeded probe vectors on the LoRA forward path in
+ * float64, against the noise OUT's storage explains; untouched tensors
+ * bit-identical or correctly converted; replacements equal the adapter's;
+ * missing and extra tensors fail.  Streams BASE and OUT once each, each
+ * adapter factor once; memory per thread: the factors of one tensor plus
+ * about 40 MiB of row buffers.
+ * Inputs are borrowed.  Failed checks are results in *REPORT (caller frees
+ * with lt_verify_report_free); errors are for inputs that cannot be read or
+ * do not fit (a module whose target is absent without allow_missing, a
+ * shape that does not fit: LT_ERR_INVALID). */
+LT_API lt_status lt_verify_merged(lt_source *base, const lt_merge_input *inputs, size_t n_inputs, lt_source *out,
+                           const lt_verify_options *opts, lt_verify_report *report, lt_error *err);
+LT_API void lt_verify_report_free(lt_verify_report *report);
+
+/* ---- verify an adapter against the weighted sum of others ---- */
+
+typedef struct lt_verify_module {
+    char *target;          /* the module's base tensor (GGUF name when the
+                              map renamed it)                               */
+    bool in_inputs, in_out;/* present on each side (one side only fails)    */
+    bool failed;
+    double rel_error;      /* ||sum w_k s_k B_k A_k - s B A||_F /
+                              ||sum w_k s_k B_k A_k||_F (0 / 0 = 0)         */
+    uint32_t rank_inputs;  /* summed rank of the inputs' modules            */
+    uint32_t rank_out;
+    char *problem;         /* why it failed, or NULL                        */
+} lt_verify_module;
+
+typedef struct lt_verify_adapter_report {
+    lt_verify_module *modules; /* OUT's modules in its order, then those
+                                  only the inputs have                      */
+    size_t n_modules;
+    size_t n_failed;
+    double rtol;               /* the tolerance used                        */
+} lt_verify_adapter_report;
+
+/* Is adapter OUT the same function as sum_k weight_k x INPUTS[k]?  Per
+ * module (matched by base tensor; with MAP, the targets of adapters that
+ * are not GGUF LoRAs are mapped to GGUF names and their delta rows put in
+ * GGUF order), the exact relative error of the deltas from thin QR factors
+ * of the stacked factors (never the dense delta).  RTOL <= 0: 8 x the unit
+ * roundoff of OUT's factor dtypes (F32 4.8e-7, F16 3.9e-3, BF16 3.1e-2).
+ * A module on one side only fails.  DoRA, lora_bias and conv modules are
+ * refused (LT_ERR_UNSUPPORTED): their deltas are not plain products.
+ * Caller frees *REPORT with lt_verify_adapter_report_free. */
+LT_API lt_status lt_verify_adapter(const lt_merge_input *inputs, size_t n_inputs, const lt_adapter *out,
+                            const lt_name_map *map, double rtol, lt_verify_adapter_report *report,
+                            lt_error *err);
+LT_API void lt_verify_adapter_report_free(lt_verify_adapter_report *report);
+
 #ifdef __cplusplus
 }
 #endif
