@@ -68,30 +68,34 @@ void cli_print_description(const cJSON *desc);
 void cli_split_scale(const char *arg, char **path, double *weight);
 
 /* ---- adapter_gguf.c ---- */
-/* A PEFT adapter used with a GGUF base (merge, verify) is seen under GGUF
- * names with llama.cpp's Q/K row order and its exact scales
- * (lt_adapter_for_gguf, spec/convert.md): *ad becomes that view and
- * *original the adapter it reads (close the view first).  Returns 0, or
- * the exit code after printing the error. */
-int cli_adapter_as_gguf(const char *base_path, lt_adapter **ad, lt_adapter **original);
+/* Make *ad fit BASE (opened from BASE_PATH) for merge and verify: a PEFT
+ * adapter over a GGUF model becomes its GGUF view (lt_adapter_for_gguf), a
+ * GGUF LoRA over a safetensors model its Hugging Face view (lt_adapter_to_hf,
+ * architecture from the model directory's config.json); then *original holds
+ * the adapter the view reads (close the view first).  A GGUF LoRA over a
+ * GGUF model must have the model's architecture.  Returns 0, or the exit
+ * code after printing the error. */
+int cli_adapter_for_base(const char *base_path, lt_source *base, lt_adapter **ad, lt_adapter **original);
 
 /* ---- surgery_common.c ---- */
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;
  * 0 or a usage exit code. */
 int cli_parse_rank_rule(const char *verb, int option, const char *arg, lt_rank_rule *rule);
 /* Save the model an operation returned (STATUS) to OUT: a GGUF LoRA when
- * gguf_by_suffix and OUT ends in .gguf, else a PEFT directory (F32); then
+ * gguf_by_suffix and OUT ends in .gguf, else a PEFT directory (F32; a model
+ * with GGUF names mapped back through BASE, which it then needs); then
  * print the report.  Frees model and report; returns the exit code. */
-int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix,
+int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix, const char *base,
                        lt_surgery_report *report, bool json, lt_error *err);
 /* What resize and combine share on their command lines. */
 typedef struct cli_surgery_args {
     const char *out;
+    const char *base;            /* --base: names of GGUF LoRA inputs */
     bool json;
     lt_rank_rule rule;
 } cli_surgery_args;
-/* Take one of the shared options (-o, --rank 'r', --energy 'e', --sv-ratio
- * 'x', --json 'j', --help 'h'): true when OPTION is one of them; then *rc
+/* Take one of the shared options (-o, --base 'b', --rank 'r', --energy 'e',
+ * --sv-ratio 'x', --json 'j', --help 'h'): true when OPTION is one of them; then *rc
  * is -1 to go on, else the exit code to return now. */
 bool cli_surgery_option(const char *verb, int option, const char *arg, const char *usage,
                         cli_surgery_args *a, int *rc);

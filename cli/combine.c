@@ -9,7 +9,8 @@
 
 static const char usage_text[] =
     "usage: loratool combine ADAPTER[:W]... -o OUT [--rank R | --energy F | --sv-ratio X]\n"
-    "                        [--method concat|svd|ties|dare] [--density D] [--seed S] [--json]\n"
+    "                        [--method concat|svd|ties|dare] [--density D] [--seed S] [--base BASE] [--json]\n"
+    "  inputs: PEFT adapters, or GGUF LoRAs of one architecture (OUT .gguf; a directory needs --base)\n"
     "  dW = sum_i W_i * scale_i * B_i A_i per module (W default 1, may be negative)\n"
     "  concat (default): exact, by concatenation (rank = sum of ranks, scale 1)\n"
     "  svd: that exact sum truncated by its SVD (--rank, --energy or --sv-ratio)\n"
@@ -21,6 +22,7 @@ int cmd_combine(int argc, char **argv)
 {
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'}, {"rank", required_argument, NULL, 'r'},
+        {"base", required_argument, NULL, 'b'},
         {"energy", required_argument, NULL, 'e'}, {"sv-ratio", required_argument, NULL, 'x'},
         {"method", required_argument, NULL, 'm'}, {"json", no_argument, NULL, 'j'},
         {"density", required_argument, NULL, 'd'}, {"seed", required_argument, NULL, 's'},
@@ -96,7 +98,7 @@ int cmd_combine(int argc, char **argv)
                                                density, seed, rule.kind == LT_RANK_FIXED ? (uint32_t)rule.value : 0,
                                                &model, &report, &err)
                             : lt_combine((const lt_adapter *const *)ads, weights, n, &rule, &model, &report, &err);
-        rc = cli_finish_surgery(s, model, out, true, &report, json, &err);
+        rc = cli_finish_surgery(s, model, out, true, a.base, &report, json, &err);
     }
     for (size_t i = 0; ads && i < n; i++)
         lt_adapter_close(ads[i]);

@@ -74,7 +74,7 @@ int cmd_extract(int argc, char **argv)
     lt_surgery_report report = {0};
     lt_adapter *model = NULL;
     lt_status s = lt_extract(base, tuned, &opts, &model, &report, &err);
-    rc = cli_finish_surgery(s, model, out, false, &report, json, &err);
+    rc = cli_finish_surgery(s, model, out, false, NULL, &report, json, &err);
     lt_source_close(base);
     lt_source_close(tuned);
     return rc;

@@ -407,14 +407,12 @@ int cmd_merge(int argc, char **argv)
         rc = cli_fail(&err);
         goto done;
     }
-    bool gguf_base = strcmp(lt_source_format(base), "gguf") == 0;
     for (size_t i = 0; i < a.n_adapters; i++) {
         if (!(ads[i] = lt_adapter_open(a.adapters[i], &err))) {
             rc = cli_fail(&err);
             goto done;
         }
-        if (gguf_base && !lt_adapter_gguf_arch(ads[i]) &&
-            (rc = cli_adapter_as_gguf(a.base, &ads[i], &ads[a.n_adapters + i])))
+        if ((rc = cli_adapter_for_base(a.base, base, &ads[i], &ads[a.n_adapters + i])))
             goto done;
         for (size_t w = 0; w < lt_adapter_warning_count(ads[i]); w++)
             cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));

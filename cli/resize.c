@@ -5,7 +5,9 @@
 #include "cli.h"
 
 static const char usage_text[] =
-    "usage: loratool resize ADAPTER -o OUT_DIR (--rank R | --energy F | --sv-ratio X) [--json]\n"
+    "usage: loratool resize ADAPTER -o OUT (--rank R | --energy F | --sv-ratio X) [--base BASE] [--json]\n"
+    "  OUT: a PEFT directory, or a .gguf file for GGUF LoRA inputs; a GGUF LoRA saved as a\n"
+    "  directory needs --base (config.json, model directory or GGUF model) to map its names back\n"
     "  per module, the smallest rank meeting the rule (never above the current rank):\n"
     "  --rank R       at most R\n"
     "  --energy F     keep the fraction F of sum s_i^2 (e.g. 0.99)\n"
@@ -17,6 +19,7 @@ int cmd_resize(int argc, char **argv)
 {
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'}, {"rank", required_argument, NULL, 'r'},
+        {"base", required_argument, NULL, 'b'},
         {"energy", required_argument, NULL, 'e'}, {"sv-ratio", required_argument, NULL, 'x'},
         {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -46,7 +49,7 @@ int cmd_resize(int argc, char **argv)
     lt_surgery_report report = {0};
     lt_adapter *model = NULL;
     lt_status s = lt_resize(ad, &rule, &model, &report, &err);
-    rc = cli_finish_surgery(s, model, out, true, &report, json, &err);
+    rc = cli_finish_surgery(s, model, out, true, a.base, &report, json, &err);
     lt_adapter_close(ad);
     return rc;
 }

@@ -73,14 +73,36 @@ int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bo
     return cli_finish_stdout();
 }
 
-int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix,
+/* A model with GGUF names saved as a PEFT directory: renamed and
+ * unpermuted for the architecture of BASE first (without BASE the names
+ * would mean nothing to PEFT: a usage error). */
+static lt_status save_peft(const lt_adapter *model, const char *out, const char *base, lt_error *err)
+{
+    if (!lt_adapter_gguf_arch(model))
+        return lt_adapter_save_peft(model, out, LT_F32, err);
+    if (!base) {
+        snprintf(err->message, sizeof err->message,
+                 "%s: GGUF LoRA inputs saved as a PEFT directory need --base (config.json, model directory or GGUF "
+                 "model) to map their names back", out);
+        return err->status = LT_ERR_USAGE;
+    }
+    lt_arch_info arch;
+    lt_status s = lt_arch_info_read(base, &arch, err);
+    lt_adapter *hf = s == LT_OK ? lt_adapter_to_hf(model, &arch, err) : NULL;
+    if (s == LT_OK)
+        s = hf ? lt_adapter_save_peft(hf, out, LT_F32, err) : err->status;
+    lt_adapter_close(hf);
+    return s;
+}
+
+int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix, const char *base,
                        lt_surgery_report *report, bool json, lt_error *err)
 {
     size_t len = strlen(out);
     if (status == LT_OK)
         status = gguf_by_suffix && len > 5 && strcmp(out + len - 5, ".gguf") == 0
                      ? lt_adapter_save_gguf(model, NULL, out, LT_F32, err)
-                     : lt_adapter_save_peft(model, out, LT_F32, err);
+                     : save_peft(model, out, base, err);
     lt_adapter_close(model);
     if (status != LT_OK) {
         lt_surgery_report_free(report);
@@ -97,6 +119,7 @@ bool cli_surgery_option(const char *verb, int option, const char *arg, const cha
     *rc = -1;
     switch (option) {
     case 'o': a->out = arg; return true;
+    case 'b': a->base = arg; return true;
     case 'r': case 'e': case 'x': {
         int bad = cli_parse_rank_rule(verb, option, arg, &a->rule);
         if (bad)

@@ -281,14 +281,13 @@ int cmd_verify(int argc, char **argv)
     }
     if (!(base = lt_source_open(base_path, &err)))
         rc = cli_fail(&err);
-    bool gguf_base = rc == 0 && strcmp(lt_source_format(base), "gguf") == 0;
     for (size_t i = 0; i < n_inputs && rc == 0; i++) {
         lt_adapter *ad;
         cli_split_scale(argv[optind + 1 + i], &paths[i], &inputs[i].weight);
         if (!(ad = lt_adapter_open(paths[i], &err)))
             rc = cli_fail(&err);
-        else if (gguf_base && !lt_adapter_gguf_arch(ad))
-            rc = cli_adapter_as_gguf(base_path, &ad, &originals[i]);
+        else
+            rc = cli_adapter_for_base(base_path, base, &ad, &originals[i]);
         inputs[i].adapter = ad;
     }
     if (rc == 0 && !(out = lt_source_open(out_path, &err)))

@@ -99,6 +99,10 @@ void lti_peft_parse_free(peft_parse *p)
 static lt_status warn(peft_parse *ad, lt_error *err, const char *fmt, const char *arg)
 {
     char *line = lti_asprintf(fmt, arg);
+    /* a warning is one printable line, whatever the key it quotes holds */
+    for (char *p = line; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     lt_status s = line ? lti_adapter_warn(ad->model, line, err) : lti_fail_nomem(err, ad->config_path);
     free(line);
     return s;

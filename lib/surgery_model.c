@@ -123,11 +123,21 @@ lt_status lti_surgery_model(const char *label, lti_out_module *mods, size_t n, c
         if ((first->base_model && !(cfg->base_model = keep(ad, first->base_model))) ||
             (first->task_type && !(cfg->task_type = keep(ad, first->task_type))))
             s = lti_fail_nomem(err, label);
-        bool gguf = true;
-        for (size_t k = 0; k < n_ads; k++)
-            gguf = gguf && lt_adapter_gguf_arch(ads[k]) && lt_adapter_gguf_arch(ads[k])[0];
-        if (s == LT_OK && gguf)
-            s = lti_adapter_set_gguf_arch(ad, lt_adapter_gguf_arch(ads[0]), err);
+        /* every input under the same names: Hugging Face, or GGUF of one
+         * architecture (their Q/K rows are in that architecture's order) */
+        const char *arch = lt_adapter_gguf_arch(ads[0]);
+        for (size_t k = 1; k < n_ads && s == LT_OK; k++) {
+            const char *other = lt_adapter_gguf_arch(ads[k]);
+            if (!arch != !other)
+                s = lti_fail(err, LT_ERR_INVALID, "%s: a GGUF LoRA and a PEFT adapter name their modules differently "
+                             "(convert one to the other's form first)", lti_adapter_path(ads[k]));
+            else if (arch && strcmp(arch, other) != 0)
+                s = lti_fail(err, LT_ERR_INVALID, "%s: adapter architecture %s does not match %s of %s",
+                             lti_adapter_path(ads[k]), other[0] ? other : "(none)", arch[0] ? arch : "(none)",
+                             lti_adapter_path(ads[0]));
+        }
+        if (s == LT_OK && arch && arch[0])
+            s = lti_adapter_set_gguf_arch(ad, arch, err);
     }
     for (size_t i = 0; i < n && s == LT_OK; i++) {
         s = add_module(ad, mem, &mods[i], cfg->fan_in_fan_out, err);

@@ -230,7 +230,8 @@ case_dir="$ref/cases/nf4_dq_bs64_f16"
 $py -c "
 import json, sys
 c = json.load(open(sys.argv[1]))
-c.update(num_attention_heads=4, num_key_value_heads=2, hidden_size=40, num_hidden_layers=1, vocab_size=16)
+c.update(num_attention_heads=4, num_key_value_heads=2, hidden_size=40, num_hidden_layers=1, vocab_size=16,
+         intermediate_size=130, max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=True)
 json.dump(c, open(sys.argv[2], 'w'))" "$case_dir/model/config.json" "$tmp/config.json"
 if "$LORATOOL" convert "$case_dir/model" -o "$tmp/model.gguf" --base "$tmp/config.json" >/dev/null 2>"$tmp/err" &&
     "$LORATOOL" inspect --json "$tmp/model.gguf" >"$tmp/gguf.json" 2>>"$tmp/err"; then
