@@ -32,7 +32,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS  := $(wildcard lib/include/*.h lib/*.h formats/*.h cli/*.h tests/*.h)
 
-.PHONY: all deps test test-unit test-asan demo bench install clean fuzz
+.PHONY: all deps test test-unit test-asan demo bench install clean
 all: deps $(BUILD)/loratool $(BUILD)/libloratool.a $(BUILD)/libloratool.so
 
 deps:
@@ -105,3 +105,5 @@ install: all
 
 clean:
 	rm -rf build
+
+include tests/fuzz/fuzz.mk
