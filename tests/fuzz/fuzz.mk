@@ -80,14 +80,23 @@ fuzz-run: fuzz
 	        grep -E '^#[0-9]+|^==|ERROR|SUMMARY|INFO: (exiting|log)' || true; \
 	done
 
+# Minimize each corpus: testdata's files plus the new ones, merged by
+# coverage into a fresh folder (libFuzzer names the files by their SHA-1),
+# then back into testdata/fuzz/<target>/ without the reproducers' copies,
+# the pending/ ones and the real files of ../shared/corpus given as seeds
+# (make_seeds.py writes those as corpus-*: they are not ours to commit).
 fuzz-merge: fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	    rm -rf $(FUZZ_BUILD)/merged/$$t; mkdir -p $(FUZZ_BUILD)/merged/$$t $(FUZZ_BUILD)/corpus/$$t; \
+	    out=$(FUZZ_BUILD)/merged/$$t; rm -rf $$out; mkdir -p $$out $(FUZZ_BUILD)/corpus/$$t; \
 	    nice -n 19 $(FUZZ_BUILD)/bin/fuzz_$$t $(FUZZ_COMMON_OPTS) $(FUZZ_OPTS_$$t) -merge=1 \
-	        $(FUZZ_BUILD)/merged/$$t testdata/fuzz/$$t $(FUZZ_BUILD)/corpus/$$t 2>&1 | \
-	        grep -E 'MERGE-OUTER: [0-9]+ new files' || true; \
+	        $$out testdata/fuzz/$$t $(FUZZ_BUILD)/corpus/$$t >$(FUZZ_BUILD)/$$t.merge.log 2>&1 || true; \
+	    for f in testdata/fuzz/$$t/crash-* testdata/fuzz/$$t/leak-* testdata/fuzz/$$t/timeout-* \
+	             testdata/fuzz/$$t/oom-* testdata/fuzz/$$t/pending/* $(FUZZ_BUILD)/corpus/$$t/corpus-*; do \
+	        [ -f "$$f" ] && rm -f $$out/$$(sha1sum <"$$f" | cut -c1-40); \
+	    done; \
 	    find testdata/fuzz/$$t -maxdepth 1 -type f ! -name 'crash-*' ! -name 'leak-*' \
 	        ! -name 'timeout-*' ! -name 'oom-*' -delete; \
-	    cp $(FUZZ_BUILD)/merged/$$t/* testdata/fuzz/$$t/ 2>/dev/null || true; \
-	    echo "$$t: $$(ls testdata/fuzz/$$t | wc -l) files, $$(du -sk testdata/fuzz/$$t | cut -f1) KiB"; \
+	    cp $$out/* testdata/fuzz/$$t/ 2>/dev/null || true; \
+	    echo "$$t: $$(find testdata/fuzz/$$t -maxdepth 1 -type f | wc -l) files," \
+	        "$$(cat testdata/fuzz/$$t/* 2>/dev/null | wc -c) bytes"; \
 	done

@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     static char dirs[3][128];
     if (!dirs[0][0]) {
         for (int v = 0; v < 3; v++) {
-            char name[16], weights[160];
+            char name[32], weights[192];
             snprintf(name, sizeof name, "adapter%d", v);
             fuzz_path(dirs[v], sizeof dirs[v], name);
             fuzz_mkdir(dirs[v]);
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     if (size < 1)
         return 0;
     int v = data[0] % 3;
-    char config[160];
+    char config[192];
     snprintf(config, sizeof config, "%s/adapter_config.json", dirs[v]);
     fuzz_write_file(config, data + 1, size - 1);
     lt_error err;
