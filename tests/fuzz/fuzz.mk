@@ -69,34 +69,44 @@ $(BUILD)/bin/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HEADERS) $(BUILD)/libloratool.a 
 	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_TESTS) -Itests/fuzz $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< \
 	    $(BUILD)/libloratool.a $(LDFLAGS_ALL) -fsanitize=fuzzer $(LDLIBS_ALL)
 
-# One target at a time, niced: the machine is shared.
+# One target at a time, niced: the machine is shared.  A target's lines
+# are made by make (FUZZ_OPTS_<target> is a make variable).
+define fuzz_run_one
+	@mkdir -p $(FUZZ_BUILD)/corpus/$(1) $(FUZZ_BUILD)/artifacts/$(1) testdata/fuzz/$(1)
+	@echo "== fuzz $(1) ($(FUZZ_SECONDS) s, log in $(FUZZ_BUILD)/$(1).log)"
+	-@nice -n 19 $(FUZZ_BUILD)/bin/fuzz_$(1) $(FUZZ_COMMON_OPTS) $(FUZZ_RUN_OPTS) $(FUZZ_OPTS_$(1)) \
+	    -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/artifacts/$(1)/ \
+	    $(FUZZ_BUILD)/corpus/$(1) testdata/fuzz/$(1) >$(FUZZ_BUILD)/$(1).log 2>&1
+	@grep -E '^#[0-9]+' $(FUZZ_BUILD)/$(1).log | tail -n 1
+	@ls $(FUZZ_BUILD)/artifacts/$(1)
+
+endef
+
 fuzz-run: fuzz
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	    mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/artifacts/$$t testdata/fuzz/$$t; \
-	    echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-	    nice -n 19 $(FUZZ_BUILD)/bin/fuzz_$$t $(FUZZ_COMMON_OPTS) $(FUZZ_RUN_OPTS) $(FUZZ_OPTS_$$t) \
-	        -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ \
-	        $(FUZZ_BUILD)/corpus/$$t testdata/fuzz/$$t 2>&1 | tee $(FUZZ_BUILD)/$$t.log | \
-	        grep -E '^#[0-9]+|^==|ERROR|SUMMARY|INFO: (exiting|log)' || true; \
-	done
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_run_one,$(t)))
 
 # Minimize each corpus: testdata's files plus the new ones, merged by
 # coverage into a fresh folder (libFuzzer names the files by their SHA-1),
 # then back into testdata/fuzz/<target>/ without the reproducers' copies,
 # the pending/ ones and the real files of ../shared/corpus given as seeds
 # (make_seeds.py writes those as corpus-*: they are not ours to commit).
+define fuzz_merge_one
+	@rm -rf $(FUZZ_BUILD)/merged/$(1)
+	@mkdir -p $(FUZZ_BUILD)/merged/$(1) $(FUZZ_BUILD)/corpus/$(1) testdata/fuzz/$(1)
+	-@nice -n 19 $(FUZZ_BUILD)/bin/fuzz_$(1) $(FUZZ_COMMON_OPTS) $(FUZZ_OPTS_$(1)) -merge=1 \
+	    $(FUZZ_BUILD)/merged/$(1) testdata/fuzz/$(1) $(FUZZ_BUILD)/corpus/$(1) \
+	    >$(FUZZ_BUILD)/$(1).merge.log 2>&1
+	@for f in testdata/fuzz/$(1)/crash-* testdata/fuzz/$(1)/leak-* testdata/fuzz/$(1)/timeout-* \
+	          testdata/fuzz/$(1)/oom-* testdata/fuzz/$(1)/pending/* $(FUZZ_BUILD)/corpus/$(1)/corpus-*; do \
+	    [ -f "$$f" ] && rm -f $(FUZZ_BUILD)/merged/$(1)/$$(sha1sum <"$$f" | cut -c1-40); \
+	done; true
+	@find testdata/fuzz/$(1) -maxdepth 1 -type f ! -name 'crash-*' ! -name 'leak-*' \
+	    ! -name 'timeout-*' ! -name 'oom-*' -delete
+	@cp $(FUZZ_BUILD)/merged/$(1)/* testdata/fuzz/$(1)/ 2>/dev/null || true
+	@echo "$(1): $$(find testdata/fuzz/$(1) -maxdepth 1 -type f | wc -l) files," \
+	    "$$(cat testdata/fuzz/$(1)/* 2>/dev/null | wc -c) bytes"
+
+endef
+
 fuzz-merge: fuzz
-	@set -e; for t in $(FUZZ_TARGETS); do \
-	    out=$(FUZZ_BUILD)/merged/$$t; rm -rf $$out; mkdir -p $$out $(FUZZ_BUILD)/corpus/$$t; \
-	    nice -n 19 $(FUZZ_BUILD)/bin/fuzz_$$t $(FUZZ_COMMON_OPTS) $(FUZZ_OPTS_$$t) -merge=1 \
-	        $$out testdata/fuzz/$$t $(FUZZ_BUILD)/corpus/$$t >$(FUZZ_BUILD)/$$t.merge.log 2>&1 || true; \
-	    for f in testdata/fuzz/$$t/crash-* testdata/fuzz/$$t/leak-* testdata/fuzz/$$t/timeout-* \
-	             testdata/fuzz/$$t/oom-* testdata/fuzz/$$t/pending/* $(FUZZ_BUILD)/corpus/$$t/corpus-*; do \
-	        [ -f "$$f" ] && rm -f $$out/$$(sha1sum <"$$f" | cut -c1-40); \
-	    done; \
-	    find testdata/fuzz/$$t -maxdepth 1 -type f ! -name 'crash-*' ! -name 'leak-*' \
-	        ! -name 'timeout-*' ! -name 'oom-*' -delete; \
-	    cp $$out/* testdata/fuzz/$$t/ 2>/dev/null || true; \
-	    echo "$$t: $$(find testdata/fuzz/$$t -maxdepth 1 -type f | wc -l) files," \
-	        "$$(cat testdata/fuzz/$$t/* 2>/dev/null | wc -c) bytes"; \
-	done
+	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_merge_one,$(t)))
