@@ -117,3 +117,5 @@ install: all
 
 clean:
 	rm -rf build
+
+include tests/fuzz/fuzz.mk

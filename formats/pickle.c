@@ -99,6 +99,8 @@ static lt_status vm_seq_add(pickle_vm *vm, size_t target, const size_t *items, s
 {
     obj *o = &vm->objs[target];
     size_t need;
+    if (n == 0) /* APPENDS / SETITEMS right after their MARK: memcpy may not take NULL */
+        return LT_OK;
     if (__builtin_add_overflow(o->u.seq.n, n, &need) ||
         !lti_grow((void **)&o->u.seq.items, &o->u.seq.cap, need, sizeof(size_t)))
         return lti_fail_nomem(vm->err, vm->path);

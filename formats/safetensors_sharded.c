@@ -172,16 +172,18 @@ static lt_status add_shard_tensors(struct index *ix, lt_source *src, size_t k,
         if (earlier >= 0)
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is in both shard '%s' and shard '%s'",
                            ix->path, lti_show(e->name).text,
-                           ix->shards[src->tensors[earlier].file_index], ix->shards[k]);
+                           lti_show(ix->shards[src->tensors[earlier].file_index]).text,
+                           lti_show(ix->shards[k]).text);
         long listed = lti_strmap_get(&ix->by_tensor, e->name);
         if (listed < 0)
             return lti_fail(err, LT_ERR_INVALID, "%s: shard '%s' holds tensor '%s', which the index "
-                           "does not list", ix->path, ix->shards[k], lti_show(e->name).text);
+                           "does not list", ix->path, lti_show(ix->shards[k]).text,
+                           lti_show(e->name).text);
         const struct map_entry *m = &ix->entries[listed];
         if (m->shard_index != k)
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is in shard '%s' but the index "
-                           "puts it in '%s'", ix->path, lti_show(e->name).text, ix->shards[k],
-                           m->shard);
+                           "puts it in '%s'", ix->path, lti_show(e->name).text,
+                           lti_show(ix->shards[k]).text, lti_show(m->shard).text);
         lt_status s = lti_source_add_tensor(src, shard_path, e->name, e->dtype, e->n_dims, e->shape,
                                            e->begin, (uint32_t)k, err);
         if (s != LT_OK)
@@ -207,7 +209,7 @@ static lt_status open_shards(struct index *ix, lt_source *src, lt_error *err)
         lt_status s = LT_OK;
         if (!lti_is_file(shard_path)) /* S6 */
             s = lti_fail(err, LT_ERR_INVALID, "%s: shard '%s' named by the index does not exist",
-                        ix->path, ix->shards[k]);
+                        ix->path, lti_show(ix->shards[k]).text);
         lti_st_parsed parsed;
         if (s == LT_OK)
             s = lti_st_parse_file(shard_path, &parsed, err);
@@ -233,7 +235,8 @@ static lt_status open_shards(struct index *ix, lt_source *src, lt_error *err)
         if (lt_source_find(src, ix->entries[i].tensor) < 0)
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is missing from shard '%s' "
                            "where the index puts it", ix->path,
-                           lti_show(ix->entries[i].tensor).text, ix->entries[i].shard);
+                           lti_show(ix->entries[i].tensor).text,
+                           lti_show(ix->entries[i].shard).text);
     return LT_OK;
 }
 
@@ -282,10 +285,16 @@ fail:
     return NULL;
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 static int sharded_bid(const lti_probe *probe)
 {
     if (!probe->is_dir)
-        return lti_ends_with(probe->path, ".safetensors.index.json") ? 80 : 0;
+        return ends_with(probe->path, ".safetensors.index.json") ? 80 : 0;
     char *index_path = lti_path_join(probe->path, LT_ST_INDEX_NAME);
     bool found = index_path && lti_is_file(index_path);
     free(index_path);

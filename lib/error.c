@@ -38,6 +38,12 @@ lt_status lti_fail(lt_error *err, lt_status status, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->message, sizeof err->message, fmt, ap);
         va_end(ap);
+        /* The message is one line whatever a file put in the names it
+         * quotes (a tensor name or JSON key holding "\n"): control
+         * characters are shown as '?' (issue #11's fuzzing found several). */
+        for (char *c = err->message; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
         err->status = status;
     }
     return status;

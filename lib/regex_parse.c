@@ -66,6 +66,11 @@ void lti_regex_fill_error(lt_error *err, lt_status status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->message, LT_ERROR_MAX, fmt, ap);
     va_end(ap);
+    /* one line: a pattern's control characters (a "\n" in a JSON string)
+     * are shown as '?' */
+    for (char *c = err->message; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     err->status = status;
 }
 
