@@ -1,0 +1,512 @@
+/*
+ * quant_k.c - packing f32 into ggml's K-quant super-blocks (Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K) exactly as ggml's reference quantizers do.
+ *
+ * Source of every rule: ggml/src/ggml-quants.c of ggml-org/ggml (commit
+ * d99724f2b141fed9e1a9f402213506c081433465, 2026-08-21): nearest_int,
+ * make_qx_quants, make_q3_quants, make_qkx2_quants and
+ * quantize_row_{q2,q3,q4,q5,q6}_K_ref (what ggml_quantize_chunk and so
+ * llama-quantize run when no importance matrix is given).  The block
+ * layouts are the ones lib/quant.c's dequantizers read.
+ *
+ * Bit-exactness.  The searches below compare float sums, so a result
+ * depends on every rounding: each expression is evaluated with the same
+ * float operations in the same order as ggml's C (written out with
+ * explicit casts where C's usual conversions do it implicitly), and this
+ * file is compiled with -ffp-contract=off.  ggml builds its reference
+ * quantizers in libggml-base with -O3 -std=gnu11 and no -march flag: GNU
+ * C permits contraction, but baseline x86-64 has no FMA instruction, so an
+ * x86-64 build rounds every product and sum separately, as we do (checked
+ * against such a build; see testdata/gguf_quants/README.md).  Builds whose
+ * baseline has FMA (aarch64, or x86-64 with -march=native forced onto
+ * ggml-base) may fuse some products into sums and can differ from both in
+ * rare last-bit cases.  No reduction is reassociated or vectorized.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "quant.h"
+
+/* Values below this magnitude count as zero (ggml-quants.c GROUP_MAX_EPS). */
+#define GROUP_MAX_EPS 1e-15f
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
+/*
+ * ggml's nearest_int: adding 1.5 * 2^23 leaves round-to-nearest-even of
+ * the value in the low mantissa bits (exact for |f| < 2^22, which ggml
+ * asserts; outside that, and for NaN, it yields the same defined bits as
+ * ggml's release build, which is what we reproduce).
+ */
+static int nearest_int(float f)
+{
+    float biased = f + 12582912.f;
+    int32_t bits;
+    memcpy(&bits, &biased, sizeof bits);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Scale searches                                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * make_qkx2_quants: levels L[i] in 0..nmax for x ~ scale * L - min_out,
+ * min_out >= 0.  First guess: the grid spanning [min(x, 0), max x]; then
+ * nstep + 1 trial grids with nmax + rmin + rdelta * k steps, each refit by
+ * weighted least squares for scale and offset (offset clamped to <= 0);
+ * the trial with the smallest weighted error (absolute if use_abs, else
+ * squared) wins, ties keep the earlier one.
+ */
+static float fit_scale_and_min(int n, int nmax, const float *x, const float *w, uint8_t *L,
+                               float *min_out, float rmin, float rdelta, int nstep, int use_abs)
+{
+    uint8_t trial[32];
+    float min = x[0], max = x[0];
+    float sum_w = w[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min)
+            min = x[i];
+        if (x[i] > max)
+            max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0)
+        min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *min_out = -min;
+        return 0.f;
+    }
+    float iscale = (float)nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)imax(0, imin(nmax, l));
+        float diff = scale * (float)L[i] + min - x[i];
+        diff = use_abs ? fabsf(diff) : diff * diff;
+        best_error += w[i] * diff;
+    }
+    for (int step = 0; step <= nstep; step++) {
+        iscale = (rmin + rdelta * (float)step + (float)nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
+            trial[i] = (uint8_t)l;
+            float wl = w[i] * (float)l;
+            sum_l += wl;
+            sum_l2 += wl * (float)l;
+            sum_xl += wl * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(D > 0))
+            continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        float error = 0;
+        for (int i = 0; i < n; i++) {
+            float diff = this_scale * (float)trial[i] + this_min - x[i];
+            diff = use_abs ? fabsf(diff) : diff * diff;
+            error += w[i] * diff;
+        }
+        if (error < best_error) {
+            memcpy(L, trial, (size_t)n);
+            best_error = error;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *min_out = -min;
+    return scale;
+}
+
+/*
+ * The first guess of make_qx_quants and make_q3_quants: the grid through
+ * the value of largest magnitude (the first one on ties) at level -nmax;
+ * raw levels l in -nmax..nmax-1 into L and their sums sumlx = sum w x l,
+ * suml2 = sum w l^2 with weights w = x^2.  False, with L all zero, when
+ * the block is below GROUP_MAX_EPS.
+ */
+static bool symmetric_first_grid(int n, int nmax, const float *x, int8_t *L, float *max_out,
+                                 float *sumlx_out, float *suml2_out)
+{
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return false;
+    }
+    float iscale = (float)-nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    *max_out = max;
+    *sumlx_out = sumlx;
+    *suml2_out = suml2;
+    return true;
+}
+
+/*
+ * make_qx_quants with rmse_type 1 (weights x^2), as Q6_K calls it:
+ * symmetric levels l in -nmax..nmax-1 (stored as l + nmax) for x ~ scale
+ * * l.  The first grid is refit by weighted least squares, then 18
+ * neighbouring grids (nmax + 0.1 k, k = -9..9, k != 0) replace it when they
+ * explain more of x (sumlx^2 / suml2 larger).
+ */
+static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
+{
+    float max, sumlx, suml2;
+    if (!symmetric_first_grid(n, nmax, x, L, &max, &sumlx, &suml2))
+        return 0.f;
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(L[i] + nmax);
+    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int k = -9; k <= 9; k++) {
+        if (k == 0)
+            continue;
+        float iscale = -((float)nmax + 0.1f * (float)k) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * (float)l;
+            suml2 += w * (float)l * (float)l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++)
+                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/*
+ * make_q3_quants with do_rmse, as Q3_K calls it: from the first grid, up to
+ * 5 passes of coordinate descent: each level is moved to the one that the
+ * others' fit suggests when that raises sumlx^2 / suml2 (weights x^2).
+ * Levels are stored + nmax, except for a zero block (all 0).
+ */
+static float fit_symmetric_descent(int n, int nmax, const float *x, int8_t *L)
+{
+    float max, sumlx, suml2;
+    if (!symmetric_first_grid(n, nmax, x, L, &max, &sumlx, &suml2))
+        return 0.f;
+    for (int pass = 0; pass < 5; pass++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * (float)L[i];
+            if (!(slx > 0))
+                continue;
+            float sl2 = suml2 - w * (float)L[i] * (float)L[i];
+            int l = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+            if (l == L[i])
+                continue;
+            slx += w * x[i] * (float)l;
+            sl2 += w * (float)l * (float)l;
+            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                L[i] = (int8_t)l;
+                sumlx = slx;
+                suml2 = sl2;
+                changed++;
+            }
+        }
+        if (!changed)
+            break;
+    }
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* ------------------------------------------------------------------ */
+/* Packing shared by several types                                      */
+/* ------------------------------------------------------------------ */
+
+/* Q2_K / Q3_K low bits: in each 128-element half, byte l of its 32 holds
+ * elements l, l+32, l+64, l+96 in bits 0-1, 2-3, 4-5, 6-7. */
+static void pack_2bit(const uint8_t *L, unsigned char *qs)
+{
+    for (int half = 0; half < LTI_QK_K; half += 128)
+        for (int l = 0; l < 32; l++)
+            qs[half / 4 + l] = (unsigned char)(L[half + l] | L[half + l + 32] << 2 |
+                                               L[half + l + 64] << 4 | L[half + l + 96] << 6);
+}
+
+/* Q4_K / Q5_K: the 8 six-bit scales and mins into 12 bytes (the layout
+ * lti_k4_scale_min reads; quantize_row_q4_K_ref's packing). */
+static void pack_scale_min_k4(const uint8_t *ls, const uint8_t *lm, unsigned char *q)
+{
+    for (int j = 0; j < 4; j++) {
+        q[j] = ls[j];
+        q[j + 4] = lm[j];
+    }
+    for (int j = 4; j < 8; j++) {
+        q[j + 4] = (unsigned char)((ls[j] & 0xF) | (lm[j] & 0xF) << 4);
+        q[j - 4] |= (unsigned char)((ls[j] >> 4) << 6);
+        q[j] |= (unsigned char)((lm[j] >> 4) << 6);
+    }
+}
+
+/*
+ * Q4_K and Q5_K (quantize_row_q4_K_ref / q5_K_ref): per 32-element
+ * sub-block, weights av + |x| (av = rms of the sub-block) and an affine
+ * fit with nmax levels; the scales and mins are quantized to 6 bits
+ * against their maxima (d = max / 63, dmin = max min / 63, both f16), and
+ * the levels are recomputed from the stored scales, except in sub-blocks
+ * whose stored scale is zero, which keep the fit's levels.
+ */
+static void quant_k4_family(const float *x, int nmax, float rmin, int nstep, unsigned char *d_dmin,
+                            unsigned char *packed_scales, uint8_t *L)
+{
+    float scales[8], mins[8], weights[32];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        const float *xs = x + 32 * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++)
+            sum_x2 += xs[l] * xs[l];
+        float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++)
+            weights[l] = av_x + fabsf(xs[l]);
+        scales[j] = fit_scale_and_min(32, nmax, xs, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep, 0);
+        if (scales[j] > max_scale)
+            max_scale = scales[j];
+        if (mins[j] > max_min)
+            max_min = mins[j];
+    }
+    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    uint8_t ls[8], lm[8];
+    for (int j = 0; j < 8; j++) {
+        /* ggml stores nearest_int into a uint8_t, then caps at 63 */
+        ls[j] = (uint8_t)imin(63, (uint8_t)nearest_int(inv_scale * scales[j]));
+        lm[j] = (uint8_t)imin(63, (uint8_t)nearest_int(inv_min * mins[j]));
+    }
+    pack_scale_min_k4(ls, lm, packed_scales);
+    lti_put_half(d_dmin, max_scale / 63.f);
+    lti_put_half(d_dmin + 2, max_min / 63.f);
+    const float d_all = lti_half_at(d_dmin), dmin_all = lti_half_at(d_dmin + 2);
+    for (int j = 0; j < 8; j++) {
+        unsigned sc, m;
+        lti_k4_scale_min(packed_scales, j, &sc, &m);
+        const float d = d_all * (float)sc;
+        if (d == 0)
+            continue;
+        const float dm = dmin_all * (float)m;
+        for (int i = 0; i < 32; i++)
+            L[32 * j + i] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + i] + dm) / d)));
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The five types                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Q2_K (quantize_row_q2_K_ref), layout in quant.c: 16 sub-blocks of 16,
+ * weights |x|, affine fit with 4 levels and absolute error; 4-bit scales
+ * and mins against their maxima (d = max / 15, dmin = max min / 15). */
+void lti_quant_q2_k(const float *x, unsigned char *b)
+{
+    uint8_t L[LTI_QK_K];
+    float scales[16], mins[16], weights[16];
+    float max_scale = 0, max_min = 0;
+    unsigned char *sc = b, *d_dmin = b + 80;
+    for (int j = 0; j < 16; j++) {
+        for (int l = 0; l < 16; l++)
+            weights[l] = fabsf(x[16 * j + l]);
+        scales[j] = fit_scale_and_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
+        if (scales[j] > max_scale)
+            max_scale = scales[j];
+        if (mins[j] > max_min)
+            max_min = mins[j];
+    }
+    if (max_scale > 0) {
+        float iscale = 15.f / max_scale;
+        for (int j = 0; j < 16; j++)
+            sc[j] = (unsigned char)nearest_int(iscale * scales[j]);
+        lti_put_half(d_dmin, max_scale / 15.f);
+    } else {
+        memset(sc, 0, 16);
+        lti_put_half(d_dmin, 0.f);
+    }
+    if (max_min > 0) {
+        float iscale = 15.f / max_min;
+        for (int j = 0; j < 16; j++)
+            sc[j] |= (unsigned char)(nearest_int(iscale * mins[j]) << 4);
+        lti_put_half(d_dmin + 2, max_min / 15.f);
+    } else {
+        lti_put_half(d_dmin + 2, 0.f);
+    }
+    const float d_all = lti_half_at(d_dmin), dmin_all = lti_half_at(d_dmin + 2);
+    for (int j = 0; j < 16; j++) {
+        const float d = d_all * (float)(sc[j] & 0xF);
+        if (d == 0)
+            continue;
+        const float dm = dmin_all * (float)(sc[j] >> 4);
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + i] + dm) / d)));
+    }
+    pack_2bit(L, b + 16);
+}
+
+/* Q3_K (quantize_row_q3_K_ref): 16 sub-blocks of 16 with levels -4..3
+ * from fit_symmetric_descent; the signed scales become 6-bit values
+ * (stored + 32) against the scale of largest magnitude, d = that / -32. */
+void lti_quant_q3_k(const float *x, unsigned char *b)
+{
+    int8_t L[LTI_QK_K];
+    float scales[16];
+    float max_scale = 0, amax = 0;
+    unsigned char *hmask = b, *packed = b + 96;
+    for (int j = 0; j < 16; j++) {
+        scales[j] = fit_symmetric_descent(16, 4, x + 16 * j, L + 16 * j);
+        float a = fabsf(scales[j]);
+        if (a > amax) {
+            amax = a;
+            max_scale = scales[j];
+        }
+    }
+    memset(packed, 0, 12);
+    if (max_scale != 0) {
+        float iscale = -32.f / max_scale;
+        for (int j = 0; j < 16; j++) {
+            /* ggml keeps nearest_int in an int8_t before clamping */
+            int l = imax(-32, imin(31, (int8_t)nearest_int(iscale * scales[j]))) + 32;
+            if (j < 8)
+                packed[j] = (unsigned char)(l & 0xF);
+            else
+                packed[j - 8] |= (unsigned char)((l & 0xF) << 4);
+            packed[8 + j % 4] |= (unsigned char)((l >> 4) << (2 * (j / 4)));
+        }
+        lti_put_half(b + 108, 1 / iscale);
+    } else {
+        lti_put_half(b + 108, 0.f);
+    }
+    const float d_all = lti_half_at(b + 108);
+    for (int j = 0; j < 16; j++) {
+        int low = j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4;
+        int s = (low | ((packed[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+        const float d = d_all * (float)s;
+        if (d == 0)
+            continue;
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + i] / d))) + 4);
+    }
+    /* third bit of element 32k + l goes to bit k of hmask[l] */
+    memset(hmask, 0, 32);
+    uint8_t low2[LTI_QK_K];
+    for (int j = 0; j < LTI_QK_K; j++) {
+        int l = L[j];
+        if (l > 3) {
+            hmask[j % 32] |= (unsigned char)(1u << (j / 32));
+            l -= 4;
+        }
+        low2[j] = (uint8_t)l;
+    }
+    pack_2bit(low2, b + 32);
+}
+
+/* Q4_K (quantize_row_q4_K_ref): 15 levels, 21 trial grids from nmax - 1. */
+void lti_quant_q4_k(const float *x, unsigned char *b)
+{
+    uint8_t L[LTI_QK_K];
+    quant_k4_family(x, 15, -1.f, 20, b, b + 4, L);
+    unsigned char *q = b + 16;
+    for (int j = 0; j < LTI_QK_K; j += 64, q += 32)
+        for (int l = 0; l < 32; l++)
+            q[l] = (unsigned char)(L[j + l] | L[j + l + 32] << 4);
+}
+
+/* Q5_K (quantize_row_q5_K_ref): 31 levels, 16 trial grids from nmax - 0.5;
+ * the fifth bit of element 32k + l is bit k of qh[l]. */
+void lti_quant_q5_k(const float *x, unsigned char *b)
+{
+    uint8_t L[LTI_QK_K];
+    quant_k4_family(x, 31, -0.5f, 15, b, b + 4, L);
+    unsigned char *qh = b + 16, *ql = b + 48;
+    memset(qh, 0, 32);
+    for (int j = 0; j < LTI_QK_K; j += 64, ql += 32) {
+        const unsigned bit_lo = 1u << (j / 32), bit_hi = bit_lo << 1;
+        for (int l = 0; l < 32; l++) {
+            int lo = L[j + l], hi = L[j + l + 32];
+            if (lo > 15) {
+                lo -= 16;
+                qh[l] |= (unsigned char)bit_lo;
+            }
+            if (hi > 15) {
+                hi -= 16;
+                qh[l] |= (unsigned char)bit_hi;
+            }
+            ql[l] = (unsigned char)(lo | hi << 4);
+        }
+    }
+}
+
+/* Q6_K (quantize_row_q6_K_ref): 16 sub-blocks of 16 with levels -32..31
+ * from fit_symmetric; 8-bit signed scales against the scale of largest
+ * magnitude (d = that / -128); a block whose scales are all below
+ * GROUP_MAX_EPS is all zero bytes. */
+void lti_quant_q6_k(const float *x, unsigned char *b)
+{
+    int8_t L[LTI_QK_K];
+    float scales[16];
+    float max_scale = 0, max_abs_scale = 0;
+    for (int j = 0; j < 16; j++) {
+        scales[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
+        float a = fabsf(scales[j]);
+        if (a > max_abs_scale) {
+            max_abs_scale = a;
+            max_scale = scales[j];
+        }
+    }
+    if (max_abs_scale < GROUP_MAX_EPS) {
+        memset(b, 0, 210);
+        return;
+    }
+    int8_t *sc = (int8_t *)(b + 192);
+    float iscale = -128.f / max_scale;
+    lti_put_half(b + 208, 1 / iscale);
+    for (int j = 0; j < 16; j++)
+        sc[j] = (int8_t)imin(127, nearest_int(iscale * scales[j]));
+    const float d_all = lti_half_at(b + 208);
+    for (int j = 0; j < 16; j++) {
+        const float d = d_all * (float)sc[j];
+        if (d == 0)
+            continue;
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + i] / d))) + 32);
+    }
+    unsigned char *ql = b, *qh = b + 128;
+    for (int j = 0; j < LTI_QK_K; j += 128, ql += 64, qh += 32) {
+        for (int l = 0; l < 32; l++) {
+            const int q1 = L[j + l], q2 = L[j + l + 32], q3 = L[j + l + 64], q4 = L[j + l + 96];
+            ql[l] = (unsigned char)((q1 & 0xF) | (q3 & 0xF) << 4);
+            ql[l + 32] = (unsigned char)((q2 & 0xF) | (q4 & 0xF) << 4);
+            qh[l] = (unsigned char)((q1 >> 4) | (q2 >> 4) << 2 | (q3 >> 4) << 4 | (q4 >> 4) << 6);
+        }
+    }
+}
