@@ -53,80 +53,141 @@ static int nearest_int(float f)
 /* ------------------------------------------------------------------ */
 
 /*
- * make_qkx2_quants: levels L[i] in 0..nmax for x ~ scale * L - min_out,
- * min_out >= 0.  First guess: the grid spanning [min(x, 0), max x]; then
- * nstep + 1 trial grids with nmax + rmin + rdelta * k steps, each refit by
- * weighted least squares for scale and offset (offset clamped to <= 0);
- * the trial with the smallest weighted error (absolute if use_abs, else
- * squared) wins, ties keep the earlier one.
+ * Eight sub-blocks at once.  make_qkx2_quants is run for eight
+ * independent sub-blocks in the eight lanes of a vector: lane j performs
+ * exactly sub-block j's scalar float operations in ggml's order (the
+ * sequential sums stay sequential within a lane), so the results are the
+ * same bits, while the lanes hide each other's latency.  Branches become
+ * per-lane selects; the work a lane would have skipped is done and
+ * discarded (it cannot trap: -fno-trapping-math, and no lane's value
+ * reaches another).  GCC/clang vector extensions; on baseline x86-64 each
+ * operation is two SSE instructions.
  */
-static float fit_scale_and_min(int n, int nmax, const float *x, const float *w, uint8_t *L,
-                               float *min_out, float rmin, float rdelta, int nstep, int use_abs)
+#if defined(__GNUC__) && !defined(__clang__)
+/* the vector helpers are static: no ABI crosses this file */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) vf8 splat(float v) { return (vf8){v, v, v, v, v, v, v, v}; }
+static inline __attribute__((always_inline)) vi8 splat_i(int32_t v) { return (vi8){v, v, v, v, v, v, v, v}; }
+
+/* mask ? a : b, mask lanes all ones or all zeros (a vector comparison) */
+static inline __attribute__((always_inline)) vf8 select_f(vi8 mask, vf8 a, vf8 b) { return (vf8)((mask & (vi8)a) | (~mask & (vi8)b)); }
+static inline __attribute__((always_inline)) vi8 select_i(vi8 mask, vi8 a, vi8 b) { return (mask & a) | (~mask & b); }
+
+/* nearest_int lane by lane, clamped to 0..nmax */
+static inline __attribute__((always_inline)) vi8 level_x8(vf8 f, int nmax)
 {
-    uint8_t trial[32];
-    float min = x[0], max = x[0];
-    float sum_w = w[0];
-    float sum_x = sum_w * x[0];
+    vi8 l = ((vi8)(f + splat(12582912.f)) & splat_i(0x007fffff)) - splat_i(0x00400000);
+    l = select_i(l < 0, splat_i(0), l);
+    return select_i(l > nmax, splat_i(nmax), l);
+}
+
+static inline __attribute__((always_inline)) vf8 fabs_x8(vf8 v) { return (vf8)((vi8)v & splat_i(0x7fffffff)); }
+
+/*
+ * make_qkx2_quants, lane j = one sub-block: levels L in 0..nmax for x ~
+ * scale * L - min_out, min_out >= 0.  x[i], w[i]: element i of each
+ * sub-block (n elements, n <= 32).  First guess: the grid spanning
+ * [min(x, 0), max x]; then nstep + 1 trial grids with nmax + rmin +
+ * rdelta * k steps over the current [min, max] (min moves when a trial
+ * wins), each refit by weighted least squares for scale and offset (offset
+ * clamped to <= 0); the trial with the smallest weighted error (absolute
+ * if use_abs, else squared) wins, ties keep the earlier one.  A sub-block
+ * with max == min (after min is raised to 0) gets L = 0, scale 0.
+ */
+static inline __attribute__((always_inline)) void
+fit_scale_and_min_x8(int n, int nmax, const vf8 *x, const vf8 *w, vi8 *L, vf8 *scale_out, vf8 *min_out,
+                     float rmin, float rdelta, int nstep, int use_abs)
+{
+    vi8 trial[32];
+    vf8 min = x[0], max = x[0];
+    vf8 sum_w = w[0];
+    vf8 sum_x = sum_w * x[0];
     for (int i = 1; i < n; i++) {
-        if (x[i] < min)
-            min = x[i];
-        if (x[i] > max)
-            max = x[i];
+        min = select_f(x[i] < min, x[i], min);
+        max = select_f(x[i] > max, x[i], max);
         sum_w += w[i];
         sum_x += w[i] * x[i];
     }
-    if (min > 0)
-        min = 0;
-    if (max == min) {
-        memset(L, 0, (size_t)n);
-        *min_out = -min;
-        return 0.f;
-    }
-    float iscale = (float)nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
+    min = select_f(min > 0, splat(0), min);
+    const vi8 flat = max == min;
+    const vf8 flat_min = min;
+    vf8 iscale = splat((float)nmax) / (max - min);
+    vf8 scale = splat(1) / iscale;
+    vf8 best_error = splat(0);
     for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)imax(0, imin(nmax, l));
-        float diff = scale * (float)L[i] + min - x[i];
-        diff = use_abs ? fabsf(diff) : diff * diff;
+        vf8 diff = scale * __builtin_convertvector(level_x8(iscale * (x[i] - min), nmax), vf8) + min - x[i];
+        diff = use_abs ? fabs_x8(diff) : diff * diff;
         best_error += w[i] * diff;
     }
+    /* the levels of the best grid so far are level_x8(best_iscale * (x -
+     * best_offset)): kept as those two, the levels made once at the end */
+    vf8 best_iscale = iscale, best_offset = min;
     for (int step = 0; step <= nstep; step++) {
-        iscale = (rmin + rdelta * (float)step + (float)nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        iscale = splat(rmin + rdelta * (float)step + (float)nmax) / (max - min);
+        vf8 sum_l = splat(0), sum_l2 = splat(0), sum_xl = splat(0);
         for (int i = 0; i < n; i++) {
-            int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
-            trial[i] = (uint8_t)l;
-            float wl = w[i] * (float)l;
+            trial[i] = level_x8(iscale * (x[i] - min), nmax);
+            vf8 l = __builtin_convertvector(trial[i], vf8);
+            vf8 wl = w[i] * l;
             sum_l += wl;
-            sum_l2 += wl * (float)l;
+            sum_l2 += wl * l;
             sum_xl += wl * x[i];
         }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (!(D > 0))
-            continue;
-        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-        if (this_min > 0) {
-            this_min = 0;
-            this_scale = sum_xl / sum_l2;
-        }
-        float error = 0;
+        vf8 D = sum_w * sum_l2 - sum_l * sum_l;
+        vf8 this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        vf8 this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        const vi8 clamp = this_min > 0;
+        this_min = select_f(clamp, splat(0), this_min);
+        this_scale = select_f(clamp, sum_xl / sum_l2, this_scale);
+        vf8 error = splat(0);
         for (int i = 0; i < n; i++) {
-            float diff = this_scale * (float)trial[i] + this_min - x[i];
-            diff = use_abs ? fabsf(diff) : diff * diff;
+            vf8 diff = this_scale * __builtin_convertvector(trial[i], vf8) + this_min - x[i];
+            diff = use_abs ? fabs_x8(diff) : diff * diff;
             error += w[i] * diff;
         }
-        if (error < best_error) {
-            memcpy(L, trial, (size_t)n);
-            best_error = error;
-            scale = this_scale;
-            min = this_min;
-        }
+        const vi8 better = (D > 0) & (error < best_error);
+        best_iscale = select_f(better, iscale, best_iscale);
+        best_offset = select_f(better, min, best_offset);
+        best_error = select_f(better, error, best_error);
+        scale = select_f(better, this_scale, scale);
+        min = select_f(better, this_min, min);
     }
-    *min_out = -min;
-    return scale;
+    for (int i = 0; i < n; i++)
+        L[i] = level_x8(best_iscale * (x[i] - best_offset), nmax) & ~flat;
+    *scale_out = select_f(flat, splat(0), scale);
+    *min_out = -select_f(flat, flat_min, min);
+}
+
+/* Runs fit_scale_and_min_x8 on sub-blocks j = 0..7 of n elements each
+ * (x + n*j, w + n*j), in and out of the lane layout.  Built for AVX2 and
+ * for baseline x86-64, chosen at load time: the same IEEE operations lane
+ * by lane either way (nothing is fused: -ffp-contract=off), so the same
+ * bytes. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void fit_eight_sub_blocks(int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales,
+                                 float *mins, float rmin, float rdelta, int nstep, int use_abs)
+{
+    vf8 xt[32] = {{0}}, wt[32] = {{0}}, scale, min;
+    vi8 Lt[32];
+    for (int i = 0; i < n; i++) {
+        xt[i] = (vf8){x[i], x[n + i], x[2 * n + i], x[3 * n + i], x[4 * n + i], x[5 * n + i], x[6 * n + i],
+                      x[7 * n + i]};
+        wt[i] = (vf8){w[i], w[n + i], w[2 * n + i], w[3 * n + i], w[4 * n + i], w[5 * n + i], w[6 * n + i],
+                      w[7 * n + i]};
+    }
+    fit_scale_and_min_x8(n, nmax, xt, wt, Lt, &scale, &min, rmin, rdelta, nstep, use_abs);
+    for (int j = 0; j < 8; j++) {
+        scales[j] = scale[j];
+        mins[j] = min[j];
+        for (int i = 0; i < n; i++)
+            L[n * j + i] = (uint8_t)Lt[i][j];
+    }
 }
 
 /*
@@ -282,7 +343,7 @@ static void pack_scale_min_k4(const uint8_t *ls, const uint8_t *lm, unsigned cha
 static void quant_k4_family(const float *x, int nmax, float rmin, int nstep, unsigned char *d_dmin,
                             unsigned char *packed_scales, uint8_t *L)
 {
-    float scales[8], mins[8], weights[32];
+    float scales[8], mins[8], weights[LTI_QK_K];
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; j++) {
         const float *xs = x + 32 * j;
@@ -291,8 +352,10 @@ static void quant_k4_family(const float *x, int nmax, float rmin, int nstep, uns
             sum_x2 += xs[l] * xs[l];
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++)
-            weights[l] = av_x + fabsf(xs[l]);
-        scales[j] = fit_scale_and_min(32, nmax, xs, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep, 0);
+            weights[32 * j + l] = av_x + fabsf(xs[l]);
+    }
+    fit_eight_sub_blocks(32, nmax, x, weights, L, scales, mins, rmin, 0.1f, nstep, 0);
+    for (int j = 0; j < 8; j++) {
         if (scales[j] > max_scale)
             max_scale = scales[j];
         if (mins[j] > max_min)
@@ -332,13 +395,15 @@ static void quant_k4_family(const float *x, int nmax, float rmin, int nstep, uns
 void lti_quant_q2_k(const float *x, unsigned char *b)
 {
     uint8_t L[LTI_QK_K];
-    float scales[16], mins[16], weights[16];
+    float scales[16], mins[16], weights[LTI_QK_K];
     float max_scale = 0, max_min = 0;
     unsigned char *sc = b, *d_dmin = b + 80;
+    for (int i = 0; i < LTI_QK_K; i++)
+        weights[i] = fabsf(x[i]);
+    for (int half = 0; half < 2; half++)
+        fit_eight_sub_blocks(16, 3, x + 128 * half, weights + 128 * half, L + 128 * half, scales + 8 * half,
+                             mins + 8 * half, -0.5f, 0.1f, 15, 1);
     for (int j = 0; j < 16; j++) {
-        for (int l = 0; l < 16; l++)
-            weights[l] = fabsf(x[16 * j + l]);
-        scales[j] = fit_scale_and_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
         if (scales[j] > max_scale)
             max_scale = scales[j];
         if (mins[j] > max_min)
