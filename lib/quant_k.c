@@ -23,7 +23,6 @@
  * rare last-bit cases.  No reduction is reassociated or vectorized.
  */
 #include <math.h>
-#include <stdbool.h>
 #include <string.h>
 
 #include "quant.h"
@@ -77,13 +76,14 @@ static inline __attribute__((always_inline)) vi8 splat_i(int32_t v) { return (vi
 static inline __attribute__((always_inline)) vf8 select_f(vi8 mask, vf8 a, vf8 b) { return (vf8)((mask & (vi8)a) | (~mask & (vi8)b)); }
 static inline __attribute__((always_inline)) vi8 select_i(vi8 mask, vi8 a, vi8 b) { return (mask & a) | (~mask & b); }
 
-/* nearest_int lane by lane, clamped to 0..nmax */
-static inline __attribute__((always_inline)) vi8 level_x8(vf8 f, int nmax)
+/* nearest_int lane by lane, clamped to lo..hi */
+static inline __attribute__((always_inline)) vi8 clamped_x8(vf8 f, int lo, int hi)
 {
     vi8 l = ((vi8)(f + splat(12582912.f)) & splat_i(0x007fffff)) - splat_i(0x00400000);
-    l = select_i(l < 0, splat_i(0), l);
-    return select_i(l > nmax, splat_i(nmax), l);
+    l = select_i(l < lo, splat_i(lo), l);
+    return select_i(l > hi, splat_i(hi), l);
 }
+#define level_x8(f, nmax) clamped_x8(f, 0, nmax)
 
 static inline __attribute__((always_inline)) vf8 fabs_x8(vf8 v) { return (vf8)((vi8)v & splat_i(0x7fffffff)); }
 
@@ -162,25 +162,35 @@ fit_scale_and_min_x8(int n, int nmax, const vf8 *x, const vf8 *w, vi8 *L, vf8 *s
     *min_out = -select_f(flat, flat_min, min);
 }
 
-/* Runs fit_scale_and_min_x8 on sub-blocks j = 0..7 of n elements each
- * (x + n*j, w + n*j), in and out of the lane layout.  Built for AVX2 and
- * for baseline x86-64, chosen at load time: the same IEEE operations lane
- * by lane either way (nothing is fused: -ffp-contract=off), so the same
- * bytes. */
+/* Element i of sub-blocks 0..7 (each n long, from x) into lane j of
+ * out[i], for i < n; the rest of out[0..31] zero. */
+static inline __attribute__((always_inline)) void to_lanes(int n, const float *x, vf8 *out)
+{
+    for (int i = 0; i < 32; i++)
+        out[i] = i >= n ? splat(0)
+                        : (vf8){x[i], x[n + i], x[2 * n + i], x[3 * n + i], x[4 * n + i], x[5 * n + i],
+                                x[6 * n + i], x[7 * n + i]};
+}
+
+/* The lane functions are built for AVX2 and for baseline x86-64, chosen at
+ * load time; the same IEEE operations lane by lane either way (nothing is
+ * fused: -ffp-contract=off), so the same bytes. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
+#define LT_LANES_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LT_LANES_CLONES
 #endif
+
+/* fit_scale_and_min_x8 on sub-blocks j = 0..7 of n elements each (x + n*j,
+ * w + n*j), in and out of the lane layout. */
+LT_LANES_CLONES
 static void fit_eight_sub_blocks(int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales,
                                  float *mins, float rmin, float rdelta, int nstep, int use_abs)
 {
-    vf8 xt[32] = {{0}}, wt[32] = {{0}}, scale, min;
+    vf8 xt[32], wt[32], scale, min;
     vi8 Lt[32];
-    for (int i = 0; i < n; i++) {
-        xt[i] = (vf8){x[i], x[n + i], x[2 * n + i], x[3 * n + i], x[4 * n + i], x[5 * n + i], x[6 * n + i],
-                      x[7 * n + i]};
-        wt[i] = (vf8){w[i], w[n + i], w[2 * n + i], w[3 * n + i], w[4 * n + i], w[5 * n + i], w[6 * n + i],
-                      w[7 * n + i]};
-    }
+    to_lanes(n, x, xt);
+    to_lanes(n, w, wt);
     fit_scale_and_min_x8(n, nmax, xt, wt, Lt, &scale, &min, rmin, rdelta, nstep, use_abs);
     for (int j = 0; j < 8; j++) {
         scales[j] = scale[j];
@@ -191,116 +201,159 @@ static void fit_eight_sub_blocks(int n, int nmax, const float *x, const float *w
 }
 
 /*
- * The first guess of make_qx_quants and make_q3_quants: the grid through
- * the value of largest magnitude (the first one on ties) at level -nmax;
- * raw levels l in -nmax..nmax-1 into L and their sums sumlx = sum w x l,
- * suml2 = sum w l^2 with weights w = x^2.  False, with L all zero, when
- * the block is below GROUP_MAX_EPS.
+ * make_qx_quants with rmse_type 1 (weights x^2), as Q6_K calls it, for
+ * eight sub-blocks of 16 in the lanes (as fit_scale_and_min_x8): symmetric
+ * levels l in -nmax..nmax-1 (stored as l + nmax) for x ~ scale * l.  The
+ * grid through the value of largest magnitude (the first one on ties) at
+ * level -nmax is refit by weighted least squares, then 18 neighbouring
+ * grids (nmax + 0.1 k, k = -9..9, k != 0) replace it when they explain
+ * more of x (sumlx^2 / suml2 larger).  A sub-block below GROUP_MAX_EPS
+ * gets L = 0, scale 0.
  */
-static bool symmetric_first_grid(int n, int nmax, const float *x, int8_t *L, float *max_out,
-                                 float *sumlx_out, float *suml2_out)
+/* The first grid of make_qx_quants / make_q3_quants for eight sub-blocks
+ * of 16 in the lanes: the grid through the value of largest magnitude
+ * (the first one on ties) at level -nmax; raw levels l in -nmax..nmax-1
+ * into L, sums sumlx = sum w x l and suml2 = sum w l^2 with w = x^2.
+ * *max_out is that value; returns the mask of the sub-blocks below
+ * GROUP_MAX_EPS (their other results are meaningless). */
+static inline __attribute__((always_inline)) vi8 symmetric_first_grid_x8(const vf8 *x, int nmax, vi8 *L,
+                                                                         vf8 *max_out, vf8 *sumlx_out,
+                                                                         vf8 *suml2_out)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
+    vf8 max = splat(0), amax = splat(0);
+    for (int i = 0; i < 16; i++) {
+        vf8 ax = fabs_x8(x[i]);
+        vi8 larger = ax > amax;
+        amax = select_f(larger, ax, amax);
+        max = select_f(larger, x[i], max);
     }
-    if (amax < GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return false;
-    }
-    float iscale = (float)-nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
+    vf8 iscale = splat((float)-nmax) / max;
+    vf8 sumlx = splat(0), suml2 = splat(0);
+    for (int i = 0; i < 16; i++) {
+        L[i] = clamped_x8(iscale * x[i], -nmax, nmax - 1);
+        vf8 l = __builtin_convertvector(L[i], vf8);
+        vf8 w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
     }
     *max_out = max;
     *sumlx_out = sumlx;
     *suml2_out = suml2;
-    return true;
+    return amax < splat(GROUP_MAX_EPS);
+}
+
+/* Lanes back to sub-blocks: L[16 j + i] = Lt[i][j] + nmax, or 0 in a
+ * sub-block below GROUP_MAX_EPS; scales[j] likewise. */
+static inline __attribute__((always_inline)) void symmetric_from_lanes(const vi8 *Lt, vf8 scale, vi8 zero,
+                                                                      int nmax, int8_t *L, float *scales)
+{
+    for (int j = 0; j < 8; j++) {
+        scales[j] = zero[j] ? 0.f : scale[j];
+        for (int i = 0; i < 16; i++)
+            L[16 * j + i] = (int8_t)(zero[j] ? 0 : Lt[i][j] + nmax);
+    }
 }
 
 /*
- * make_qx_quants with rmse_type 1 (weights x^2), as Q6_K calls it:
- * symmetric levels l in -nmax..nmax-1 (stored as l + nmax) for x ~ scale
- * * l.  The first grid is refit by weighted least squares, then 18
- * neighbouring grids (nmax + 0.1 k, k = -9..9, k != 0) replace it when they
- * explain more of x (sumlx^2 / suml2 larger).
+ * make_qx_quants with rmse_type 1 (weights x^2), as Q6_K calls it, for
+ * eight sub-blocks of 16 (x_rows, 128 values) in the lanes: symmetric
+ * levels l in -nmax..nmax-1 (stored as l + nmax) for x ~ scale * l.  The
+ * first grid is refit by weighted least squares, then 18 neighbouring
+ * grids (nmax + 0.1 k, k = -9..9, k != 0) replace it when they explain
+ * more of x (sumlx^2 / suml2 larger).
  */
-static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
+LT_LANES_CLONES
+static void fit_symmetric_eight(const float *x_rows, int nmax, int8_t *L, float *scales)
 {
-    float max, sumlx, suml2;
-    if (!symmetric_first_grid(n, nmax, x, L, &max, &sumlx, &suml2))
-        return 0.f;
-    for (int i = 0; i < n; i++)
-        L[i] = (int8_t)(L[i] + nmax);
-    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
+    vf8 x[32], max, sumlx, suml2;
+    vi8 Lt[16];
+    to_lanes(16, x_rows, x);
+    const vi8 zero = symmetric_first_grid_x8(x, nmax, Lt, &max, &sumlx, &suml2);
+    vf8 best_iscale = splat((float)-nmax) / max;
+    vf8 scale = select_f(suml2 != 0, sumlx / suml2, splat(0));
+    vf8 best = scale * sumlx;
     for (int k = -9; k <= 9; k++) {
         if (k == 0)
             continue;
-        float iscale = -((float)nmax + 0.1f * (float)k) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * (float)l;
-            suml2 += w * (float)l * (float)l;
+        vf8 iscale = splat(-((float)nmax + 0.1f * (float)k)) / max;
+        sumlx = suml2 = splat(0);
+        for (int i = 0; i < 16; i++) {
+            vf8 l = __builtin_convertvector(clamped_x8(iscale * x[i], -nmax, nmax - 1), vf8);
+            vf8 w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++)
-                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
+        const vi8 better = (suml2 > 0) & (sumlx * sumlx > best * suml2);
+        vf8 this_scale = sumlx / suml2;
+        best_iscale = select_f(better, iscale, best_iscale);
+        scale = select_f(better, this_scale, scale);
+        best = select_f(better, this_scale * sumlx, best);
     }
-    return scale;
+    for (int i = 0; i < 16; i++)
+        Lt[i] = clamped_x8(best_iscale * x[i], -nmax, nmax - 1);
+    symmetric_from_lanes(Lt, scale, zero, nmax, L, scales);
 }
 
 /*
- * make_q3_quants with do_rmse, as Q3_K calls it: from the first grid, up to
- * 5 passes of coordinate descent: each level is moved to the one that the
- * others' fit suggests when that raises sumlx^2 / suml2 (weights x^2).
- * Levels are stored + nmax, except for a zero block (all 0).
+ * make_q3_quants with do_rmse, as Q3_K calls it, for eight sub-blocks of
+ * 16 in the lanes: from the first grid, up to 5 passes of coordinate
+ * descent: each level in turn moves to the one the others' fit suggests
+ * when that raises sumlx^2 / suml2 (weights x^2).  ggml stops a sub-block
+ * after a pass without change; running such a pass again changes nothing
+ * (the same state gives the same decisions), so the lanes stop together.
  */
-static float fit_symmetric_descent(int n, int nmax, const float *x, int8_t *L)
+LT_LANES_CLONES
+static void fit_symmetric_descent_eight(const float *x_rows, int nmax, int8_t *L, float *scales)
 {
-    float max, sumlx, suml2;
-    if (!symmetric_first_grid(n, nmax, x, L, &max, &sumlx, &suml2))
-        return 0.f;
+    vf8 x[32], max, sumlx, suml2;
+    vi8 Lt[16];
+    to_lanes(16, x_rows, x);
+    const vi8 zero = symmetric_first_grid_x8(x, nmax, Lt, &max, &sumlx, &suml2);
     for (int pass = 0; pass < 5; pass++) {
-        int changed = 0;
-        for (int i = 0; i < n; i++) {
-            float w = x[i] * x[i];
-            float slx = sumlx - w * x[i] * (float)L[i];
-            if (!(slx > 0))
-                continue;
-            float sl2 = suml2 - w * (float)L[i] * (float)L[i];
-            int l = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
-            if (l == L[i])
-                continue;
-            slx += w * x[i] * (float)l;
-            sl2 += w * (float)l * (float)l;
-            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
-                L[i] = (int8_t)l;
-                sumlx = slx;
-                suml2 = sl2;
-                changed++;
-            }
+        vi8 changed = splat_i(0);
+        for (int i = 0; i < 16; i++) {
+            vf8 w = x[i] * x[i];
+            vf8 l = __builtin_convertvector(Lt[i], vf8);
+            vf8 slx = sumlx - w * x[i] * l;
+            vf8 sl2 = suml2 - w * l * l;
+            vi8 new_l = clamped_x8(x[i] * sl2 / slx, -nmax, nmax - 1);
+            vf8 nl = __builtin_convertvector(new_l, vf8);
+            slx += w * x[i] * nl;
+            sl2 += w * nl * nl;
+            const vi8 take = (sumlx - w * x[i] * l > 0) & (new_l != Lt[i]) & (sl2 > 0) &
+                             (slx * slx * suml2 > sumlx * sumlx * sl2);
+            Lt[i] = select_i(take, new_l, Lt[i]);
+            sumlx = select_f(take, slx, sumlx);
+            suml2 = select_f(take, sl2, suml2);
+            changed |= take;
         }
-        if (!changed)
+        int any = 0;
+        for (int j = 0; j < 8; j++)
+            any |= changed[j];
+        if (!any)
             break;
     }
-    for (int i = 0; i < n; i++)
-        L[i] = (int8_t)(L[i] + nmax);
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+    symmetric_from_lanes(Lt, select_f(suml2 > 0, sumlx / suml2, splat(0)), zero, nmax, L, scales);
+}
+
+/* The final levels of a sub-block from its stored scale d (and offset dm
+ * where the type has a min): out[i] = clamp(nearest_int((x[i] + dm) / d),
+ * lo, hi) + add, or without the "+ dm" when with_offset is 0 (ggml
+ * divides x itself there).  n is a multiple of 8; eight at a time, each
+ * lane the same division and rounding as ggml's scalar loop. */
+static inline __attribute__((always_inline)) void levels_from_scale(const float *x, int n, int with_offset,
+                                                                   float dm, float d, int lo, int hi,
+                                                                   int add, unsigned char *out)
+{
+    for (int i = 0; i < n; i += 8) {
+        vf8 v;
+        memcpy(&v, x + i, sizeof v);
+        if (with_offset)
+            v = v + splat(dm);
+        vi8 l = clamped_x8(v / splat(d), lo, hi) + splat_i(add);
+        for (int k = 0; k < 8; k++)
+            out[i + k] = (unsigned char)l[k];
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -380,8 +433,7 @@ static void quant_k4_family(const float *x, int nmax, float rmin, int nstep, uns
         if (d == 0)
             continue;
         const float dm = dmin_all * (float)m;
-        for (int i = 0; i < 32; i++)
-            L[32 * j + i] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + i] + dm) / d)));
+        levels_from_scale(x + 32 * j, 32, 1, dm, d, 0, nmax, 0, L + 32 * j);
     }
 }
 
@@ -432,8 +484,7 @@ void lti_quant_q2_k(const float *x, unsigned char *b)
         if (d == 0)
             continue;
         const float dm = dmin_all * (float)(sc[j] >> 4);
-        for (int i = 0; i < 16; i++)
-            L[16 * j + i] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + i] + dm) / d)));
+        levels_from_scale(x + 16 * j, 16, 1, dm, d, 0, 3, 0, L + 16 * j);
     }
     pack_2bit(L, b + 16);
 }
@@ -447,8 +498,9 @@ void lti_quant_q3_k(const float *x, unsigned char *b)
     float scales[16];
     float max_scale = 0, amax = 0;
     unsigned char *hmask = b, *packed = b + 96;
+    fit_symmetric_descent_eight(x, 4, L, scales);
+    fit_symmetric_descent_eight(x + 128, 4, L + 128, scales + 8);
     for (int j = 0; j < 16; j++) {
-        scales[j] = fit_symmetric_descent(16, 4, x + 16 * j, L + 16 * j);
         float a = fabsf(scales[j]);
         if (a > amax) {
             amax = a;
@@ -478,8 +530,7 @@ void lti_quant_q3_k(const float *x, unsigned char *b)
         const float d = d_all * (float)s;
         if (d == 0)
             continue;
-        for (int i = 0; i < 16; i++)
-            L[16 * j + i] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + i] / d))) + 4);
+        levels_from_scale(x + 16 * j, 16, 0, 0, d, -4, 3, 4, (unsigned char *)L + 16 * j);
     }
     /* third bit of element 32k + l goes to bit k of hmask[l] */
     memset(hmask, 0, 32);
@@ -540,8 +591,9 @@ void lti_quant_q6_k(const float *x, unsigned char *b)
     int8_t L[LTI_QK_K];
     float scales[16];
     float max_scale = 0, max_abs_scale = 0;
+    fit_symmetric_eight(x, 32, L, scales);
+    fit_symmetric_eight(x + 128, 32, L + 128, scales + 8);
     for (int j = 0; j < 16; j++) {
-        scales[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
         float a = fabsf(scales[j]);
         if (a > max_abs_scale) {
             max_abs_scale = a;
@@ -562,8 +614,7 @@ void lti_quant_q6_k(const float *x, unsigned char *b)
         const float d = d_all * (float)sc[j];
         if (d == 0)
             continue;
-        for (int i = 0; i < 16; i++)
-            L[16 * j + i] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + i] / d))) + 32);
+        levels_from_scale(x + 16 * j, 16, 0, 0, d, -32, 31, 32, (unsigned char *)L + 16 * j);
     }
     unsigned char *ql = b, *qh = b + 128;
     for (int j = 0; j < LTI_QK_K; j += 128, ql += 64, qh += 32) {
