@@ -535,14 +535,12 @@ void lti_quant_q3_k(const float *x, unsigned char *b)
     /* third bit of element 32k + l goes to bit k of hmask[l] */
     memset(hmask, 0, 32);
     uint8_t low2[LTI_QK_K];
-    for (int j = 0; j < LTI_QK_K; j++) {
-        int l = L[j];
-        if (l > 3) {
-            hmask[j % 32] |= (unsigned char)(1u << (j / 32));
-            l -= 4;
+    for (int k = 0; k < 8; k++)
+        for (int m = 0; m < 32; m++) {
+            int high = L[32 * k + m] > 3; /* branch-free: the bits are random */
+            hmask[m] |= (unsigned char)(high << k);
+            low2[32 * k + m] = (uint8_t)(L[32 * k + m] - 4 * high);
         }
-        low2[j] = (uint8_t)l;
-    }
     pack_2bit(low2, b + 32);
 }
 
