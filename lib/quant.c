@@ -16,6 +16,9 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "quant.h"
 #include "source_sink.h"
@@ -340,34 +343,54 @@ void lti_put_half(unsigned char *p, float f)
     p[1] = (unsigned char)(h >> 8);
 }
 
-int32_t lti_trunc_x86(float v)
+/* ggml's float -> small integer casts (int8_t)f and (uint8_t)f as its
+ * x86-64 build performs them: cvttss2si, truncation toward zero, with NaN
+ * and values outside int32 giving INT32_MIN; the caller keeps the low
+ * byte.  Reached with such values only when a block's range overflows f32
+ * or its 1/d is infinite. */
+#if defined(__SSE2__)
+static inline int32_t trunc_x86(float v) { return _mm_cvttss_si32(_mm_set_ss(v)); }
+#else
+static inline int32_t trunc_x86(float v)
 {
     return v >= -2147483648.0f && v < 2147483648.0f ? (int32_t)v : INT32_MIN;
+}
+#endif
+
+/* ggml's MAX(a, b), (a > b ? a : b), exactly; on SSE2 it is maxss, which
+ * GCC does not pick on its own (it would branch). */
+static inline float max_like_ggml(float a, float b)
+{
+#if defined(__SSE2__)
+    return _mm_cvtss_f32(_mm_max_ss(_mm_set_ss(a), _mm_set_ss(b)));
+#else
+    return a > b ? a : b;
+#endif
 }
 
 /* Q8_0: d = absmax / 127 (stored as f16, rounded to nearest even);
  * q = round(x / d) with halves away from zero, using 1/d of the unrounded
  * f32 d as ggml does, converted to int8 as ggml's x86-64 build does
- * (lti_trunc_x86): NaN, and the infinities that an f32-subnormal block's
+ * (trunc_x86): NaN, and the infinities that an f32-subnormal block's
  * 1/d gives, become 0. */
 static void quant_q8_0(const float *x, unsigned char *b)
 {
     float amax = 0.0f;
     for (int j = 0; j < QK; j++)
-        amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]); /* ggml's MAX() */
+        amax = max_like_ggml(amax, fabsf(x[j]));
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     lti_put_half(b, d);
     for (int j = 0; j < QK; j++)
-        b[2 + j] = (unsigned char)(uint32_t)lti_trunc_x86(roundf(x[j] * id));
+        b[2 + j] = (unsigned char)(uint32_t)trunc_x86(roundf(x[j] * id));
 }
 
 /* ggml's MIN(cap, (int8_t)v) as its x86-64 build computes it: the cast
- * keeps the low byte of the truncated value (lti_trunc_x86); a negative
+ * keeps the low byte of the truncated value (trunc_x86); a negative
  * result wraps when stored into the uint8_t that ggml keeps it in. */
 static unsigned level_int8_capped(float v, int cap)
 {
-    int low = (int8_t)(uint8_t)(uint32_t)lti_trunc_x86(v);
+    int low = (int8_t)(uint8_t)(uint32_t)trunc_x86(v);
     return (uint8_t)(low < cap ? low : cap);
 }
 
@@ -477,20 +500,143 @@ static void quant_q5_1(const float *x, unsigned char *b)
     lti_put_half(b, d);
     lti_put_half(b + 2, min);
     for (int j = 0; j < QK; j++)
-        q[j] = (uint8_t)(uint32_t)lti_trunc_x86((x[j] - min) * id + 0.5f);
+        q[j] = (uint8_t)(uint32_t)trunc_x86((x[j] - min) * id + 0.5f);
     pack_q5(q, b + 4, b + 8);
+}
+
+/* ------------------------------------------------------------------ */
+/* Eight 32-element blocks at once (quant.h's lanes)                     */
+/* ------------------------------------------------------------------ */
+
+/* trunc_x86 lane by lane: C's conversion where it is defined, INT32_MIN
+ * elsewhere (NaN, out of int32), as cvttss2si / cvttps2dq give. */
+static inline __attribute__((always_inline)) vi8 trunc_x86_x8(vf8 v)
+{
+    vi8 in_range = (v >= splat(-2147483648.0f)) & (v < splat(2147483648.0f));
+    vi8 t = __builtin_convertvector(select_f(in_range, v, splat(0)), vi8);
+    return select_i(in_range, t, splat_i(INT32_MIN));
+}
+
+/* level_int8_capped lane by lane: the low byte as int8, capped, as uint8 */
+static inline __attribute__((always_inline)) vi8 int8_capped_x8(vf8 v, int cap)
+{
+    vi8 low = ((trunc_x86_x8(v) & splat_i(0xff)) ^ splat_i(0x80)) - splat_i(0x80);
+    return select_i(low < cap, low, splat_i(cap)) & splat_i(0xff);
+}
+
+/* roundf (halves away from zero) then trunc_x86, lane by lane: below 2^23
+ * in magnitude the fraction v - trunc(v) is exact; above, v is whole. */
+static inline __attribute__((always_inline)) vi8 round_trunc_x86_x8(vf8 v)
+{
+    vi8 small = fabs_x8(v) < splat(8388608.0f);
+    vi8 t = __builtin_convertvector(select_f(small, v, splat(0)), vi8);
+    vf8 frac = fabs_x8(v - __builtin_convertvector(t, vf8));
+    vi8 away = select_i(v < 0, splat_i(-1), splat_i(1));
+    vi8 rounded = t + select_i(frac >= splat(0.5f), away, splat_i(0));
+    return select_i(small, rounded, trunc_x86_x8(v));
+}
+
+enum legacy_kind { LEG_Q4_0, LEG_Q4_1, LEG_Q5_0, LEG_Q5_1, LEG_Q8_0 };
+
+/* The scalar quantizers above, for eight consecutive blocks of x in the
+ * lanes: the same comparisons, products and roundings per block. */
+LT_LANES_CLONES
+static void quant_legacy_eight(enum legacy_kind kind, const float *x, unsigned char *out, size_t block_bytes)
+{
+    vf8 xt[32];
+    vi8 q[32];
+    to_lanes(32, x, xt);
+    vf8 d, id, min = splat(0);
+    if (kind == LEG_Q4_1 || kind == LEG_Q5_1) {
+        vf8 max = splat(-FLT_MAX);
+        min = splat(FLT_MAX);
+        for (int i = 0; i < 32; i++) {
+            min = select_f(xt[i] < min, xt[i], min);
+            max = select_f(xt[i] > max, xt[i], max);
+        }
+        d = (max - min) / splat(kind == LEG_Q4_1 ? 15 : 31);
+    } else if (kind == LEG_Q8_0) {
+        vf8 amax = splat(0);
+        for (int i = 0; i < 32; i++) {
+            vf8 a = fabs_x8(xt[i]);
+            amax = select_f(amax > a, amax, a);
+        }
+        d = amax / splat(127.0f);
+    } else {
+        vf8 amax = splat(0), max = splat(0);
+        for (int i = 0; i < 32; i++) {
+            vf8 a = fabs_x8(xt[i]);
+            vi8 larger = amax < a;
+            amax = select_f(larger, a, amax);
+            max = select_f(larger, xt[i], max);
+        }
+        d = max / splat(kind == LEG_Q4_0 ? -8.0f : -16.0f);
+    }
+    id = select_f(d != 0, splat(1.0f) / d, splat(0));
+    for (int i = 0; i < 32; i++) {
+        switch (kind) {
+        case LEG_Q4_0: q[i] = int8_capped_x8(xt[i] * id + splat(8.5f), 15); break;
+        case LEG_Q5_0: q[i] = int8_capped_x8(xt[i] * id + splat(16.5f), 31); break;
+        case LEG_Q4_1: q[i] = int8_capped_x8((xt[i] - min) * id + splat(0.5f), 15); break;
+        case LEG_Q5_1: q[i] = trunc_x86_x8((xt[i] - min) * id + splat(0.5f)) & splat_i(0xff); break;
+        case LEG_Q8_0: q[i] = round_trunc_x86_x8(xt[i] * id) & splat_i(0xff); break;
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        unsigned char *b = out + (size_t)j * block_bytes;
+        unsigned lv[QK];
+        for (int i = 0; i < QK; i++)
+            lv[i] = (unsigned)q[i][j];
+        lti_put_half(b, d[j]);
+        switch (kind) {
+        case LEG_Q8_0:
+            for (int i = 0; i < QK; i++)
+                b[2 + i] = (unsigned char)lv[i];
+            break;
+        case LEG_Q4_0:
+        case LEG_Q4_1: {
+            unsigned char *qs = b + (kind == LEG_Q4_0 ? 2 : 4);
+            if (kind == LEG_Q4_1)
+                lti_put_half(b + 2, min[j]);
+            for (int i = 0; i < QK / 2; i++)
+                qs[i] = (unsigned char)(lv[i] | lv[i + QK / 2] << 4);
+            break;
+        }
+        case LEG_Q5_0:
+            pack_q5(lv, b + 2, b + 6);
+            break;
+        case LEG_Q5_1:
+            lti_put_half(b + 2, min[j]);
+            pack_q5(lv, b + 4, b + 8);
+            break;
+        }
+    }
+}
+
+/* No NaN or Inf in x[0..n): an all-ones exponent field nowhere (integer
+ * operations, so the compiler may vectorize the test). */
+static bool all_finite(const float *x, size_t n)
+{
+    uint32_t non_finite = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        non_finite |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return non_finite == 0;
 }
 
 lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n)
 {
     void (*fn)(const float *, unsigned char *);
     bool finite_only = true; /* Q8_0 and Q4_0 define what NaN becomes */
+    int legacy = -1;         /* the 32-element types also run eight blocks at once */
     switch (type) {
-    case LT_Q8_0: fn = quant_q8_0; finite_only = false; break;
-    case LT_Q4_0: fn = quant_q4_0; finite_only = false; break;
-    case LT_Q4_1: fn = quant_q4_1; break;
-    case LT_Q5_0: fn = quant_q5_0; break;
-    case LT_Q5_1: fn = quant_q5_1; break;
+    case LT_Q8_0: fn = quant_q8_0; finite_only = false; legacy = LEG_Q8_0; break;
+    case LT_Q4_0: fn = quant_q4_0; finite_only = false; legacy = LEG_Q4_0; break;
+    case LT_Q4_1: fn = quant_q4_1; legacy = LEG_Q4_1; break;
+    case LT_Q5_0: fn = quant_q5_0; legacy = LEG_Q5_0; break;
+    case LT_Q5_1: fn = quant_q5_1; legacy = LEG_Q5_1; break;
     case LT_Q2_K: fn = lti_quant_q2_k; break;
     case LT_Q3_K: fn = lti_quant_q3_k; break;
     case LT_Q4_K: fn = lti_quant_q4_k; break;
@@ -503,12 +649,14 @@ lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n)
         return LT_ERR_USAGE;
     /* ggml's searches have no defined answer for NaN or Inf: refuse them
      * before writing anything */
-    if (finite_only)
-        for (size_t i = 0; i < n; i++)
-            if (!isfinite(src[i]))
-                return LT_ERR_INVALID;
+    if (finite_only && !all_finite(src, n))
+        return LT_ERR_INVALID;
     unsigned char *out = dst;
-    for (size_t i = 0; i < n / block_elems; i++)
+    size_t i = 0, blocks = n / block_elems;
+    if (legacy >= 0)
+        for (; i + 8 <= blocks; i += 8)
+            quant_legacy_eight((enum legacy_kind)legacy, src + i * block_elems, out + i * block_bytes, block_bytes);
+    for (; i < blocks; i++)
         fn(src + i * block_elems, out + i * block_bytes);
     return LT_OK;
 }

@@ -20,13 +20,6 @@
 float lti_half_at(const unsigned char *p);
 void lti_put_half(unsigned char *p, float f);
 
-/* ggml's float -> small integer conversions as x86-64 performs them
- * (cvttss2si: truncation toward zero; NaN and values outside int32 give
- * INT32_MIN), which is what ggml's reference builds do for the casts
- * (int8_t)f and (uint8_t)f.  Only reached with such values when a block's
- * range overflows f32. */
-int32_t lti_trunc_x86(float v);
-
 /* Scale and min (6 bits each) of sub-block j (0..7) of Q4_K / Q5_K from
  * their 12 packed bytes q. */
 void lti_k4_scale_min(const unsigned char *q, int j, unsigned *scale, unsigned *min);
@@ -36,5 +29,49 @@ void lti_quant_q3_k(const float *x, unsigned char *block);
 void lti_quant_q4_k(const float *x, unsigned char *block);
 void lti_quant_q5_k(const float *x, unsigned char *block);
 void lti_quant_q6_k(const float *x, unsigned char *block);
+
+/* ---- eight lanes (GCC/clang vector extensions) ----
+ * Lane j runs block (or sub-block) j's scalar float operations in ggml's
+ * order, so the results are the same bits while the lanes hide each
+ * other's latency; branches become per-lane selects (work a lane would
+ * have skipped is done and discarded: no lane's value reaches another,
+ * and -fno-trapping-math).  On baseline x86-64 each operation is two SSE
+ * instructions; LT_LANES_CLONES adds an AVX2 build chosen at load time
+ * (the same IEEE operations lane by lane, nothing fused under
+ * -ffp-contract=off, so the same bytes). */
+#if defined(__GNUC__) && !defined(__clang__)
+/* the vector helpers are static inline: no ABI crosses a file */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) vf8 splat(float v) { return (vf8){v, v, v, v, v, v, v, v}; }
+static inline __attribute__((always_inline)) vi8 splat_i(int32_t v) { return (vi8){v, v, v, v, v, v, v, v}; }
+
+/* mask ? a : b, mask lanes all ones or all zeros (a vector comparison) */
+static inline __attribute__((always_inline)) vf8 select_f(vi8 mask, vf8 a, vf8 b) { return (vf8)((mask & (vi8)a) | (~mask & (vi8)b)); }
+static inline __attribute__((always_inline)) vi8 select_i(vi8 mask, vi8 a, vi8 b) { return (mask & a) | (~mask & b); }
+
+static inline __attribute__((always_inline)) vf8 fabs_x8(vf8 v) { return (vf8)((vi8)v & splat_i(0x7fffffff)); }
+
+/* Element i of sub-blocks 0..7 (each n long, from x) into lane j of
+ * out[i], for i < n; the rest of out[0..31] zero. */
+static inline __attribute__((always_inline)) void to_lanes(int n, const float *x, vf8 *out)
+{
+    for (int i = 0; i < 32; i++)
+        out[i] = i >= n ? splat(0)
+                        : (vf8){x[i], x[n + i], x[2 * n + i], x[3 * n + i], x[4 * n + i], x[5 * n + i],
+                                x[6 * n + i], x[7 * n + i]};
+}
+
+/* The lane functions are built for AVX2 and for baseline x86-64, chosen at
+ * load time; the same IEEE operations lane by lane either way (nothing is
+ * fused: -ffp-contract=off), so the same bytes. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LT_LANES_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LT_LANES_CLONES
+#endif
 
 #endif

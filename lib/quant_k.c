@@ -62,20 +62,6 @@ static int nearest_int(float f)
  * reaches another).  GCC/clang vector extensions; on baseline x86-64 each
  * operation is two SSE instructions.
  */
-#if defined(__GNUC__) && !defined(__clang__)
-/* the vector helpers are static: no ABI crosses this file */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-typedef float vf8 __attribute__((vector_size(32)));
-typedef int32_t vi8 __attribute__((vector_size(32)));
-
-static inline __attribute__((always_inline)) vf8 splat(float v) { return (vf8){v, v, v, v, v, v, v, v}; }
-static inline __attribute__((always_inline)) vi8 splat_i(int32_t v) { return (vi8){v, v, v, v, v, v, v, v}; }
-
-/* mask ? a : b, mask lanes all ones or all zeros (a vector comparison) */
-static inline __attribute__((always_inline)) vf8 select_f(vi8 mask, vf8 a, vf8 b) { return (vf8)((mask & (vi8)a) | (~mask & (vi8)b)); }
-static inline __attribute__((always_inline)) vi8 select_i(vi8 mask, vi8 a, vi8 b) { return (mask & a) | (~mask & b); }
-
 /* nearest_int lane by lane, clamped to lo..hi */
 static inline __attribute__((always_inline)) vi8 clamped_x8(vf8 f, int lo, int hi)
 {
@@ -84,8 +70,6 @@ static inline __attribute__((always_inline)) vi8 clamped_x8(vf8 f, int lo, int h
     return select_i(l > hi, splat_i(hi), l);
 }
 #define level_x8(f, nmax) clamped_x8(f, 0, nmax)
-
-static inline __attribute__((always_inline)) vf8 fabs_x8(vf8 v) { return (vf8)((vi8)v & splat_i(0x7fffffff)); }
 
 /*
  * make_qkx2_quants, lane j = one sub-block: levels L in 0..nmax for x ~
@@ -161,25 +145,6 @@ fit_scale_and_min_x8(int n, int nmax, const vf8 *x, const vf8 *w, vi8 *L, vf8 *s
     *scale_out = select_f(flat, splat(0), scale);
     *min_out = -select_f(flat, flat_min, min);
 }
-
-/* Element i of sub-blocks 0..7 (each n long, from x) into lane j of
- * out[i], for i < n; the rest of out[0..31] zero. */
-static inline __attribute__((always_inline)) void to_lanes(int n, const float *x, vf8 *out)
-{
-    for (int i = 0; i < 32; i++)
-        out[i] = i >= n ? splat(0)
-                        : (vf8){x[i], x[n + i], x[2 * n + i], x[3 * n + i], x[4 * n + i], x[5 * n + i],
-                                x[6 * n + i], x[7 * n + i]};
-}
-
-/* The lane functions are built for AVX2 and for baseline x86-64, chosen at
- * load time; the same IEEE operations lane by lane either way (nothing is
- * fused: -ffp-contract=off), so the same bytes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define LT_LANES_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LT_LANES_CLONES
-#endif
 
 /* fit_scale_and_min_x8 on sub-blocks j = 0..7 of n elements each (x + n*j,
  * w + n*j), in and out of the lane layout. */
