@@ -9,3 +9,6 @@ cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/merge_bench.py --tool "$tool" --work build/bench
 echo
 /usr/bin/python3 bench/surgery_bench.py --tool "$tool" --work build/bench
+echo
+# quantizer throughput; the ggml peer only where GGML_BASE_LIB names a local build
+sh bench/quant_bench.sh

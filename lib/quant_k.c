@@ -20,7 +20,9 @@
  * against such a build; see testdata/gguf_quants/README.md).  Builds whose
  * baseline has FMA (aarch64, or x86-64 with -march=native forced onto
  * ggml-base) may fuse some products into sums and can differ from both in
- * rare last-bit cases.  No reduction is reassociated or vectorized.
+ * rare last-bit cases.  No sum is reassociated: the searches run eight
+ * sub-blocks side by side in vector lanes (quant.h), each lane doing its
+ * own sub-block's operations in ggml's order.
  */
 #include <math.h>
 #include <string.h>
@@ -39,7 +41,7 @@ static int imax(int a, int b) { return a > b ? a : b; }
  * asserts; outside that, and for NaN, it yields the same defined bits as
  * ggml's release build, which is what we reproduce).
  */
-static int nearest_int(float f)
+static inline int nearest_int(float f)
 {
     float biased = f + 12582912.f;
     int32_t bits;
@@ -51,17 +53,9 @@ static int nearest_int(float f)
 /* Scale searches                                                       */
 /* ------------------------------------------------------------------ */
 
-/*
- * Eight sub-blocks at once.  make_qkx2_quants is run for eight
- * independent sub-blocks in the eight lanes of a vector: lane j performs
- * exactly sub-block j's scalar float operations in ggml's order (the
- * sequential sums stay sequential within a lane), so the results are the
- * same bits, while the lanes hide each other's latency.  Branches become
- * per-lane selects; the work a lane would have skipped is done and
- * discarded (it cannot trap: -fno-trapping-math, and no lane's value
- * reaches another).  GCC/clang vector extensions; on baseline x86-64 each
- * operation is two SSE instructions.
- */
+/* The searches run on eight sub-blocks at once, one per lane (quant.h):
+ * the sequential sums stay sequential within a lane. */
+
 /* nearest_int lane by lane, clamped to lo..hi */
 static inline __attribute__((always_inline)) vi8 clamped_x8(vf8 f, int lo, int hi)
 {

@@ -168,8 +168,8 @@ lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, s
  * quantized in any split.  Q8_0 and Q4_0 accept NaN and Inf (they become
  * level 0, as in ggml's x86-64 build); the other types refuse a NaN or
  * Inf anywhere in src with LT_ERR_INVALID (no message) before writing
- * anything.  The K-quants search many scales per block and run at about
- * 5 M elements per second per core.
+ * anything.  Speed: bench/quant_bench.sh (the K-quants search many
+ * scales per block, ~10-40 M elements per second per core).
  * Both return LT_ERR_UNSUPPORTED (no message) for other types (IQ*, TQ*,
  * MXFP4, Q8_1, Q8_K, ...) and LT_ERR_USAGE when n is not a whole number
  * of blocks. */
