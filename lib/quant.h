@@ -39,10 +39,6 @@ void lti_quant_q6_k(const float *x, unsigned char *block);
  * instructions; LT_LANES_CLONES adds an AVX2 build chosen at load time
  * (the same IEEE operations lane by lane, nothing fused under
  * -ffp-contract=off, so the same bytes). */
-#if defined(__GNUC__) && !defined(__clang__)
-/* the vector helpers are static inline: no ABI crosses a file */
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 

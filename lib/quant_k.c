@@ -432,7 +432,9 @@ void lti_quant_q2_k(const float *x, unsigned char *b)
     if (max_min > 0) {
         float iscale = 15.f / max_min;
         for (int j = 0; j < 16; j++)
-            sc[j] |= (unsigned char)(nearest_int(iscale * mins[j]) << 4);
+            /* ggml shifts the int; a NaN min (a block whose range
+             * overflows f32) makes it negative: shift its bits instead */
+            sc[j] |= (unsigned char)((unsigned)nearest_int(iscale * mins[j]) << 4);
         lti_put_half(d_dmin + 2, max_min / 15.f);
     } else {
         lti_put_half(d_dmin + 2, 0.f);
