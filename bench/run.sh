@@ -13,3 +13,6 @@ echo
 /usr/bin/python3 bench/bnb_bench.py --tool "$tool" --work build/bench
 echo
 /usr/bin/python3 bench/verify_bench.py --tool "$tool" --work build/bench
+echo
+# quantizer throughput; the ggml peer only where GGML_BASE_LIB names a local build
+sh bench/quant_bench.sh

@@ -481,16 +481,20 @@ static lt_status blocks_to_f64(lt_dtype t, const unsigned char *in, double *dst,
     return LT_OK;
 }
 
+/* Whole blocks, up to 256 values a call (blocks are independent, and the
+ * 32-element types quantize eight blocks at a time). */
 static lt_status f64_to_blocks(lt_dtype t, const double *src, unsigned char *out, size_t n)
 {
     float chunk[256];
     size_t per = lt_dtype_block_elems(t), bytes = lt_dtype_block_bytes(t);
     if (per == 0 || n % per != 0 || per > 256)
         return LT_ERR_USAGE;
-    for (size_t done = 0; done < n; done += per, out += bytes) {
-        for (size_t i = 0; i < per; i++)
+    const size_t step = 256 / per * per;
+    for (size_t done = 0; done < n; done += step) {
+        size_t m = n - done < step ? n - done : step;
+        for (size_t i = 0; i < m; i++)
             chunk[i] = (float)src[done + i];
-        lt_status s = lt_quantize_row(t, chunk, out, per);
+        lt_status s = lt_quantize_row(t, chunk, out + done / per * bytes, m);
         if (s != LT_OK)
             return s;
     }

@@ -1,6 +1,7 @@
 /*
  * quant.c - ggml's block-quantized types: expanding blocks to f32, and
- * packing f32 into Q8_0 and Q4_0.
+ * packing f32 into Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (the K-quants are
+ * packed in quant_k.c).
  *
  * The block layouts and the arithmetic were read from ggml's
  * ggml-common.h (the block_* structs) and ggml-quants.c (dequantize_row_*,
@@ -12,15 +13,20 @@
  * Notation in the diagrams: byte offsets on top, field names below; a
  * "nibble" is 4 bits, low nibble first.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
+#include "quant.h"
 #include "source_sink.h"
 
-#define QK 32    /* elements of a Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 block */
-#define QK_K 256 /* elements of a K-quant super-block                    */
+#define QK LTI_QK
+#define QK_K LTI_QK_K
 
-static float half_at(const unsigned char *p)
+float lti_half_at(const unsigned char *p)
 {
     return lt_f16_to_f32((uint16_t)(p[0] | (p[1] << 8)));
 }
@@ -36,7 +42,7 @@ static float half_at(const unsigned char *p)
  */
 static void dequant_q8_0(const unsigned char *b, float *y)
 {
-    const float d = half_at(b);
+    const float d = lti_half_at(b);
     for (int j = 0; j < QK; j++)
         y[j] = (float)(int8_t)b[2 + j] * d;
 }
@@ -49,7 +55,7 @@ static void dequant_q8_0(const unsigned char *b, float *y)
  */
 static void dequant_q4_0(const unsigned char *b, float *y)
 {
-    const float d = half_at(b);
+    const float d = lti_half_at(b);
     for (int j = 0; j < QK / 2; j++) {
         y[j] = (float)((b[2 + j] & 0x0F) - 8) * d;
         y[j + QK / 2] = (float)((b[2 + j] >> 4) - 8) * d;
@@ -63,7 +69,7 @@ static void dequant_q4_0(const unsigned char *b, float *y)
  */
 static void dequant_q4_1(const unsigned char *b, float *y)
 {
-    const float d = half_at(b), m = half_at(b + 2);
+    const float d = lti_half_at(b), m = lti_half_at(b + 2);
     for (int j = 0; j < QK / 2; j++) {
         y[j] = (float)(b[4 + j] & 0x0F) * d + m;
         y[j + QK / 2] = (float)(b[4 + j] >> 4) * d + m;
@@ -89,7 +95,7 @@ static void q5_values(const unsigned char *qh_bytes, const unsigned char *qs, in
  */
 static void dequant_q5_0(const unsigned char *b, float *y)
 {
-    const float d = half_at(b);
+    const float d = lti_half_at(b);
     int x[QK];
     q5_values(b + 2, b + 6, x);
     for (int j = 0; j < QK; j++)
@@ -103,7 +109,7 @@ static void dequant_q5_0(const unsigned char *b, float *y)
  */
 static void dequant_q5_1(const unsigned char *b, float *y)
 {
-    const float d = half_at(b), m = half_at(b + 2);
+    const float d = lti_half_at(b), m = lti_half_at(b + 2);
     int x[QK];
     q5_values(b + 4, b + 8, x);
     for (int j = 0; j < QK; j++)
@@ -125,7 +131,7 @@ static void dequant_q5_1(const unsigned char *b, float *y)
 static void dequant_q2_k(const unsigned char *b, float *y)
 {
     const unsigned char *scales = b, *q = b + 16;
-    const float d = half_at(b + 80), min = half_at(b + 82);
+    const float d = lti_half_at(b + 80), min = lti_half_at(b + 82);
     int is = 0;
     for (int n = 0; n < QK_K; n += 128) {
         for (int shift = 0; shift < 8; shift += 2) {
@@ -161,7 +167,7 @@ static int q3_k_scale(const unsigned char *packed, int j)
 static void dequant_q3_k(const unsigned char *b, float *y)
 {
     const unsigned char *hm = b, *q = b + 32, *packed = b + 96;
-    const float d_all = half_at(b + 108);
+    const float d_all = lti_half_at(b + 108);
     int is = 0;
     unsigned m = 1;
     for (int n = 0; n < QK_K; n += 128) {
@@ -185,7 +191,7 @@ static void dequant_q3_k(const unsigned char *b, float *y)
  *   j < 4:  scale = low 6 bits of byte j,   min = low 6 bits of byte j+4
  *   j >= 4: scale = low nibble of byte j+4 | top 2 bits of byte j-4 << 4
  *           min   = high nibble of byte j+4 | top 2 bits of byte j << 4 */
-static void k4_scale_min(const unsigned char *q, int j, unsigned *scale, unsigned *min)
+void lti_k4_scale_min(const unsigned char *q, int j, unsigned *scale, unsigned *min)
 {
     if (j < 4) {
         *scale = q[j] & 63;
@@ -205,13 +211,13 @@ static void k4_scale_min(const unsigned char *q, int j, unsigned *scale, unsigne
  */
 static void dequant_q4_k(const unsigned char *b, float *y)
 {
-    const float d = half_at(b), min = half_at(b + 2);
+    const float d = lti_half_at(b), min = lti_half_at(b + 2);
     const unsigned char *scales = b + 4, *q = b + 16;
     for (int is = 0; is < 8; is += 2) {
         unsigned sc, m;
-        k4_scale_min(scales, is, &sc, &m);
+        lti_k4_scale_min(scales, is, &sc, &m);
         const float d1 = d * (float)sc, m1 = min * (float)m;
-        k4_scale_min(scales, is + 1, &sc, &m);
+        lti_k4_scale_min(scales, is + 1, &sc, &m);
         const float d2 = d * (float)sc, m2 = min * (float)m;
         for (int l = 0; l < 32; l++)
             *y++ = d1 * (float)(q[l] & 0xF) - m1;
@@ -229,14 +235,14 @@ static void dequant_q4_k(const unsigned char *b, float *y)
  */
 static void dequant_q5_k(const unsigned char *b, float *y)
 {
-    const float d = half_at(b), min = half_at(b + 2);
+    const float d = lti_half_at(b), min = lti_half_at(b + 2);
     const unsigned char *scales = b + 4, *qh = b + 16, *ql = b + 48;
     unsigned u1 = 1, u2 = 2;
     for (int is = 0; is < 8; is += 2) {
         unsigned sc, m;
-        k4_scale_min(scales, is, &sc, &m);
+        lti_k4_scale_min(scales, is, &sc, &m);
         const float d1 = d * (float)sc, m1 = min * (float)m;
-        k4_scale_min(scales, is + 1, &sc, &m);
+        lti_k4_scale_min(scales, is + 1, &sc, &m);
         const float d2 = d * (float)sc, m2 = min * (float)m;
         for (int l = 0; l < 32; l++)
             *y++ = d1 * (float)((ql[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
@@ -263,7 +269,7 @@ static void dequant_q6_k(const unsigned char *b, float *y)
 {
     const unsigned char *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
-    const float d = half_at(b + 208);
+    const float d = lti_half_at(b + 208);
     for (int n = 0; n < QK_K; n += 128) {
         for (int l = 0; l < 32; l++) {
             int is = l / 16;
@@ -330,36 +336,70 @@ lt_status lt_dequantize_row(lt_dtype type, const void *src, float *dst, size_t n
 /* Quantization (ggml's reference rounding)                             */
 /* ------------------------------------------------------------------ */
 
-static void put_half(unsigned char *p, float f)
+void lti_put_half(unsigned char *p, float f)
 {
     uint16_t h = lt_f32_to_f16(f);
     p[0] = (unsigned char)h;
     p[1] = (unsigned char)(h >> 8);
 }
 
+/* ggml's float -> small integer casts (int8_t)f and (uint8_t)f as its
+ * x86-64 build performs them: cvttss2si, truncation toward zero, with NaN
+ * and values outside int32 giving INT32_MIN; the caller keeps the low
+ * byte.  Reached with such values only when a block's range overflows f32
+ * or its 1/d is infinite. */
+#if defined(__SSE2__)
+static inline int32_t trunc_x86(float v) { return _mm_cvttss_si32(_mm_set_ss(v)); }
+#else
+static inline int32_t trunc_x86(float v)
+{
+    return v >= -2147483648.0f && v < 2147483648.0f ? (int32_t)v : INT32_MIN;
+}
+#endif
+
+/* ggml's MAX(a, b), (a > b ? a : b), exactly; on SSE2 it is maxss, which
+ * GCC does not pick on its own (it would branch). */
+static inline float max_like_ggml(float a, float b)
+{
+#if defined(__SSE2__)
+    return _mm_cvtss_f32(_mm_max_ss(_mm_set_ss(a), _mm_set_ss(b)));
+#else
+    return a > b ? a : b;
+#endif
+}
+
 /* Q8_0: d = absmax / 127 (stored as f16, rounded to nearest even);
  * q = round(x / d) with halves away from zero, using 1/d of the unrounded
- * f32 d as ggml does. */
+ * f32 d as ggml does, converted to int8 as ggml's x86-64 build does
+ * (trunc_x86): NaN, and the infinities that an f32-subnormal block's
+ * 1/d gives, become 0. */
 static void quant_q8_0(const float *x, unsigned char *b)
 {
     float amax = 0.0f;
     for (int j = 0; j < QK; j++)
-        amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]); /* ggml's MAX() */
+        amax = max_like_ggml(amax, fabsf(x[j]));
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    put_half(b, d);
-    for (int j = 0; j < QK; j++) {
-        float q = roundf(x[j] * id); /* within +-127 unless x holds NaN or Inf */
-        b[2 + j] = (unsigned char)(int8_t)(!(q >= -128.0f) ? 0 : q > 127.0f ? 127 : (int)q);
-    }
+    lti_put_half(b, d);
+    for (int j = 0; j < QK; j++)
+        b[2 + j] = (unsigned char)(uint32_t)trunc_x86(roundf(x[j] * id));
+}
+
+/* ggml's MIN(cap, (int8_t)v) as its x86-64 build computes it: the cast
+ * keeps the low byte of the truncated value (trunc_x86); a negative
+ * result wraps when stored into the uint8_t that ggml keeps it in. */
+static unsigned level_int8_capped(float v, int cap)
+{
+    int low = (int8_t)(uint8_t)(uint32_t)trunc_x86(v);
+    return (uint8_t)(low < cap ? low : cap);
 }
 
 /* Q4_0: d = (the value of largest magnitude, first one on ties) / -8, so
- * that value maps to -8 exactly; q = trunc(x / d + 8.5) capped at 15.  The
- * product and sum are taken as one exact operation, as ggml's reference
- * computes them where the compiler fuses them into an FMA (and as gguf-py
- * reproduces in float64): x * id is exact in double and the one rounding
- * of the sum cannot move it across an integer. */
+ * that value maps to -8 exactly; level = (int8_t)(x * id + 8.5) capped at
+ * 15, with id = 1/d in f32 and the product and the sum rounded separately,
+ * as ggml's x86-64 build (no FMA in libggml-base) does.  A build that fuses
+ * them into an FMA (gguf-py emulates that one in float64) differs in rare
+ * last-bit cases; see quant_k.c. */
 static void quant_q4_0(const float *x, unsigned char *b)
 {
     float amax = 0.0f, max = 0.0f;
@@ -371,30 +411,252 @@ static void quant_q4_0(const float *x, unsigned char *b)
     }
     const float d = max / -8.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    put_half(b, d);
+    lti_put_half(b, d);
     for (int j = 0; j < QK / 2; j++) {
-        double v0 = trunc((double)x[j] * (double)id + 8.5);
-        double v1 = trunc((double)x[j + QK / 2] * (double)id + 8.5);
-        /* in 0..16.5 for finite x; NaN gives 0 */
-        unsigned q0 = !(v0 >= 0.0) ? 0u : v0 > 15.0 ? 15u : (unsigned)v0;
-        unsigned q1 = !(v1 >= 0.0) ? 0u : v1 > 15.0 ? 15u : (unsigned)v1;
+        unsigned q0 = level_int8_capped(x[j] * id + 8.5f, 15);
+        unsigned q1 = level_int8_capped(x[j + QK / 2] * id + 8.5f, 15);
         b[2 + j] = (unsigned char)(q0 | q1 << 4);
     }
+}
+
+/* The extremes of a block as ggml's Q4_1 / Q5_1 find them (min starts at
+ * FLT_MAX, max at -FLT_MAX; strict comparisons). */
+static void block_min_max(const float *x, float *min_out, float *max_out)
+{
+    float min = FLT_MAX, max = -FLT_MAX;
+    for (int j = 0; j < QK; j++) {
+        if (x[j] < min)
+            min = x[j];
+        if (x[j] > max)
+            max = x[j];
+    }
+    *min_out = min;
+    *max_out = max;
+}
+
+/* Q4_1 (quantize_row_q4_1_ref): d = (max - min) / 15, m = min; level =
+ * (int8_t)((x - min) / d + 0.5) capped at 15, the product by the f32 1/d
+ * and the sum rounded separately. */
+static void quant_q4_1(const float *x, unsigned char *b)
+{
+    float min, max;
+    block_min_max(x, &min, &max);
+    const float d = (max - min) / 15;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    lti_put_half(b, d);
+    lti_put_half(b + 2, min);
+    for (int j = 0; j < QK / 2; j++) {
+        unsigned q0 = level_int8_capped((x[j] - min) * id + 0.5f, 15);
+        unsigned q1 = level_int8_capped((x[j + QK / 2] - min) * id + 0.5f, 15);
+        b[4 + j] = (unsigned char)(q0 | q1 << 4);
+    }
+}
+
+/* The Q5 layout: low nibbles as Q4_0, the fifth bit of element j in bit j
+ * of the little-endian u32 qh. */
+static void pack_q5(const unsigned *q, unsigned char *qh_bytes, unsigned char *qs)
+{
+    uint32_t qh = 0;
+    for (int j = 0; j < QK / 2; j++) {
+        qs[j] = (unsigned char)((q[j] & 0x0F) | (q[j + QK / 2] & 0x0F) << 4);
+        qh |= ((q[j] & 0x10u) >> 4) << j;
+        qh |= ((q[j + QK / 2] & 0x10u) >> 4) << (j + QK / 2);
+    }
+    for (int k = 0; k < 4; k++)
+        qh_bytes[k] = (unsigned char)(qh >> (8 * k));
+}
+
+/* Q5_0 (quantize_row_q5_0_ref): as Q4_0 with 32 levels: d = (value of
+ * largest magnitude, first on ties) / -16, level = (int8_t)(x / d + 16.5)
+ * capped at 31, product and sum rounded separately. */
+static void quant_q5_0(const float *x, unsigned char *b)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    const float d = max / -16;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    unsigned q[QK];
+    lti_put_half(b, d);
+    for (int j = 0; j < QK; j++)
+        q[j] = level_int8_capped(x[j] * id + 16.5f, 31);
+    pack_q5(q, b + 2, b + 6);
+}
+
+/* Q5_1 (quantize_row_q5_1_ref): d = (max - min) / 31, m = min; level =
+ * (uint8_t)((x - min) / d + 0.5), not capped (x86-64: the low byte of the
+ * truncated value). */
+static void quant_q5_1(const float *x, unsigned char *b)
+{
+    float min, max;
+    block_min_max(x, &min, &max);
+    const float d = (max - min) / 31;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    unsigned q[QK];
+    lti_put_half(b, d);
+    lti_put_half(b + 2, min);
+    for (int j = 0; j < QK; j++)
+        q[j] = (uint8_t)(uint32_t)trunc_x86((x[j] - min) * id + 0.5f);
+    pack_q5(q, b + 4, b + 8);
+}
+
+/* ------------------------------------------------------------------ */
+/* Eight 32-element blocks at once (quant.h's lanes)                     */
+/* ------------------------------------------------------------------ */
+
+/* trunc_x86 lane by lane: C's conversion where it is defined, INT32_MIN
+ * elsewhere (NaN, out of int32), as cvttss2si / cvttps2dq give. */
+static inline __attribute__((always_inline)) vi8 trunc_x86_x8(vf8 v)
+{
+    vi8 in_range = (v >= splat(-2147483648.0f)) & (v < splat(2147483648.0f));
+    vi8 t = __builtin_convertvector(select_f(in_range, v, splat(0)), vi8);
+    return select_i(in_range, t, splat_i(INT32_MIN));
+}
+
+/* level_int8_capped lane by lane: the low byte as int8, capped, as uint8 */
+static inline __attribute__((always_inline)) vi8 int8_capped_x8(vf8 v, int cap)
+{
+    vi8 low = ((trunc_x86_x8(v) & splat_i(0xff)) ^ splat_i(0x80)) - splat_i(0x80);
+    return select_i(low < cap, low, splat_i(cap)) & splat_i(0xff);
+}
+
+/* roundf (halves away from zero) then trunc_x86, lane by lane: below 2^23
+ * in magnitude the fraction v - trunc(v) is exact; above, v is whole. */
+static inline __attribute__((always_inline)) vi8 round_trunc_x86_x8(vf8 v)
+{
+    vi8 small = fabs_x8(v) < splat(8388608.0f);
+    vi8 t = __builtin_convertvector(select_f(small, v, splat(0)), vi8);
+    vf8 frac = fabs_x8(v - __builtin_convertvector(t, vf8));
+    vi8 away = select_i(v < 0, splat_i(-1), splat_i(1));
+    vi8 rounded = t + select_i(frac >= splat(0.5f), away, splat_i(0));
+    return select_i(small, rounded, trunc_x86_x8(v));
+}
+
+enum legacy_kind { LEG_Q4_0, LEG_Q4_1, LEG_Q5_0, LEG_Q5_1, LEG_Q8_0 };
+
+/* The scalar quantizers above, for eight consecutive blocks of x in the
+ * lanes: the same comparisons, products and roundings per block. */
+LT_LANES_CLONES
+static void quant_legacy_eight(enum legacy_kind kind, const float *x, unsigned char *out, size_t block_bytes)
+{
+    vf8 xt[32];
+    vi8 q[32];
+    to_lanes(32, x, xt);
+    vf8 d, id, min = splat(0);
+    if (kind == LEG_Q4_1 || kind == LEG_Q5_1) {
+        vf8 max = splat(-FLT_MAX);
+        min = splat(FLT_MAX);
+        for (int i = 0; i < 32; i++) {
+            min = select_f(xt[i] < min, xt[i], min);
+            max = select_f(xt[i] > max, xt[i], max);
+        }
+        d = (max - min) / splat(kind == LEG_Q4_1 ? 15 : 31);
+    } else if (kind == LEG_Q8_0) {
+        vf8 amax = splat(0);
+        for (int i = 0; i < 32; i++) {
+            vf8 a = fabs_x8(xt[i]);
+            amax = select_f(amax > a, amax, a);
+        }
+        d = amax / splat(127.0f);
+    } else {
+        vf8 amax = splat(0), max = splat(0);
+        for (int i = 0; i < 32; i++) {
+            vf8 a = fabs_x8(xt[i]);
+            vi8 larger = amax < a;
+            amax = select_f(larger, a, amax);
+            max = select_f(larger, xt[i], max);
+        }
+        d = max / splat(kind == LEG_Q4_0 ? -8.0f : -16.0f);
+    }
+    id = select_f(d != 0, splat(1.0f) / d, splat(0));
+    for (int i = 0; i < 32; i++) {
+        switch (kind) {
+        case LEG_Q4_0: q[i] = int8_capped_x8(xt[i] * id + splat(8.5f), 15); break;
+        case LEG_Q5_0: q[i] = int8_capped_x8(xt[i] * id + splat(16.5f), 31); break;
+        case LEG_Q4_1: q[i] = int8_capped_x8((xt[i] - min) * id + splat(0.5f), 15); break;
+        case LEG_Q5_1: q[i] = trunc_x86_x8((xt[i] - min) * id + splat(0.5f)) & splat_i(0xff); break;
+        case LEG_Q8_0: q[i] = round_trunc_x86_x8(xt[i] * id) & splat_i(0xff); break;
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        unsigned char *b = out + (size_t)j * block_bytes;
+        unsigned lv[QK];
+        for (int i = 0; i < QK; i++)
+            lv[i] = (unsigned)q[i][j];
+        lti_put_half(b, d[j]);
+        switch (kind) {
+        case LEG_Q8_0:
+            for (int i = 0; i < QK; i++)
+                b[2 + i] = (unsigned char)lv[i];
+            break;
+        case LEG_Q4_0:
+        case LEG_Q4_1: {
+            unsigned char *qs = b + (kind == LEG_Q4_0 ? 2 : 4);
+            if (kind == LEG_Q4_1)
+                lti_put_half(b + 2, min[j]);
+            for (int i = 0; i < QK / 2; i++)
+                qs[i] = (unsigned char)(lv[i] | lv[i + QK / 2] << 4);
+            break;
+        }
+        case LEG_Q5_0:
+            pack_q5(lv, b + 2, b + 6);
+            break;
+        case LEG_Q5_1:
+            lti_put_half(b + 2, min[j]);
+            pack_q5(lv, b + 4, b + 8);
+            break;
+        }
+    }
+}
+
+/* No NaN or Inf in x[0..n): an all-ones exponent field nowhere (integer
+ * operations, so the compiler may vectorize the test). */
+static bool all_finite(const float *x, size_t n)
+{
+    uint32_t non_finite = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, sizeof bits);
+        non_finite |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return non_finite == 0;
 }
 
 lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n)
 {
     void (*fn)(const float *, unsigned char *);
+    bool finite_only = true; /* Q8_0 and Q4_0 define what NaN becomes */
+    int legacy = -1;         /* the 32-element types also run eight blocks at once */
     switch (type) {
-    case LT_Q8_0: fn = quant_q8_0; break;
-    case LT_Q4_0: fn = quant_q4_0; break;
+    case LT_Q8_0: fn = quant_q8_0; finite_only = false; legacy = LEG_Q8_0; break;
+    case LT_Q4_0: fn = quant_q4_0; finite_only = false; legacy = LEG_Q4_0; break;
+    case LT_Q4_1: fn = quant_q4_1; legacy = LEG_Q4_1; break;
+    case LT_Q5_0: fn = quant_q5_0; legacy = LEG_Q5_0; break;
+    case LT_Q5_1: fn = quant_q5_1; legacy = LEG_Q5_1; break;
+    case LT_Q2_K: fn = lti_quant_q2_k; break;
+    case LT_Q3_K: fn = lti_quant_q3_k; break;
+    case LT_Q4_K: fn = lti_quant_q4_k; break;
+    case LT_Q5_K: fn = lti_quant_q5_k; break;
+    case LT_Q6_K: fn = lti_quant_q6_k; break;
     default: return LT_ERR_UNSUPPORTED;
     }
-    if (n % QK != 0)
+    size_t block_elems = lt_dtype_block_elems(type), block_bytes = lt_dtype_block_bytes(type);
+    if (n % block_elems != 0)
         return LT_ERR_USAGE;
+    /* ggml's searches have no defined answer for NaN or Inf: refuse them
+     * before writing anything */
+    if (finite_only && !all_finite(src, n))
+        return LT_ERR_INVALID;
     unsigned char *out = dst;
-    size_t block_bytes = lt_dtype_block_bytes(type);
-    for (size_t i = 0; i < n / QK; i++)
-        fn(src + i * QK, out + i * block_bytes);
+    size_t i = 0, blocks = n / block_elems;
+    if (legacy >= 0)
+        for (; i + 8 <= blocks; i += 8)
+            quant_legacy_eight((enum legacy_kind)legacy, src + i * block_elems, out + i * block_bytes, block_bytes);
+    for (; i < blocks; i++)
+        fn(src + i * block_elems, out + i * block_bytes);
     return LT_OK;
 }

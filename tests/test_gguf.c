@@ -879,7 +879,7 @@ static void test_quant_refusals(void)
     CHECK(lt_dequantize_row(LT_TQ1_0, block, y, 256) == LT_ERR_UNSUPPORTED);
     CHECK(lt_dequantize_row(LT_Q8_K, block, y, 256) == LT_ERR_UNSUPPORTED);
     CHECK(lt_dequantize_row(LT_Q8_0, block, y, 31) == LT_ERR_USAGE);
-    CHECK(lt_quantize_row(LT_Q4_K, y, block, 256) == LT_ERR_UNSUPPORTED);
+    CHECK(lt_quantize_row(LT_Q8_K, y, block, 256) == LT_ERR_UNSUPPORTED);
     CHECK(lt_quantize_row(LT_Q8_0, y, block, 33) == LT_ERR_USAGE);
     /* plain types pass through the exact conversions */
     double d[2] = {1.5, -0.25};

@@ -121,8 +121,9 @@ LT_API bool lt_dtype_is_float(lt_dtype t);
 
 /* True for the float types and for the ggml block types that
  * lt_dequantize_row reads (Q4_0 ... Q6_K): the types whose values loratool
- * can compute with (lt_convert_to_f64 takes them all; lt_convert_from_f64
- * writes the float types, Q8_0 and Q4_0). */
+ * can compute with (lt_convert_to_f64 takes them all, and
+ * lt_convert_from_f64 writes them all: the block types through
+ * lt_quantize_row). */
 LT_API bool lt_dtype_is_numeric(lt_dtype t);
 
 /* Bytes taken by n elements of t.  Fails (returns false) when n is not a
@@ -156,19 +157,30 @@ LT_API lt_status lt_convert_from_f32(lt_dtype dst_type, const float *src, void *
 /* The same in double precision, for accumulators: to_f64 is exact;
  * from_f64 rounds once, to nearest even, from the double value itself (for
  * F16/BF16/F8 through a round-to-odd f32, which makes the second rounding
- * exact), so a merged value is never rounded twice. */
+ * exact), so a merged value is never rounded twice.  A ggml block type
+ * (from_f64 only) is written by rounding each value to f32 (nearest even)
+ * and packing with lt_quantize_row, whose refusals it returns. */
 LT_API lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n);
 LT_API lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n);
 
-/* ggml blocks (lib/quant.c).  lt_dequantize_row expands n elements (a
+/* ggml blocks (lib/quant.c, lib/quant_k.c).  lt_dequantize_row expands n elements (a
  * multiple of the type's block size) of type at src into f32 at dst, as
  * ggml's dequantize_row_* does, bit for bit.  Types: F32, F16, BF16, F64,
  * Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
- * lt_quantize_row packs n f32 values into Q8_0 or Q4_0 blocks with the
- * rounding of ggml's reference quantizers (quantize_row_q8_0_ref,
- * quantize_row_q4_0_ref).  Both return LT_ERR_UNSUPPORTED (no message) for
- * other types (IQ*, TQ*, MXFP4, Q8_1, Q8_K, ...) and LT_ERR_USAGE when n
- * is not a whole number of blocks. */
+ * lt_quantize_row packs n f32 values into blocks of Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K or Q6_K, byte for byte as ggml's
+ * reference quantizers quantize_row_<type>_ref do (no importance matrix:
+ * what llama-quantize writes without --imatrix), as built for x86-64
+ * (every float product and sum rounded on its own; lib/quant_k.c says
+ * why).  Each block depends only on its own values, so rows may be
+ * quantized in any split.  Q8_0 and Q4_0 accept NaN and Inf (they become
+ * level 0, as in ggml's x86-64 build); the other types refuse a NaN or
+ * Inf anywhere in src with LT_ERR_INVALID (no message) before writing
+ * anything.  Speed: bench/quant_bench.sh (the K-quants search many
+ * scales per block, ~10-40 M elements per second per core).
+ * Both return LT_ERR_UNSUPPORTED (no message) for other types (IQ*, TQ*,
+ * MXFP4, Q8_1, Q8_K, ...) and LT_ERR_USAGE when n is not a whole number
+ * of blocks. */
 LT_API lt_status lt_dequantize_row(lt_dtype type, const void *src, float *dst, size_t n);
 LT_API lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n);
 
