@@ -7,12 +7,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 static const char usage_text[] =
-    "usage: loratool merge BASE ADAPTER[:SCALE]... -o OUT [--dtype keep|f32|f16|bf16]\n"
+    "usage: loratool merge BASE ADAPTER[:SCALE]... -o OUT [--dtype keep|f32|f16|bf16|q8_0|q4_k|...]\n"
     "                      [--threads N] [--shard-size SIZE] [--fsync] [--dry-run] [--allow-missing]\n"
     "                      [--json]\n"
     "  BASE             a .safetensors file, a sharded model (directory or index), or a GGUF model\n"
@@ -20,9 +21,11 @@ static const char usage_text[] =
     "                   multiplies the delta (default 1, may be negative)\n"
     "  -o OUT           a .safetensors file, or a directory (sharded like the base or at --shard-size,\n"
     "                   with the base directory's config and tokenizer files copied); for a GGUF\n"
-    "                   base a .gguf file (every key-value pair of the base copied, changed\n"
-    "                   quantized tensors re-quantized: spec/convert.md)\n"
-    "  --dtype          output dtype of float tensors (default keep)\n"
+    "                   base a .gguf file (every key-value pair of the base copied; a quantized\n"
+    "                   tensor that gets a delta is re-quantized to its own type: spec/convert.md)\n"
+    "  --dtype          keep (default): every tensor keeps its type; f32, f16, bf16: float and\n"
+    "                   merged tensors in that type; q8_0, q4_0, q4_1, q5_0, q5_1, q2_k..q6_k: merged\n"
+    "                   2-D tensors quantized to it (rows must be whole blocks), the rest kept\n"
     "  --threads N      worker threads (default: all cores); output bytes do not depend on it\n"
     "  --shard-size S   directory output: largest shard, e.g. 5GB, 500MB\n"
     "  --fsync          flush the output to disk before renaming it into place (default: like cp,\n"
@@ -44,10 +47,11 @@ typedef struct merge_args {
 static bool parse_dtype(const char *text, lt_dtype *out)
 {
     static const struct { const char *name; lt_dtype dtype; } names[] = {
-        {"keep", LT_DTYPE_INVALID}, {"f32", LT_F32}, {"f16", LT_F16}, {"bf16", LT_BF16},
-        {"F32", LT_F32}, {"F16", LT_F16}, {"BF16", LT_BF16}};
+        {"keep", LT_DTYPE_INVALID}, {"f32", LT_F32}, {"f16", LT_F16}, {"bf16", LT_BF16}, {"q8_0", LT_Q8_0},
+        {"q4_0", LT_Q4_0},          {"q4_1", LT_Q4_1}, {"q5_0", LT_Q5_0}, {"q5_1", LT_Q5_1}, {"q2_k", LT_Q2_K},
+        {"q3_k", LT_Q3_K},          {"q4_k", LT_Q4_K}, {"q5_k", LT_Q5_K}, {"q6_k", LT_Q6_K}};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (strcmp(text, names[i].name) == 0) {
+        if (strcasecmp(text, names[i].name) == 0) {
             *out = names[i].dtype;
             return true;
         }
@@ -292,7 +296,8 @@ static int parse_args(int argc, char **argv, merge_args *a)
         case 'o': a->out = optarg; break;
         case 'd':
             if (!parse_dtype(optarg, &a->opts.out_dtype))
-                return cli_usage("merge", "--dtype: '%s' is not keep, f32, f16 or bf16", optarg);
+                return cli_usage("merge", "--dtype: '%s' is not keep, f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, "
+                                          "q2_k, q3_k, q4_k, q5_k or q6_k", optarg);
             break;
         case 't':
             if (!cli_parse_count(optarg, &threads) || threads == 0 || threads > 256)
@@ -430,6 +435,12 @@ int cmd_merge(int argc, char **argv)
     }
     for (size_t i = 0; i < lt_merge_plan_skipped_count(plan); i++)
         cli_warn("skipped %s", lt_merge_plan_skipped(plan, i));
+    size_t requantized = lt_merge_plan_stats(plan).tensors_requantized;
+    if (requantized)
+        cli_warn("%zu merged tensor%s re-quantized with ggml's reference quantizer, without the importance "
+                 "matrix most published quantized models were made with: this adds error about the size of a "
+                 "typical LoRA delta; for the best result merge with --dtype f16 and quantize that yourself "
+                 "(llama-quantize --imatrix ...)", requantized, requantized == 1 ? " is" : "s are");
     if (!a.dry_run) {
         bool made_dir = false;
         lt_sink *sink = create_sink(&a, base, &written, &made_dir, &err);

@@ -139,17 +139,17 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
     if (!lt_dtype_is_numeric(bt->dtype))
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: base tensor '%s' has dtype %s: cannot merge into it",
                        lt_source_path(plan->base), bt->name, lt_dtype_name(bt->dtype));
-    /* a block-quantized tensor that gets a delta: written in the asked
-     * dtype, or re-quantized where we have ggml's quantizer, else F16 (as
-     * llama-export-lora does) */
-    if (lt_dtype_block_elems(bt->dtype) > 1 && t->out_dtype == bt->dtype && bt->dtype != LT_Q8_0 &&
-        bt->dtype != LT_Q4_0)
-        t->out_dtype = LT_F16;
     if (t->action == ACT_REPLACE)
         return lti_fail(err, LT_ERR_INVALID, "%s: module '%s' targets '%s', which an adapter also replaces",
                        apath, m->name, bt->name);
-    if (lt_dtype_block_elems(bt->dtype) > 1 && plan->opts.out_dtype != LT_DTYPE_INVALID)
-        t->out_dtype = plan->opts.out_dtype;
+    /* a tensor that gets a delta keeps its type (a block-quantized one is
+     * re-quantized with ggml's reference quantizer), or takes the asked
+     * one: a float --dtype for every tensor of a block type, a block
+     * --dtype for 2-D ones */
+    lt_dtype asked = plan->opts.out_dtype;
+    if (asked != LT_DTYPE_INVALID && (lt_dtype_block_elems(asked) > 1 ? bt->n_dims == 2
+                                                                      : lt_dtype_block_elems(bt->dtype) > 1))
+        t->out_dtype = asked;
     if (m->tensor_magnitude >= 0 && (op.fit != LT_FIT_DIRECT || m->kind != LT_MODULE_LINEAR))
         return lti_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: module '%s': DoRA is merged for Linear layers stored [out, in] only", apath, m->name);
@@ -277,9 +277,6 @@ static lt_status plan_token_rows(lt_merge_plan *plan, const lt_replacement *r, l
         return s;
     t->n_rows = n;
     t->action = ACT_MERGE;
-    if (lt_dtype_block_elems(bt->dtype) > 1 && t->out_dtype == bt->dtype && bt->dtype != LT_Q8_0 &&
-        bt->dtype != LT_Q4_0)
-        t->out_dtype = LT_F16;
     return LT_OK;
 }
 
@@ -450,9 +447,11 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
     memcpy(plan->inputs, inputs, n_inputs * sizeof *inputs);
     plan->n_inputs = n_inputs;
     lt_dtype out = plan->opts.out_dtype;
-    if (out != LT_DTYPE_INVALID && out != LT_F32 && out != LT_F16 && out != LT_BF16) {
+    bool block_out = out != LT_DTYPE_INVALID && lt_dtype_block_elems(out) > 1;
+    if (out != LT_DTYPE_INVALID && out != LT_F32 && out != LT_F16 && out != LT_BF16 &&
+        !(block_out && lt_dtype_is_numeric(out))) {
         lt_merge_plan_free(plan);
-        lti_fail(err, LT_ERR_USAGE, "merge: output dtype must be F32, F16 or BF16");
+        lti_fail(err, LT_ERR_USAGE, "merge: output dtype must be F32, F16, BF16 or a ggml block type we quantize");
         return NULL;
     }
     lt_status s = LT_OK;
@@ -473,7 +472,7 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
         t->in_dtype = bt->dtype;
         /* --dtype applies to float tensors, and to block-quantized ones
          * that get a delta (planned below); others keep their bytes */
-        t->out_dtype = out != LT_DTYPE_INVALID && lt_dtype_is_float(bt->dtype) ? out : bt->dtype;
+        t->out_dtype = out != LT_DTYPE_INVALID && !block_out && lt_dtype_is_float(bt->dtype) ? out : bt->dtype;
         t->action = t->out_dtype == bt->dtype ? ACT_COPY : ACT_CONVERT;
     }
     for (size_t in = 0; in < n_inputs && s == LT_OK; in++) {
@@ -498,7 +497,10 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
         switch (t->action) {
         case ACT_COPY: plan->stats.tensors_copied++; break;
         case ACT_CONVERT: plan->stats.tensors_converted++; break;
-        case ACT_MERGE: plan->stats.tensors_merged++; break;
+        case ACT_MERGE:
+            plan->stats.tensors_merged++;
+            plan->stats.tensors_requantized += lt_dtype_block_elems(t->out_dtype) > 1 && t->out_dtype != LT_Q8_0;
+            break;
         case ACT_REPLACE: plan->stats.tensors_replaced++; break;
         case ACT_ADD: plan->stats.tensors_added++; break;
         }
@@ -514,6 +516,13 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
         if (t->n_dims == 1 && t->n_ops) { /* a bias: one row of [out] */
             t->rows = 1;
             t->cols = elems;
+        }
+        uint32_t per = lt_dtype_block_elems(t->out_dtype);
+        if (t->action == ACT_MERGE && per > 1 && t->cols % per != 0) {
+            lti_fail(err, LT_ERR_INVALID, "merge: tensor '%s' has rows of %llu values: %s needs a multiple of %u",
+                     t->name, (unsigned long long)t->cols, lt_dtype_name(t->out_dtype), per);
+            lt_merge_plan_free(plan);
+            return NULL;
         }
         plan->stats.bytes_written += bytes;
     }

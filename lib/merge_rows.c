@@ -23,7 +23,8 @@ static double overflow_threshold(lt_dtype t)
     case LT_F16: return 65520.0;
     case LT_BF16: return 0x1.ffp127;       /* (2 - 2^-8) * 2^127 */
     case LT_F32: return 0x1.ffffffp127;    /* (2 - 2^-24) * 2^127 */
-    default: return INFINITY;
+    /* block types are quantized from values rounded to f32 */
+    default: return lt_dtype_block_elems(t) > 1 ? 0x1.ffffffp127 : INFINITY;
     }
 }
 

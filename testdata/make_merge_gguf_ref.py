@@ -619,11 +619,12 @@ def case_quant_requant(root, rng):
 
 
 def case_quant_k(root, rng):
-    """A Q4_K tensor with a delta, --dtype keep: written F16 (no K-quant
-    quantizer), within 1 ulp; the untouched Q8_0, Q4_0, Q6_K tensors copied
-    byte for byte."""
-    case, ref, types = quant_case(root, rng, "quantized_q4_k_to_f16", ["blk.0.ffn_down", "blk.1.attn_q"])
-    exp = {name: ("ulp", "F16" if types[name] == "Q4_K" else types[name], case.ref("r0:" + name, v))
+    """A Q4_K tensor with a delta, --dtype keep: re-quantized to Q4_K (ggml's
+    reference quantizer, no imatrix), so the model keeps its size; the
+    untouched Q8_0, Q4_0, Q6_K tensors copied byte for byte; --dtype f16
+    writes it F16 within 1 ulp instead."""
+    case, ref, types = quant_case(root, rng, "quantized_q4_k_kept", ["blk.0.ffn_down", "blk.1.attn_q"])
+    exp = {name: ("quant" if types[name] == "Q4_K" else "ulp", types[name], case.ref("r0:" + name, v))
            for name, v in ref.items()}
     case.run(["merge", "{CASE}/base.gguf", "{CASE}/lora.gguf", "-o", "{O0}/m.gguf"], output="{O0}/m.gguf",
              base="base.gguf", expect=exp)
@@ -833,6 +834,23 @@ def check_run(case_dir, work, k, run, refs, outputs):
                     raise Bad("run %d: %s (%s) differs from the reference quantization in %d of %d blocks; "
                               "max |dequant diff| %.3g" % (k, name, tname, nbad, len(blocks),
                                                            float(np.max(np.abs(got - exp)))))
+            elif mode == "quant":
+                # re-quantized to its own block type: within the type's
+                # step of the float64 reference, and nearer to it than the
+                # base was (the delta is in); the quantizer's bytes are
+                # checked against ggml's own output by tests/test_quant.c
+                got = dequant(tname, raw, n).reshape(-1)
+                w = want.reshape(-1).astype(np.float64)
+                b = dequant(btname, braw, n).reshape(-1)
+                blocks = w.reshape(-1, 256)
+                step = np.repeat((blocks.max(axis=1) - blocks.min(axis=1)) / 15.0, 256)
+                worst = float(np.max(np.abs(got - w) - step))
+                if worst > 0:
+                    raise Bad("run %d: %s (%s): %.3g beyond a quantization step of the float64 reference"
+                              % (k, name, tname, worst))
+                if not np.mean(np.abs(got - w)) < np.mean(np.abs(b - w)):
+                    raise Bad("run %d: %s (%s) is no nearer to the merged values than the base: the delta was "
+                              "dropped" % (k, name, tname))
             else:
                 got = dequant(tname, raw, n).reshape(want.shape)
                 wr = rounded(want, tname)

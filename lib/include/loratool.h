@@ -545,8 +545,13 @@ typedef struct lt_merge_progress {
 } lt_merge_progress;
 
 typedef struct lt_merge_options {
-    lt_dtype out_dtype;     /* LT_DTYPE_INVALID: keep each tensor's dtype;
-                               else F32/F16/BF16 for every float tensor      */
+    lt_dtype out_dtype;     /* LT_DTYPE_INVALID: keep each tensor's dtype (a
+                               block-quantized tensor that gets a delta is
+                               re-quantized to its own type); F32/F16/BF16:
+                               that for every float tensor and every merged
+                               one; a ggml block type lt_quantize_row writes:
+                               that for every 2-D tensor that gets a delta
+                               (rows must be whole blocks), others kept     */
     unsigned threads;       /* 0 = one per online processor                  */
     bool allow_missing;     /* skip modules whose target is absent (listed)  */
     /* Compute every merged element in float64.  Slower, and the same bytes:
@@ -577,6 +582,10 @@ typedef struct lt_merge_stats {
     size_t tensors_added;       /* adapter tensors with no base counterpart  */
     uint64_t bytes_written;     /* tensor data bytes                         */
     size_t modules_skipped;     /* with allow_missing                        */
+    /* merged tensors written in a ggml block type other than Q8_0: quantized
+     * again with ggml's reference quantizer, without the importance matrix
+     * most published quantized models were made with */
+    size_t tensors_requantized;
 } lt_merge_stats;
 
 typedef struct lt_merge_plan lt_merge_plan;
