@@ -146,6 +146,18 @@ static lt_status merged_layer(lt_adapter *ad, lt_source *mem, const lt_adapter_o
                            "--enable-lora enables %zu",
                            path, m->name, (unsigned long long)enabled, (unsigned long long)a->shape[0],
                            (unsigned long long)r, on);
+    } else if (!o->base && o->describe_only) {
+        /* inspect without a base: the stored factors as they are, said so */
+        char line[512];
+        snprintf(line, sizeof line,
+                 "merged layer '%s': %llu enabled groups of rank %llu; the groups need --base or --enable-lora",
+                 m->name, (unsigned long long)enabled, (unsigned long long)r);
+        m->rank = (uint32_t)a->shape[0];
+        m->out_features = b->shape[0];
+        m->in_features = a->shape[1];
+        m->scale = alpha / (double)r;
+        m->alpha = alpha * (double)enabled;
+        return lti_adapter_warn(ad, line, err);
     } else {
         if (!o->base)
             return lti_fail(err, LT_ERR_USAGE,
