@@ -118,7 +118,9 @@ typedef struct cli_loralib {
  * the usage error.  L must be zeroed before the first call. */
 int cli_loralib_option(const char *verb, int id, const char *arg, cli_loralib *l);
 /* True when PATH is a single weights file holding loralib LoRA keys
- * (names ending in ".lora_A" / ".lora_B"). */
+ * (names ending in ".lora_A" / ".lora_B"); cli_source_is_loralib asks the
+ * same of an open source. */
 bool cli_is_loralib(const char *path);
+bool cli_source_is_loralib(const lt_source *src);
 
 #endif

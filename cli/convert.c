@@ -71,7 +71,21 @@ static int convert_loralib(const char *input, const char *out, const char *base_
         if (outtype != LT_F16 && outtype != LT_BF16)
             outtype = LT_F32;
     }
-    if (ad)
+    /* one PEFT config says fan_in_fan_out for all layers: a square layer
+     * stored [out, in] next to transposed ones would be read back wrong */
+    for (size_t i = 0; ad && i < lt_adapter_module_count(ad); i++) {
+        const lt_lora_module *m = lt_adapter_module(ad, i);
+        if (lt_adapter_config(ad)->fan_in_fan_out && m->kind == LT_MODULE_LINEAR && !m->fan_in_fan_out &&
+            m->out_features == m->in_features) {
+            snprintf(err.message, sizeof err.message,
+                     "%s: module '%s' is a square layer stored [out, in] next to fan_in_fan_out layers; one PEFT "
+                     "config cannot hold both",
+                     input, m->name);
+            s = err.status = LT_ERR_UNSUPPORTED;
+            break;
+        }
+    }
+    if (ad && s == LT_OK)
         s = lt_adapter_save_peft(ad, out, outtype, &err);
     size_t modules = ad ? lt_adapter_module_count(ad) : 0, replaced = ad ? lt_adapter_replacement_count(ad) : 0;
     lt_adapter_close(ad);

@@ -231,12 +231,14 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
         adapter_opts = *opts->adapter_opts;
     adapter_opts.base = base;
     adapter_opts.describe_only = true;
-    if (is_adapter || cli_is_loralib(path)) {
+    if (is_adapter) {
         ad = lt_adapter_open_with(path, &adapter_opts, err);
-    } else if ((src = lt_source_open(path, err)) && is_gguf_adapter(src)) {
-        lt_source_close(src);
-        src = NULL;
-        ad = lt_adapter_open(path, err);
+    } else if ((src = lt_source_open(path, err)) && (is_gguf_adapter(src) || cli_source_is_loralib(src))) {
+        ad = lt_adapter_open_with(path, &adapter_opts, err);
+        if (!ad) {
+            lt_source_close(src);
+            src = NULL;
+        }
     }
     /* the file itself (a model's own source may hold computed tensors) */
     if (ad && !src)

@@ -71,18 +71,24 @@ int cli_loralib_option(const char *verb, int id, const char *arg, cli_loralib *l
     }
 }
 
+bool cli_source_is_loralib(const lt_source *src)
+{
+    for (size_t i = 0; i < lt_source_tensor_count(src); i++) {
+        const char *name = lt_source_tensor(src, i)->name;
+        size_t len = strlen(name);
+        if (len > 7 && (strcmp(name + len - 7, ".lora_A") == 0 || strcmp(name + len - 7, ".lora_B") == 0))
+            return true;
+    }
+    return false;
+}
+
 bool cli_is_loralib(const char *path)
 {
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return false;
     lt_source *src = lt_source_open(path, NULL);
-    bool found = false;
-    for (size_t i = 0; src && i < lt_source_tensor_count(src) && !found; i++) {
-        const char *name = lt_source_tensor(src, i)->name;
-        size_t len = strlen(name);
-        found = len > 7 && (strcmp(name + len - 7, ".lora_A") == 0 || strcmp(name + len - 7, ".lora_B") == 0);
-    }
+    bool found = src && cli_source_is_loralib(src);
     lt_source_close(src);
     return found;
 }

@@ -289,8 +289,14 @@ static lt_status fill_model(lt_adapter *ad, lt_source *mem, const lt_adapter_ope
 
 static lt_adapter *loralib_open_with(const char *path, const lt_adapter_open_options *opts, lt_error *err)
 {
-    lt_adapter_open_options none = {0};
-    const lt_adapter_open_options *o = opts ? opts : &none;
+    if (!opts) { /* a command that takes no --alpha: say how to get there */
+        lti_fail(err, LT_ERR_USAGE,
+                "%s: a loralib checkpoint does not record lora_alpha: convert it to a PEFT directory first "
+                "(loratool convert %s -o DIR --base MODEL --alpha A)",
+                path, path);
+        return NULL;
+    }
+    const lt_adapter_open_options *o = opts;
     if (!o->describe_only && !o->has_alpha) {
         lti_fail(err, LT_ERR_USAGE, "%s: a loralib checkpoint does not record lora_alpha: give --alpha", path);
         return NULL;

@@ -110,6 +110,9 @@ expect wrong_mask 2 "enable-lora" $LORATOOL merge "$gb" "$fix/gpt2.pt" -o "$tmp/
 expect bad_mask 2 "enable-lora" $LORATOOL merge "$gb" "$fix/gpt2.pt" -o "$tmp/x.safetensors" --alpha 32 --enable-lora 1,x
 expect convert_missing_alpha 2 "give --alpha" $LORATOOL convert "$fix/gpt2.pt" -o "$tmp/x.peft" --base "$gb"
 expect convert_config_base 3 "must name the model" $LORATOOL convert "$fix/roberta_head.pt" -o "$tmp/x.peft" --base "$tmp" --alpha 16
+expect convert_mixed_layout 3 "one PEFT config cannot hold both" \
+    $LORATOOL convert "$fix/gpt2.pt" -o "$tmp/x.peft" --base "$gb" --alpha 32 --enable-lora 1,0,1
+expect resize_needs_convert 2 "convert it to a PEFT directory first" $LORATOOL resize "$fix/gpt2.pt" -o "$tmp/x.peft" --rank 2
 expect refuse_extra 3 "roberta.pooler.dense.weight" \
     $LORATOOL merge "$fix/roberta_head_base.safetensors" "$ref/refuse_extra.safetensors" -o "$tmp/x.safetensors" --alpha 16
 expect refuse_shape 3 "classifier.out_proj.weight" \
