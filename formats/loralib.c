@@ -194,10 +194,12 @@ static lt_status merged_layer(lt_adapter *ad, lt_source *mem, const lt_adapter_o
     long bi = find_base_weight(path, o->base, m, err);
     if (bi < 0)
         return err ? err->status : LT_ERR_INVALID;
-    if (lt_module_fit(m, lt_source_tensor(o->base, (size_t)bi)) == LT_FIT_NONE)
+    lt_fit fit = lt_module_fit(m, lt_source_tensor(o->base, (size_t)bi));
+    if (fit == LT_FIT_NONE)
         return lti_fail(err, LT_ERR_INVALID, "%s: merged layer '%s': fused delta [%llu, %llu] does not fit base '%s'",
                        path, m->name, (unsigned long long)m->out_features, (unsigned long long)m->in_features,
                        lt_source_tensor(o->base, (size_t)bi)->name);
+    m->fan_in_fan_out = fit == LT_FIT_TRANSPOSED; /* stored [in, out], as PEFT's flag says */
     return LT_OK;
 }
 
