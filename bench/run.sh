@@ -9,3 +9,7 @@ cd "$(dirname "$0")/.."
 /usr/bin/python3 bench/merge_bench.py --tool "$tool" --work build/bench
 echo
 /usr/bin/python3 bench/surgery_bench.py --tool "$tool" --work build/bench
+echo
+/usr/bin/python3 bench/bnb_bench.py --tool "$tool" --work build/bench
+echo
+/usr/bin/python3 bench/verify_bench.py --tool "$tool" --work build/bench

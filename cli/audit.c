@@ -39,59 +39,40 @@ static void violation(cJSON *list, const char *fmt, ...)
     cJSON_AddItemToArray(list, cJSON_CreateString(line));
 }
 
-static void shape_text(char *buf, size_t size, uint32_t n_dims, const uint64_t *shape)
+static void add_violation(void *list, const char *message)
 {
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (uint32_t d = 0; d < n_dims && used < size; d++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%llu", d ? ", " : "",
-                                 (unsigned long long)shape[d]);
-    if (used < size)
-        snprintf(buf + used, size - used, "]");
+    violation(list, "%s", message);
 }
 
-/* Every module and replacement must land on a base tensor of fitting shape. */
-static void check_against_base(const lt_adapter *ad, const lt_source *base, cJSON *list)
+/* Merge's own checks, made by merge's planner without reading factor data
+ * (names, shapes, dtypes, token ids, bias presence, config): every refusal
+ * merge would make is a violation.  A replacement whose target the base
+ * lacks is one too (merge would add it as a new tensor: a new head). */
+static void check_against_base(const lt_adapter *ad, lt_source *base, const char *base_path, cJSON *list)
 {
-    char want[128], have[128];
-    for (size_t i = 0; i < lt_adapter_module_count(ad); i++) {
-        const lt_lora_module *m = lt_adapter_module(ad, i);
-        long index = lt_base_find(base, m->target);
-        if (index < 0) {
-            violation(list, "module %s: target %s not found in base%s", m->name, m->target,
-                      strstr(m->target, "lm_head") ? " (tied to the embeddings?)" : "");
-            continue;
-        }
-        const lt_tensor_info *t = lt_source_tensor(base, (size_t)index);
-        if (lt_module_fit(m, t) == LT_FIT_NONE) {
-            uint64_t shape[2] = {m->out_features, m->in_features};
-            shape_text(want, sizeof want, 2, shape);
-            shape_text(have, sizeof have, t->n_dims, t->shape);
-            violation(list, "module %s: adapter shape %s does not fit base tensor %s %s", m->name, want,
-                      t->name, have);
-        }
-    }
-    const lt_source *weights = lt_adapter_source(ad);
     for (size_t i = 0; i < lt_adapter_replacement_count(ad); i++) {
         const lt_replacement *r = lt_adapter_replacement(ad, i);
-        const lt_tensor_info *mine = lt_source_tensor(weights, (size_t)r->tensor);
-        long index = lt_base_find(base, r->target);
-        if (index < 0) {
-            /* a new head (task head, score) has no base tensor: PEFT adds it */
+        if (r->kind == LT_REPLACE_FULL && lt_base_find(base, r->target) < 0)
             violation(list, "replacement %s: target %s not found in base", r->key, r->target);
-            continue;
-        }
-        const lt_tensor_info *t = lt_source_tensor(base, (size_t)index);
-        bool fits = r->kind == LT_REPLACE_FULL
-                        ? t->n_dims == mine->n_dims &&
-                              memcmp(t->shape, mine->shape, t->n_dims * sizeof *t->shape) == 0
-                        : t->n_dims == 2 && mine->n_dims == 2 && mine->shape[1] == t->shape[1];
-        if (!fits) {
-            shape_text(want, sizeof want, mine->n_dims, mine->shape);
-            shape_text(have, sizeof have, t->n_dims, t->shape);
-            violation(list, "replacement %s: shape %s does not fit base tensor %s %s", r->key, want,
-                      t->name, have);
-        }
     }
+    lt_error err;
+    const lt_adapter *merged = ad;
+    lt_adapter *view = NULL;
+    if (strcmp(lt_source_format(base), "gguf") == 0 && !lt_adapter_gguf_arch(ad)) {
+        lt_arch_info arch; /* as merge sees a PEFT adapter over a GGUF base */
+        if (lt_arch_info_read(base_path, &arch, &err) != LT_OK || !(view = lt_adapter_for_gguf(ad, &arch, &err))) {
+            violation(list, "%s", err.message);
+            return;
+        }
+        merged = view;
+    }
+    lt_merge_options opts = {.check_only = true, .on_violation = add_violation, .violation_ctx = list};
+    lt_merge_input input = {merged, 1.0};
+    lt_merge_plan *plan = lt_merge_plan_create(base, &input, 1, &opts, &err);
+    if (!plan)
+        violation(list, "%s", err.message);
+    lt_merge_plan_free(plan);
+    lt_adapter_close(view);
 }
 
 /* Does some module's name end with the component(s) in target? */
@@ -201,7 +182,7 @@ int cmd_audit(int argc, char **argv)
         return cli_fail(&err);
     cJSON *violations = cJSON_CreateArray();
     if (base)
-        check_against_base(ad, base, violations);
+        check_against_base(ad, base, opts.base_path, violations);
     check_limits(ad, desc, &lim, violations);
     for (size_t i = 0; i < lt_adapter_warning_count(ad); i++)
         cli_warn("%s: %s", argv[optind], lt_adapter_warning(ad, i));

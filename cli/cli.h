@@ -8,7 +8,7 @@
 
 /* Exit codes (spec/cli.md). */
 enum {
-    EXIT_LIMIT = 1,       /* audit: a limit or check failed        */
+    EXIT_LIMIT = 1,       /* audit, verify, diff: a check failed   */
     EXIT_USAGE = 2,
     EXIT_INPUT = 3,       /* invalid or unsupported input          */
     EXIT_IO = 4,
@@ -28,6 +28,8 @@ int cmd_convert(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_combine(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);
@@ -68,6 +70,14 @@ void cli_print_description(const cJSON *desc);
  * *path is malloc'd. */
 void cli_split_scale(const char *arg, char **path, double *weight);
 
+/* ---- adapter_gguf.c ---- */
+/* A PEFT adapter used with a GGUF base (merge, verify) is seen under GGUF
+ * names with llama.cpp's Q/K row order and its exact scales
+ * (lt_adapter_for_gguf, spec/convert.md): *ad becomes that view and
+ * *original the adapter it reads (close the view first).  Returns 0, or
+ * the exit code after printing the error. */
+int cli_adapter_as_gguf(const char *base_path, lt_adapter **ad, lt_adapter **original);
+
 /* ---- surgery_common.c ---- */
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;
  * 0 or a usage exit code. */
@@ -77,6 +87,17 @@ int cli_parse_rank_rule(const char *verb, int option, const char *arg, lt_rank_r
  * print the report.  Frees model and report; returns the exit code. */
 int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix,
                        lt_surgery_report *report, bool json, lt_error *err);
+/* What resize and combine share on their command lines. */
+typedef struct cli_surgery_args {
+    const char *out;
+    bool json;
+    lt_rank_rule rule;
+} cli_surgery_args;
+/* Take one of the shared options (-o, --rank 'r', --energy 'e', --sv-ratio
+ * 'x', --json 'j', --help 'h'): true when OPTION is one of them; then *rc
+ * is -1 to go on, else the exit code to return now. */
+bool cli_surgery_option(const char *verb, int option, const char *arg, const char *usage,
+                        cli_surgery_args *a, int *rc);
 /* Print the per-module report (text or JSON); 0 or EXIT_IO. */
 int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bool json);
 

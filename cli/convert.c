@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -11,13 +12,17 @@ static const char usage_text[] =
     "usage: loratool convert ADAPTER_DIR -o OUT.gguf --base BASE [--outtype f32|f16|bf16|q8_0]\n"
     "       loratool convert ADAPTER.gguf -o OUT_DIR --base BASE\n"
     "       loratool convert MODEL.safetensors -o MODEL.gguf --base config.json [--outtype f32|f16|bf16]\n"
+    "                        [--vocab VOCAB.gguf]\n"
     "       loratool convert MODEL.gguf -o MODEL.safetensors --base config.json\n"
     "  BASE       the base model's config.json, its directory, or a GGUF model: gives the\n"
     "             architecture (tensor names) and head counts (llama's Q/K row order)\n"
     "  --outtype  GGUF factor type (default f32, exact); q8_0 falls back to f16 for factors\n"
     "             whose rows are not whole 32-element blocks; for models: 2-D tensor type\n"
     "             (default: keep), 1-D tensors are F32 in GGUF\n"
-    "  models: weights only (names, Q/K row order, Gemma norms); no tokenizer conversion\n"
+    "  --vocab    models: copy the tokenizer.* keys of this GGUF (vocab-only or a full model;\n"
+    "             its token count must equal the model's vocab_size and embedding rows)\n"
+    "  models: names, Q/K row order, Gemma norms; with a config.json base every\n"
+    "  hyperparameter llama.cpp reads; without --vocab the GGUF has no tokenizer\n"
     "       loratool convert LORALIB.pt -o OUT_DIR --base MODEL --alpha A [--enable-lora M]\n"
     "                        [--fan-in-fan-out] [--outtype f32|f16|bf16]\n"
     "  a loralib (microsoft/LoRA) checkpoint becomes a PEFT LoRA directory with the same delta;\n"
@@ -34,6 +39,12 @@ static bool parse_outtype(const char *text, lt_dtype *out)
             return true;
         }
     return false;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 static bool is_adapter_dir(const char *path)
@@ -101,12 +112,13 @@ int cmd_convert(int argc, char **argv)
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'}, {"base", required_argument, NULL, 'b'},
         {"outtype", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"vocab", required_argument, NULL, 'v'},
         CLI_LORALIB_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     cli_loralib loralib = {0};
     int handled;
-    const char *out = NULL, *base = NULL;
+    const char *out = NULL, *base = NULL, *vocab = NULL;
     lt_dtype outtype = LT_F32;
     bool outtype_given = false;
     int c;
@@ -115,6 +127,7 @@ int cmd_convert(int argc, char **argv)
         switch (c) {
         case 'o': out = optarg; break;
         case 'b': base = optarg; break;
+        case 'v': vocab = optarg; break;
         case 't':
             if (!parse_outtype(optarg, &outtype))
                 return cli_usage("convert", "--outtype: '%s' is not f32, f16, bf16 or q8_0", optarg);
@@ -144,6 +157,8 @@ int cmd_convert(int argc, char **argv)
     if (lt_arch_info_read(base, &arch, &err) != LT_OK)
         return cli_fail(&err);
     if (is_adapter_dir(input)) {
+        if (vocab)
+            return cli_usage("convert", "--vocab is for whole models, not adapters");
         lt_adapter *ad = lt_adapter_open(input, &err);
         if (!ad)
             return cli_fail(&err);
@@ -172,17 +187,37 @@ int cmd_convert(int argc, char **argv)
             lt_source_close(src);
             return EXIT_INPUT;
         }
-        size_t skipped = 0;
-        lt_status s = lt_convert_model(src, &arch, out, outtype_given ? outtype : LT_DTYPE_INVALID, &skipped, &err);
+        size_t blen = strlen(base);
+        bool config = is_dir(base) || (blen > 5 && strcmp(base + blen - 5, ".json") == 0);
+        if (vocab && !to_gguf_out) {
+            lt_source_close(src);
+            return cli_usage("convert", "--vocab is for a model converted to GGUF");
+        }
+        lt_model_convert_options opts = {outtype_given ? outtype : LT_DTYPE_INVALID, config ? base : NULL, vocab};
+        lt_model_convert_report rep;
+        lt_status s = lt_convert_model_with(src, &arch, &opts, out, &rep, &err);
         bool to_gguf = strcmp(lt_source_format(src), "gguf") != 0;
         lt_source_close(src);
         if (s != LT_OK)
             return cli_fail(&err);
-        printf("wrote %s: %s model, architecture %s%s\n", out, to_gguf ? "GGUF" : "safetensors", arch.arch,
-               to_gguf ? " (weights and architecture keys only: no tokenizer)" : "");
-        if (skipped)
-            printf("  skipped %zu rotary_emb.inv_freq buffers (recomputed by llama.cpp)\n", skipped);
+        printf("wrote %s: %s model, architecture %s\n", out, to_gguf ? "GGUF" : "safetensors", arch.arch);
+        if (to_gguf && rep.hparam_keys)
+            printf("  %zu hyperparameter keys from %s%s\n", rep.hparam_keys, base,
+                   rep.rope_freqs ? ", rope_freqs.weight for llama3 rope scaling" : "");
+        else if (to_gguf)
+            printf("  no config.json: architecture keys only (block and head counts)\n");
+        if (to_gguf && rep.tokenizer_keys)
+            printf("  tokenizer: %zu keys from %s (%llu tokens)\n", rep.tokenizer_keys, vocab,
+                   (unsigned long long)rep.vocab_size);
+        else if (to_gguf)
+            printf("  no tokenizer: llama.cpp cannot load this file until one is added (--vocab VOCAB.gguf)\n");
+        if (rep.skipped)
+            printf("  skipped %zu rotary_emb.inv_freq buffers (recomputed by llama.cpp)\n", rep.skipped);
         return cli_finish_stdout();
+    }
+    if (vocab) {
+        lt_source_close(src);
+        return cli_usage("convert", "--vocab is for whole models, not adapters");
     }
     lt_source_close(src);
     lt_adapter *gguf = lt_adapter_open(input, &err);

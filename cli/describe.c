@@ -42,10 +42,15 @@ static void describe_source(cJSON *out, const char *path, const lt_source *src, 
     uint64_t params = 0, bytes = 0;
     size_t count_by_dtype[LT_DTYPE_COUNT] = {0};
     size_t n = lt_source_tensor_count(src);
+    lt_quant_info q, first_q;
+    size_t n_quant = 0;
     for (size_t i = 0; i < n; i++) {
         const lt_tensor_info *t = lt_source_tensor(src, i);
-        params += t->n_elems;
-        bytes += t->n_bytes;
+        bool quant = lt_source_tensor_quant(src, i, &q);
+        if (quant && n_quant++ == 0)
+            first_q = q;
+        params += t->n_elems; /* a quantized weight counts its logical elements */
+        bytes += quant ? q.packed_bytes : t->n_bytes;
         count_by_dtype[t->dtype]++;
     }
     cJSON_AddStringToObject(out, "path", path);
@@ -57,6 +62,17 @@ static void describe_source(cJSON *out, const char *path, const lt_source *src, 
     for (int t = 0; t < LT_DTYPE_COUNT; t++)
         if (count_by_dtype[t])
             cJSON_AddNumberToObject(dtypes, lt_dtype_name((lt_dtype)t), (double)count_by_dtype[t]);
+    if (n_quant) {
+        cJSON *qj = cJSON_AddObjectToObject(out, "quantization");
+        cJSON_AddStringToObject(qj, "method", first_q.method);
+        cJSON_AddStringToObject(qj, "type", first_q.type);
+        cJSON_AddNumberToObject(qj, "blocksize", first_q.blocksize);
+        cJSON_AddBoolToObject(qj, "double_quant", first_q.double_quant);
+        if (first_q.double_quant)
+            cJSON_AddNumberToObject(qj, "nested_blocksize", first_q.nested_blocksize);
+        cJSON_AddStringToObject(qj, "compute_dtype", lt_dtype_name(first_q.compute_dtype));
+        cJSON_AddNumberToObject(qj, "quantized_tensors", (double)n_quant);
+    }
     cJSON *meta = cJSON_AddObjectToObject(out, "metadata");
     for (size_t i = 0; i < lt_source_meta_count(src); i++)
         cJSON_AddStringToObject(meta, lt_source_meta_key(src, i), lt_source_meta_value(src, i));
@@ -71,11 +87,26 @@ static void describe_source(cJSON *out, const char *path, const lt_source *src, 
     for (size_t i = 0; i < n; i++) {
         const lt_tensor_info *t = lt_source_tensor(src, i);
         cJSON *item = cJSON_CreateObject();
+        bool quant = lt_source_tensor_quant(src, i, &q);
         cJSON_AddStringToObject(item, "name", t->name);
-        cJSON_AddStringToObject(item, "dtype", lt_dtype_name(t->dtype));
+        cJSON_AddStringToObject(item, "dtype", quant ? q.storage : lt_dtype_name(t->dtype));
         cJSON_AddItemToObject(item, "shape", shape_json(t->n_dims, t->shape));
         cJSON_AddNumberToObject(item, "offset", (double)t->offset);
-        cJSON_AddNumberToObject(item, "bytes", (double)t->n_bytes);
+        cJSON_AddNumberToObject(item, "bytes", (double)(quant ? q.packed_bytes : t->n_bytes));
+        if (quant) {
+            /* the logical tensor reads as compute_dtype; its storage is these parts */
+            cJSON_AddStringToObject(item, "compute_dtype", lt_dtype_name(q.compute_dtype));
+            cJSON *parts = cJSON_AddArrayToObject(item, "parts");
+            for (size_t k = 0; k < q.n_parts; k++) {
+                cJSON *part = cJSON_CreateObject();
+                cJSON_AddStringToObject(part, "name", q.parts[k].name);
+                cJSON_AddNumberToObject(part, "offset", (double)q.parts[k].offset);
+                cJSON_AddNumberToObject(part, "bytes", (double)q.parts[k].n_bytes);
+                if (lt_source_file_count(src) > 1)
+                    cJSON_AddNumberToObject(part, "file", (double)q.parts[k].file_index);
+                cJSON_AddItemToArray(parts, part);
+            }
+        }
         if (lt_source_file_count(src) > 1)
             cJSON_AddNumberToObject(item, "file", (double)t->file_index);
         cJSON_AddItemToArray(list, item);
@@ -382,6 +413,16 @@ void cli_print_description(const cJSON *desc)
     printf(")\n");
     printf("parameters:   %s\n", cli_count((uint64_t)num(desc, "parameters"), buf, sizeof buf));
     printf("bytes:        %s\n", cli_count((uint64_t)num(desc, "bytes"), buf, sizeof buf));
+    const cJSON *quant = cJSON_GetObjectItem(desc, "quantization");
+    if (quant) {
+        printf("quantization: %s %s", str(quant, "method"), str(quant, "type"));
+        if (num(quant, "blocksize") > 0)
+            printf(", blocksize %.0f", num(quant, "blocksize"));
+        if (cJSON_IsTrue(cJSON_GetObjectItem(quant, "double_quant")))
+            printf(", double quant (blocksize %.0f)", num(quant, "nested_blocksize"));
+        printf(", compute dtype %s, %.0f quantized tensors\n", str(quant, "compute_dtype"),
+               num(quant, "quantized_tensors"));
+    }
     const cJSON *meta = cJSON_GetObjectItem(desc, "metadata");
     if (cJSON_GetArraySize(meta) > 0) {
         printf("metadata:\n");
@@ -406,14 +447,16 @@ void cli_print_description(const cJSON *desc)
             printf(", peft %s", str(a, "peft_version"));
         printf("\nbase model:   %s\n", str(a, "base_model") ? str(a, "base_model") : "(not given)");
         const cJSON *targets = cJSON_GetObjectItem(a, "target_modules");
-        printf("targets:      ");
+        /* a GGUF LoRA names no target modules: no empty line for it */
         if (cJSON_IsString(targets)) {
-            printf("regex %s", targets->valuestring);
-        } else {
+            printf("targets:      regex %s\n", targets->valuestring);
+        } else if (cJSON_GetArraySize(targets) > 0) {
             i = 0;
+            printf("targets:      ");
             cJSON_ArrayForEach(item, targets) printf("%s%s", i++ ? ", " : "", item->valuestring);
+            printf("\n");
         }
-        printf("\nflags:       ");
+        printf("flags:       ");
         static const char *const flags[] = {"use_rslora", "use_dora", "fan_in_fan_out",
                                             "rank_pattern", "alpha_pattern"};
         int shown = 0;

@@ -16,6 +16,8 @@ static const cli_verb verbs[] = {
     {"resize", cmd_resize, "shrink adapter ranks by exact truncated SVD"},
     {"combine", cmd_combine, "add weighted adapters into one (exact, or truncated)"},
     {"extract", cmd_extract, "extract a LoRA adapter from a fine-tuned model minus its base"},
+    {"verify", cmd_verify, "check a merged model against its base and adapters (forward path)"},
+    {"diff", cmd_diff, "compare two weight files tensor by tensor (exit 1 when they differ)"},
 };
 
 static void print_help(FILE *out)
@@ -24,7 +26,7 @@ static void print_help(FILE *out)
     for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
         fprintf(out, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
     fprintf(out, "\n'loratool <command> --help' describes a command's options.\n"
-                 "exit codes: 0 ok, 1 audit limit exceeded, 2 usage, 3 invalid or unsupported "
+                 "exit codes: 0 ok, 1 a check failed (audit, verify, diff), 2 usage, 3 invalid or unsupported "
                  "input, 4 I/O error\n");
 }
 

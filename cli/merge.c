@@ -15,10 +15,13 @@ static const char usage_text[] =
     "usage: loratool merge BASE ADAPTER[:SCALE]... -o OUT [--dtype keep|f32|f16|bf16]\n"
     "                      [--threads N] [--shard-size SIZE] [--fsync] [--dry-run] [--allow-missing]\n"
     "                      [--json]\n"
-    "  BASE             a .safetensors file or a sharded model (directory or index)\n"
-    "  ADAPTER[:SCALE]  PEFT adapter directories; SCALE multiplies the delta (default 1, may be negative)\n"
+    "  BASE             a .safetensors file, a sharded model (directory or index), or a GGUF model\n"
+    "  ADAPTER[:SCALE]  PEFT adapter directories, or GGUF LoRA files (into a GGUF base); SCALE\n"
+    "                   multiplies the delta (default 1, may be negative)\n"
     "  -o OUT           a .safetensors file, or a directory (sharded like the base or at --shard-size,\n"
-    "                   with the base directory's config and tokenizer files copied)\n"
+    "                   with the base directory's config and tokenizer files copied); for a GGUF\n"
+    "                   base a .gguf file (every key-value pair of the base copied, changed\n"
+    "                   quantized tensors re-quantized: spec/convert.md)\n"
     "  --dtype          output dtype of float tensors (default keep)\n"
     "  --threads N      worker threads (default: all cores); output bytes do not depend on it\n"
     "  --shard-size S   directory output: largest shard, e.g. 5GB, 500MB\n"
@@ -136,6 +139,53 @@ static int copy_side_files(const char *from, const char *to)
     return rc;
 }
 
+/* A bitsandbytes base is written dequantized: the copied config.json
+ * loses quantization_config and names the dtype the weights now have. */
+static int unquantize_config(const char *out_dir, const lt_source *base, lt_dtype chosen)
+{
+    lt_quant_info q;
+    lt_dtype dtype = chosen;
+    for (size_t i = 0; dtype == LT_DTYPE_INVALID && i < lt_source_tensor_count(base); i++)
+        if (lt_source_tensor_quant(base, i, &q))
+            dtype = q.compute_dtype;
+    const char *torch = dtype == LT_BF16 ? "bfloat16" : dtype == LT_F16 ? "float16" : "float32";
+    size_t len = strlen(out_dir) + sizeof "/config.json.tmp";
+    char *path = malloc(len), *tmp = malloc(len), *text = NULL;
+    FILE *f = path && tmp ? (snprintf(path, len, "%s/config.json", out_dir), fopen(path, "rb")) : NULL;
+    int rc = 0;
+    if (f) {
+        long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+        text = size >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)size + 1) : NULL;
+        cJSON *root = text && fread(text, 1, (size_t)size, f) == (size_t)size ? cJSON_ParseWithLength(text, (size_t)size)
+                                                                             : NULL;
+        fclose(f);
+        char *out = NULL;
+        if (cJSON_IsObject(root)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "torch_dtype");
+            cJSON_AddStringToObject(root, "torch_dtype", torch);
+            out = cJSON_Print(root);
+        }
+        snprintf(tmp, len, "%s/config.json.tmp", out_dir);
+        FILE *w = out ? fopen(tmp, "wb") : NULL;
+        bool ok = w && fputs(out, w) >= 0 && fputc('\n', w) != EOF;
+        if (w && fclose(w) != 0)
+            ok = false;
+        if (!ok || rename(tmp, path) != 0) {
+            if (w)
+                unlink(tmp);
+            cli_warn("%s: could not rewrite config.json for the dequantized model "
+                     "(drop quantization_config, set torch_dtype to %s yourself)", out_dir, torch);
+        }
+        cJSON_Delete(root);
+        cJSON_free(out);
+    }
+    free(text);
+    free(path);
+    free(tmp);
+    return rc;
+}
+
 static void on_progress(void *ctx, const lt_merge_progress *p)
 {
     const struct timespec *start = ctx;
@@ -224,23 +274,6 @@ static void print_summary(const cJSON *s)
     printf("  %.0f bytes of tensor data, %.2f s\n", cJSON_GetObjectItem(s, "bytes")->valuedouble,
            cJSON_GetObjectItem(s, "seconds")->valuedouble);
     cJSON_ArrayForEach(item, cJSON_GetObjectItem(s, "skipped")) printf("  skipped: %s\n", item->valuestring);
-}
-
-/* A PEFT adapter merged into a GGUF base is seen under GGUF names with
- * llama.cpp's Q/K row order and its exact scales (spec/convert.md); the
- * view reads the adapter it came from, kept in *ORIGINAL. */
-static int adapter_for_gguf(const char *base_path, lt_adapter **ad, lt_adapter **original)
-{
-    lt_error err;
-    lt_arch_info arch;
-    if (lt_arch_info_read(base_path, &arch, &err) != LT_OK)
-        return cli_fail(&err);
-    lt_adapter *view = lt_adapter_for_gguf(*ad, &arch, &err);
-    if (!view)
-        return cli_fail(&err);
-    *original = *ad;
-    *ad = view;
-    return 0;
 }
 
 static int parse_args(int argc, char **argv, merge_args *a)
@@ -390,7 +423,7 @@ int cmd_merge(int argc, char **argv)
             goto done;
         }
         if (gguf_base && !lt_adapter_gguf_arch(ads[i]) &&
-            (rc = adapter_for_gguf(a.base, &ads[i], &ads[a.n_adapters + i])))
+            (rc = cli_adapter_as_gguf(a.base, &ads[i], &ads[a.n_adapters + i])))
             goto done;
         for (size_t w = 0; w < lt_adapter_warning_count(ads[i]); w++)
             cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));
@@ -433,6 +466,8 @@ int cmd_merge(int argc, char **argv)
         bool to_dir = !ends_with(a.out, ".safetensors") || a.shard_size > 0;
         if (from && to_dir)
             rc = copy_side_files(from, a.out);
+        if (from && to_dir && !rc && strcmp(lt_source_format(base), "bitsandbytes") == 0)
+            rc = unquantize_config(a.out, base, a.opts.out_dtype);
         free(from);
         if (rc)
             goto done;

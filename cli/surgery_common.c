@@ -90,3 +90,21 @@ int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, boo
     lt_surgery_report_free(report);
     return rc;
 }
+
+bool cli_surgery_option(const char *verb, int option, const char *arg, const char *usage,
+                        cli_surgery_args *a, int *rc)
+{
+    *rc = -1;
+    switch (option) {
+    case 'o': a->out = arg; return true;
+    case 'r': case 'e': case 'x': {
+        int bad = cli_parse_rank_rule(verb, option, arg, &a->rule);
+        if (bad)
+            *rc = bad;
+        return true;
+    }
+    case 'j': a->json = true; return true;
+    case 'h': fputs(usage, stdout); *rc = cli_finish_stdout(); return true;
+    default: return false;
+    }
+}

@@ -3,6 +3,7 @@
  * from a config.json (or a model directory holding one) or a GGUF model's
  * keys (spec/convert.md). */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,21 @@
 #include "names.h"
 
 /* ---- architecture facts ---- */
+
+/* KEY of a config, a whole number >= 1 when present (else LT_ERR_INVALID
+ * naming it); *out stays 0 when it is absent or null. */
+static lt_status config_dim(const cJSON *cfg, const char *key, const char *path, uint64_t *out, lt_error *err)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    *out = 0;
+    if (!item || cJSON_IsNull(item))
+        return LT_OK;
+    if (!cJSON_IsNumber(item) || item->valuedouble < 1 || item->valuedouble > 1e15 ||
+        item->valuedouble != floor(item->valuedouble))
+        return lti_fail(err, LT_ERR_INVALID, "%s: '%s' must be a positive integer", path, key);
+    *out = (uint64_t)item->valuedouble;
+    return LT_OK;
+}
 
 static lt_status arch_from_config(const char *path, lt_arch_info *out, lt_error *err)
 {
@@ -39,15 +55,45 @@ static lt_status arch_from_config(const char *path, lt_arch_info *out, lt_error 
         cJSON_Delete(root);
         return s;
     }
-    const cJSON *heads = cJSON_GetObjectItemCaseSensitive(cfg, "num_attention_heads");
-    const cJSON *kv_heads = cJSON_GetObjectItemCaseSensitive(cfg, "num_key_value_heads");
     snprintf(out->arch, sizeof out->arch, "%s", arch);
-    out->n_head = cJSON_IsNumber(heads) && heads->valuedouble >= 1 ? (uint32_t)heads->valuedouble : 0;
-    out->n_head_kv = cJSON_IsNumber(kv_heads) && kv_heads->valuedouble >= 1 ? (uint32_t)kv_heads->valuedouble
-                                                                             : out->n_head;
+    uint64_t heads = 0, kv_heads = 0;
+    s = config_dim(cfg, "num_attention_heads", path, &heads, err);
+    if (s == LT_OK)
+        s = config_dim(cfg, "num_key_value_heads", path, &kv_heads, err);
+    if (s == LT_OK && (heads > 0xFFFFFFFFu || kv_heads > 0xFFFFFFFFu))
+        s = lti_fail(err, LT_ERR_INVALID, "%s: head counts beyond 2^32", path);
+    out->n_head = (uint32_t)heads;
+    out->n_head_kv = kv_heads ? (uint32_t)kv_heads : out->n_head;
+    if (s == LT_OK)
+        s = config_dim(cfg, "hidden_size", path, &out->n_embd, err);
+    if (s == LT_OK)
+        s = config_dim(cfg, "intermediate_size", path, &out->n_ff, err);
+    if (s == LT_OK)
+        s = config_dim(cfg, "head_dim", path, &out->head_dim, err);
+    if (s == LT_OK)
+        s = config_dim(cfg, "vocab_size", path, &out->n_vocab, err);
     cJSON_Delete(root);
+    if (s != LT_OK)
+        return s;
+    if (!out->head_dim && out->n_head && out->n_embd % out->n_head == 0)
+        out->head_dim = out->n_embd / out->n_head;
     if (out->n_head == 0 && lti_arch_permutes_qk(arch))
         return lti_fail(err, LT_ERR_INVALID, "%s: no num_attention_heads (needed for the Q/K permutation)", path);
+    return LT_OK;
+}
+
+/* <arch>.NAME of a GGUF model, an integer >= 1 when present (else
+ * LT_ERR_INVALID naming it); *out stays 0 when it is absent. */
+static lt_status gguf_dim(lt_source *src, const char *arch, const char *name, uint64_t *out, lt_error *err)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, name);
+    long k = lt_source_kv_find(src, key);
+    *out = 0;
+    if (k < 0)
+        return LT_OK;
+    if (lt_source_kv_type(src, (size_t)k) == LT_GGUF_ARRAY || !lt_source_kv_u64(src, (size_t)k, 0, out) || *out == 0)
+        return lti_fail(err, LT_ERR_INVALID, "%s: %s must be a positive integer", lt_source_path(src), key);
     return LT_OK;
 }
 
@@ -59,14 +105,27 @@ static lt_status arch_from_gguf(lt_source *src, lt_arch_info *out, lt_error *err
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: GGUF architecture '%s' has no name map", lt_source_path(src),
                        arch ? arch : "(none)");
     snprintf(out->arch, sizeof out->arch, "%s", arch);
-    char key[96];
-    uint64_t value = 0;
-    snprintf(key, sizeof key, "%s.attention.head_count", arch);
-    k = lt_source_kv_find(src, key);
-    out->n_head = k >= 0 && lt_source_kv_u64(src, (size_t)k, 0, &value) ? (uint32_t)value : 0;
-    snprintf(key, sizeof key, "%s.attention.head_count_kv", arch);
-    k = lt_source_kv_find(src, key);
-    out->n_head_kv = k >= 0 && lt_source_kv_u64(src, (size_t)k, 0, &value) ? (uint32_t)value : out->n_head;
+    uint64_t heads = 0, kv_heads = 0;
+    lt_status s = gguf_dim(src, arch, "attention.head_count", &heads, err);
+    if (s == LT_OK)
+        s = gguf_dim(src, arch, "attention.head_count_kv", &kv_heads, err);
+    if (s == LT_OK && (heads > 0xFFFFFFFFu || kv_heads > 0xFFFFFFFFu))
+        s = lti_fail(err, LT_ERR_INVALID, "%s: head counts beyond 2^32", lt_source_path(src));
+    out->n_head = (uint32_t)heads;
+    out->n_head_kv = kv_heads ? (uint32_t)kv_heads : out->n_head;
+    if (s == LT_OK)
+        s = gguf_dim(src, arch, "embedding_length", &out->n_embd, err);
+    if (s == LT_OK)
+        s = gguf_dim(src, arch, "feed_forward_length", &out->n_ff, err);
+    if (s == LT_OK)
+        s = gguf_dim(src, arch, "attention.key_length", &out->head_dim, err);
+    if (s != LT_OK)
+        return s;
+    if (!out->head_dim && out->n_head && out->n_embd % out->n_head == 0)
+        out->head_dim = out->n_embd / out->n_head;
+    long embd = lt_source_find(src, "token_embd.weight");
+    if (embd >= 0 && lt_source_tensor(src, (size_t)embd)->n_dims == 2)
+        out->n_vocab = lt_source_tensor(src, (size_t)embd)->shape[0];
     if (out->n_head == 0 && lti_arch_permutes_qk(arch))
         return lti_fail(err, LT_ERR_INVALID, "%s: no %s.attention.head_count", lt_source_path(src), arch);
     return LT_OK;

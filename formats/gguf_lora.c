@@ -5,6 +5,7 @@
  * the core model; writes any model as one; and renames a model between
  * Hugging Face and GGUF names with llama.cpp's Q/K row order
  * (spec/convert.md). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,10 +120,15 @@ lt_adapter *lti_gguf_lora_open(const char *path, lt_error *err)
         s = lti_adapter_set_gguf_arch(ad, arch ? arch : "", err);
     if (s == LT_OK)
         s = pair_factors(ad, src, err);
+    /* absent means scale 1 to llama.cpp; present, it must be a number */
     double alpha = 0;
     k = lt_source_kv_find(src, "adapter.lora.alpha");
-    if (k >= 0 && !lt_source_kv_f64(src, (size_t)k, 0, &alpha))
-        alpha = 0;
+    if (s == LT_OK && k >= 0 &&
+        (lt_source_kv_type(src, (size_t)k) == LT_GGUF_ARRAY || !lt_source_kv_f64(src, (size_t)k, 0, &alpha)))
+        s = lti_fail(err, LT_ERR_INVALID, "%s: adapter.lora.alpha is a %s, not a number", path,
+                     lt_gguf_type_name(lt_source_kv_type(src, (size_t)k)));
+    if (s == LT_OK && !isfinite(alpha))
+        s = lti_fail(err, LT_ERR_INVALID, "%s: adapter.lora.alpha is %g, not a finite number", path, alpha);
     cfg->lora_alpha = alpha;
     if (s == LT_OK)
         s = shape_modules(ad, src, alpha, err);
@@ -244,3 +250,40 @@ char *lti_gguf_name_of(const lt_adapter *ad, const lt_lora_module *m, const lt_a
     return gguf;
 }
 
+/* The [out, in] a GGUF target of ARCH has, from the base's dimensions; false
+ * when the base does not say (or the target is not one we know). */
+static bool expected_shape(const lt_arch_info *arch, const char *gguf, uint64_t *out, uint64_t *in)
+{
+    static const struct {
+        const char *suffix;
+        int out, in; /* 1 embd, 2 ff, 3 q heads x head_dim, 4 kv heads x head_dim, 5 vocab */
+    } known[] = {
+        {".attn_q.weight", 3, 1},  {".attn_k.weight", 4, 1},     {".attn_v.weight", 4, 1},
+        {".attn_output.weight", 1, 3}, {".ffn_gate.weight", 2, 1}, {".ffn_up.weight", 2, 1},
+        {".ffn_down.weight", 1, 2}, {"token_embd.weight", 5, 1}, {"output.weight", 5, 1},
+    };
+    uint64_t dims[6] = {0, arch->n_embd, arch->n_ff, (uint64_t)arch->n_head * arch->head_dim,
+                        (uint64_t)arch->n_head_kv * arch->head_dim, arch->n_vocab};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++) {
+        if (!lti_ends_with(gguf, known[i].suffix) ||
+            (known[i].suffix[0] != '.' && strcmp(gguf, known[i].suffix) != 0))
+            continue;
+        *out = dims[known[i].out];
+        *in = dims[known[i].in];
+        return *out && *in;
+    }
+    return false;
+}
+
+lt_status lti_gguf_check_shape(const lt_adapter *ad, const lt_lora_module *m, const lt_arch_info *arch,
+                               const char *gguf, lt_error *err)
+{
+    uint64_t out, in;
+    if (!expected_shape(arch, gguf, &out, &in) || (m->out_features == out && m->in_features == in))
+        return LT_OK;
+    return lti_fail(err, LT_ERR_INVALID,
+                    "%s: module '%s' has shape [%llu, %llu] but the base's %s is [%llu, %llu] (architecture %s)",
+                    lt_source_path(lt_adapter_source(ad)), m->name, (unsigned long long)m->out_features,
+                    (unsigned long long)m->in_features, gguf, (unsigned long long)out, (unsigned long long)in,
+                    arch->arch);
+}

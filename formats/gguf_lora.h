@@ -32,4 +32,10 @@ lt_status lti_gguf_check_representable(const lt_adapter *ad, lt_error *err);
 /* The GGUF name of module M's target in ARCH, malloc'd; NULL with err set. */
 char *lti_gguf_name_of(const lt_adapter *ad, const lt_lora_module *m, const lt_arch_info *arch, lt_error *err);
 
+/* M (HF names) against the shape its GGUF target GGUF has in the base ARCH
+ * describes: LT_ERR_INVALID naming the module and both shapes when they
+ * differ; LT_OK when they agree or the base does not say. */
+lt_status lti_gguf_check_shape(const lt_adapter *ad, const lt_lora_module *m, const lt_arch_info *arch,
+                               const char *gguf, lt_error *err);
+
 #endif

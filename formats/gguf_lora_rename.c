@@ -139,6 +139,11 @@ static lt_status add_gguf_module(lt_adapter *out, lt_source *mem, const lt_adapt
     char *gguf = lti_gguf_name_of(in, m, arch, err);
     if (!gguf)
         return err ? err->status : LT_ERR_UNSUPPORTED;
+    lt_status checked = lti_gguf_check_shape(in, m, arch, gguf, err);
+    if (checked != LT_OK) {
+        free(gguf);
+        return checked;
+    }
     lt_lora_module copy = *m;
     copy.tensor_a = lti_memsource_add_ref(mem, lt_source_tensor(src, (size_t)m->tensor_a)->name, src,
                                           (size_t)m->tensor_a, err);

@@ -152,7 +152,9 @@ lt_status lt_adapter_save_gguf(const lt_adapter *ad, const lt_arch_info *arch, c
         char *gguf = own_arch ? lti_strdup(m->target) : lti_gguf_name_of(ad, m, arch, err);
         if (!gguf)
             s = own_arch ? lti_fail_nomem(err, path) : (err ? err->status : LT_ERR_UNSUPPORTED);
-        else
+        if (s == LT_OK && !own_arch)
+            s = lti_gguf_check_shape(ad, m, arch, gguf, err);
+        if (s == LT_OK)
             s = module_factors(ad, m, gguf, m->scale / runtime_scale, own_arch ? 0 : lti_gguf_permuted_heads(arch, m->target),
                                own_arch ? LT_F32 : outtype, &factors[2 * i], err);
         free(gguf);

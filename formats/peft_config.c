@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "peft.h"
+#include "safetensors.h" /* lti_st_utf8_valid */
 
 /* Keys of LoraConfig / AdaLoraConfig and of older PEFT releases: anything
  * else is reported as unknown (not fatal). */
@@ -163,6 +164,12 @@ static lt_status config_patterns(peft_parse *ad, const cJSON *root, const char *
         if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
             return lti_fail(err, LT_ERR_INVALID, "%s: %s['%s'] must be a number", ad->config_path,
                            key, item->string);
+        /* a rank is a whole number >= 1 (it is compared with the factors'
+         * rows); alphas may be any finite number, negative ones included */
+        if (strcmp(key, "rank_pattern") == 0 &&
+            (item->valuedouble < 1 || item->valuedouble > 1e7 || item->valuedouble != floor(item->valuedouble)))
+            return lti_fail(err, LT_ERR_INVALID, "%s: rank_pattern['%s'] is %g: a rank is a whole number >= 1",
+                           ad->config_path, item->string, item->valuedouble);
         entries[i].key = lti_strdup(item->string);
         char *wrapped = lti_asprintf("(.*\\.)?(%s)$", item->string);
         if (!entries[i].key || !wrapped) {
@@ -246,8 +253,41 @@ static lt_status config_enable_lora(peft_parse *ad, const cJSON *item, lt_error 
     return LT_OK;
 }
 
+/* r, lora_alpha and AdaLoRA's init_r. */
+static lt_status config_numbers(peft_parse *ad, const cJSON *root, lt_peft_config *cfg, lt_error *err)
+{
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r");
+    if (r && !cJSON_IsNull(r)) {
+        if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 1e7 ||
+            r->valuedouble != floor(r->valuedouble)) {
+            return lti_fail(err, LT_ERR_INVALID, "%s: 'r' must be a positive integer", ad->config_path);
+        }
+        cfg->r = (uint32_t)r->valuedouble;
+    }
+    const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
+    if (alpha && !cJSON_IsNull(alpha)) {
+        if (!cJSON_IsNumber(alpha) || !isfinite(alpha->valuedouble)) {
+            return lti_fail(err, LT_ERR_INVALID, "%s: 'lora_alpha' must be a number", ad->config_path);
+        }
+        cfg->lora_alpha = alpha->valuedouble;
+    } else if (strcmp(cfg->peft_type, "LORA") == 0 && !alpha) {
+        cfg->lora_alpha = 8;
+    }
+    const cJSON *init_r = cJSON_GetObjectItemCaseSensitive(root, "init_r");
+    if (init_r && !cJSON_IsNull(init_r)) {
+        if (!cJSON_IsNumber(init_r) || init_r->valuedouble < 1 || init_r->valuedouble > 1e7 ||
+            init_r->valuedouble != floor(init_r->valuedouble))
+            return lti_fail(err, LT_ERR_INVALID, "%s: 'init_r' must be a positive integer", ad->config_path);
+        cfg->adalora_init_r = (uint32_t)init_r->valuedouble;
+    }
+    return LT_OK;
+}
+
 lt_status lti_peft_parse_config(peft_parse *ad, const char *text, lt_error *err)
 {
+    size_t bad_at = 0;
+    if (!lti_st_utf8_valid(text, strlen(text), &bad_at))
+        return lti_fail(err, LT_ERR_INVALID, "%s: not valid UTF-8 (byte %zu)", ad->config_path, bad_at);
     const char *error_at = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &error_at, true);
     if (!root)
@@ -280,29 +320,8 @@ lt_status lti_peft_parse_config(peft_parse *ad, const char *text, lt_error *err)
     cfg->base_model = own_string(ad, cJSON_GetObjectItemCaseSensitive(root, "base_model_name_or_path"));
     cfg->peft_version = own_string(ad, cJSON_GetObjectItemCaseSensitive(root, "peft_version"));
 
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r");
-    if (r && !cJSON_IsNull(r)) {
-        if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 1e7 ||
-            r->valuedouble != floor(r->valuedouble)) {
-            s = lti_fail(err, LT_ERR_INVALID, "%s: 'r' must be a positive integer", ad->config_path);
-            goto done;
-        }
-        cfg->r = (uint32_t)r->valuedouble;
-    }
-    const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
-    if (alpha && !cJSON_IsNull(alpha)) {
-        if (!cJSON_IsNumber(alpha) || !isfinite(alpha->valuedouble)) {
-            s = lti_fail(err, LT_ERR_INVALID, "%s: 'lora_alpha' must be a number", ad->config_path);
-            goto done;
-        }
-        cfg->lora_alpha = alpha->valuedouble;
-    } else if (strcmp(cfg->peft_type, "LORA") == 0 && !alpha) {
-        cfg->lora_alpha = 8;
-    }
-    const cJSON *init_r = cJSON_GetObjectItemCaseSensitive(root, "init_r");
-    if (cJSON_IsNumber(init_r) && init_r->valuedouble >= 1 && init_r->valuedouble <= 1e7)
-        cfg->adalora_init_r = (uint32_t)init_r->valuedouble;
-
+    if ((s = config_numbers(ad, root, cfg, err)))
+        goto done;
     if ((s = config_bool(ad, root, "use_rslora", &cfg->use_rslora, err)) ||
         (s = config_bool(ad, root, "use_dora", &cfg->use_dora, err)) ||
         (s = config_bool(ad, root, "fan_in_fan_out", &cfg->fan_in_fan_out, err)) ||

@@ -11,6 +11,7 @@
 
 static const lti_format *const all_formats[] = {
     &lti_format_peft,
+    &lti_format_bnb,
     &lti_format_safetensors_sharded,
     &lti_format_safetensors,
     &lti_format_torch_bin,
@@ -40,6 +41,23 @@ static lt_status probe_path(const char *path, unsigned char *head, lti_probe *pr
     return LT_OK;
 }
 
+/* The format that bids highest for PROBE as a source or as an adapter
+ * (the first among equals), or NULL when none bids. */
+static const lti_format *highest_bidder(const lti_probe *probe, bool adapter)
+{
+    const lti_format *best = NULL;
+    int best_bid = 0;
+    for (size_t i = 0; all_formats[i]; i++) {
+        const lti_format *f = all_formats[i];
+        int bid = adapter ? (f->adapter_bid ? f->adapter_bid(probe) : 0) : f->bid(probe);
+        if (bid > best_bid) {
+            best_bid = bid;
+            best = f;
+        }
+    }
+    return best;
+}
+
 lt_adapter *lt_adapter_open(const char *path, lt_error *err)
 {
     return lt_adapter_open_with(path, NULL, err);
@@ -51,15 +69,7 @@ lt_adapter *lt_adapter_open_with(const char *path, const lt_adapter_open_options
     lti_probe probe;
     if (probe_path(path, head, &probe, err) != LT_OK)
         return NULL;
-    const lti_format *best = NULL;
-    int best_bid = 0;
-    for (size_t i = 0; all_formats[i]; i++) {
-        int bid = all_formats[i]->adapter_bid ? all_formats[i]->adapter_bid(&probe) : 0;
-        if (bid > best_bid) {
-            best_bid = bid;
-            best = all_formats[i];
-        }
-    }
+    const lti_format *best = highest_bidder(&probe, true);
     if (!best) {
         lti_fail(err, LT_ERR_UNSUPPORTED, "%s: not an adapter", path);
         return NULL;
@@ -73,15 +83,7 @@ lt_source *lt_source_open(const char *path, lt_error *err)
     lti_probe probe;
     if (probe_path(path, head, &probe, err) != LT_OK)
         return NULL;
-    const lti_format *best = NULL;
-    int best_bid = 0;
-    for (size_t i = 0; all_formats[i]; i++) {
-        int bid = all_formats[i]->bid(&probe);
-        if (bid > best_bid) {
-            best_bid = bid;
-            best = all_formats[i];
-        }
-    }
+    const lti_format *best = highest_bidder(&probe, false);
     if (!best) {
         lti_fail(err, LT_ERR_UNSUPPORTED, "%s: unrecognized format%s", path,
                 probe.is_dir ? " (directory holds no adapter_config.json, "

@@ -69,6 +69,14 @@ bool lti_is_file(const char *path);
  * items; false on overflow or allocation failure. */
 bool lti_grow(void **array, size_t *cap, size_t need, size_t elem_size);
 
+/* A name as it may appear in a one-line error message: control characters
+ * shown as '?', long names cut with "...".  Use as lti_show(name).text in
+ * the argument list of lti_fail (the temporary lives until the call ends). */
+typedef struct lti_shown {
+    char text[160];
+} lti_shown;
+lti_shown lti_show(const char *s);
+
 /* ---- threads (lib/parallel.c) ---- */
 
 #define LT_MAX_THREADS 256u

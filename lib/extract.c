@@ -81,6 +81,21 @@ static lt_status transpose_f32(float **m, uint64_t rows, uint64_t cols, lt_error
     return LT_OK;
 }
 
+static lt_status zero_factors(uint64_t m, uint64_t n, double total, uint32_t *rank_out, float **a_out,
+                              float **b_out, lt_surgery_module *rep, lt_error *err)
+{
+    *rank_out = 1;
+    rep->new_rank = 1;
+    rep->old_rank = 0;
+    rep->zero = true;
+    rep->energy_kept = 1.0;
+    rep->rel_error = 0.0;
+    (void)total;
+    *b_out = calloc((size_t)m + 1, sizeof(float));
+    *a_out = calloc((size_t)n + 1, sizeof(float));
+    return *a_out && *b_out ? LT_OK : lti_fail_nomem(err, "svd");
+}
+
 lt_status lti_factors_from_dense(const lt_extract_options *opts, const float *diff, uint64_t m, uint64_t n,
                                 double total, uint32_t *rank_out, float **a_out, float **b_out,
                                 lt_surgery_module *rep, lt_error *err)
@@ -92,6 +107,16 @@ lt_status lti_factors_from_dense(const lt_extract_options *opts, const float *di
     double *u = malloc((size_t)(m * k) * sizeof *u + 1), *v = malloc((size_t)(n * k) * sizeof *v + 1);
     double *sv = malloc((size_t)k * sizeof *sv + 1);
     lt_status s = u && v && sv ? LT_OK : lti_fail_nomem(err, "svd");
+    /* an empty delta ([m, 0] or [0, n]): exactly zero, one pair of empty
+     * zero factors and no SVD */
+    if (s == LT_OK && k == 0)
+        s = zero_factors(m, n, total, rank_out, a_out, b_out, rep, err);
+    if (s == LT_OK && k == 0) {
+        free(u);
+        free(v);
+        free(sv);
+        return s;
+    }
     if (s == LT_OK)
         s = lti_randomized_svd_f64((size_t)m, (size_t)n, diff, (size_t)n, (size_t)k, LTI_RSVD_OVERSAMPLE,
                                   LTI_RSVD_POWER_ITERS, opts->seed, opts->threads, u, (size_t)k, sv, v, (size_t)k,

@@ -157,7 +157,7 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
     op.factor = factor;
     op.rank = m->rank; /* the factors are loaded later, all modules at once */
     lt_status s = LT_OK;
-    if (m->tensor_magnitude >= 0)
+    if (m->tensor_magnitude >= 0 && !plan->opts.check_only)
         s = load_f64(ad, m->tensor_magnitude, &op.magnitude, err);
     if (s == LT_OK)
         s = add_op(t, &op, err);
@@ -181,6 +181,8 @@ static lt_status plan_module(lt_merge_plan *plan, size_t input, const lt_lora_mo
     if (bias_index < 0 || lt_source_tensor(plan->base, (size_t)bias_index)->n_elems != m->out_features)
         return lti_fail(err, LT_ERR_INVALID, "%s: module '%s' has a lora bias but base tensor '%s' has no bias of %llu elements",
                        apath, m->name, bt->name, (unsigned long long)m->out_features);
+    if (plan->opts.check_only)
+        return LT_OK;
     merge_op bias_op = {.input = input, .module = m, .fit = LT_FIT_DIRECT, .rank = 1};
     s = load_f64(ad, m->tensor_bias, &bias_op.vec, err);
     if (s != LT_OK)
@@ -237,38 +239,37 @@ static lt_status plan_token_rows(lt_merge_plan *plan, const lt_replacement *r, l
                        bt->name);
     if (t->action == ACT_REPLACE || t->n_rows)
         return lti_fail(err, LT_ERR_INVALID, "%s: '%s' is replaced twice", apath, bt->name);
-    double *values;
-    lt_status s = lti_source_read_all_f64(asrc, (size_t)r->tensor, &values, err);
-    if (s != LT_OK)
-        return s;
     size_t n = r->n_token_indices;
     uint64_t cols = bt->shape[1];
     /* sort (id, row) pairs by id: ids then index the rows in order */
     uint64_t *pairs = malloc(n * 2 * sizeof *pairs + 1);
-    t->row_ids = malloc(n * sizeof *t->row_ids + 1);
-    t->row_values = malloc((size_t)(n * cols) * sizeof *t->row_values + 1);
-    if (!pairs || !t->row_ids || !t->row_values) {
-        free(pairs);
-        free(values);
+    if (!pairs)
         return lti_fail_nomem(err, apath);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (r->token_indices[i] >= bt->shape[0]) {
-            free(pairs);
-            free(values);
-            return lti_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is past the %llu rows of '%s'", apath,
-                           (unsigned long long)r->token_indices[i], (unsigned long long)bt->shape[0], bt->name);
-        }
+    lt_status s = LT_OK;
+    for (size_t i = 0; i < n && s == LT_OK; i++) {
+        if (r->token_indices[i] >= bt->shape[0])
+            s = lti_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is past the %llu rows of '%s'", apath,
+                         (unsigned long long)r->token_indices[i], (unsigned long long)bt->shape[0], bt->name);
         pairs[2 * i] = r->token_indices[i];
         pairs[2 * i + 1] = i;
     }
-    qsort(pairs, n, 2 * sizeof *pairs, by_row_id);
-    for (size_t i = 0; i < n && s == LT_OK; i++) {
-        if (i > 0 && pairs[2 * i] == pairs[2 * i - 2])
+    if (s == LT_OK)
+        qsort(pairs, n, 2 * sizeof *pairs, by_row_id);
+    for (size_t i = 1; i < n && s == LT_OK; i++)
+        if (pairs[2 * i] == pairs[2 * i - 2])
             s = lti_fail(err, LT_ERR_INVALID, "%s: trainable token id %llu is listed twice", apath,
-                        (unsigned long long)pairs[2 * i]);
-        t->row_ids[i] = pairs[2 * i];
-        memcpy(t->row_values + i * cols, values + pairs[2 * i + 1] * cols, (size_t)cols * sizeof *values);
+                         (unsigned long long)pairs[2 * i]);
+    double *values = NULL;
+    if (s == LT_OK && !plan->opts.check_only) {
+        s = lti_source_read_all_f64(asrc, (size_t)r->tensor, &values, err);
+        t->row_ids = malloc(n * sizeof *t->row_ids + 1);
+        t->row_values = malloc((size_t)(n * cols) * sizeof *t->row_values + 1);
+        if (s == LT_OK && (!t->row_ids || !t->row_values))
+            s = lti_fail_nomem(err, apath);
+        for (size_t i = 0; i < n && s == LT_OK; i++) {
+            t->row_ids[i] = pairs[2 * i];
+            memcpy(t->row_values + i * cols, values + pairs[2 * i + 1] * cols, (size_t)cols * sizeof *values);
+        }
     }
     free(pairs);
     free(values);
@@ -334,6 +335,16 @@ static lt_status plan_replacement(lt_merge_plan *plan, size_t input, const lt_re
     t->replace_input = input;
     t->replace_tensor = r->tensor;
     t->in_dtype = rt->dtype;
+    return LT_OK;
+}
+
+/* In check-only mode with a listener, a failed check is reported and
+ * planning goes on (allocation failures still stop it). */
+static lt_status violation(lt_merge_plan *plan, lt_status s, lt_error *err)
+{
+    if (s == LT_OK || s == LT_ERR_NOMEM || !plan->opts.check_only || !plan->opts.on_violation)
+        return s;
+    plan->opts.on_violation(plan->opts.violation_ctx, err ? err->message : "merge check failed");
     return LT_OK;
 }
 
@@ -467,16 +478,16 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
     }
     for (size_t in = 0; in < n_inputs && s == LT_OK; in++) {
         const lt_adapter *ad = inputs[in].adapter;
-        s = check_config(ad, err);
+        s = violation(plan, check_config(ad, err), err);
         for (size_t k = 0; k < lt_adapter_replacement_count(ad) && s == LT_OK; k++)
-            s = plan_replacement(plan, in, lt_adapter_replacement(ad, k), err);
+            s = violation(plan, plan_replacement(plan, in, lt_adapter_replacement(ad, k), err), err);
     }
     for (size_t in = 0; in < n_inputs && s == LT_OK; in++) {
         const lt_adapter *ad = inputs[in].adapter;
         for (size_t k = 0; k < lt_adapter_module_count(ad) && s == LT_OK; k++)
-            s = plan_module(plan, in, lt_adapter_module(ad, k), err);
+            s = violation(plan, plan_module(plan, in, lt_adapter_module(ad, k), err), err);
     }
-    if (s == LT_OK)
+    if (s == LT_OK && !plan->opts.check_only)
         s = load_factors(plan, err);
     if (s != LT_OK) {
         lt_merge_plan_free(plan);
@@ -506,7 +517,7 @@ lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *input
         }
         plan->stats.bytes_written += bytes;
     }
-    if (!plan->opts.double_kernel_only && (s = prepare_kernels(plan, err)) != LT_OK) {
+    if (!plan->opts.double_kernel_only && !plan->opts.check_only && (s = prepare_kernels(plan, err)) != LT_OK) {
         lt_merge_plan_free(plan);
         return NULL;
     }

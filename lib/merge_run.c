@@ -294,7 +294,8 @@ static lt_status make_items(run_state *st, lt_error *err)
             step = COPY_CHUNK_BYTES;
         } else if (item_is_merge(t)) {
             total = t->rows;
-            step = t->cols >= st->block_elems ? 1 : st->block_elems / t->cols;
+            /* rows of no elements (a [n, 0] tensor) make one empty item */
+            step = t->cols == 0 ? (total ? total : 1) : t->cols >= st->block_elems ? 1 : st->block_elems / t->cols;
             if (t->cols > st->max_block_elems)
                 st->max_block_elems = t->cols;
             if (t->cols > (SIZE_MAX / 8) / 4)
@@ -325,7 +326,7 @@ static lt_status declare_outputs(lt_merge_plan *plan, lt_sink *sink, lt_error *e
         if (lt_sink_add_tensor(sink, t->name, t->out_dtype, t->n_dims, t->shape, err) < 0)
             return err ? err->status : LT_ERR_USAGE;
     }
-    if (strcmp(sink->format, "gguf") == 0) { /* a GGUF base's typed keys */
+    if (sink->ops->typed_kvs) { /* the base's typed keys, where the output holds them */
         lt_status kv = lt_sink_copy_kvs(sink, plan->base, err);
         if (kv != LT_OK)
             return kv;
@@ -347,6 +348,10 @@ static lt_status declare_outputs(lt_merge_plan *plan, lt_sink *sink, lt_error *e
 
 lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats, lt_error *err)
 {
+    if (plan->opts.check_only) {
+        lt_sink_abort(sink);
+        return lti_fail(err, LT_ERR_USAGE, "merge: a check-only plan cannot be run");
+    }
     run_state st;
     memset(&st, 0, sizeof st);
     st.plan = plan;

@@ -51,7 +51,9 @@ def permute(w, n_head):  # GGUF row h*hd + 2t + s = HF row h*hd + s*hd/2 + t
 for arch, model_type, heads, kv_heads in (("llama", "llama", 4, 2), ("gemma2", "gemma2", 4, 2)):
     d = os.path.join(tmp, arch); os.makedirs(d)
     hidden, inter = 32, 48
-    json.dump({"model_type": model_type, "num_attention_heads": heads, "num_key_value_heads": kv_heads},
+    json.dump({"model_type": model_type, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+               "num_hidden_layers": 1, "hidden_size": hidden, "intermediate_size": inter, "vocab_size": 50,
+               "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_theta": 10000.0},
               open(os.path.join(d, "config.json"), "w"))
     t = {"model.embed_tokens.weight": rng.standard_normal((50, hidden)),
          "model.norm.weight": rng.standard_normal(hidden),

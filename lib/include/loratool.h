@@ -39,6 +39,14 @@ extern "C" {
 
 #define LT_VERSION_STRING "0.1.0"
 
+/* What the shared library exports: exactly the calls declared here (it is
+ * built with hidden visibility; everything else is internal). */
+#if defined(__GNUC__)
+#define LT_API __attribute__((visibility("default")))
+#else
+#define LT_API
+#endif
+
 /* ------------------------------------------------------------------ */
 /* 1. Errors                                                            */
 /* ------------------------------------------------------------------ */
@@ -66,10 +74,10 @@ typedef struct lt_error {
 
 /* Exit code the CLI uses for a status: 0 ok, 2 usage, 3 invalid or
  * unsupported input, 4 I/O error or out of memory. */
-int lt_status_exit_code(lt_status status);
+LT_API int lt_status_exit_code(lt_status status);
 
 /* Short English name of a status ("invalid input", ...); static string. */
-const char *lt_status_name(lt_status status);
+LT_API const char *lt_status_name(lt_status status);
 
 /* ------------------------------------------------------------------ */
 /* 2. Element types                                                     */
@@ -91,35 +99,35 @@ typedef enum lt_dtype {
 
 /* Canonical name: the safetensors spelling ("F32", "BF16") where one
  * exists, else ggml's ("Q4_K").  Static string; "INVALID" if out of range. */
-const char *lt_dtype_name(lt_dtype t);
+LT_API const char *lt_dtype_name(lt_dtype t);
 
 /* Lookup by safetensors dtype string (exact, case-sensitive).
  * Returns LT_DTYPE_INVALID when the name is not a safetensors dtype. */
-lt_dtype lt_dtype_from_safetensors(const char *name);
+LT_API lt_dtype lt_dtype_from_safetensors(const char *name);
 
 /* Lookup by ggml type id (as stored in GGUF).  LT_DTYPE_INVALID for ids
  * that are unknown or removed.  lt_dtype_ggml_id returns -1 for types ggml
  * lacks (BOOL, U8, ...). */
-lt_dtype lt_dtype_from_ggml(uint32_t ggml_id);
-int lt_dtype_ggml_id(lt_dtype t);
+LT_API lt_dtype lt_dtype_from_ggml(uint32_t ggml_id);
+LT_API int lt_dtype_ggml_id(lt_dtype t);
 
 /* Elements per block (1 for plain types) and bytes per block. */
-uint32_t lt_dtype_block_elems(lt_dtype t);
-uint32_t lt_dtype_block_bytes(lt_dtype t);
+LT_API uint32_t lt_dtype_block_elems(lt_dtype t);
+LT_API uint32_t lt_dtype_block_bytes(lt_dtype t);
 
 /* True for F16, BF16, F32, F64, F8_E4M3, F8_E5M2: the types
  * lt_convert_to_f32 / lt_convert_from_f32 handle. */
-bool lt_dtype_is_float(lt_dtype t);
+LT_API bool lt_dtype_is_float(lt_dtype t);
 
 /* True for the float types and for the ggml block types that
  * lt_dequantize_row reads (Q4_0 ... Q6_K): the types whose values loratool
  * can compute with (lt_convert_to_f64 takes them all; lt_convert_from_f64
  * writes the float types, Q8_0 and Q4_0). */
-bool lt_dtype_is_numeric(lt_dtype t);
+LT_API bool lt_dtype_is_numeric(lt_dtype t);
 
 /* Bytes taken by n elements of t.  Fails (returns false) when n is not a
  * multiple of the block size or the product overflows uint64. */
-bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes);
+LT_API bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes);
 
 /* Scalar conversions.  f32 -> narrow types round to nearest, ties to even,
  * subnormal results included; infinities are kept where the type has them;
@@ -130,27 +138,27 @@ bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes);
  * NaN) and behaves like torch's cast: it does not saturate; +-Inf and
  * finite values that round beyond 448 (magnitude > 464) become NaN, sign
  * kept.  Narrow -> f32 is exact; NaN payloads are widened bit for bit. */
-float lt_f16_to_f32(uint16_t h);
-uint16_t lt_f32_to_f16(float f);
-float lt_bf16_to_f32(uint16_t h);
-uint16_t lt_f32_to_bf16(float f);
-float lt_f8e4m3_to_f32(uint8_t v);
-uint8_t lt_f32_to_f8e4m3(float f);
-float lt_f8e5m2_to_f32(uint8_t v);
-uint8_t lt_f32_to_f8e5m2(float f);
+LT_API float lt_f16_to_f32(uint16_t h);
+LT_API uint16_t lt_f32_to_f16(float f);
+LT_API float lt_bf16_to_f32(uint16_t h);
+LT_API uint16_t lt_f32_to_bf16(float f);
+LT_API float lt_f8e4m3_to_f32(uint8_t v);
+LT_API uint8_t lt_f32_to_f8e4m3(float f);
+LT_API float lt_f8e5m2_to_f32(uint8_t v);
+LT_API uint8_t lt_f32_to_f8e5m2(float f);
 
 /* Convert n little-endian elements of src_type at src to f32 at dst.
  * Returns LT_ERR_UNSUPPORTED (no message) for a non-float type. */
-lt_status lt_convert_to_f32(lt_dtype src_type, const void *src, float *dst, size_t n);
+LT_API lt_status lt_convert_to_f32(lt_dtype src_type, const void *src, float *dst, size_t n);
 /* Convert n f32 values to dst_type (little-endian), rounding once. */
-lt_status lt_convert_from_f32(lt_dtype dst_type, const float *src, void *dst, size_t n);
+LT_API lt_status lt_convert_from_f32(lt_dtype dst_type, const float *src, void *dst, size_t n);
 
 /* The same in double precision, for accumulators: to_f64 is exact;
  * from_f64 rounds once, to nearest even, from the double value itself (for
  * F16/BF16/F8 through a round-to-odd f32, which makes the second rounding
  * exact), so a merged value is never rounded twice. */
-lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n);
-lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n);
+LT_API lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n);
+LT_API lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n);
 
 /* ggml blocks (lib/quant.c).  lt_dequantize_row expands n elements (a
  * multiple of the type's block size) of type at src into f32 at dst, as
@@ -161,8 +169,8 @@ lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, s
  * quantize_row_q4_0_ref).  Both return LT_ERR_UNSUPPORTED (no message) for
  * other types (IQ*, TQ*, MXFP4, Q8_1, Q8_K, ...) and LT_ERR_USAGE when n
  * is not a whole number of blocks. */
-lt_status lt_dequantize_row(lt_dtype type, const void *src, float *dst, size_t n);
-lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n);
+LT_API lt_status lt_dequantize_row(lt_dtype type, const void *src, float *dst, size_t n);
+LT_API lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* 3. Tensor sources                                                    */
@@ -192,45 +200,45 @@ typedef struct lt_source lt_source;
  * a GGUF file (spec/gguf.md).
  * Reads and validates headers only.  Returns NULL and fills err on failure.
  * Free with lt_source_close. */
-lt_source *lt_source_open(const char *path, lt_error *err);
+LT_API lt_source *lt_source_open(const char *path, lt_error *err);
 
 /* Close and free; NULL is accepted. */
-void lt_source_close(lt_source *src);
+LT_API void lt_source_close(lt_source *src);
 
 /* Format name: "safetensors", "safetensors-sharded", "peft", "gguf". */
-const char *lt_source_format(const lt_source *src);
+LT_API const char *lt_source_format(const lt_source *src);
 /* The path given to lt_source_open. */
-const char *lt_source_path(const lt_source *src);
+LT_API const char *lt_source_path(const lt_source *src);
 
-size_t lt_source_tensor_count(const lt_source *src);
+LT_API size_t lt_source_tensor_count(const lt_source *src);
 /* Tensor i in file order (ascending offset; shard by shard).  i must be in
  * range. */
-const lt_tensor_info *lt_source_tensor(const lt_source *src, size_t i);
+LT_API const lt_tensor_info *lt_source_tensor(const lt_source *src, size_t i);
 /* Index of the tensor called name, or -1. */
-long lt_source_find(const lt_source *src, const char *name);
+LT_API long lt_source_find(const lt_source *src, const char *name);
 
 /* Read len bytes of tensor i starting at byte offset off into dst (caller
  * buffer).  off + len must not exceed the tensor's n_bytes (else
  * LT_ERR_USAGE).  Safe to call from several threads at once. */
-lt_status lt_source_read(lt_source *src, size_t i, uint64_t off, void *dst,
+LT_API lt_status lt_source_read(lt_source *src, size_t i, uint64_t off, void *dst,
                          size_t len, lt_error *err);
 
 /* Read elements [first, first+count) of tensor i, converted to f32, into
  * dst.  The tensor must have a float dtype (else LT_ERR_UNSUPPORTED). */
-lt_status lt_source_read_f32(lt_source *src, size_t i, uint64_t first,
+LT_API lt_status lt_source_read_f32(lt_source *src, size_t i, uint64_t first,
                              uint64_t count, float *dst, lt_error *err);
 
 /* String metadata (safetensors __metadata__; GGUF string scalars), in file
  * order. */
-size_t lt_source_meta_count(const lt_source *src);
-const char *lt_source_meta_key(const lt_source *src, size_t i);
-const char *lt_source_meta_value(const lt_source *src, size_t i);
+LT_API size_t lt_source_meta_count(const lt_source *src);
+LT_API const char *lt_source_meta_key(const lt_source *src, size_t i);
+LT_API const char *lt_source_meta_value(const lt_source *src, size_t i);
 /* Value for key, or NULL. */
-const char *lt_source_meta_get(const lt_source *src, const char *key);
+LT_API const char *lt_source_meta_get(const lt_source *src, const char *key);
 
 /* Number of files the source spans (shards), and the path of file k. */
-size_t lt_source_file_count(const lt_source *src);
-const char *lt_source_file_path(const lt_source *src, size_t k);
+LT_API size_t lt_source_file_count(const lt_source *src);
+LT_API const char *lt_source_file_path(const lt_source *src, size_t k);
 
 /* GGUF key-values.  A GGUF source keeps every key-value pair of its header
  * with its type; string scalars also appear in the string metadata above.
@@ -246,34 +254,34 @@ typedef enum lt_gguf_type {          /* value type ids as stored in GGUF     */
 } lt_gguf_type;
 
 /* "u32", "string", "array", ...; "?" for an unknown id.  Static string. */
-const char *lt_gguf_type_name(int type);
+LT_API const char *lt_gguf_type_name(int type);
 
 /* GGUF version (2 or 3), and general.alignment (32 when absent). */
-uint32_t lt_source_gguf_version(const lt_source *src);
-uint64_t lt_source_gguf_alignment(const lt_source *src);
+LT_API uint32_t lt_source_gguf_version(const lt_source *src);
+LT_API uint64_t lt_source_gguf_alignment(const lt_source *src);
 
-size_t lt_source_kv_count(const lt_source *src);
+LT_API size_t lt_source_kv_count(const lt_source *src);
 /* Key i (NUL-terminated, never contains NUL), or NULL. */
-const char *lt_source_kv_key(const lt_source *src, size_t i);
+LT_API const char *lt_source_kv_key(const lt_source *src, size_t i);
 /* Index of key, or -1. */
-long lt_source_kv_find(const lt_source *src, const char *key);
+LT_API long lt_source_kv_find(const lt_source *src, const char *key);
 /* Value type of pair i (LT_GGUF_ARRAY for an array), or -1. */
-int lt_source_kv_type(const lt_source *src, size_t i);
+LT_API int lt_source_kv_type(const lt_source *src, size_t i);
 /* Element type of an array; for a scalar, its own type; -1 out of range. */
-int lt_source_kv_elem_type(const lt_source *src, size_t i);
+LT_API int lt_source_kv_elem_type(const lt_source *src, size_t i);
 /* Elements of an array; 1 for a scalar; 0 out of range. */
-uint64_t lt_source_kv_len(const lt_source *src, size_t i);
+LT_API uint64_t lt_source_kv_len(const lt_source *src, size_t i);
 /* Integer value: u64 takes any unsigned type and non-negative signed
  * values; i64 takes any integer type whose value fits in int64_t. */
-bool lt_source_kv_u64(const lt_source *src, size_t i, uint64_t j, uint64_t *out);
-bool lt_source_kv_i64(const lt_source *src, size_t i, uint64_t j, int64_t *out);
+LT_API bool lt_source_kv_u64(const lt_source *src, size_t i, uint64_t j, uint64_t *out);
+LT_API bool lt_source_kv_i64(const lt_source *src, size_t i, uint64_t j, int64_t *out);
 /* F32 or F64 value (exact), or an integer value converted to double. */
-bool lt_source_kv_f64(const lt_source *src, size_t i, uint64_t j, double *out);
+LT_API bool lt_source_kv_f64(const lt_source *src, size_t i, uint64_t j, double *out);
 /* BOOL value (any non-zero byte is true). */
-bool lt_source_kv_bool(const lt_source *src, size_t i, uint64_t j, bool *out);
+LT_API bool lt_source_kv_bool(const lt_source *src, size_t i, uint64_t j, bool *out);
 /* STRING value: NUL-terminated, *len (may be NULL) gets its length; the
  * bytes are as stored and may contain NUL.  NULL if not a string. */
-const char *lt_source_kv_str(const lt_source *src, size_t i, uint64_t j, size_t *len);
+LT_API const char *lt_source_kv_str(const lt_source *src, size_t i, uint64_t j, size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* 4. Tensor sinks                                                      */
@@ -298,18 +306,18 @@ typedef struct lt_sink_options {
  * model.safetensors.index.json), or "gguf" (a GGUF v3 file: spec/gguf.md).  Nothing is created on disk until
  * lt_sink_begin.  opts may be NULL.  Free with lt_sink_abort or
  * lt_sink_commit. */
-lt_sink *lt_sink_create(const char *format, const char *path,
+LT_API lt_sink *lt_sink_create(const char *format, const char *path,
                         const lt_sink_options *opts, lt_error *err);
 
 /* Declare a tensor; returns its index (>= 0) or -1 with err set (duplicate
  * name, bad shape, too many dims).  Tensors are written in the order
  * declared.  Only before lt_sink_begin. */
-long lt_sink_add_tensor(lt_sink *sink, const char *name, lt_dtype dtype,
+LT_API long lt_sink_add_tensor(lt_sink *sink, const char *name, lt_dtype dtype,
                         uint32_t n_dims, const uint64_t *shape, lt_error *err);
 
 /* Set a metadata key (copied).  Later calls with the same key replace the
  * value.  Only before lt_sink_begin. */
-lt_status lt_sink_set_meta(lt_sink *sink, const char *key, const char *value,
+LT_API lt_status lt_sink_set_meta(lt_sink *sink, const char *key, const char *value,
                            lt_error *err);
 
 /* Set a typed key-value pair (copied); later calls with the same key
@@ -324,33 +332,33 @@ lt_status lt_sink_set_meta(lt_sink *sink, const char *key, const char *value,
  * u32 "general.alignment" (a power of two) also sets the data alignment.
  * Other sinks take string scalars as metadata and refuse everything else
  * (LT_ERR_UNSUPPORTED).  Only before lt_sink_begin. */
-lt_status lt_sink_set_kv(lt_sink *sink, const char *key, int type, const void *value,
+LT_API lt_status lt_sink_set_kv(lt_sink *sink, const char *key, int type, const void *value,
                          lt_error *err);
-lt_status lt_sink_set_kv_array(lt_sink *sink, const char *key, int elem_type,
+LT_API lt_status lt_sink_set_kv_array(lt_sink *sink, const char *key, int elem_type,
                                const void *values, size_t count, lt_error *err);
 
 /* Copy every typed key-value pair of SRC (a GGUF source; none for others)
  * into SINK, as lt_sink_set_kv / _array would. */
-lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err);
+LT_API lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err);
 
 /* Fix the layout, create the temporary output file(s) next to PATH and
  * write the header(s). */
-lt_status lt_sink_begin(lt_sink *sink, lt_error *err);
+LT_API lt_status lt_sink_begin(lt_sink *sink, lt_error *err);
 
 /* Bytes of tensor index (as declared) */
-uint64_t lt_sink_tensor_bytes(const lt_sink *sink, long index);
+LT_API uint64_t lt_sink_tensor_bytes(const lt_sink *sink, long index);
 
 /* Write len bytes at byte offset off of tensor index.  Thread-safe after
  * lt_sink_begin; writes may come in any order. */
-lt_status lt_sink_write(lt_sink *sink, long index, uint64_t off,
+LT_API lt_status lt_sink_write(lt_sink *sink, long index, uint64_t off,
                         const void *data, size_t len, lt_error *err);
 
 /* Finish: fsync, rename into place, fsync the directory, free the sink
  * (also on failure, after removing the temporary files). */
-lt_status lt_sink_commit(lt_sink *sink, lt_error *err);
+LT_API lt_status lt_sink_commit(lt_sink *sink, lt_error *err);
 
 /* Discard: remove temporary files and free.  NULL is accepted. */
-void lt_sink_abort(lt_sink *sink);
+LT_API void lt_sink_abort(lt_sink *sink);
 
 /* ------------------------------------------------------------------ */
 /* 5. PEFT adapters                                                     */
@@ -442,35 +450,35 @@ typedef struct lt_adapter lt_adapter;
  * "unsupported adapter type LOHA"), and weights whose keys contradict the
  * config.  Returns NULL with err filled on failure.  Free with
  * lt_adapter_close. */
-lt_adapter *lt_adapter_open(const char *path, lt_error *err);
+LT_API lt_adapter *lt_adapter_open(const char *path, lt_error *err);
 /* Free the model and its source; NULL is accepted. */
-void lt_adapter_close(lt_adapter *ad);
+LT_API void lt_adapter_close(lt_adapter *ad);
 
-const lt_peft_config *lt_adapter_config(const lt_adapter *ad);
+LT_API const lt_peft_config *lt_adapter_config(const lt_adapter *ad);
 /* The weights file as a tensor source (owned by the adapter). */
-lt_source *lt_adapter_source(const lt_adapter *ad);
+LT_API lt_source *lt_adapter_source(const lt_adapter *ad);
 
 /* Modules and replacements in file order; i must be below the count.
  * Owned by the adapter. */
-size_t lt_adapter_module_count(const lt_adapter *ad);
-const lt_lora_module *lt_adapter_module(const lt_adapter *ad, size_t i);
-size_t lt_adapter_replacement_count(const lt_adapter *ad);
-const lt_replacement *lt_adapter_replacement(const lt_adapter *ad, size_t i);
+LT_API size_t lt_adapter_module_count(const lt_adapter *ad);
+LT_API const lt_lora_module *lt_adapter_module(const lt_adapter *ad, size_t i);
+LT_API size_t lt_adapter_replacement_count(const lt_adapter *ad);
+LT_API const lt_replacement *lt_adapter_replacement(const lt_adapter *ad, size_t i);
 
 /* Elements of LoRA tensors / of replacement tensors. */
-uint64_t lt_adapter_lora_params(const lt_adapter *ad);
-uint64_t lt_adapter_replacement_params(const lt_adapter *ad);
+LT_API uint64_t lt_adapter_lora_params(const lt_adapter *ad);
+LT_API uint64_t lt_adapter_replacement_params(const lt_adapter *ad);
 
 /* Warnings gathered while reading (unknown config keys, ...), as lines;
  * i must be below the count. */
-size_t lt_adapter_warning_count(const lt_adapter *ad);
-const char *lt_adapter_warning(const lt_adapter *ad, size_t i);
+LT_API size_t lt_adapter_warning_count(const lt_adapter *ad);
+LT_API const char *lt_adapter_warning(const lt_adapter *ad, size_t i);
 
 /* The GGUF architecture when the model's module names and targets are
  * GGUF tensor names ("blk.0.attn_q"; a GGUF LoRA, or what resize/combine
  * made of GGUF LoRAs; "" when the file names none), NULL when they are
  * Hugging Face names.  Owned by the adapter. */
-const char *lt_adapter_gguf_arch(const lt_adapter *ad);
+LT_API const char *lt_adapter_gguf_arch(const lt_adapter *ad);
 
 /* Find the base tensor that TARGET (a module's or replacement's base tensor
  * name, e.g. "model.layers.0.self_attn.q_proj.weight") refers to in BASE:
@@ -481,7 +489,7 @@ const char *lt_adapter_gguf_arch(const lt_adapter *ad);
  * with a wrapper prefix).  For "lm_head.weight" missing from a base with
  * tied embeddings, returns -1 (the caller decides).  Returns the index or
  * -1. */
-long lt_base_find(const lt_source *base, const char *target);
+LT_API long lt_base_find(const lt_source *base, const char *target);
 
 /* How a module's delta [out, in] lies on a base tensor. */
 typedef enum lt_fit {
@@ -493,7 +501,7 @@ typedef enum lt_fit {
 
 /* Decide the fit from the base tensor's shape; a square base is transposed
  * only when the module's fan_in_fan_out flag says so. */
-lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base);
+LT_API lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base);
 
 /* Save AD as a PEFT LoRA adapter directory DIR (created if missing):
  * adapter_config.json and adapter_model.safetensors with keys
@@ -507,7 +515,7 @@ lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base);
  * distinct last name components.  Modules a plain PEFT LoRA cannot hold
  * (AdaLoRA's E, DoRA, lora biases, conv layers, a transposed A) are
  * LT_ERR_UNSUPPORTED.  Each file appears only complete. */
-lt_status lt_adapter_save_peft(const lt_adapter *ad, const char *dir, lt_dtype dtype, lt_error *err);
+LT_API lt_status lt_adapter_save_peft(const lt_adapter *ad, const char *dir, lt_dtype dtype, lt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* 5b. Merging adapters into base weights                               */
@@ -536,6 +544,15 @@ typedef struct lt_merge_options {
     /* Called from worker threads, serialized, at most every few MiB. */
     void (*progress)(void *ctx, const lt_merge_progress *p);
     void *progress_ctx;
+    /* Check only (audit): make every structural check of the plan (names,
+     * shapes, dtypes, token ids, bias presence, config) from headers and
+     * token ids alone, reading no factor data; the plan cannot be run.
+     * With on_violation set, each check that fails is passed to it (the
+     * message as lt_error would hold it) and planning goes on; the plan is
+     * then returned even when something failed. */
+    bool check_only;
+    void (*on_violation)(void *ctx, const char *message);
+    void *violation_ctx;
 } lt_merge_options;
 
 /* What a merge did or would do. */
@@ -560,18 +577,18 @@ typedef struct lt_merge_plan lt_merge_plan;
  * adapters replacing one tensor, a config whose merge is undefined, a
  * base tensor that is not a float type.  BASE and the adapters are
  * borrowed.  Free with lt_merge_plan_free. */
-lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *inputs,
+LT_API lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *inputs,
                                     size_t n_inputs, const lt_merge_options *opts,
                                     lt_error *err);
-void lt_merge_plan_free(lt_merge_plan *plan);
+LT_API void lt_merge_plan_free(lt_merge_plan *plan);
 
 /* Counts as planned (bytes_written is the planned output size). */
-lt_merge_stats lt_merge_plan_stats(const lt_merge_plan *plan);
+LT_API lt_merge_stats lt_merge_plan_stats(const lt_merge_plan *plan);
 /* Modules per input that will be merged. */
-size_t lt_merge_plan_modules_merged(const lt_merge_plan *plan, size_t input);
+LT_API size_t lt_merge_plan_modules_merged(const lt_merge_plan *plan, size_t input);
 /* Skipped modules (allow_missing), as "adapter: module: reason" lines. */
-size_t lt_merge_plan_skipped_count(const lt_merge_plan *plan);
-const char *lt_merge_plan_skipped(const lt_merge_plan *plan, size_t i);
+LT_API size_t lt_merge_plan_skipped_count(const lt_merge_plan *plan);
+LT_API const char *lt_merge_plan_skipped(const lt_merge_plan *plan, size_t i);
 
 /* Run the plan into SINK (fresh from lt_sink_create: the merge declares the
  * tensors, copies BASE's metadata, adds the caller's metadata already set on
@@ -579,7 +596,7 @@ const char *lt_merge_plan_skipped(const lt_merge_plan *plan, size_t i);
  * A result that is NaN or Inf where the base was finite is an error naming
  * the tensor.  On any error the sink is aborted (no output left).  The sink
  * is consumed either way. */
-lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats,
+LT_API lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats,
                        lt_error *err);
 
 /* ------------------------------------------------------------------ */
@@ -591,12 +608,16 @@ typedef struct lt_arch_info {
     char arch[32];        /* GGUF architecture: llama, qwen2, gemma3, ...    */
     uint32_t n_head;      /* attention heads (Q rows permutation)            */
     uint32_t n_head_kv;   /* key/value heads (K rows permutation)            */
+    /* The dimensions every module's shape is checked against (0 when the
+     * base does not say): hidden size, feed-forward size, head size
+     * (default hidden / n_head), vocabulary. */
+    uint64_t n_embd, n_ff, head_dim, n_vocab;
 } lt_arch_info;
 
 /* Read the architecture from BASE: a config.json, a directory holding one,
  * or a GGUF model (general.architecture, <arch>.attention.head_count[_kv]).
  * LT_ERR_UNSUPPORTED for a model type without a name map. */
-lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err);
+LT_API lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err);
 
 /* Save AD as a GGUF LoRA adapter llama.cpp loads (spec/convert.md).  A
  * model with Hugging Face names needs ARCH: tensors "<gguf name>.lora_a" /
@@ -610,7 +631,7 @@ lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err);
  * modules and replacement tensors cannot be represented: LT_ERR_UNSUPPORTED
  * naming them; a model with HF names and no ARCH is LT_ERR_USAGE.  Nothing
  * is written on error. */
-lt_status lt_adapter_save_gguf(const lt_adapter *ad, const lt_arch_info *arch, const char *out_path,
+LT_API lt_status lt_adapter_save_gguf(const lt_adapter *ad, const lt_arch_info *arch, const char *out_path,
                                lt_dtype outtype, lt_error *err);
 
 /* A GGUF LoRA model AD as the PEFT adapter it stands for: Hugging Face
@@ -619,7 +640,7 @@ lt_status lt_adapter_save_gguf(const lt_adapter *ad, const lt_arch_info *arch, c
  * means scale 1: alpha = r), modules in the order of their lora_a tensors.
  * A new model (free with lt_adapter_close; independent of AD), or NULL with
  * err set. */
-lt_adapter *lt_adapter_to_hf(const lt_adapter *ad, const lt_arch_info *arch, lt_error *err);
+LT_API lt_adapter *lt_adapter_to_hf(const lt_adapter *ad, const lt_arch_info *arch, lt_error *err);
 
 /* A PEFT model AD as a GGUF LoRA over a GGUF model of ARCH: GGUF names,
  * lora_b rows in llama.cpp's Q/K order (bytes moved, values untouched),
@@ -627,7 +648,7 @@ lt_adapter *lt_adapter_to_hf(const lt_adapter *ad, const lt_arch_info *arch, lt_
  * once.  What a GGUF LoRA cannot hold is refused as by
  * lt_adapter_save_gguf.  The new model reads AD's tensors: AD must outlive
  * it.  Free with lt_adapter_close; NULL with err set on failure. */
-lt_adapter *lt_adapter_for_gguf(const lt_adapter *ad, const lt_arch_info *arch, lt_error *err);
+LT_API lt_adapter *lt_adapter_for_gguf(const lt_adapter *ad, const lt_arch_info *arch, lt_error *err);
 
 /* Convert a whole weight file: SRC in safetensors (Hugging Face names and
  * row order) to a GGUF model OUT_PATH, or SRC in GGUF to safetensors:
@@ -638,7 +659,7 @@ lt_adapter *lt_adapter_for_gguf(const lt_adapter *ad, const lt_arch_info *arch, 
  * architecture keys (general.architecture, block_count, head counts): no
  * tokenizer, no hyperparameters beyond those.  rotary_emb.inv_freq buffers
  * are skipped (*SKIPPED counts them).  Tensors are streamed. */
-lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char *out_path,
+LT_API lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char *out_path,
                            lt_dtype outtype, size_t *skipped, lt_error *err);
 
 /* ------------------------------------------------------------------ */
@@ -673,7 +694,7 @@ typedef struct lt_surgery_report {
     uint64_t params_before, params_after;   /* LoRA factor elements */
 } lt_surgery_report;
 
-void lt_surgery_report_free(lt_surgery_report *report);
+LT_API void lt_surgery_report_free(lt_surgery_report *report);
 
 /* The operations below return a new model in *OUT (free with
  * lt_adapter_close; NULL on failure) that the caller saves with
@@ -689,7 +710,7 @@ void lt_surgery_report_free(lt_surgery_report *report);
  * llama.cpp.  Replacement tensors are carried over.  DoRA, lora biases and conv
  * modules are refused (LT_ERR_UNSUPPORTED).  *REPORT (caller frees) gets
  * one entry per module. */
-lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, lt_adapter **out,
+LT_API lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, lt_adapter **out,
                     lt_surgery_report *report, lt_error *err);
 
 /* Combine N adapters: dW = sum_i weight_i * scale_i * B_i A_i per module,
@@ -697,7 +718,7 @@ lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, lt_adapter *
  * sum of ranks, scale 1) with LT_RANK_KEEP, else truncated as lt_resize
  * does.  Modules present in only some adapters are taken from those;
  * adapters whose shapes for one module differ are refused. */
-lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n,
+LT_API lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n,
                      const lt_rank_rule *rule, lt_adapter **out, lt_surgery_report *report,
                      lt_error *err);
 
@@ -717,7 +738,7 @@ typedef enum lt_combine_method {
  * then truncate back to RANK (0 = the largest input rank) by randomized
  * SVD.  Deterministic for a seed.  Memory: the dense deltas of one module
  * (n x m x n x 4 bytes). */
-lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, size_t n,
+LT_API lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, size_t n,
                            lt_combine_method method, double density, uint64_t seed,
                            uint32_t rank, lt_adapter **out, lt_surgery_report *report,
                            lt_error *err);
@@ -738,7 +759,7 @@ typedef struct lt_extract_options {
  * dense difference, truncated by the rule, with alpha = rank (scale 1).  *REPORT gets energy kept and relative error per module
  * (for the randomized factors, against the exact ||dW||_F).  Deterministic
  * for a seed. */
-lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts,
+LT_API lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts,
                      lt_adapter **out, lt_surgery_report *report, lt_error *err);
 
 /* ------------------------------------------------------------------ */
@@ -747,7 +768,277 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
 
 /* Copy the regular file SRC to DST (temporary name + rename, so DST
  * appears only complete).  LT_ERR_IO with a message on failure. */
-lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
+LT_API lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
+
+/* ------------------------------------------------------------------ */
+/* 7. Quantized bases (bitsandbytes checkpoints, spec/bnb.md)           */
+/* ------------------------------------------------------------------ */
+
+/* One stored tensor a quantized weight is made of (the packed weight, its
+ * absmax, tables, the quant-state blob, ...). */
+typedef struct lt_quant_part {
+    const char *name;           /* as stored in the file                    */
+    uint64_t offset;            /* in its file's data section               */
+    uint64_t n_bytes;
+    uint32_t file_index;        /* shard number, as lt_tensor_info's        */
+} lt_quant_part;
+
+/* How tensor i of a source is quantized on disk.  A source opened from a
+ * transformers + bitsandbytes checkpoint (format "bitsandbytes") reads its
+ * quantized weights as their dequantized values in compute_dtype (the
+ * tensor's dtype); this says what lies behind them. */
+typedef struct lt_quant_info {
+    const char *method;         /* "bitsandbytes"                           */
+    const char *type;           /* "nf4", "fp4" or "int8"                   */
+    const char *storage;        /* "NF4", "FP4", "INT8": the dtype on disk  */
+    uint32_t blocksize;         /* elements per absmax; 0 for int8          */
+    bool double_quant;          /* absmax itself quantized (8-bit, nested)  */
+    uint32_t nested_blocksize;  /* 0 without double quant                   */
+    lt_dtype compute_dtype;     /* the dtype the tensor reads as            */
+    size_t n_parts;
+    lt_quant_part parts[8];     /* weight first                             */
+    uint64_t packed_bytes;      /* bytes on disk, all parts together        */
+} lt_quant_info;
+
+/* True and *out filled when tensor i of src is a quantized weight; false
+ * (out untouched) for any other tensor or source.  The strings are owned
+ * by src and valid until lt_source_close. */
+LT_API bool lt_source_tensor_quant(const lt_source *src, size_t i, lt_quant_info *out);
+
+/* ------------------------------------------------------------------ */
+/* 8. Whole models for llama.cpp: hyperparameters and a vocabulary      */
+/* ------------------------------------------------------------------ */
+
+typedef struct lt_model_convert_options {
+    lt_dtype outtype;        /* F32/F16/BF16 for 2-D float tensors;
+                                LT_DTYPE_INVALID keeps each tensor's type   */
+    const char *config;      /* config.json (or its directory): every
+                                hyperparameter key llama.cpp reads is
+                                written from it (spec/convert.md); NULL =
+                                architecture keys only                      */
+    const char *vocab;       /* a GGUF (vocab-only or a full model) whose
+                                tokenizer.* keys are copied; its token count
+                                must equal the model's vocabulary; NULL =
+                                no tokenizer                               */
+} lt_model_convert_options;
+
+typedef struct lt_model_convert_report {
+    size_t skipped;          /* rotary_emb.inv_freq buffers left out        */
+    size_t hparam_keys;      /* hyperparameter keys written from config     */
+    uint64_t vocab_size;     /* tokens of the model (0 when unknown)        */
+    size_t tokenizer_keys;   /* tokenizer.* keys copied (0: no tokenizer)    */
+    bool rope_freqs;         /* a LLaMA 3.x rope_freqs.weight was generated */
+} lt_model_convert_report;
+
+/* lt_convert_model with OPTS (may be NULL: as lt_convert_model).  For a
+ * safetensors SRC with opts->config, the GGUF also gets the
+ * hyperparameters and, for rope_scaling type "llama3", the rope_freqs
+ * tensor; a config value that changes the arithmetic in a way llama.cpp's
+ * architecture cannot express is refused naming it (LT_ERR_UNSUPPORTED),
+ * one that contradicts the weights (layers, hidden size, vocab_size vs the
+ * embedding rows) is LT_ERR_INVALID.  opts->vocab's token count must equal
+ * the vocabulary (LT_ERR_INVALID).  For a GGUF SRC config and vocab are
+ * ignored.  *REPORT (may be NULL) says what was written.  Nothing is
+ * written on error. */
+LT_API lt_status lt_convert_model_with(lt_source *src, const lt_arch_info *arch,
+                                const lt_model_convert_options *opts, const char *out_path,
+                                lt_model_convert_report *report, lt_error *err);
+
+/* As lt_sink_copy_kvs, only the keys that start with PREFIX. */
+LT_API lt_status lt_sink_copy_kvs_prefix(lt_sink *sink, const lt_source *src, const char *prefix,
+                                  lt_error *err);
+
+/* ------------------------------------------------------------------ */
+/* 9. Verify and diff (spec/verify.md)                                  */
+/* ------------------------------------------------------------------ */
+
+/* How tensors of one file are found in another of a different format (a
+ * safetensors model and its GGUF conversion).  lib/ knows no format: the
+ * caller supplies the map (lt_name_map_create builds llama.cpp's).  NULL
+ * where an lt_name_map * is taken means: same names, same row order. */
+typedef struct lt_name_map {
+    /* Name in the second file of tensor NAME of the first, written into
+     * buf (NUL-terminated).  Returns 1 when mapped, 0 when the tensor has
+     * no counterpart by design (a buffer the conversion drops), -1 when the
+     * name is unknown to the map. */
+    int (*map)(void *ctx, const char *name, char *buf, size_t size);
+    /* For a tensor of the first file (its name, ROWS rows): fill
+     * first_row_of[j] with the row of the first file that row j of the
+     * second holds, and return true; return false when the rows keep their
+     * order (first_row_of untouched). */
+    bool (*rows)(void *ctx, const char *name, uint64_t rows, uint64_t *first_row_of);
+    void *ctx;
+} lt_name_map;
+
+/* llama.cpp's map from Hugging Face names (the first file) to GGUF names
+ * (the second) for the architecture in ARCH, with the Q/K row permutation
+ * where the architecture has it (formats/name_map.c).  Free with
+ * lt_name_map_free.  NULL with err set (LT_ERR_UNSUPPORTED for an
+ * architecture without a map, LT_ERR_NOMEM). */
+LT_API lt_name_map *lt_name_map_create(const lt_arch_info *arch, lt_error *err);
+LT_API void lt_name_map_free(lt_name_map *map);
+
+/* ---- diff ---- */
+
+typedef enum lt_diff_status {
+    LT_DIFF_IDENTICAL = 0, /* equal values (+0 = -0, NaN where NaN); the
+                              dtypes may differ                             */
+    LT_DIFF_CLOSE,         /* not equal, every element within tolerance    */
+    LT_DIFF_DIFFERENT,     /* some element beyond tolerance, NaN positions
+                              differ, or values that cannot be compared     */
+    LT_DIFF_SHAPE,         /* same name, different shape                   */
+    LT_DIFF_ONLY_A,
+    LT_DIFF_ONLY_B
+} lt_diff_status;
+
+/* "identical", "close", "different", "shape", "only_a", "only_b". */
+LT_API const char *lt_diff_status_name(lt_diff_status s);
+
+typedef struct lt_diff_entry {
+    char *name;            /* A's name (B's for ONLY_B)                    */
+    char *name_b;          /* B's name when the map renamed it, else NULL  */
+    lt_diff_status status;
+    lt_dtype dtype_a, dtype_b;      /* INVALID on the missing side          */
+    uint32_t n_dims_a, n_dims_b;
+    uint64_t shape_a[LT_MAX_DIMS], shape_b[LT_MAX_DIMS];
+    uint64_t n_elems;
+    uint64_t n_beyond;     /* elements beyond tolerance (or unequal)       */
+    double max_abs;        /* max |a - b| over finite pairs                */
+    double max_rel;        /* max |a - b| / max(|a|, |b|), 0 for 0 = 0     */
+    bool has_ulp;          /* both sides the same float dtype              */
+    uint64_t max_ulp;      /* steps between the two values in that dtype   */
+    double cosine;         /* a.b / (|a| |b|); NaN when a side is all zero
+                              or holds NaN/Inf                              */
+    bool nan_mismatch;     /* NaN in one file where the other has a number */
+    bool not_comparable;   /* integer/bool data of different dtypes         */
+} lt_diff_entry;
+
+typedef struct lt_diff_report {
+    lt_diff_entry *entries;    /* A's tensors in file order, then B-only    */
+    size_t n_entries;
+    size_t counts[6];          /* entries per lt_diff_status               */
+} lt_diff_report;
+
+typedef struct lt_diff_options {
+    double atol, rtol;         /* match: |a - b| <= atol + rtol |b|; 0, 0 =
+                                  equal values                             */
+    const lt_name_map *map;    /* A's names -> B's; NULL = same names      */
+} lt_diff_options;
+
+/* Compare every tensor of A with B's tensor of the same (mapped) name,
+ * streaming both (memory bounded by a few MiB per tensor pair, each file
+ * read once).  Values are compared as numbers after conversion to float64
+ * (quantized types dequantized as ggml does).  *REPORT (caller frees with
+ * lt_diff_report_free) lists every tensor.  Errors (LT_ERR_IO, ...) only
+ * for files that cannot be read; differences are results, not errors. */
+LT_API lt_status lt_diff(lt_source *a, lt_source *b, const lt_diff_options *opts, lt_diff_report *report,
+                  lt_error *err);
+LT_API void lt_diff_report_free(lt_diff_report *report);
+
+/* ---- verify ---- */
+
+typedef enum lt_verify_kind {
+    LT_VERIFY_MERGED = 0,  /* changed by LoRA modules (forward check)      */
+    LT_VERIFY_COPIED,      /* untouched, same dtype: bit-identical          */
+    LT_VERIFY_CONVERTED,   /* untouched, dtype changed: correctly rounded   */
+    LT_VERIFY_REPLACED,    /* modules_to_save etc.: the adapter's values    */
+    LT_VERIFY_ADDED,       /* an adapter tensor with no base counterpart    */
+    LT_VERIFY_MISSING,     /* in BASE (or expected) but not in OUT: fails   */
+    LT_VERIFY_EXTRA,       /* in OUT only: fails                            */
+    LT_VERIFY_SKIPPED      /* no counterpart by design (the name map)       */
+} lt_verify_kind;
+
+/* "merged", "copied", "converted", "replaced", "added", "missing",
+ * "extra", "skipped". */
+LT_API const char *lt_verify_kind_name(lt_verify_kind k);
+
+typedef struct lt_verify_tensor {
+    char *name;            /* OUT's name (BASE's for MISSING)               */
+    lt_verify_kind kind;
+    bool failed;
+    char *problem;         /* why it failed (one line), or NULL             */
+    uint64_t rows_checked; /* MERGED: rows compared on the forward path     */
+    double worst;          /* MERGED: largest residual in noise units       */
+    uint64_t worst_row;
+    double rel_error;      /* MERGED: ||y - y_ref|| / ||y_ref - W x||      */
+    uint64_t exact_bad;    /* --exact: elements that differ                 */
+} lt_verify_tensor;
+
+typedef struct lt_verify_report {
+    lt_verify_tensor *tensors; /* OUT's order, then MISSING                 */
+    size_t n_tensors;
+    size_t n_failed;
+    uint64_t checks;       /* row x probe comparisons made                  */
+    double threshold;      /* a residual above this many noise units fails  */
+    uint32_t probes;
+    uint64_t seed;
+    double false_alarm;
+    char **skipped_modules;/* with allow_missing: "adapter: module: why"     */
+    size_t n_skipped_modules;
+} lt_verify_report;
+
+typedef struct lt_verify_options {
+    uint32_t probes;       /* K probe vectors per tensor; 0 = 2             */
+    uint64_t seed;         /* probe seed; 0 = the default (spec/verify.md)  */
+    double false_alarm;    /* chance that a correct file fails; 0 = 1e-9    */
+    bool exact;            /* also every element against the rounding of
+                              the float64 merge (spec/merge.md)            */
+    bool allow_missing;    /* modules whose target BASE lacks are skipped   */
+    const lt_name_map *map;/* BASE's names -> OUT's; NULL = same            */
+    unsigned threads;      /* tensors checked at once; 0 = online cores.
+                              Results do not depend on it                  */
+} lt_verify_options;
+
+/* Check that OUT is BASE with INPUTS merged (spec/verify.md): every tensor
+ * a module changes by K seeded probe vectors on the LoRA forward path in
+ * float64, against the noise OUT's storage explains; untouched tensors
+ * bit-identical or correctly converted; replacements equal the adapter's;
+ * missing and extra tensors fail.  Streams BASE and OUT once each, each
+ * adapter factor once; memory per thread: the factors of one tensor plus
+ * about 40 MiB of row buffers.
+ * Inputs are borrowed.  Failed checks are results in *REPORT (caller frees
+ * with lt_verify_report_free); errors are for inputs that cannot be read or
+ * do not fit (a module whose target is absent without allow_missing, a
+ * shape that does not fit: LT_ERR_INVALID). */
+LT_API lt_status lt_verify_merged(lt_source *base, const lt_merge_input *inputs, size_t n_inputs, lt_source *out,
+                           const lt_verify_options *opts, lt_verify_report *report, lt_error *err);
+LT_API void lt_verify_report_free(lt_verify_report *report);
+
+/* ---- verify an adapter against the weighted sum of others ---- */
+
+typedef struct lt_verify_module {
+    char *target;          /* the module's base tensor (GGUF name when the
+                              map renamed it)                               */
+    bool in_inputs, in_out;/* present on each side (one side only fails)    */
+    bool failed;
+    double rel_error;      /* ||sum w_k s_k B_k A_k - s B A||_F /
+                              ||sum w_k s_k B_k A_k||_F (0 / 0 = 0)         */
+    uint32_t rank_inputs;  /* summed rank of the inputs' modules            */
+    uint32_t rank_out;
+    char *problem;         /* why it failed, or NULL                        */
+} lt_verify_module;
+
+typedef struct lt_verify_adapter_report {
+    lt_verify_module *modules; /* OUT's modules in its order, then those
+                                  only the inputs have                      */
+    size_t n_modules;
+    size_t n_failed;
+    double rtol;               /* the tolerance used                        */
+} lt_verify_adapter_report;
+
+/* Is adapter OUT the same function as sum_k weight_k x INPUTS[k]?  Per
+ * module (matched by base tensor; with MAP, the targets of adapters that
+ * are not GGUF LoRAs are mapped to GGUF names and their delta rows put in
+ * GGUF order), the exact relative error of the deltas from thin QR factors
+ * of the stacked factors (never the dense delta).  RTOL <= 0: 8 x the unit
+ * roundoff of OUT's factor dtypes (F32 4.8e-7, F16 3.9e-3, BF16 3.1e-2).
+ * A module on one side only fails.  DoRA, lora_bias and conv modules are
+ * refused (LT_ERR_UNSUPPORTED): their deltas are not plain products.
+ * Caller frees *REPORT with lt_verify_adapter_report_free. */
+LT_API lt_status lt_verify_adapter(const lt_merge_input *inputs, size_t n_inputs, const lt_adapter *out,
+                            const lt_name_map *map, double rtol, lt_verify_adapter_report *report,
+                            lt_error *err);
+LT_API void lt_verify_adapter_report_free(lt_verify_adapter_report *report);
 
 
 /* ------------------------------------------------------------------ */

@@ -1,0 +1,389 @@
+"""Fixtures for bitsandbytes checkpoints (spec/bnb.md), numpy only.
+
+A numpy implementation of bitsandbytes' quantizers, written from the facts
+in spec/bnb.md (blockwise absmax, nearest code by midpoints, FP4's code
+order, two codes a byte with the first element in the high nibble, double
+quantization of absmax around its mean with the 8-bit dynamic table in
+blocks of 256, LLM.int8 row scales), writing the tensors transformers
+saves.  The expected values are an independent numpy dequantization that
+reads every table from the file written, never from a copy.
+
+    python3 make_bnb_ref.py OUT_DIR
+
+OUT_DIR/cases/NAME/model/  model.safetensors + config.json (a model directory)
+OUT_DIR/cases/NAME/expect.safetensors   dequantized tensors, compute dtype
+OUT_DIR/cases/NAME/case.json            what the test checks
+OUT_DIR/adapters/{quant,plain}/         PEFT adapters (F32)
+OUT_DIR/hostile/*.safetensors           broken quant states (exit 3)
+"""
+import json
+import os
+import shutil
+import struct
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stwrite  # noqa: E402
+
+F32 = np.float32
+NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+       -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+       0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+       0.7229568362236023, 1.0]
+FP4_RAW = [0, 0.0625, 8.0, 12.0, 4.0, 6.0, 2.0, 3.0, 0, -0.0625, -8.0, -12.0, -4.0, -6.0, -2.0, -3.0]
+TORCH_NAME = {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}
+
+# the model: (name, shape, quantized?)
+LAYOUT = [
+    ("model.embed_tokens.weight", (16, 40), False),
+    ("model.layers.0.self_attn.q_proj.weight", (48, 40), True),
+    ("model.layers.0.self_attn.k_proj.weight", (24, 40), False),   # kept unquantized
+    ("model.layers.0.self_attn.o_proj.weight", (33, 10), True),    # 330: not whole blocks
+    ("model.layers.0.mlp.up_proj.weight", (130, 260), True),       # > 256 absmax: 3 nested blocks
+    ("model.layers.0.mlp.down_proj.weight", (7, 19), True),        # 133 elements: odd
+    ("model.norm.weight", (40,), False),
+]
+
+
+def code_4bit(kind):
+    if kind == "nf4":
+        return np.array(NF4, dtype=F32)
+    raw = np.array(FP4_RAW, dtype=F32)
+    return (raw / np.abs(raw).max()).astype(F32)
+
+
+def dynamic_map():
+    """The signed 8-bit dynamic table: 7 exponent groups of linear means, 0 and 1."""
+    data = []
+    for i in range(7):
+        bounds = np.linspace(0.1, 1, 2 ** i + 1, dtype=F32)
+        means = ((bounds[:-1] + bounds[1:]) / F32(2)).astype(F32)
+        scaled = (F32(10.0 ** (-6 + i)) * means).astype(F32)
+        data += list(scaled) + list(-scaled)
+    data += [0.0, 1.0]
+    assert len(data) == 256
+    return np.sort(np.array(data, dtype=F32))
+
+
+def blockwise_absmax(flat, bs):
+    n = flat.size
+    nb = -(-n // bs)
+    padded = np.zeros(nb * bs, dtype=F32)
+    padded[:n] = np.abs(flat)
+    return padded.reshape(nb, bs).max(axis=1).astype(F32)
+
+
+def nearest_code(scaled, code):
+    """Index of the nearest code value (midpoint bucketing over sorted codes)."""
+    order = np.argsort(code, kind="stable")
+    srt = code[order]
+    mids = ((srt[:-1] + srt[1:]) / F32(2)).astype(F32)
+    return order[np.searchsorted(mids, scaled, side="left")].astype(np.uint8)
+
+
+def quantize_blockwise(flat, code, bs):
+    absmax = blockwise_absmax(flat, bs)
+    idx = np.arange(flat.size) // bs
+    scaled = np.clip(flat * (F32(1) / np.maximum(absmax, F32(1e-38)))[idx], -1, 1).astype(F32)
+    return nearest_code(scaled, code), absmax
+
+
+def quantize_4bit(w, kind, bs, nested):
+    """-> dict of suffix -> array, plus the non-tensor state."""
+    flat = w.astype(F32).reshape(-1)
+    code = code_4bit(kind)
+    q, absmax = quantize_blockwise(flat, code, bs)
+    if q.size % 2:
+        q = np.concatenate([q, np.zeros(1, np.uint8)])
+    packed = ((q[0::2] << 4) | q[1::2]).astype(np.uint8).reshape(-1, 1)
+    parts = {"": packed, ".absmax": absmax, ".quant_map": code}
+    state = {"quant_type": kind, "blocksize": bs, "dtype": None, "shape": list(w.shape)}
+    if nested:
+        offset = F32(absmax.mean(dtype=F32))
+        dyn = dynamic_map()
+        qabs, nabs = quantize_blockwise((absmax - offset).astype(F32), dyn, 256)
+        parts.update({".absmax": qabs, ".nested_absmax": nabs, ".nested_quant_map": dyn})
+        state.update({"nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": float(offset)})
+    return parts, state
+
+
+def dequantize_4bit(t, w):
+    """The reference: reads every part (tables included) from the file's tensors t."""
+    state = json.loads(bytes(t[w + ".quant_state.bitsandbytes__" + ("nf4" if w + ".quant_state.bitsandbytes__nf4" in t else "fp4")]))
+    n = int(np.prod(state["shape"]))
+    bs = state["blocksize"]
+    code = t[w + ".quant_map"]
+    if w + ".nested_absmax" in t:
+        qabs, nabs, dyn = t[w + ".absmax"], t[w + ".nested_absmax"], t[w + ".nested_quant_map"]
+        nbs = state["nested_blocksize"]
+        absmax = (dyn[qabs.astype(np.int64)] * nabs[np.arange(qabs.size) // nbs]).astype(F32)
+        absmax = (absmax + F32(state["nested_offset"])).astype(F32)
+    else:
+        absmax = t[w + ".absmax"]
+    packed = t[w].reshape(-1)
+    nib = np.empty(packed.size * 2, dtype=np.int64)
+    nib[0::2] = packed >> 4
+    nib[1::2] = packed & 15
+    vals = (code[nib[:n]] * absmax[np.arange(n) // bs]).astype(F32)
+    return vals.reshape(state["shape"]), state
+
+
+def quantize_int8(w):
+    scb = np.abs(w).max(axis=1).astype(F32)
+    q = np.round(w * (F32(127) / scb)[:, None]).astype(np.int8)
+    return q, scb
+
+
+def dequantize_int8(q, scb):
+    v = (q.astype(F32) * scb[:, None]).astype(F32)
+    return (v * F32(7.874015718698502e-3)).astype(F32)
+
+
+def as_dtype_entry(name, vals, dtype):
+    if dtype == "BF16":
+        return stwrite.bf16(name, vals)
+    if dtype == "F16":
+        return (name, vals.astype(np.float16))
+    return (name, vals.astype(F32))
+
+
+def stored_f64(vals, dtype):
+    """The values as the compute dtype holds them, as float64."""
+    if dtype == "BF16":
+        return (stwrite.bf16_bits(vals).astype(np.uint32) << 16).view(F32).astype(np.float64)
+    if dtype == "F16":
+        return vals.astype(np.float16).astype(np.float64)
+    return vals.astype(F32).astype(np.float64)
+
+
+def parse_st(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    np_types = {"F32": F32, "U8": np.uint8, "I8": np.int8, "F16": np.float16}
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        raw = data[8 + n + b:8 + n + end]
+        out[name] = np.frombuffer(raw, dtype=np_types.get(e["dtype"], np.uint16)).reshape(e["shape"])
+    return out
+
+
+def model_weights(rng, dtype):
+    ws = {}
+    for name, shape, _ in LAYOUT:
+        w = rng.standard_normal(shape).astype(F32) * F32(0.05)
+        ws[name] = stored_f64(w, dtype).astype(F32)   # what the unquantized model held
+    return ws
+
+
+def write_case(root, name, kind, bs, nested, dtype, rng):
+    d = os.path.join(root, "cases", name)
+    md = os.path.join(d, "model")
+    os.makedirs(md, exist_ok=True)
+    ws = model_weights(rng, dtype)
+    entries = []
+    for wname, shape, quant in LAYOUT:
+        if not quant:
+            entries.append(as_dtype_entry(wname, ws[wname], dtype))
+        elif kind == "int8":
+            q, scb = quantize_int8(ws[wname])
+            prefix = wname[:-len(".weight")]
+            entries += [(wname, q), (prefix + ".SCB", scb), (prefix + ".weight_format", np.array(0, np.uint8))]
+        else:
+            parts, state = quantize_4bit(ws[wname], kind, bs, nested)
+            state["dtype"] = TORCH_NAME[dtype]
+            for suffix, arr in parts.items():
+                entries.append((wname + suffix, arr))
+            blob = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+            entries.append((wname + ".quant_state.bitsandbytes__" + kind, blob))
+    stwrite.write(os.path.join(md, "model.safetensors"), entries, {"format": "pt"})
+    qcfg = {"quant_method": "bitsandbytes", "load_in_4bit": kind != "int8", "load_in_8bit": kind == "int8",
+            "bnb_4bit_quant_type": kind if kind != "int8" else "fp4", "bnb_4bit_use_double_quant": nested,
+            "bnb_4bit_compute_dtype": TORCH_NAME[dtype]}
+    with open(os.path.join(md, "config.json"), "w") as f:
+        json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": TORCH_NAME[dtype],
+                   "quantization_config": qcfg}, f, indent=2)
+    # the reference dequantization, from the file just written
+    t = parse_st(os.path.join(md, "model.safetensors"))
+    expect, info = [], {}
+    for wname, shape, quant in LAYOUT:
+        if quant and kind == "int8":
+            prefix = wname[:-len(".weight")]
+            vals = dequantize_int8(t[wname], t[prefix + ".SCB"])
+        elif quant:
+            vals, _ = dequantize_4bit(t, wname)
+        else:
+            vals = ws[wname]
+        expect.append(as_dtype_entry(wname, vals.astype(F32), dtype))
+        info[wname] = {"shape": list(shape), "quantized": quant}
+    stwrite.write(os.path.join(d, "expect.safetensors"), expect)
+    case = {"type": kind, "blocksize": bs if kind != "int8" else 0, "double_quant": nested, "dtype": dtype,
+            "tensors": info, "parameters": int(sum(np.prod(s) for _, s, _ in LAYOUT))}
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(case, f, indent=1)
+
+
+def write_adapters(root, rng):
+    cfg = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "bias": "none", "fan_in_fan_out": False,
+           "task_type": "CAUSAL_LM", "use_rslora": False, "use_dora": False}
+    for name, modules in (("quant", ["q_proj", "o_proj", "up_proj", "down_proj"]), ("plain", ["k_proj"])):
+        d = os.path.join(root, "adapters", name)
+        os.makedirs(d, exist_ok=True)
+        c = dict(cfg, target_modules=modules)
+        with open(os.path.join(d, "adapter_config.json"), "w") as f:
+            json.dump(c, f)
+        entries = []
+        for wname, shape, _ in LAYOUT:
+            if not any(("." + m + ".") in wname for m in modules):
+                continue
+            key = "base_model.model." + wname[:-len(".weight")]
+            a = (rng.standard_normal((4, shape[1])) * 0.1).astype(F32)
+            b = (rng.standard_normal((shape[0], 4)) * 0.1).astype(F32)
+            entries += [(key + ".lora_A.weight", a), (key + ".lora_B.weight", b)]
+        stwrite.write(os.path.join(d, "adapter_model.safetensors"), entries, {"format": "pt"})
+
+
+def write_hostile(root, rng):
+    """One broken thing per file; every one must be refused with exit 3."""
+    d = os.path.join(root, "hostile")
+    os.makedirs(d, exist_ok=True)
+    w = (rng.standard_normal((8, 64)) * 0.05).astype(F32)
+    base_parts, base_state = quantize_4bit(w, "nf4", 64, True)
+    base_state["dtype"] = "bfloat16"
+    name = "layer.weight"
+
+    def emit(fname, parts=None, state=None, blob=None, kind="nf4", extra=()):
+        parts = dict(base_parts if parts is None else parts)
+        st = dict(base_state if state is None else state)
+        raw = blob if blob is not None else json.dumps(st).encode()
+        entries = [(name + s, a) for s, a in parts.items()]
+        entries.append((name + ".quant_state.bitsandbytes__" + kind, np.frombuffer(raw, dtype=np.uint8)))
+        entries += list(extra)
+        stwrite.write(os.path.join(d, fname + ".safetensors"), entries)
+
+    emit("bad_json", blob=b'{"quant_type": "nf4", "blocksize": 64,')
+    emit("not_object", blob=b'[1, 2, 3]')
+    emit("not_utf8", blob=b'{"quant_type": "\xff\xfe"}')
+    emit("blocksize_odd", state=dict(base_state, blocksize=48))
+    emit("blocksize_zero", state=dict(base_state, blocksize=0))
+    emit("blocksize_huge", state=dict(base_state, blocksize=1 << 40))
+    emit("shape_too_big", state=dict(base_state, shape=[8, 128]))
+    emit("shape_overflow", state=dict(base_state, shape=[1 << 40, 1 << 40]))
+    emit("shape_negative", state=dict(base_state, shape=[-8, 64]))
+    emit("shape_fraction", state=dict(base_state, shape=[8.5, 64]))
+    emit("dtype_unknown", state=dict(base_state, dtype="int8"))
+    emit("type_mismatch", state=dict(base_state, quant_type="fp4"))
+    emit("unknown_key", state=dict(base_state, surprise=1))
+    emit("nested_blocksize_zero", state=dict(base_state, nested_blocksize=0))
+    emit("nested_offset_nan", blob=json.dumps(dict(base_state, nested_offset=float("nan"))).encode())
+    emit("nested_offset_string", state=dict(base_state, nested_offset="0.1"))
+    emit("nested_dtype_f16", state=dict(base_state, nested_dtype="float16"))
+    emit("missing_nested_fields", state={k: v for k, v in base_state.items() if not k.startswith("nested")})
+    emit("absmax_short", parts=dict(base_parts, **{".absmax": base_parts[".absmax"][:-1]}))
+    emit("packed_short", parts=dict(base_parts, **{"": base_parts[""][:-1]}))
+    emit("nested_absmax_long", parts=dict(base_parts, **{".nested_absmax": np.zeros(2, F32)}))
+    emit("quant_map_wrong", parts=dict(base_parts, **{".quant_map": code_4bit("fp4")}))
+    emit("quant_map_short", parts=dict(base_parts, **{".quant_map": code_4bit("nf4")[:8]}))
+    emit("nested_quant_map_short", parts=dict(base_parts, **{".nested_quant_map": dynamic_map()[:255]}))
+    emit("missing_absmax", parts={k: v for k, v in base_parts.items() if k != ".absmax"})
+    emit("missing_weight", parts={k: v for k, v in base_parts.items() if k != ""})
+    emit("bad_type", kind="int4")
+    emit("weight_f16_short", parts=dict(base_parts, **{"": base_parts[""].reshape(-1)[:-2].view(np.float16)}))
+    q, scb = quantize_int8(w)
+    stwrite.write(os.path.join(d, "int8_scb_short.safetensors"), [("l.weight", q), ("l.SCB", scb[:-1])])
+    stwrite.write(os.path.join(d, "int8_no_weight.safetensors"), [("l.SCB", scb)])
+    stwrite.write(os.path.join(d, "int8_weight_f32.safetensors"), [("l.weight", w), ("l.SCB", scb)])
+    stwrite.write(os.path.join(d, "int8_format_col.safetensors"),
+                  [("l.weight", q), ("l.SCB", scb), ("l.weight_format", np.array(1, np.uint8))])
+    emit("orphan_absmax", extra=[("l.weight", base_parts[""]), ("l.weight.absmax", base_parts[".nested_absmax"])])
+
+
+def write_storage_variant(root, from_case):
+    """The same model with quant_storage=bfloat16: packed bytes stored as BF16 (even byte counts)."""
+    src = os.path.join(root, "cases", from_case)
+    d = os.path.join(root, "cases", from_case + "_storage_bf16")
+    os.makedirs(os.path.join(d, "model"), exist_ok=True)
+    with open(os.path.join(src, "model", "model.safetensors"), "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    quantized = {name for name, _, q in LAYOUT if q}
+    entries = []
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        raw = data[8 + n + b:8 + n + end]
+        if name in quantized and len(raw) % 2 == 0:
+            entries.append((name, "BF16", raw, [len(raw) // 2, 1]))
+        else:
+            entries.append((name, e["dtype"], raw, e["shape"]))
+    stwrite.write(os.path.join(d, "model", "model.safetensors"), entries, {"format": "pt"})
+    for rel in ("model/config.json", "expect.safetensors", "case.json"):
+        with open(os.path.join(src, rel), "rb") as f_in, open(os.path.join(d, rel), "wb") as f_out:
+            f_out.write(f_in.read())
+
+
+def write_sharded(root, from_case):
+    """The same model in two shards, split between the parts of one weight."""
+    src = os.path.join(root, "cases", from_case)
+    d = os.path.join(root, "cases", from_case + "_sharded")
+    md = os.path.join(d, "model")
+    os.makedirs(md, exist_ok=True)
+    with open(os.path.join(src, "model", "model.safetensors"), "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    names = [k for k in header if k != "__metadata__"]
+    cut = names.index("model.layers.0.mlp.up_proj.weight.absmax")
+    shards = [names[:cut], names[cut:]]
+    weight_map = {}
+    for k, part in enumerate(shards):
+        fname = "model-%05d-of-00002.safetensors" % (k + 1)
+        entries = []
+        for name in part:
+            e = header[name]
+            b, end = e["data_offsets"]
+            entries.append((name, e["dtype"], data[8 + n + b:8 + n + end], e["shape"]))
+            weight_map[name] = fname
+        stwrite.write(os.path.join(md, fname), entries, {"format": "pt"})
+    with open(os.path.join(md, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": len(data) - 8 - n}, "weight_map": weight_map}, f, indent=2)
+    for name in ("config.json",):
+        with open(os.path.join(src, "model", name)) as f_in, open(os.path.join(md, name), "w") as f_out:
+            f_out.write(f_in.read())
+    for name in ("expect.safetensors", "case.json"):
+        with open(os.path.join(src, name), "rb") as f_in, open(os.path.join(d, name), "wb") as f_out:
+            f_out.write(f_in.read())
+
+
+def main():
+    root = sys.argv[1]
+    shutil.rmtree(root, ignore_errors=True)  # no file of an earlier version survives
+    rng = np.random.default_rng(20261204)
+    for kind in ("nf4", "fp4"):
+        for nested in (False, True):
+            for bs in (64, 128):
+                for dtype in ("BF16", "F16"):
+                    name = "%s_%s_bs%d_%s" % (kind, "dq" if nested else "plain", bs, dtype.lower())
+                    write_case(root, name, kind, bs, nested, dtype, rng)
+    write_case(root, "int8_f16", "int8", 0, False, "F16", rng)
+    write_case(root, "int8_bf16", "int8", 0, False, "BF16", rng)
+    write_sharded(root, "nf4_dq_bs64_bf16")
+    write_storage_variant(root, "nf4_plain_bs64_bf16")
+    write_adapters(root, rng)
+    write_hostile(root, rng)
+    # bnb names only in a metadata value: still a plain safetensors file
+    stwrite.write(os.path.join(root, "plain_meta.safetensors"), [("a.weight", np.zeros((2, 2), F32))],
+                  {"note": "x.weight.quant_state.bitsandbytes__nf4 and y.SCB\""})
+    print("bnb fixtures written to", root)
+
+
+if __name__ == "__main__":
+    main()
