@@ -18,6 +18,7 @@ static const char usage_text[] =
     "  --max-percent P      trainable % at most P (needs --base)\n"
     "  --require-targets L  each listed module name (e.g. q_proj) adapted by some module\n"
     "  --json               one JSON object: inspect's keys plus violations and passed\n"
+    CLI_LORALIB_USAGE
     "exit: 0 all checks hold, 1 a check failed, 2 usage, 3 invalid input, 4 I/O error\n";
 
 typedef struct audit_limits {
@@ -120,12 +121,14 @@ int cmd_audit(int argc, char **argv)
         {"max-params", required_argument, NULL, 'p'}, {"max-rank", required_argument, NULL, 'r'},
         {"max-percent", required_argument, NULL, '%'},
         {"require-targets", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        CLI_LORALIB_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     bool json = false;
     audit_limits lim = {0};
     cli_describe_opts opts = {0};
-    int c;
+    int c, handled;
+    cli_loralib loralib = {0};
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
         char *end;
@@ -150,7 +153,13 @@ int cmd_audit(int argc, char **argv)
             break;
         case 't': lim.require_targets = optarg; break;
         case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
-        default: return cli_usage("audit", "unknown or incomplete option '%s'", argv[optind - 1]);
+        default:
+            if ((handled = cli_loralib_option("audit", c, optarg, &loralib)) != 0) {
+                if (handled < 0)
+                    return -handled;
+                break;
+            }
+            return cli_usage("audit", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (optind + 1 != argc)
@@ -159,11 +168,14 @@ int cmd_audit(int argc, char **argv)
         return cli_usage("audit", "--max-percent needs --base");
 
     lt_error err;
-    lt_adapter *ad = lt_adapter_open(argv[optind], &err);
+    /* an adapter, or refused (the base and loralib options come below) */
+    loralib.open.describe_only = true;
+    lt_adapter *ad = lt_adapter_open_with(argv[optind], &loralib.open, &err);
     if (!ad)
         return cli_fail(&err);
     lt_adapter_close(ad);
     ad = NULL;
+    opts.adapter_opts = &loralib.open;
     lt_source *base = NULL;
     cJSON *desc = cli_describe(argv[optind], &opts, &ad, &base, &err);
     if (!desc)

@@ -49,6 +49,9 @@ int cli_finish_stdout(void);
 typedef struct cli_describe_opts {
     bool with_tensors;        /* add tensor_list                            */
     const char *base_path;    /* NULL, or a base model to compare with      */
+    /* what loralib checkpoints leave out (NULL: nothing known); the base
+     * is filled in by cli_describe, describe_only is always set */
+    const lt_adapter_open_options *adapter_opts;
 } cli_describe_opts;
 
 /* Describe PATH as a JSON object with the keys of spec/cli.md (format,
@@ -112,5 +115,37 @@ bool cli_parse_size(const char *text, uint64_t *out);
 
 /* Group-separated integer ("1,234,567") into buf; returns buf. */
 const char *cli_count(uint64_t n, char *buf, size_t size);
+
+
+/* ---- loralib_opts.c: what a loralib checkpoint cannot tell ---- */
+
+#define CLI_ENABLE_LORA_MAX 64
+
+/* --alpha A, --enable-lora MASK, --fan-in-fan-out: option ids for
+ * getopt_long (spread CLI_LORALIB_OPTIONS into a command's table) */
+enum { CLI_OPT_ALPHA = 0x1100, CLI_OPT_ENABLE_LORA, CLI_OPT_FAN_IN_FAN_OUT };
+#define CLI_LORALIB_OPTIONS                                                   \
+    {"alpha", required_argument, NULL, CLI_OPT_ALPHA},                        \
+    {"enable-lora", required_argument, NULL, CLI_OPT_ENABLE_LORA},            \
+    {"fan-in-fan-out", no_argument, NULL, CLI_OPT_FAN_IN_FAN_OUT}
+#define CLI_LORALIB_USAGE                                                                         \
+    "  --alpha A        lora_alpha of loralib checkpoints (their files do not record it)\n"      \
+    "  --enable-lora M  loralib merged layers: groups enabled, e.g. 1,0,1 (default: all)\n"      \
+    "  --fan-in-fan-out loralib: square base weights are stored [in, out] (GPT-2 Conv1D)\n"
+
+typedef struct cli_loralib {
+    lt_adapter_open_options open;          /* base is set by the command  */
+    bool mask[CLI_ENABLE_LORA_MAX];
+} cli_loralib;
+
+/* Handle option ID (with ARG) when it is one of CLI_LORALIB_OPTIONS:
+ * returns 1 when handled, 0 when not ours, or -EXIT_USAGE after printing
+ * the usage error.  L must be zeroed before the first call. */
+int cli_loralib_option(const char *verb, int id, const char *arg, cli_loralib *l);
+/* True when PATH is a single weights file holding loralib LoRA keys
+ * (names ending in ".lora_A" / ".lora_B"); cli_source_is_loralib asks the
+ * same of an open source. */
+bool cli_is_loralib(const char *path);
+bool cli_source_is_loralib(const lt_source *src);
 
 #endif

@@ -22,7 +22,12 @@ static const char usage_text[] =
     "  --vocab    models: copy the tokenizer.* keys of this GGUF (vocab-only or a full model;\n"
     "             its token count must equal the model's vocab_size and embedding rows)\n"
     "  models: names, Q/K row order, Gemma norms; with a config.json base every\n"
-    "  hyperparameter llama.cpp reads; without --vocab the GGUF has no tokenizer\n";
+    "  hyperparameter llama.cpp reads; without --vocab the GGUF has no tokenizer\n"
+    "       loratool convert LORALIB.pt -o OUT_DIR --base MODEL --alpha A [--enable-lora M]\n"
+    "                        [--fan-in-fan-out] [--outtype f32|f16|bf16]\n"
+    "  a loralib (microsoft/LoRA) checkpoint becomes a PEFT LoRA directory with the same delta;\n"
+    "  BASE is then the model's weights (layer kinds, merged-layer groups, replaced tensors)\n"
+    CLI_LORALIB_USAGE;
 
 static bool parse_outtype(const char *text, lt_dtype *out)
 {
@@ -49,14 +54,70 @@ static bool is_adapter_dir(const char *path)
            access(config, F_OK) == 0;
 }
 
+/* A loralib checkpoint -> a PEFT LoRA directory giving the same delta
+ * (merged layers as block-structured factors, scale kept exactly). */
+static int convert_loralib(const char *input, const char *out, const char *base_path, lt_dtype outtype,
+                           cli_loralib *loralib)
+{
+    size_t len = strlen(out);
+    if (len > 5 && strcmp(out + len - 5, ".gguf") == 0)
+        return cli_usage("convert", "%s: a loralib checkpoint converts to a PEFT directory; convert that to GGUF",
+                         out);
+    if (outtype == LT_Q8_0)
+        return cli_usage("convert", "--outtype q8_0 is for GGUF outputs");
+    lt_error err;
+    lt_source *base = lt_source_open(base_path, &err);
+    if (!base) {
+        fprintf(stderr, "loratool: %s: --base must name the model's weights for a loralib checkpoint (%s)\n",
+                base_path, err.message);
+        return lt_status_exit_code(err.status);
+    }
+    loralib->open.base = base;
+    lt_adapter *ad = lt_adapter_open_with(input, &loralib->open, &err);
+    lt_status s = ad ? LT_OK : err.status;
+    if (ad && outtype == LT_DTYPE_INVALID) {
+        /* keep the factors' dtype (F32 stays exact) */
+        const lt_lora_module *m = lt_adapter_module(ad, 0);
+        outtype = lt_source_tensor(lt_adapter_source(ad), (size_t)m->tensor_a)->dtype;
+        if (outtype != LT_F16 && outtype != LT_BF16)
+            outtype = LT_F32;
+    }
+    /* one PEFT config says fan_in_fan_out for all layers: a square layer
+     * stored [out, in] next to transposed ones would be read back wrong */
+    for (size_t i = 0; ad && i < lt_adapter_module_count(ad); i++) {
+        const lt_lora_module *m = lt_adapter_module(ad, i);
+        if (lt_adapter_config(ad)->fan_in_fan_out && m->kind == LT_MODULE_LINEAR && !m->fan_in_fan_out &&
+            m->out_features == m->in_features) {
+            snprintf(err.message, sizeof err.message,
+                     "%s: module '%s' is a square layer stored [out, in] next to fan_in_fan_out layers; one PEFT "
+                     "config cannot hold both",
+                     input, m->name);
+            s = err.status = LT_ERR_UNSUPPORTED;
+            break;
+        }
+    }
+    if (ad && s == LT_OK)
+        s = lt_adapter_save_peft(ad, out, outtype, &err);
+    size_t modules = ad ? lt_adapter_module_count(ad) : 0, replaced = ad ? lt_adapter_replacement_count(ad) : 0;
+    lt_adapter_close(ad);
+    lt_source_close(base);
+    if (s != LT_OK)
+        return cli_fail(&err);
+    printf("wrote %s: PEFT adapter directory, %zu modules, %zu replacement tensors\n", out, modules, replaced);
+    return cli_finish_stdout();
+}
+
 int cmd_convert(int argc, char **argv)
 {
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'}, {"base", required_argument, NULL, 'b'},
         {"outtype", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {"vocab", required_argument, NULL, 'v'},
+        CLI_LORALIB_OPTIONS,
         {NULL, 0, NULL, 0},
     };
+    cli_loralib loralib = {0};
+    int handled;
     const char *out = NULL, *base = NULL, *vocab = NULL;
     lt_dtype outtype = LT_F32;
     bool outtype_given = false;
@@ -73,7 +134,13 @@ int cmd_convert(int argc, char **argv)
             outtype_given = true;
             break;
         case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
-        default: return cli_usage("convert", "unknown or incomplete option '%s'", argv[optind - 1]);
+        default:
+            if ((handled = cli_loralib_option("convert", c, optarg, &loralib)) != 0) {
+                if (handled < 0)
+                    return -handled;
+                break;
+            }
+            return cli_usage("convert", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (optind + 1 != argc)
@@ -83,6 +150,8 @@ int cmd_convert(int argc, char **argv)
     if (!base)
         return cli_usage("convert", "missing --base (config.json, model directory or GGUF model)");
     const char *input = argv[optind];
+    if (cli_is_loralib(input))
+        return convert_loralib(input, out, base, outtype_given ? outtype : LT_DTYPE_INVALID, &loralib);
     lt_error err;
     lt_arch_info arch;
     if (lt_arch_info_read(base, &arch, &err) != LT_OK)

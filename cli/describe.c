@@ -2,6 +2,7 @@
  * and rendered either as JSON (--json) or as text, so the two never drift.
  * inspect and audit both use it. */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,37 +250,34 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
     /* an adapter directory is opened as an adapter first, so a non-LoRA
      * config is refused by its type before its weights are looked at */
     lt_adapter *ad = NULL;
-    lt_source *src;
+    lt_source *src = NULL, *base = NULL;
     char config[4096];
     bool is_adapter = (size_t)snprintf(config, sizeof config, "%s/adapter_config.json", path) <
                           sizeof config &&
                       access(config, F_OK) == 0;
+    if (opts->base_path && !(base = lt_source_open(opts->base_path, err)))
+        return NULL;
+    lt_adapter_open_options adapter_opts = {0};
+    if (opts->adapter_opts)
+        adapter_opts = *opts->adapter_opts;
+    adapter_opts.base = base;
+    adapter_opts.describe_only = true;
     if (is_adapter) {
-        ad = lt_adapter_open(path, err);
-        if (!ad)
-            return NULL;
-        src = lt_adapter_source(ad);
-    } else {
-        src = lt_source_open(path, err);
-        if (!src)
-            return NULL;
-        if (is_gguf_adapter(src)) {
+        ad = lt_adapter_open_with(path, &adapter_opts, err);
+    } else if ((src = lt_source_open(path, err)) && (is_gguf_adapter(src) || cli_source_is_loralib(src))) {
+        ad = lt_adapter_open_with(path, &adapter_opts, err);
+        if (!ad) {
             lt_source_close(src);
-            if (!(ad = lt_adapter_open(path, err)))
-                return NULL;
-            src = lt_adapter_source(ad);
+            src = NULL;
         }
     }
-    lt_source *base = NULL;
-    if (opts->base_path) {
-        base = lt_source_open(opts->base_path, err);
-        if (!base) {
-            if (ad)
-                lt_adapter_close(ad);
-            else
-                lt_source_close(src);
-            return NULL;
-        }
+    /* the file itself (a model's own source may hold computed tensors) */
+    if (ad && !src)
+        src = lt_source_open(path, err);
+    if (!src) {
+        lt_adapter_close(ad);
+        lt_source_close(base);
+        return NULL;
     }
     cJSON *out = cJSON_CreateObject();
     describe_source(out, path, src, opts->with_tensors);
@@ -306,8 +304,7 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
         *adapter_out = ad;
     else if (ad)
         lt_adapter_close(ad);
-    if (!ad)
-        lt_source_close(src);
+    lt_source_close(src);
     if (base_out)
         *base_out = base;
     else
@@ -322,6 +319,9 @@ static double num(const cJSON *obj, const char *key)
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     return cJSON_IsNumber(item) ? item->valuedouble : 0;
 }
+
+/* Equal, or both NaN (unknown alpha). */
+static bool same_number(double x, double y) { return x == y || (isnan(x) && isnan(y)); }
 
 static const char *str(const cJSON *obj, const char *key)
 {
@@ -379,8 +379,8 @@ static void print_module_groups(const cJSON *modules)
             layer_pattern(str(mj, "name"), pattern_j, sizeof pattern_j);
             char *shape_j = cJSON_PrintUnformatted(cJSON_GetObjectItem(mj, "shape"));
             bool same = !done[j] && strcmp(pattern_i, pattern_j) == 0 &&
-                        num(mi, "rank") == num(mj, "rank") && num(mi, "alpha") == num(mj, "alpha") &&
-                        num(mi, "scale") == num(mj, "scale") && shape_i && shape_j &&
+                        num(mi, "rank") == num(mj, "rank") && same_number(num(mi, "alpha"), num(mj, "alpha")) &&
+                        same_number(num(mi, "scale"), num(mj, "scale")) && shape_i && shape_j &&
                         strcmp(shape_i, shape_j) == 0;
             cJSON_free(shape_j);
             if (same) {
@@ -389,8 +389,11 @@ static void print_module_groups(const cJSON *modules)
             }
         }
         cJSON_free(shape_i);
-        printf("  %3zu x %s  rank %.0f  alpha %g  scale %g  %s ", count, count > 1 ? pattern_i : str(mi, "name"),
-               num(mi, "rank"), num(mi, "alpha"), num(mi, "scale"), str(mi, "kind"));
+        printf("  %3zu x %s  rank %.0f  ", count, count > 1 ? pattern_i : str(mi, "name"), num(mi, "rank"));
+        if (isnan(num(mi, "alpha")))
+            printf("alpha unknown  %s ", str(mi, "kind")); /* a loralib checkpoint without --alpha */
+        else
+            printf("alpha %g  scale %g  %s ", num(mi, "alpha"), num(mi, "scale"), str(mi, "kind"));
         print_shape(cJSON_GetObjectItem(mi, "shape"));
         printf("%s%s\n", flag(mi, "dora") ? " dora" : "", flag(mi, "lora_bias") ? " lora_bias" : "");
     }
@@ -463,9 +466,12 @@ void cli_print_description(const cJSON *desc)
         if (strcmp(str(a, "bias"), "none") != 0)
             printf(" bias=%s", str(a, "bias")), shown++;
         printf("%s\n", shown ? "" : " none");
-        printf("modules:      %.0f LoRA modules, %s parameters, max rank %.0f, lora_alpha %g\n",
-               num(a, "modules"), cli_count((uint64_t)num(a, "lora_parameters"), buf, sizeof buf),
-               num(a, "rank"), num(a, "alpha"));
+        printf("modules:      %.0f LoRA modules, %s parameters, max rank %.0f, ", num(a, "modules"),
+               cli_count((uint64_t)num(a, "lora_parameters"), buf, sizeof buf), num(a, "rank"));
+        if (isnan(num(a, "alpha")))
+            printf("alpha unknown\n");
+        else
+            printf("lora_alpha %g\n", num(a, "alpha"));
         print_module_groups(cJSON_GetObjectItem(a, "module_list"));
         const cJSON *repl = cJSON_GetObjectItem(a, "replacement_list");
         if (cJSON_GetArraySize(repl) > 0) {

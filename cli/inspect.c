@@ -10,18 +10,21 @@ static const char usage_text[] =
     "             adapter directory or a GGUF LoRA\n"
     "  --json     one JSON object on stdout (keys in spec/cli.md)\n"
     "  --tensors  list every tensor (name, dtype, shape, offset, bytes)\n"
-    "  --base     a base model: adds its parameter count and the adapter's trainable %\n";
+    "  --base     a base model: adds its parameter count and the adapter's trainable %\n"
+    "             (for loralib checkpoints: tells layer kinds and merged-layer groups)\n"
+    CLI_LORALIB_USAGE;
 
 int cmd_inspect(int argc, char **argv)
 {
     static const struct option options[] = {
         {"json", no_argument, NULL, 'j'},  {"tensors", no_argument, NULL, 't'},
-        {"base", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'},
+        {"base", required_argument, NULL, 'b'}, {"help", no_argument, NULL, 'h'}, CLI_LORALIB_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     bool json = false;
     cli_describe_opts opts = {0};
-    int c;
+    int c, handled;
+    cli_loralib loralib = {0};
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (c) {
@@ -29,13 +32,20 @@ int cmd_inspect(int argc, char **argv)
         case 't': opts.with_tensors = true; break;
         case 'b': opts.base_path = optarg; break;
         case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
-        default: return cli_usage("inspect", "unknown or incomplete option '%s'", argv[optind - 1]);
+        default:
+            if ((handled = cli_loralib_option("inspect", c, optarg, &loralib)) != 0) {
+                if (handled < 0)
+                    return -handled;
+                break;
+            }
+            return cli_usage("inspect", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (optind + 1 != argc)
         return cli_usage("inspect", "expected exactly one PATH");
     lt_error err;
     lt_adapter *ad = NULL;
+    opts.adapter_opts = &loralib.open;
     cJSON *desc = cli_describe(argv[optind], &opts, &ad, NULL, &err);
     if (!desc)
         return cli_fail(&err);

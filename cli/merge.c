@@ -32,7 +32,8 @@ static const char usage_text[] =
     "                   leave the write-back to the kernel)\n"
     "  --dry-run        check every name and shape, print the plan, write nothing\n"
     "  --allow-missing  skip modules whose target the base lacks (each listed)\n"
-    "  --json           print a JSON summary\n";
+    "  --json           print a JSON summary\n"
+    CLI_LORALIB_USAGE;
 
 typedef struct merge_args {
     const char *base, *out;
@@ -42,6 +43,7 @@ typedef struct merge_args {
     lt_merge_options opts;
     uint64_t shard_size;
     bool dry_run, json, fsync;
+    cli_loralib loralib;
 } merge_args;
 
 static bool parse_dtype(const char *text, lt_dtype *out)
@@ -285,10 +287,10 @@ static int parse_args(int argc, char **argv, merge_args *a)
         {"threads", required_argument, NULL, 't'}, {"shard-size", required_argument, NULL, 's'},
         {"dry-run", no_argument, NULL, 'n'},      {"allow-missing", no_argument, NULL, 'm'},
         {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
-        {"fsync", no_argument, NULL, 'f'},
+        {"fsync", no_argument, NULL, 'f'},        CLI_LORALIB_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c;
+    int c, handled;
     uint64_t threads;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
@@ -313,7 +315,13 @@ static int parse_args(int argc, char **argv, merge_args *a)
         case 'j': a->json = true; break;
         case 'f': a->fsync = true; break;
         case 'h': fputs(usage_text, stdout); return -1;
-        default: return cli_usage("merge", "unknown or incomplete option '%s'", argv[optind - 1]);
+        default:
+            if ((handled = cli_loralib_option("merge", c, optarg, &a->loralib)) != 0) {
+                if (handled < 0)
+                    return -handled;
+                break;
+            }
+            return cli_usage("merge", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
     if (argc - optind < 2)
@@ -413,7 +421,8 @@ int cmd_merge(int argc, char **argv)
         goto done;
     }
     for (size_t i = 0; i < a.n_adapters; i++) {
-        if (!(ads[i] = lt_adapter_open(a.adapters[i], &err))) {
+        a.loralib.open.base = base;
+        if (!(ads[i] = lt_adapter_open_with(a.adapters[i], &a.loralib.open, &err))) {
             rc = cli_fail(&err);
             goto done;
         }

@@ -28,6 +28,9 @@ typedef struct lti_format {
     /* Adapters: the same bidding for lt_adapter_open (NULL: holds none). */
     int (*adapter_bid)(const lti_probe *probe);
     lt_adapter *(*open_adapter)(const char *path, lt_error *err);
+    /* With what the caller knows (lt_adapter_open_with); NULL: the format
+     * needs nothing, open_adapter is used. */
+    lt_adapter *(*open_adapter_with)(const char *path, const lt_adapter_open_options *opts, lt_error *err);
 } lti_format;
 
 extern const lti_format lti_format_safetensors;
@@ -36,6 +39,7 @@ extern const lti_format lti_format_peft;
 extern const lti_format lti_format_gguf;
 extern const lti_format lti_format_torch_bin;
 extern const lti_format lti_format_bnb;
+extern const lti_format lti_format_loralib;
 
 /* The GGUF writer (formats/gguf_write.c), the create op of lti_format_gguf. */
 lt_sink *lti_gguf_sink_create(const char *path, const lt_sink_options *opts, lt_error *err);

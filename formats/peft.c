@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "merged_linear.h"
 #include "peft.h"
 
 #define CONFIG_MAX_BYTES (16u << 20)
@@ -337,6 +338,32 @@ static lt_source *peft_open(const char *path, lt_error *err)
     return src;
 }
 
+/* PEFT <= 0.3's merged layers (lora_B a grouped Conv1d [rows, r, 1]) as
+ * one LoRA on the fused weight, as loralib checkpoints are read
+ * (formats/merged_linear.c); the groups come from the config's
+ * enable_lora. */
+static lt_status expand_merged_layers(peft_parse *p, lt_error *err)
+{
+    lt_adapter *ad = p->model;
+    lt_source *mem = NULL;
+    for (size_t i = 0; i < lt_adapter_module_count(ad); i++) {
+        lt_lora_module *m = lti_adapter_module_mut(ad, i);
+        lt_source *src = lt_adapter_source(ad);
+        if (m->kind != LT_MODULE_LINEAR || lt_source_tensor(src, (size_t)m->tensor_b)->n_dims != 3)
+            continue;
+        if (!p->enable_lora)
+            return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': lora_B is a grouped Conv1d but the config has no enable_lora",
+                           p->config_path, m->name);
+        if (!mem && !(mem = lti_adapter_wrap_source(ad, err)))
+            return err ? err->status : LT_ERR_NOMEM;
+        lti_merged_groups g = {.mask = p->enable_lora, .n_groups = p->n_enable_lora, .r = m->rank, .alpha = m->alpha};
+        lt_status s = lti_merged_linear_expand(ad, mem, m, &g, err);
+        if (s != LT_OK)
+            return s;
+    }
+    return LT_OK;
+}
+
 /* Read the weights of P's model and fill its modules and replacements. */
 static lt_status read_weights(peft_parse *p, const char *dir, lt_error *err)
 {
@@ -353,6 +380,8 @@ static lt_status read_weights(peft_parse *p, const char *dir, lt_error *err)
         s = classify_key(ad, (long)i, err);
     for (size_t i = 0; i < lt_adapter_module_count(ad) && s == LT_OK; i++)
         s = check_module(p, lti_adapter_module_mut(ad, i), err);
+    if (s == LT_OK)
+        s = expand_merged_layers(p, err);
     for (size_t i = 0; i < lt_adapter_replacement_count(ad) && s == LT_OK; i++)
         if (lt_adapter_replacement(ad, i)->kind == LT_REPLACE_TOKEN_ROWS)
             s = attach_token_ids(p, lti_adapter_replacement_mut(ad, i), err);

@@ -42,6 +42,8 @@ typedef struct peft_parse {
     size_t n_rank_pattern, n_alpha_pattern;
     token_set *token_sets;        /* trainable_token_indices             */
     size_t n_token_sets;
+    bool *enable_lora;            /* PEFT <= 0.3 merged layers, or NULL  */
+    size_t n_enable_lora;
 } peft_parse;
 
 /* Parse adapter_config.json's TEXT into p->model's config and p. */

@@ -93,6 +93,7 @@ void lti_peft_parse_free(peft_parse *p)
         free(p->token_sets[i].ids);
     }
     free(p->token_sets);
+    free(p->enable_lora);
     memset(p, 0, sizeof *p);
 }
 
@@ -237,6 +238,25 @@ static lt_status config_token_sets(peft_parse *ad, const cJSON *item, lt_error *
     return LT_OK;
 }
 
+/* PEFT <= 0.3's enable_lora: the groups of a merged layer (null: none). */
+static lt_status config_enable_lora(peft_parse *ad, const cJSON *item, lt_error *err)
+{
+    if (!item || cJSON_IsNull(item))
+        return LT_OK;
+    int n = cJSON_GetArraySize(item);
+    if (!cJSON_IsArray(item) || n < 1 || n > 4096)
+        return lti_fail(err, LT_ERR_INVALID, "%s: 'enable_lora' must be a list of booleans", ad->config_path);
+    if (!(ad->enable_lora = calloc((size_t)n, sizeof *ad->enable_lora)))
+        return lti_fail_nomem(err, ad->config_path);
+    const cJSON *flag;
+    cJSON_ArrayForEach(flag, item) {
+        if (!cJSON_IsBool(flag))
+            return lti_fail(err, LT_ERR_INVALID, "%s: 'enable_lora' must be a list of booleans", ad->config_path);
+        ad->enable_lora[ad->n_enable_lora++] = cJSON_IsTrue(flag);
+    }
+    return LT_OK;
+}
+
 /* r, lora_alpha and AdaLoRA's init_r. */
 static lt_status config_numbers(peft_parse *ad, const cJSON *root, lt_peft_config *cfg, lt_error *err)
 {
@@ -347,7 +367,8 @@ lt_status lti_peft_parse_config(peft_parse *ad, const char *text, lt_error *err)
          (s = config_patterns(ad, root, "rank_pattern", &ad->rank_pattern, &ad->n_rank_pattern, err))) ||
         (s = config_patterns(ad, root, "alpha_pattern", &ad->alpha_pattern, &ad->n_alpha_pattern, err)))
         goto done;
-    if ((s = config_token_sets(ad, cJSON_GetObjectItemCaseSensitive(root, "trainable_token_indices"), err)))
+    if ((s = config_token_sets(ad, cJSON_GetObjectItemCaseSensitive(root, "trainable_token_indices"), err)) ||
+        (s = config_enable_lora(ad, cJSON_GetObjectItemCaseSensitive(root, "enable_lora"), err)))
         goto done;
     cfg->has_rank_pattern = ad->n_rank_pattern > 0;
     cfg->has_alpha_pattern = ad->n_alpha_pattern > 0;

@@ -16,6 +16,7 @@ static const lti_format *const all_formats[] = {
     &lti_format_safetensors,
     &lti_format_torch_bin,
     &lti_format_gguf,
+    &lti_format_loralib,
     NULL,
 };
 
@@ -59,6 +60,11 @@ static const lti_format *highest_bidder(const lti_probe *probe, bool adapter)
 
 lt_adapter *lt_adapter_open(const char *path, lt_error *err)
 {
+    return lt_adapter_open_with(path, NULL, err);
+}
+
+lt_adapter *lt_adapter_open_with(const char *path, const lt_adapter_open_options *opts, lt_error *err)
+{
     unsigned char head[64];
     lti_probe probe;
     if (probe_path(path, head, &probe, err) != LT_OK)
@@ -68,7 +74,7 @@ lt_adapter *lt_adapter_open(const char *path, lt_error *err)
         lti_fail(err, LT_ERR_UNSUPPORTED, "%s: not an adapter", path);
         return NULL;
     }
-    return best->open_adapter(path, err);
+    return best->open_adapter_with ? best->open_adapter_with(path, opts, err) : best->open_adapter(path, err);
 }
 
 lt_source *lt_source_open(const char *path, lt_error *err)

@@ -71,6 +71,13 @@ void lti_adapter_set_source(lt_adapter *ad, lt_source *src)
     ad->weights = src;
 }
 
+lt_source *lti_adapter_take_source(lt_adapter *ad)
+{
+    lt_source *src = ad->weights;
+    ad->weights = NULL;
+    return src;
+}
+
 void *lti_adapter_keep(lt_adapter *ad, void *block)
 {
     if (!lti_grow((void **)&ad->kept, &ad->cap_kept, ad->n_kept + 1, sizeof *ad->kept)) {

@@ -23,6 +23,9 @@ lt_peft_config *lti_adapter_config_mut(lt_adapter *ad);
 /* Give the model its tensor source (owned from now on, closed with it). */
 void lti_adapter_set_source(lt_adapter *ad, lt_source *src);
 
+/* Hand the model's source to the caller (the model then has none). */
+lt_source *lti_adapter_take_source(lt_adapter *ad);
+
 /* Take ownership of a malloc'd block, freed with the model.  Returns block,
  * or NULL after freeing it when the list cannot grow. */
 void *lti_adapter_keep(lt_adapter *ad, void *block);
@@ -62,5 +65,9 @@ long lti_memsource_add(lt_source *src, const char *name, lt_dtype dtype, uint32_
  * SRC), under NAME.  Returns its index or -1. */
 long lti_memsource_add_ref(lt_source *src, const char *name, lt_source *from, size_t index,
                            lt_error *err);
+
+/* Make SRC own OWNED (closed with SRC; replaces one owned before), so
+ * references into OWNED stay valid as long as SRC lives. */
+void lti_memsource_own(lt_source *src, lt_source *owned);
 
 #endif

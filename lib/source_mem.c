@@ -16,6 +16,7 @@ typedef struct mem_tensor {
 typedef struct mem_source {
     mem_tensor *tensors;
     size_t n, cap;
+    lt_source *owned;     /* closed with this source, or NULL     */
 } mem_source;
 
 static size_t index_of(const lt_source *src, const lt_tensor_info *t) { return (size_t)(t - src->tensors); }
@@ -53,6 +54,7 @@ static void mem_close(void *impl)
     for (size_t i = 0; i < ms->n; i++)
         free(ms->tensors[i].data);
     free(ms->tensors);
+    lt_source_close(ms->owned);
     free(ms);
 }
 
@@ -101,4 +103,11 @@ long lti_memsource_add_ref(lt_source *src, const char *name, lt_source *from, si
 {
     const lt_tensor_info *t = lt_source_tensor(from, index);
     return add(src, name, t->dtype, t->n_dims, t->shape, (mem_tensor){.from = from, .from_index = index}, err);
+}
+
+void lti_memsource_own(lt_source *src, lt_source *owned)
+{
+    mem_source *ms = src->impl;
+    lt_source_close(ms->owned);
+    ms->owned = owned;
 }

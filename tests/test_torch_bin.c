@@ -35,7 +35,9 @@ static char tmp_root[] = "/tmp/lt_test_torch_bin_XXXXXX";
  * pickletools.genops by a tiny stack emulator, tensors counted, modules =
  * distinct "<name>.lora_{A,B}.weight" prefixes, rank = PEFT r (for the
  * BLOOM enable_lora adapter lora_A is [16, 1024] = r 8 x 2 groups and
- * lora_B [2048, 8, 1]), params = sum of the lora_A/lora_B element counts,
+ * lora_B [2048, 8, 1]: read as one LoRA of rank 16 on the fused [3072,
+ * 1024] weight whose lora_B [3072, 16] is computed, one more tensor per
+ * module in the adapter's source), params = sum of the lora_A/lora_B element counts,
  * values = struct.unpack('<f') of the bytes of <root>/data/<key>. */
 typedef struct corpus_case {
     const char *name;
@@ -49,7 +51,7 @@ typedef struct corpus_case {
 static const corpus_case cases[] = {
     {"01_gpt2-great-c_attn", 24, 12, 8, 294912, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight",
      {0.17394833266735077f, 0.022494656965136528f, -0.06839147210121155f, 0.04417404159903526f}},
-    {"02_bloom-560m-enable_lora-legacy", 48, 24, 8, 786432,
+    {"02_bloom-560m-enable_lora-legacy", 72, 24, 16, 786432,
      "base_model.model.transformer.h.0.self_attention.query_key_value.lora_A.weight",
      {-0.035270579159259796f, -0.014877677895128727f, -0.03421975299715996f, 0.027566982433199883f}},
     {"04_distilbert-r16-qkv-seqcls", 40, 18, 16, 442368, "base_model.model.classifier.bias",
@@ -104,14 +106,14 @@ static void test_corpus_lora(void)
             for (size_t i = 0; i < n; i++)
                 CHECK_MSG(got[i] == k->first[i], "%s[%zu]: %.9g != %.9g", k->tensor, i, got[i], k->first[i]);
         }
-        /* tensors come sorted by name */
-        for (size_t i = 1; i < lt_source_tensor_count(src); i++)
+        /* the file's tensors come sorted by name (computed ones follow) */
+        for (size_t i = 1; i < lt_source_tensor_count(src) && i < 48; i++)
             CHECK(strcmp(lt_source_tensor(src, i - 1)->name, lt_source_tensor(src, i)->name) < 0);
         lt_adapter_close(ad);
     }
 }
 
-/* BLOOM enable_lora: 3-D lora_B taken as a linear module B [out, r] */
+/* BLOOM enable_lora: one LoRA on the fused weight, lora_B block-diagonal */
 static void test_corpus_bloom_shapes(void)
 {
     if (!corpus_present()) {
@@ -125,9 +127,39 @@ static void test_corpus_bloom_shapes(void)
         return;
     const lt_lora_module *m = lt_adapter_module(ad, 0);
     CHECK(m->kind == LT_MODULE_LINEAR);
-    CHECK_EQ_U64(m->out_features, 2048);
+    CHECK_EQ_U64(m->out_features, 3072);
     CHECK_EQ_U64(m->in_features, 1024);
+    CHECK_EQ_U64(m->rank, 16);
+    CHECK(m->scale == 2.0 && m->alpha == 32.0); /* lora_alpha 16 / r 8, kept as 32 / 16 */
     lt_source *src = lt_adapter_source(ad);
+    {
+        /* enable_lora [true, false, true]: fused rows 0-1023 are file rows
+         * 0-1023 in columns 0-7, rows 1024-2047 zero, rows 2048-3071 file
+         * rows 1024-2047 in columns 8-15 */
+        const lt_tensor_info *fused = lt_source_tensor(src, (size_t)m->tensor_b);
+        CHECK_EQ_U64(fused->shape[0], 3072);
+        CHECK_EQ_U64(fused->shape[1], 16);
+        float *full = malloc(3072 * 16 * sizeof *full), *file = malloc(2048 * 8 * sizeof *file);
+        long fb = find_tensor(src, "base_model.model.transformer.h.0.self_attention.query_key_value.lora_B.weight");
+        CHECK(full && file && fb >= 0);
+        if (full && file && fb >= 0 &&
+            lt_source_read(src, (size_t)m->tensor_b, 0, full, 3072 * 16 * sizeof *full, &err) == LT_OK &&
+            lt_source_read(src, (size_t)fb, 0, file, 2048 * 8 * sizeof *file, &err) == LT_OK) {
+            size_t bad = 0;
+            for (size_t row = 0; row < 3072; row++)
+                for (size_t col = 0; col < 16; col++) {
+                    float want = 0;
+                    if (row < 1024 && col < 8)
+                        want = file[row * 8 + col];
+                    else if (row >= 2048 && col >= 8)
+                        want = file[(row - 1024) * 8 + col - 8];
+                    bad += full[row * 16 + col] != want;
+                }
+            CHECK_EQ_U64(bad, 0);
+        }
+        free(full);
+        free(file);
+    }
     long b = find_tensor(src, "base_model.model.transformer.h.0.self_attention.query_key_value.lora_B.weight");
     CHECK(b >= 0);
     if (b >= 0) {

@@ -1061,6 +1061,45 @@ LT_API lt_status lt_verify_adapter(const lt_merge_input *inputs, size_t n_inputs
                             lt_error *err);
 LT_API void lt_verify_adapter_report_free(lt_verify_adapter_report *report);
 
+
+/* ------------------------------------------------------------------ */
+/* 7. Adapters whose files leave facts out (loralib checkpoints)        */
+/* ------------------------------------------------------------------ */
+
+/* What a caller tells about an adapter that its file cannot tell.  A
+ * microsoft/LoRA (loralib) checkpoint (spec/loralib.md) is a bare state
+ * dict: no lora_alpha, no layer kinds, no merged-layer groups.  Zero-
+ * initialize, then set what is known.  Every field is ignored for adapters
+ * whose files say it themselves (PEFT directories, GGUF LoRA). */
+typedef struct lt_adapter_open_options {
+    lt_source *base;            /* the model the adapter is for (borrowed;
+                                   must outlive the call): needed to tell
+                                   layer kinds, merged-layer groups, and
+                                   which other tensors replace base tensors */
+    bool has_alpha;             /* lora_alpha given?                        */
+    double alpha;               /* lora_alpha (loralib's default is 1)      */
+    const bool *enable_lora;    /* merged layers: groups enabled, in order
+                                   (NULL: every group; then the base must
+                                   show as many groups as are stored)       */
+    size_t n_enable_lora;
+    bool fan_in_fan_out;        /* square base weights are [in, out]; a
+                                   non-square base shape decides itself     */
+    bool describe_only;         /* inspect: alpha may stay unknown (NaN
+                                   scales) and the base may be absent       */
+} lt_adapter_open_options;
+
+/* Open an adapter as lt_adapter_open does, with OPTS (NULL: none) for what
+ * its file leaves out.  A loralib checkpoint (a torch zip or safetensors
+ * file whose keys end in ".lora_A" / ".lora_B") becomes a plain LoRA model:
+ * Linear, Embedding and MergedLinear layers (a merged layer is one LoRA on
+ * the fused weight with block-structured factors: rank r x enabled groups,
+ * scale alpha / r); its other tensors become replacements when a base
+ * tensor has their name and shape, and are refused by name otherwise.
+ * Without opts->has_alpha, or without opts->base, it is LT_ERR_USAGE naming
+ * what is missing, unless opts->describe_only.  Returns NULL with err set
+ * on failure; free with lt_adapter_close. */
+lt_adapter *lt_adapter_open_with(const char *path, const lt_adapter_open_options *opts, lt_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,146 @@
+#!/bin/sh
+# Tests of microsoft/LoRA (loralib) checkpoints and merged-QKV adapters
+# (spec/loralib.md).  Usage, from the repository root:
+#
+#   LORATOOL=build/loratool REF=build/testdata sh tests/test_loralib.sh
+#
+# Inputs: the checkpoints torch wrote (testdata/loralib/*.pt, committed with
+# the script that made them) and the numpy references of
+# testdata/make_loralib_ref.py ($REF/loralib: float64 merged values by
+# loralib's formulas, the checkpoints as safetensors, refusal cases, bases
+# for the legacy PEFT enable_lora adapter of ../shared/corpus/bin).
+# Prints "PASS name" / "FAIL name: why" / "SKIP name"; exits 1 on any FAIL.
+set -u
+LORATOOL=${LORATOOL:-build/loratool}
+REF=${REF:-build/testdata}
+py=/usr/bin/python3
+fix=testdata/loralib
+ref="$REF/loralib"
+check="$py $fix/check_loralib.py"
+bloom=../shared/corpus/bin/02_bloom-560m-enable_lora-legacy
+
+tmp=$(mktemp -d) || exit 2
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 2' HUP INT TERM
+failed=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; failed=1; }
+
+if [ ! -f "$ref/gpt2.expected.npz" ]; then
+    echo "FAIL loralib: no reference data in $ref (run tests/run.sh or testdata/make_loralib_ref.py)"
+    exit 1
+fi
+
+# case options (the facts a loralib file does not hold)
+opts_gpt2="--alpha 32 --enable-lora 1,0,1 --fan-in-fan-out"
+opts_roberta_head="--alpha 16"
+opts_roberta_lora_only="--alpha 16"
+opts_fused_qkv="--alpha 8"
+
+for case in gpt2 roberta_head roberta_lora_only fused_qkv; do
+    eval "opts=\$opts_$case"
+    base="$fix/${case}_base.safetensors"
+    # merge the torch checkpoint: within 1 ulp of the float64 reference
+    # shellcheck disable=SC2086
+    if ! $LORATOOL merge "$base" "$fix/$case.pt" -o "$tmp/$case.pt.safetensors" $opts >"$tmp/out" 2>&1; then
+        fail "merge_$case" "$(tail -1 "$tmp/out")"
+        continue
+    fi
+    if why=$($check ulp "$tmp/$case.pt.safetensors" "$ref/$case.expected.npz" 2>&1); then
+        pass "merge_$case ($why)"
+    else
+        fail "merge_$case" "$why"
+    fi
+    # the same state dict in safetensors: the same bytes
+    # shellcheck disable=SC2086
+    if $LORATOOL merge "$base" "$ref/$case.safetensors" -o "$tmp/$case.st.safetensors" $opts >"$tmp/out" 2>&1 &&
+        why=$($check same "$tmp/$case.pt.safetensors" "$tmp/$case.st.safetensors" 2>&1); then
+        pass "merge_safetensors_$case"
+    else
+        fail "merge_safetensors_$case" "${why:-$(tail -1 "$tmp/out")}"
+    fi
+    # convert -> PEFT directory -> merge: the same bytes as the direct merge
+    # shellcheck disable=SC2086
+    if $LORATOOL convert "$fix/$case.pt" -o "$tmp/$case.peft" --base "$base" $opts >"$tmp/out" 2>&1 &&
+        $LORATOOL merge "$base" "$tmp/$case.peft" -o "$tmp/$case.peft.safetensors" >"$tmp/out" 2>&1 &&
+        why=$($check same "$tmp/$case.pt.safetensors" "$tmp/$case.peft.safetensors" 2>&1); then
+        pass "convert_peft_$case"
+    else
+        fail "convert_peft_$case" "${why:-$(tail -1 "$tmp/out")}"
+    fi
+    # audit against the base: clean
+    # shellcheck disable=SC2086
+    if $LORATOOL audit "$fix/$case.pt" --base "$base" $opts >"$tmp/out" 2>&1 && grep -q "audit: passed" "$tmp/out"; then
+        pass "audit_$case"
+    else
+        fail "audit_$case" "$(tail -1 "$tmp/out")"
+    fi
+done
+
+# the converted GPT-2 config: merged layers keep their scale (alpha / r)
+# through rank_pattern / alpha_pattern; fan_in_fan_out set
+if $py - "$tmp/gpt2.peft/adapter_config.json" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+name = "transformer\\.h\\.0\\.attn\\.c_attn"
+assert c["fan_in_fan_out"] is True, c
+assert c["rank_pattern"][name] == 8 and c["alpha_pattern"][name] == 64, c
+assert c["r"] == 4 and c["lora_alpha"] == 32, c
+EOF
+then pass convert_peft_config; else fail convert_peft_config "unexpected adapter_config.json"; fi
+
+# what the file cannot tell is never guessed
+expect() {  # name, expected exit code, word in stderr, command...
+    name=$1 code=$2 word=$3
+    shift 3
+    "$@" >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ "$rc" -ne "$code" ]; then
+        fail "$name" "exit $rc, expected $code: $(head -1 "$tmp/err")"
+    elif ! grep -q -e "$word" "$tmp/err" "$tmp/out"; then
+        fail "$name" "output lacks '$word': $(head -1 "$tmp/err")"
+    else
+        pass "$name"
+    fi
+}
+gb="$fix/gpt2_base.safetensors"
+expect missing_alpha 2 "give --alpha" $LORATOOL merge "$gb" "$fix/gpt2.pt" -o "$tmp/x.safetensors" --enable-lora 1,0,1
+expect missing_mask 2 "enable-lora" $LORATOOL merge "$gb" "$fix/gpt2.pt" -o "$tmp/x.safetensors" --alpha 32 --fan-in-fan-out
+expect wrong_mask 2 "enable-lora" $LORATOOL merge "$gb" "$fix/gpt2.pt" -o "$tmp/x.safetensors" --alpha 32 --enable-lora 1,1,1
+expect bad_mask 2 "enable-lora" $LORATOOL merge "$gb" "$fix/gpt2.pt" -o "$tmp/x.safetensors" --alpha 32 --enable-lora 1,x
+expect convert_missing_alpha 2 "give --alpha" $LORATOOL convert "$fix/gpt2.pt" -o "$tmp/x.peft" --base "$gb"
+expect convert_config_base 3 "must name the model" $LORATOOL convert "$fix/roberta_head.pt" -o "$tmp/x.peft" --base "$tmp" --alpha 16
+expect convert_mixed_layout 3 "one PEFT config cannot hold both" \
+    $LORATOOL convert "$fix/gpt2.pt" -o "$tmp/x.peft" --base "$gb" --alpha 32 --enable-lora 1,0,1
+expect resize_needs_convert 2 "convert it to a PEFT directory first" $LORATOOL resize "$fix/gpt2.pt" -o "$tmp/x.peft" --rank 2
+expect refuse_extra 3 "roberta.pooler.dense.weight" \
+    $LORATOOL merge "$fix/roberta_head_base.safetensors" "$ref/refuse_extra.safetensors" -o "$tmp/x.safetensors" --alpha 16
+expect refuse_shape 3 "classifier.out_proj.weight" \
+    $LORATOOL merge "$fix/roberta_head_base.safetensors" "$ref/refuse_shape.safetensors" -o "$tmp/x.safetensors" --alpha 16
+if [ -e "$tmp/x.safetensors" ] || [ -e "$tmp/x.peft" ]; then
+    fail refuse_no_output "a refused command left output"
+else
+    pass refuse_no_output
+fi
+expect inspect_alpha_unknown 0 "alpha unknown" $LORATOOL inspect "$fix/roberta_head.pt"
+expect inspect_merged_without_base 0 "groups need --base" $LORATOOL inspect "$fix/gpt2.pt"
+expect inspect_with_base 0 "rank 8  alpha 64  scale 8  linear \[48, 16\]" \
+    $LORATOOL inspect "$fix/gpt2.pt" --base "$gb" --alpha 32 --enable-lora 1,0,1 --fan-in-fan-out
+expect inspect_embedding 0 "transformer.wte  rank 4  alpha 32  scale 8  embedding \[40, 16\]" \
+    $LORATOOL inspect "$fix/gpt2.pt" --base "$gb" --alpha 32 --enable-lora 1,0,1 --fan-in-fan-out
+expect inspect_replacements 0 "classifier.out_proj.weight (full)" \
+    $LORATOOL inspect "$fix/roberta_head.pt" --base "$fix/roberta_head_base.safetensors"
+
+# the legacy PEFT enable_lora adapter (BLOOM-560m, PEFT <= 0.3)
+if [ ! -d "$bloom" ] || [ ! -f "$ref/bloom.expected.npz" ]; then
+    echo "SKIP legacy_enable_lora: corpus absent"
+else
+    expect legacy_audit 0 "audit: passed" $LORATOOL audit "$bloom" --base "$ref/bloom_full_base.safetensors"
+    if $LORATOOL merge "$ref/bloom_two_base.safetensors" "$bloom" -o "$tmp/bloom.safetensors" --allow-missing \
+        >"$tmp/out" 2>&1 && why=$($check ulp "$tmp/bloom.safetensors" "$ref/bloom.expected.npz" 2>&1); then
+        pass "legacy_merge ($why)"
+    else
+        fail legacy_merge "${why:-$(tail -1 "$tmp/out")}"
+    fi
+fi
+exit $failed
