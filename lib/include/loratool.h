@@ -1063,7 +1063,7 @@ LT_API void lt_verify_adapter_report_free(lt_verify_adapter_report *report);
 
 
 /* ------------------------------------------------------------------ */
-/* 7. Adapters whose files leave facts out (loralib checkpoints)        */
+/* 10. Adapters whose files leave facts out (loralib checkpoints)       */
 /* ------------------------------------------------------------------ */
 
 /* What a caller tells about an adapter that its file cannot tell.  A
@@ -1098,7 +1098,7 @@ typedef struct lt_adapter_open_options {
  * Without opts->has_alpha, or without opts->base, it is LT_ERR_USAGE naming
  * what is missing, unless opts->describe_only.  Returns NULL with err set
  * on failure; free with lt_adapter_close. */
-lt_adapter *lt_adapter_open_with(const char *path, const lt_adapter_open_options *opts, lt_error *err);
+LT_API lt_adapter *lt_adapter_open_with(const char *path, const lt_adapter_open_options *opts, lt_error *err);
 
 #ifdef __cplusplus
 }
