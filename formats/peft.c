@@ -543,13 +543,25 @@ static lt_status classify_key(lt_adapter *ad, long index, lt_error *err)
 }
 
 /* Rank from rank_pattern, then r (PEFT's get_pattern_key: first key that
- * matches wins, in the config's order). */
-static const pattern_entry *find_pattern(const pattern_entry *entries, size_t n, const char *name)
+ * matches wins, in the config's order).  *found is NULL when none matches;
+ * a key whose match ran out of the regex budget is an error, never a
+ * mismatch. */
+static lt_status find_pattern(const lt_adapter *ad, const char *what, const pattern_entry *entries, size_t n,
+                              const char *name, const pattern_entry **found, lt_error *err)
 {
-    for (size_t i = 0; i < n; i++)
-        if (lti_regex_fullmatch(entries[i].re, name))
-            return &entries[i];
-    return NULL;
+    *found = NULL;
+    for (size_t i = 0; i < n; i++) {
+        int r = lti_regex_exec(entries[i].re, name, false);
+        if (r < 0)
+            return lti_fail(err, LT_ERR_UNSUPPORTED,
+                            "%s: %s key '%s': the match exceeds the regex budget (module '%s')",
+                            ad->config_path, what, entries[i].key, name);
+        if (r == 1) {
+            *found = &entries[i];
+            break;
+        }
+    }
+    return LT_OK;
 }
 
 static uint64_t elems_of(const lt_adapter *ad, long index)
@@ -645,14 +657,18 @@ static lt_status check_module(lt_adapter *ad, lt_lora_module *m, lt_error *err)
                        (unsigned long long)lt_source_tensor(ad->weights, (size_t)m->tensor_bias)->n_elems,
                        (unsigned long long)m->out_features);
 
-    const pattern_entry *rank_entry = find_pattern(ad->rank_pattern, ad->n_rank_pattern, m->name);
+    const pattern_entry *rank_entry, *alpha_entry;
+    lt_status found = find_pattern(ad, "rank_pattern", ad->rank_pattern, ad->n_rank_pattern, m->name, &rank_entry, err);
+    if (found == LT_OK)
+        found = find_pattern(ad, "alpha_pattern", ad->alpha_pattern, ad->n_alpha_pattern, m->name, &alpha_entry, err);
+    if (found != LT_OK)
+        return found;
     uint64_t config_rank = rank_entry ? (uint64_t)rank_entry->value : cfg->r;
     if (!adalora && config_rank != m->rank)
         return lti_fail(err, LT_ERR_INVALID,
                        "%s: module '%s': lora_A has %u rows but the config gives rank %llu (%s)", path,
                        m->name, m->rank, (unsigned long long)config_rank,
                        rank_entry ? "rank_pattern" : "r");
-    const pattern_entry *alpha_entry = find_pattern(ad->alpha_pattern, ad->n_alpha_pattern, m->name);
     m->alpha = alpha_entry ? alpha_entry->value : cfg->lora_alpha;
     if (adalora) {
         /* SVDLinear: scaling = lora_alpha if > 0 else r, divided by

@@ -1,0 +1,113 @@
+#!/bin/sh
+# Regression tests for hostile inputs and hostile conditions (issue #10):
+# patterns that backtrack exponentially, FIFOs, outputs that would replace
+# inputs, signals during a merge, directory outputs, messages and exit
+# codes.  Run by tests/run.sh from the project root as
+#
+#   LORATOOL=build/loratool REF=build/testdata sh tests/test_hostile.sh
+#
+# Prints "PASS name", "FAIL name: why" or "SKIP name: why"; exits 1 if any
+# FAIL.  Expected regex answers come from Python's own `re`.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+LORATOOL=${LORATOOL:-build/loratool}
+PY=/usr/bin/python3
+ROOT=$(pwd)
+
+tmp=$(mktemp -d) || exit 2
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 2' HUP INT TERM
+
+failures=0
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $(printf '%s' "$2" | tr '\n' ' ' | cut -c1-600)"; failures=$((failures + 1)); }
+skip() { echo "SKIP $1: $2"; }
+
+# run CMD...: stdout -> $tmp/out, stderr -> $tmp/err, status -> $rc (a
+# command still running after 60 s is killed: nothing here may hang)
+run() { timeout 60 "$@" <"/dev/null" >"$tmp/out" 2>"$tmp/err"; rc=$?; }
+
+# expect NAME CODE [SUBSTRING...] -- CMD...: exit CODE and, for a nonzero
+# CODE, exactly one stderr line "loratool: ..." holding each SUBSTRING.
+expect() {
+    name=$1 code=$2
+    shift 2
+    subs=""
+    while [ "$1" != "--" ]; do subs="$subs$1
+"; shift; done
+    shift
+    run "$@"
+    if [ "$rc" -ne "$code" ]; then fail "$name" "exit $rc, expected $code: $(head -c 300 "$tmp/err")"; return 1; fi
+    if [ "$code" -ne 0 ]; then
+        n=$(grep -c '' "$tmp/err")
+        if [ "$n" -ne 1 ] || ! grep -q '^loratool: ' "$tmp/err"; then
+            fail "$name" "stderr is not one 'loratool:' line: $(head -c 300 "$tmp/err")"; return 1
+        fi
+    fi
+    old_ifs=$IFS
+    IFS='
+'
+    for s in $subs; do
+        if ! grep -qF -- "$s" "$tmp/err"; then IFS=$old_ifs; fail "$name" "stderr lacks '$s': $(cat "$tmp/err")"; return 1; fi
+    done
+    IFS=$old_ifs
+    pass "$name"
+}
+
+# adapter DIR MODULE [CONFIG_EXTRA_JSON]: a PEFT adapter with one linear
+# module [8, 8], rank 4, lora_alpha 8, all factors 1.
+adapter() {
+    mkdir -p "$1" && $PY - "$1" "$2" "${3:-{\}}" <<'EOF'
+import json, sys
+import numpy as np
+sys.path.insert(0, "testdata")
+import stwrite
+out, module, extra = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+stwrite.write(out + "/adapter_model.safetensors",
+              [("base_model.model.%s.lora_A.weight" % module, np.ones((4, 8), np.float32)),
+               ("base_model.model.%s.lora_B.weight" % module, np.ones((8, 4), np.float32))],
+              {"format": "pt"})
+config = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": [module]}
+config.update(extra)
+json.dump(config, open(out + "/adapter_config.json", "w"))
+EOF
+}
+
+# base FILE MODULE: a safetensors base with MODULE.weight [8, 8] F32.
+base() {
+    $PY - "$1" "$2" <<'EOF'
+import sys
+import numpy as np
+sys.path.insert(0, "testdata")
+import stwrite
+stwrite.write(sys.argv[1], [(sys.argv[2] + ".weight", np.arange(64, dtype=np.float32).reshape(8, 8))])
+EOF
+}
+
+# ---- item 3: patterns are decided as Python decides them ----
+
+test_regex_exponential() {
+    pattern='(?:(a+)+b|a+)'
+    for n in 21 23; do
+        module=$($PY -c "print('a' * $n)")
+        adapter "$tmp/re$n" "$module" "{\"alpha_pattern\": {\"$pattern\": 2}}" || { fail regex_exponential "fixture"; return; }
+        # what PEFT computes: re.match(rf"(.*\.)?({key})$", name), else lora_alpha
+        want=$(timeout 600 $PY -c "import re,sys; print(2 if re.match(r'(.*\.)?(' + sys.argv[1] + r')\$', sys.argv[2]) else 8)" "$pattern" "$module")
+        if [ -z "$want" ]; then skip "regex_exponential_$n" "Python did not answer"; continue; fi
+        run "$LORATOOL" inspect --json "$tmp/re$n"
+        got=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['adapter']['module_list'][0]['alpha'])" "$tmp/out" 2>/dev/null)
+        if [ "$rc" -eq 0 ] && [ "${got%.0}" = "$want" ]; then pass "regex_exponential_$n"; else fail "regex_exponential_$n" "exit $rc, alpha $got, Python says $want: $(cat "$tmp/err")"; fi
+    done
+}
+
+test_regex_budget() {
+    module=$($PY -c "print('a' * 1000)")
+    adapter "$tmp/rebudget" "$module" '{"alpha_pattern": {"(?:(?:a?){1000}){1000}c": 2}}' || { fail regex_budget "fixture"; return; }
+    expect regex_budget 3 "alpha_pattern key '(?:(?:a?){1000}){1000}c'" "exceeds the regex budget" "aaaaaaaa" -- \
+        "$LORATOOL" inspect "$tmp/rebudget"
+}
+
+test_regex_exponential
+test_regex_budget
+
+[ "$failures" -eq 0 ]
