@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "format.h"
 #include "regex.h"
@@ -718,15 +719,16 @@ static lt_status attach_token_ids(lt_adapter *ad, lt_replacement *r, lt_error *e
     return LT_OK;
 }
 
-/* The weights file of an adapter directory, malloc'd; NULL if none. */
+/* The weights file of an adapter directory, malloc'd; NULL if none.  Any
+ * entry of the name counts (opening it refuses a FIFO or directory). */
 static char *find_weights(const char *dir, lt_error *err)
 {
     char *path = lti_path_join(dir, "adapter_model.safetensors");
-    if (path && lti_is_file(path))
+    if (path && access(path, F_OK) == 0)
         return path;
     free(path);
     path = lti_path_join(dir, "adapter_model.bin");
-    if (path && lti_is_file(path))
+    if (path && access(path, F_OK) == 0)
         return path; /* legacy torch.save weights (formats/torch_bin.c) */
     lti_fail(err, LT_ERR_INVALID, "%s: no adapter_model.safetensors or adapter_model.bin in the adapter directory",
             dir);

@@ -28,11 +28,9 @@ lt_source *lt_source_open(const char *path, lt_error *err)
     unsigned char head[64];
     lti_probe probe = {.path = path, .is_dir = S_ISDIR(st.st_mode), .head = head, .head_len = 0};
     if (!probe.is_dir) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            lti_fail_errno(err, path, "cannot open");
+        int fd;
+        if (lti_open_regular(path, &fd, &st, err) != LT_OK)
             return NULL;
-        }
         ssize_t got = read(fd, head, sizeof head);
         close(fd);
         if (got < 0) {

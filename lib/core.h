@@ -95,6 +95,11 @@ typedef struct lti_rfile {
     const unsigned char *map;   /* whole-file read-only mapping of large files, or NULL */
 } lti_rfile;
 
+/* Open path read-only without ever blocking (a FIFO would), refuse what is
+ * not a regular file (LT_ERR_INVALID, "<path>: not a regular file (a
+ * FIFO)"), and fill *st; *fd_out receives a blocking descriptor, or -1. */
+struct stat;
+lt_status lti_open_regular(const char *path, int *fd_out, struct stat *st, lt_error *err);
 lt_status lti_rfile_open(lti_rfile *f, const char *path, lt_error *err);
 /* Read exactly len bytes at off; an attempt past the end of the file is
  * LT_ERR_INVALID ("<path>: file truncated ..."). Thread-safe. */

@@ -14,23 +14,41 @@
 
 #include "source_sink.h"
 
-lt_status lti_rfile_open(lti_rfile *f, const char *path, lt_error *err)
+lt_status lti_open_regular(const char *path, int *fd_out, struct stat *st, lt_error *err)
 {
-    memset(f, 0, sizeof *f);
-    f->fd = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    *fd_out = -1;
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever; regular files ignore the flag, which is cleared
+     * anyway once the type is known */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return lti_fail_errno(err, path, "cannot open");
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fstat(fd, st) != 0) {
         lt_status s = lti_fail_errno(err, path, "cannot stat");
         close(fd);
         return s;
     }
-    if (!S_ISREG(st.st_mode)) {
+    int flags = S_ISREG(st->st_mode) ? fcntl(fd, F_GETFL) : -1;
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
         close(fd);
-        return lti_fail(err, LT_ERR_INVALID, "%s: not a regular file", path);
+        mode_t m = st->st_mode;
+        return lti_fail(err, LT_ERR_INVALID, "%s: not a regular file (%s)", path,
+                        S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory"
+                        : S_ISCHR(m) || S_ISBLK(m) ? "a device" : S_ISSOCK(m) ? "a socket" : "not a plain file");
     }
+    *fd_out = fd;
+    return LT_OK;
+}
+
+lt_status lti_rfile_open(lti_rfile *f, const char *path, lt_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    struct stat st;
+    int fd;
+    lt_status opened = lti_open_regular(path, &fd, &st, err);
+    if (opened != LT_OK)
+        return opened;
     f->path = lti_strdup(path);
     if (!f->path) {
         close(fd);

@@ -107,7 +107,29 @@ test_regex_budget() {
         "$LORATOOL" inspect "$tmp/rebudget"
 }
 
+# ---- item 9: FIFOs and other non-regular files are refused, never waited on ----
+
+test_fifos() {
+    command -v mkfifo >/dev/null 2>&1 || { skip fifo "no mkfifo"; return; }
+    adapter "$tmp/fifo_ok" lin || { fail fifo "fixture"; return; }
+    base "$tmp/fifo_base.safetensors" lin
+    mkfifo "$tmp/fifo.safetensors"
+    mkdir -p "$tmp/fifo_cfg" "$tmp/fifo_w"
+    cp "$tmp/fifo_ok/adapter_model.safetensors" "$tmp/fifo_cfg/"
+    mkfifo "$tmp/fifo_cfg/adapter_config.json"
+    cp "$tmp/fifo_ok/adapter_config.json" "$tmp/fifo_w/"
+    mkfifo "$tmp/fifo_w/adapter_model.safetensors"
+    expect fifo_inspect_file 3 "fifo.safetensors: not a regular file (a FIFO)" -- "$LORATOOL" inspect "$tmp/fifo.safetensors"
+    expect fifo_merge_base 3 "not a regular file" -- "$LORATOOL" merge "$tmp/fifo.safetensors" "$tmp/fifo_ok" -o "$tmp/fifo_out.safetensors"
+    expect fifo_config 3 "adapter_config.json: not a regular file (a FIFO)" -- "$LORATOOL" inspect "$tmp/fifo_cfg"
+    expect fifo_config_merge 3 "adapter_config.json: not a regular file" -- "$LORATOOL" merge "$tmp/fifo_base.safetensors" "$tmp/fifo_cfg" -o "$tmp/fifo_out.safetensors"
+    expect fifo_weights 3 "adapter_model.safetensors: not a regular file (a FIFO)" -- "$LORATOOL" resize "$tmp/fifo_w" --rank 2 -o "$tmp/fifo_out"
+    expect fifo_audit 3 "not a regular file" -- "$LORATOOL" audit "$tmp/fifo_w"
+    if [ -e "$tmp/fifo_out.safetensors" ] || [ -e "$tmp/fifo_out" ]; then fail fifo_no_output "an output appeared"; else pass fifo_no_output; fi
+}
+
 test_regex_exponential
 test_regex_budget
+test_fifos
 
 [ "$failures" -eq 0 ]
