@@ -61,9 +61,11 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
 void cli_print_description(const cJSON *desc);
 
 /* "dir:0.5" -> ("dir", 0.5) when the whole argument is not an existing
- * path and the text after the last colon is a number; else (arg, 1).
- * *path is malloc'd. */
-void cli_split_scale(const char *arg, char **path, double *weight);
+ * path and the text after the last colon is a finite decimal number; else
+ * (arg, 1).  When the part before the colon exists but the scale is not
+ * such a number (nan, inf, 1e400, abc, 0x1p0) it prints a usage error and
+ * returns EXIT_USAGE with *path NULL; else 0 with *path malloc'd. */
+int cli_split_scale(const char *verb, const char *arg, char **path, double *weight);
 
 /* ---- surgery_common.c ---- */
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;

@@ -34,7 +34,7 @@ int cmd_combine(int argc, char **argv)
     lt_rank_rule rule = {LT_RANK_KEEP, 0};
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'r': case 'e': case 'x':
@@ -79,10 +79,10 @@ int cmd_combine(int argc, char **argv)
     rc = 0;
     for (size_t i = 0; ads && weights && i < n && rc == 0; i++) {
         char *path;
-        cli_split_scale(argv[optind + (int)i], &path, &weights[i]);
+        rc = cli_split_scale("combine", argv[optind + (int)i], &path, &weights[i]);
         ads[i] = path ? lt_adapter_open(path, &err) : NULL;
         free(path);
-        if (!ads[i])
+        if (!ads[i] && rc == 0)
             rc = cli_fail(&err);
     }
     if (rc == 0 && (!ads || !weights))

@@ -50,7 +50,7 @@ int cmd_convert(int argc, char **argv)
     bool outtype_given = false;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'b': base = optarg; break;

@@ -31,7 +31,7 @@ int cmd_extract(int argc, char **argv)
     uint64_t number;
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'r': case 'e':

@@ -23,7 +23,7 @@ int cmd_inspect(int argc, char **argv)
     cli_describe_opts opts = {0};
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (c) {
         case 'j': json = true; break;
         case 't': opts.with_tensors = true; break;

@@ -1,5 +1,6 @@
 /* main.c - loratool's entry point: dispatch to one verb per file. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,10 @@ int cli_usage(const char *verb, const char *fmt, ...)
     va_start(ap, fmt);
     fprintf(stderr, "loratool: ");
     vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see 'loratool %s --help')\n", verb ? verb : "help");
+    if (verb)
+        fprintf(stderr, " (see 'loratool %s --help')\n", verb);
+    else
+        fprintf(stderr, " (see 'loratool --help')\n");
     va_end(ap);
     return EXIT_USAGE;
 }
@@ -78,21 +82,41 @@ int cli_print_json(cJSON *value)
     return cli_finish_stdout();
 }
 
-void cli_split_scale(const char *arg, char **path, double *weight)
+/* A scale as a user writes one: a finite decimal number, all of text. */
+static bool parse_scale(const char *text, double *out)
+{
+    if (!*text || strpbrk(text, "xXpP"))
+        return false; /* hexadecimal floats are no scale anyone means */
+    char *end;
+    errno = 0;
+    double w = strtod(text, &end);
+    if (*end != '\0' || errno == ERANGE || !isfinite(w))
+        return false;
+    *out = w;
+    return true;
+}
+
+int cli_split_scale(const char *verb, const char *arg, char **path, double *weight)
 {
     *weight = 1.0;
+    *path = NULL;
     const char *colon = strrchr(arg, ':');
     struct stat st;
     if (colon && stat(arg, &st) != 0) {
-        char *end;
-        double w = strtod(colon + 1, &end);
-        if (end != colon + 1 && *end == '\0') {
+        double w;
+        if (parse_scale(colon + 1, &w)) {
             *path = strndup(arg, (size_t)(colon - arg));
             *weight = w;
-            return;
+            return *path ? 0 : cli_usage(verb, "out of memory");
         }
+        char *before = strndup(arg, (size_t)(colon - arg));
+        bool exists = before && stat(before, &st) == 0;
+        free(before);
+        if (exists)
+            return cli_usage(verb, "%s: the scale after ':' must be a finite decimal number", arg);
     }
     *path = strdup(arg);
+    return *path ? 0 : cli_usage(verb, "out of memory");
 }
 
 const char *cli_count(uint64_t n, char *buf, size_t size)
@@ -116,11 +140,18 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *verb = argv[1];
+    if (!strcmp(verb, "help") && argc > 2) { /* loratool help VERB = loratool VERB --help */
+        char *help_argv[] = {argv[2], "--help", NULL};
+        for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+            if (!strcmp(argv[2], verbs[i].name))
+                return verbs[i].run(2, help_argv);
+        return cli_usage(NULL, "unknown command '%s'", argv[2]);
+    }
     if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
         print_help(stdout);
         return cli_finish_stdout();
     }
-    if (!strcmp(verb, "--version") || !strcmp(verb, "version")) {
+    if (!strcmp(verb, "--version") || !strcmp(verb, "version") || !strcmp(verb, "-V")) {
         printf("loratool %s\n", LT_VERSION_STRING);
         return cli_finish_stdout();
     }

@@ -263,7 +263,7 @@ static int parse_args(int argc, char **argv, merge_args *a)
     int c;
     uint64_t threads;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'd':
@@ -299,7 +299,8 @@ static int parse_args(int argc, char **argv, merge_args *a)
         return cli_usage("merge", "out of memory");
     for (size_t i = 0; i < a->n_adapters; i++) {
         char *path;
-        cli_split_scale(argv[optind + 1 + (int)i], &path, &a->weights[i]);
+        if (cli_split_scale("merge", argv[optind + 1 + (int)i], &path, &a->weights[i]))
+            return EXIT_USAGE;
         a->adapters[i] = path;
     }
     return 0;

@@ -26,7 +26,7 @@ int cmd_resize(int argc, char **argv)
     lt_rank_rule rule = {LT_RANK_KEEP, 0};
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'r': case 'e': case 'x':

@@ -5,6 +5,7 @@
  * LoRA factors grouped into modules, everything else a replacement tensor.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -864,14 +865,12 @@ static lt_adapter *open_gguf_adapter(const char *path, lt_source *src, lt_error 
 lt_adapter *lt_adapter_open(const char *dir, lt_error *err)
 {
     if (!lti_is_dir(dir)) {
-        lt_source *src = lti_is_file(dir) ? lt_source_open(dir, err) : NULL;
+        lt_source *src = lt_source_open(dir, err); /* else err says why (missing, a FIFO) */
         if (src && strcmp(lt_source_format(src), "gguf") == 0)
             return open_gguf_adapter(dir, src, err);
         lt_source_close(src);
         if (lti_is_file(dir))
             refuse_single_file(dir, err);
-        else
-            lti_fail_errno(err, dir, "cannot open");
         return NULL;
     }
     lt_adapter *ad = calloc(1, sizeof *ad);
@@ -881,7 +880,9 @@ lt_adapter *lt_adapter_open(const char *dir, lt_error *err)
         return NULL;
     }
     char *text = NULL;
-    lt_status s = lti_read_small_file(ad->config_path, CONFIG_MAX_BYTES, &text, NULL, err);
+    lt_status s = access(ad->config_path, F_OK) != 0 && errno == ENOENT
+                      ? lti_fail(err, LT_ERR_INVALID, "%s: not an adapter directory (no %s)", dir, CONFIG_NAME)
+                      : lti_read_small_file(ad->config_path, CONFIG_MAX_BYTES, &text, NULL, err);
     if (s == LT_OK)
         s = parse_config(ad, text, err);
     free(text);

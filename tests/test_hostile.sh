@@ -128,8 +128,47 @@ test_fifos() {
     if [ -e "$tmp/fifo_out.safetensors" ] || [ -e "$tmp/fifo_out" ]; then fail fifo_no_output "an output appeared"; else pass fifo_no_output; fi
 }
 
+# ---- item 13: exit codes are the same across verbs ----
+
+test_exit_codes() {
+    adapter "$tmp/ec_ad" lin || { fail exit_codes "fixture"; return; }
+    base "$tmp/ec_base.safetensors" lin
+    mkdir -p "$tmp/ec_empty" "$tmp/ec_cfg"
+    echo '{"model_type": "llama", "num_attention_heads": 1, "num_key_value_heads": 1, "hidden_size": 8}' >"$tmp/ec_cfg/config.json"
+    e=$tmp/ec_empty
+    expect noconfig_inspect 3 "$e" -- "$LORATOOL" inspect "$e"
+    expect noconfig_audit 3 "not an adapter directory (no adapter_config.json)" -- "$LORATOOL" audit "$e"
+    expect noconfig_merge 3 "not an adapter directory" -- "$LORATOOL" merge "$tmp/ec_base.safetensors" "$e" -o "$tmp/ec_o.safetensors"
+    expect noconfig_resize 3 "not an adapter directory" -- "$LORATOOL" resize "$e" --rank 2 -o "$tmp/ec_o"
+    expect noconfig_combine 3 "not an adapter directory" -- "$LORATOOL" combine "$tmp/ec_ad" "$e" -o "$tmp/ec_o"
+    expect noconfig_convert 3 "$e" -- "$LORATOOL" convert "$e" -o "$tmp/ec_o.gguf" --base "$tmp/ec_cfg/config.json"
+    for scale in nan inf -inf 1e400 abc 0x1p0 "" 1.5x; do
+        expect "bad_scale_merge_'$scale'" 2 "ec_ad:$scale: the scale after ':' must be a finite decimal number" -- \
+            "$LORATOOL" merge "$tmp/ec_base.safetensors" "$tmp/ec_ad:$scale" -o "$tmp/ec_o.safetensors"
+    done
+    expect bad_scale_combine 2 "must be a finite decimal number" -- "$LORATOOL" combine "$tmp/ec_ad:nan" "$tmp/ec_ad" -o "$tmp/ec_o"
+    run "$LORATOOL" merge "$tmp/ec_base.safetensors" "$tmp/ec_ad:-0.5" -o "$tmp/ec_o.safetensors"
+    if [ "$rc" -eq 0 ]; then pass good_scale; else fail good_scale "exit $rc: $(cat "$tmp/err")"; fi
+    rm -f "$tmp/ec_o.safetensors"
+    for verb in inspect audit merge convert resize combine extract; do
+        run "$LORATOOL" "$verb" -h
+        h=$(cat "$tmp/out")
+        run "$LORATOOL" help "$verb"
+        if [ "$rc" -eq 0 ] && [ -n "$h" ] && [ "$(cat "$tmp/out")" = "$h" ] && "$LORATOOL" "$verb" --help | cmp -s - "$tmp/out"; then
+            pass "help_$verb"
+        else
+            fail "help_$verb" "-h, help $verb and --help differ (exit $rc)"
+        fi
+    done
+    run "$LORATOOL" -V
+    if [ "$rc" -eq 0 ] && "$LORATOOL" --version | cmp -s - "$tmp/out"; then pass version_V; else fail version_V "exit $rc"; fi
+    expect unknown_command 2 "unknown command 'frob' (see 'loratool --help')" -- "$LORATOOL" frob
+    expect help_unknown_command 2 "(see 'loratool --help')" -- "$LORATOOL" help frob
+}
+
 test_regex_exponential
 test_regex_budget
 test_fifos
+test_exit_codes
 
 [ "$failures" -eq 0 ]
