@@ -67,6 +67,17 @@ void cli_print_description(const cJSON *desc);
  * returns EXIT_USAGE with *path NULL; else 0 with *path malloc'd. */
 int cli_split_scale(const char *verb, const char *arg, char **path, double *weight);
 
+/* ---- outputs.c ---- */
+/* 0 when writing OUT replaces no input; else prints a usage error naming
+ * the input and returns EXIT_USAGE.  The inputs are the n_inputs argument
+ * strings (an ADAPTER:SCALE is taken as ADAPTER) plus extra (or NULL).  An
+ * existing OUT clashes when it is an input file or directory, a directory
+ * that holds one (directly, or an input directory anywhere below it), or
+ * one of an input directory's entries or an index's shard files; identity
+ * is device and inode after symlinks, so links count.  A new file inside an
+ * input's directory is fine. */
+int cli_check_output(const char *verb, const char *out, const char *extra, int n_inputs, char *const *inputs);
+
 /* ---- surgery_common.c ---- */
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;
  * 0 or a usage exit code. */

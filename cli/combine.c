@@ -72,6 +72,8 @@ int cmd_combine(int argc, char **argv)
         return cli_usage("combine", "expected at least one ADAPTER");
     if (!out)
         return cli_usage("combine", "missing -o OUT_DIR");
+    if ((rc = cli_check_output("combine", out, NULL, argc - optind, argv + optind)))
+        return rc;
     size_t n = (size_t)(argc - optind);
     lt_adapter **ads = calloc(n, sizeof *ads);
     double *weights = calloc(n, sizeof *weights);

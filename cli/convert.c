@@ -69,6 +69,9 @@ int cmd_convert(int argc, char **argv)
         return cli_usage("convert", "missing -o OUT");
     if (!base)
         return cli_usage("convert", "missing --base (config.json, model directory or GGUF model)");
+    int clash = cli_check_output("convert", out, base, 1, argv + optind);
+    if (clash)
+        return clash;
     const char *input = argv[optind];
     lt_error err;
     lt_arch_info arch;

@@ -62,6 +62,8 @@ int cmd_extract(int argc, char **argv)
         return cli_usage("extract", "missing -o OUT_DIR");
     if (opts.rule.kind == LT_RANK_KEEP)
         return cli_usage("extract", "give --rank or --energy");
+    if ((rc = cli_check_output("extract", out, NULL, 2, argv + optind)))
+        return rc;
     lt_error err;
     lt_source *base = lt_source_open(argv[optind], &err);
     if (!base)

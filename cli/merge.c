@@ -397,7 +397,7 @@ int cmd_merge(int argc, char **argv)
             cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));
         inputs[i] = (lt_merge_input){ads[i], a.weights[i]};
     }
-    if (a.out && (rc = check_output(&a, base)))
+    if (a.out && ((rc = check_output(&a, base)) || (rc = cli_check_output("merge", a.out, NULL, argc - optind, argv + optind))))
         goto done;
     if (isatty(STDERR_FILENO) && !a.dry_run) {
         a.opts.progress = on_progress;

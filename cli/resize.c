@@ -44,6 +44,8 @@ int cmd_resize(int argc, char **argv)
         return cli_usage("resize", "missing -o OUT_DIR");
     if (rule.kind == LT_RANK_KEEP)
         return cli_usage("resize", "give --rank, --energy or --sv-ratio");
+    if ((rc = cli_check_output("resize", out, NULL, 1, argv + optind)))
+        return rc;
     lt_error err;
     lt_adapter *ad = lt_adapter_open(argv[optind], &err);
     if (!ad)

@@ -166,9 +166,51 @@ test_exit_codes() {
     expect help_unknown_command 2 "(see 'loratool --help')" -- "$LORATOOL" help frob
 }
 
+# ---- item 2: no output overwrites or replaces an input ----
+
+# unchanged NAME FILE SUM: FILE still has checksum SUM
+unchanged() {
+    if [ "$(cksum <"$2")" = "$3" ]; then pass "$1"; else fail "$1" "$2 was modified"; fi
+}
+
+test_outputs_never_replace_inputs() {
+    d=$tmp/ow
+    adapter "$d/a" lin && adapter "$d/b" lin || { fail outputs "fixture"; return; }
+    base "$d/base.safetensors" lin
+    mkdir -p "$d/model" "$d/outer"
+    cp "$d/base.safetensors" "$d/model/model.safetensors"
+    cp -r "$d/a" "$d/outer/inner"
+    ln -s a/adapter_model.safetensors "$d/sym.safetensors"
+    ln "$d/base.safetensors" "$d/hard.safetensors"
+    sum_a=$(cksum <"$d/a/adapter_model.safetensors") sum_base=$(cksum <"$d/base.safetensors")
+    expect overwrite_merge_adapter_file 2 "output would overwrite input" -- \
+        "$LORATOOL" merge "$d/base.safetensors" "$d/a" -o "$d/a/adapter_model.safetensors"
+    expect overwrite_merge_scaled 2 "output would overwrite input '$d/a:0.5'" -- \
+        "$LORATOOL" merge "$d/base.safetensors" "$d/a:0.5" -o "$d/a/adapter_model.safetensors"
+    expect overwrite_merge_symlink 2 "output would overwrite input" -- \
+        "$LORATOOL" merge "$d/base.safetensors" "$d/a" -o "$d/sym.safetensors"
+    expect overwrite_merge_hardlink 2 "overwrite" -- \
+        "$LORATOOL" merge "$d/base.safetensors" "$d/a" -o "$d/hard.safetensors"
+    expect overwrite_resize_self 2 "output would overwrite input" -- "$LORATOOL" resize "$d/a" --rank 2 -o "$d/a"
+    expect overwrite_combine_first 2 "output would overwrite input" -- "$LORATOOL" combine "$d/a" "$d/b" -o "$d/a"
+    expect overwrite_combine_second 2 "output would overwrite input" -- "$LORATOOL" combine "$d/a" "$d/b:2" -o "$d/b"
+    expect overwrite_parent_dir 2 "output would replace a directory holding input" -- \
+        "$LORATOOL" resize "$d/outer/inner" --rank 2 -o "$d/outer"
+    expect overwrite_extract_tuned 2 "output would" -- \
+        "$LORATOOL" extract "$d/base.safetensors" "$d/model" --rank 1 -o "$d/model"
+    expect overwrite_convert_input 2 "output would overwrite input" -- \
+        "$LORATOOL" convert "$d/model/model.safetensors" -o "$d/model/model.safetensors" --base "$d/model"
+    unchanged overwrite_adapter_intact "$d/a/adapter_model.safetensors" "$sum_a"
+    unchanged overwrite_base_intact "$d/base.safetensors" "$sum_base"
+    # a new file beside an input stays allowed
+    run "$LORATOOL" merge "$d/model" "$d/a" -o "$d/model/merged.safetensors"
+    if [ "$rc" -eq 0 ] && [ -f "$d/model/merged.safetensors" ]; then pass new_file_in_input_dir; else fail new_file_in_input_dir "exit $rc: $(cat "$tmp/err")"; fi
+}
+
 test_regex_exponential
 test_regex_budget
 test_fifos
 test_exit_codes
+test_outputs_never_replace_inputs
 
 [ "$failures" -eq 0 ]
