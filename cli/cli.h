@@ -77,6 +77,13 @@ int cli_split_scale(const char *verb, const char *arg, char **path, double *weig
  * is device and inode after symlinks, so links count.  A new file inside an
  * input's directory is fine. */
 int cli_check_output(const char *verb, const char *out, const char *extra, int n_inputs, char *const *inputs);
+/* Remember OUT for the signal handlers (cli_check_output does it): on
+ * SIGINT, SIGTERM, SIGHUP or SIGBUS they remove this process's temporaries
+ * beside OUT (lt_remove_temporaries), print one line and end the program
+ * (SIGBUS, a mapped input truncated: "input file changed or truncated
+ * while reading", exit 4; the others die of their signal). */
+void cli_guard_output(const char *out);
+void cli_install_signal_handlers(void);
 
 /* ---- surgery_common.c ---- */
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;

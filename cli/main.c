@@ -139,6 +139,7 @@ int main(int argc, char **argv)
         print_help(stderr);
         return EXIT_USAGE;
     }
+    cli_install_signal_handlers();
     const char *verb = argv[1];
     if (!strcmp(verb, "help") && argc > 2) { /* loratool help VERB = loratool VERB --help */
         char *help_argv[] = {argv[2], "--help", NULL};

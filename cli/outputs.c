@@ -4,10 +4,12 @@
  * input is that input. */
 #include <dirent.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -130,6 +132,7 @@ static bool holds(const char *dir, const char *path)
 
 int cli_check_output(const char *verb, const char *out, const char *extra, int n_inputs, char *const *inputs)
 {
+    cli_guard_output(out);
     struct stat st;
     if (!out || stat(out, &st) != 0)
         return 0; /* a new path replaces nothing */
@@ -161,4 +164,64 @@ int cli_check_output(const char *verb, const char *out, const char *extra, int n
         rc = cli_usage(verb, "%s: output would replace '%s' of input '%s'", out, c.entry, c.found->input);
     free(set.ids);
     return rc;
+}
+
+/* ---- signals: what an interrupted run leaves is removed ----
+ * The one piece of mutable global state in the program: a signal handler
+ * can reach nothing else.  It is written once, before any output exists. */
+
+static char guarded_out[PATH_MAX];
+static volatile sig_atomic_t have_guarded_out;
+
+static void write_all(const char *text)
+{
+    size_t len = strlen(text);
+    while (len > 0) {
+        ssize_t put = write(STDERR_FILENO, text, len);
+        if (put <= 0)
+            return;
+        text += put;
+        len -= (size_t)put;
+    }
+}
+
+static void on_fatal_signal(int sig)
+{
+    if (have_guarded_out)
+        lt_remove_temporaries(guarded_out);
+    if (sig == SIGBUS) {
+        /* a mapped input shrank under us (another process truncated it) */
+        write_all("loratool: input file changed or truncated while reading\n");
+        _exit(EXIT_IO);
+    }
+    write_all(sig == SIGINT ? "loratool: interrupted\n" : sig == SIGTERM ? "loratool: terminated\n" : "loratool: hung up\n");
+    /* die of the signal, so that the shell sees what happened */
+    signal(sig, SIG_DFL);
+    raise(sig);
+    _exit(128 + sig);
+}
+
+void cli_guard_output(const char *out)
+{
+    size_t len = out ? strlen(out) : 0;
+    if (len == 0 || len >= sizeof guarded_out || have_guarded_out)
+        return;
+    memcpy(guarded_out, out, len + 1);
+    have_guarded_out = 1;
+}
+
+void cli_install_signal_handlers(void)
+{
+    static const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGBUS};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigfillset(&sa.sa_mask); /* one handler at a time */
+    for (size_t i = 0; i < sizeof signals / sizeof *signals; i++) {
+        struct sigaction old;
+        /* keep "ignored" as the parent set it (nohup) */
+        if (sigaction(signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN && signals[i] != SIGBUS)
+            continue;
+        sigaction(signals[i], &sa, NULL);
+    }
 }

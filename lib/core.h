@@ -118,12 +118,17 @@ void lti_rfile_release(const lti_rfile *f, const void *p, size_t len);
 lt_status lti_read_small_file(const char *path, size_t max_bytes, char **out,
                              size_t *out_len, lt_error *err);
 
-/* An output file written under a temporary name in its final directory and
- * renamed into place by lti_wfile_commit. */
+/* Temporary paths for an output OUT are "<dir of OUT>/.<name of
+ * OUT>" LTI_TEMP_MARK "<pid>-<6 random characters>" (lt_remove_temporaries
+ * finds them by it). */
+#define LTI_TEMP_MARK ".tmp-"
+
+/* An output file written unnamed (O_TMPFILE) or under a temporary name in
+ * its final directory, and renamed into place by lti_wfile_commit. */
 typedef struct lti_wfile {
     int fd;
     char *final_path;
-    char *tmp_path;
+    char *tmp_path;     /* NULL while the file is unnamed */
     bool durable;   /* fsync before the rename (set after create) */
 } lti_wfile;
 

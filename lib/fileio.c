@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "source_sink.h"
@@ -174,25 +175,49 @@ static char *directory_of(const char *path)
     return dir;
 }
 
+/* The temporary name for final_path: ".<name>.tmp-<pid>-XXXXXX" in its
+ * directory (the pattern lt_remove_temporaries looks for), malloc'd. */
+static char *temporary_name(const char *final_path)
+{
+    char *copy = lti_strdup(final_path), *dir = directory_of(final_path);
+    char *tmp = copy && dir ? lti_asprintf("%s/.%s" LTI_TEMP_MARK "%ld-XXXXXX", dir, basename(copy), (long)getpid())
+                            : NULL;
+    free(copy);
+    free(dir);
+    return tmp;
+}
+
+/* O_TMPFILE: the file has no name until lti_wfile_commit links it, so
+ * nothing is left behind by any way out, SIGKILL included.  NULL (use a
+ * named file) where the kernel or filesystem lacks it, or where
+ * /proc/self/fd, through which it is linked, is not there. */
+static int open_unnamed(const char *final_path)
+{
+#ifdef O_TMPFILE
+    char *dir = directory_of(final_path);
+    int fd = dir && access("/proc/self/fd", X_OK) == 0 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666) : -1;
+    free(dir);
+    return fd;
+#else
+    (void)final_path;
+    return -1;
+#endif
+}
+
 lt_status lti_wfile_create(lti_wfile *f, const char *final_path, lt_error *err)
 {
     memset(f, 0, sizeof *f);
     f->fd = -1;
     if (lti_is_dir(final_path))
         return lti_fail(err, LT_ERR_USAGE, "%s: output is a directory", final_path);
-    char *copy = lti_strdup(final_path);
-    char *dir = directory_of(final_path);
-    if (!copy || !dir) {
-        free(copy);
-        free(dir);
-        return lti_fail_nomem(err, final_path);
-    }
-    char *base = basename(copy);
-    f->tmp_path = lti_asprintf("%s/.%s.tmp-XXXXXX", dir, base);
-    free(copy);
-    free(dir);
     f->final_path = lti_strdup(final_path);
-    if (!f->tmp_path || !f->final_path) {
+    if (!f->final_path)
+        return lti_fail_nomem(err, final_path);
+    f->fd = open_unnamed(final_path);
+    if (f->fd >= 0)
+        return LT_OK;
+    f->tmp_path = temporary_name(final_path);
+    if (!f->tmp_path) {
         lti_wfile_abort(f);
         return lti_fail_nomem(err, final_path);
     }
@@ -210,6 +235,37 @@ lt_status lti_wfile_create(lti_wfile *f, const char *final_path, lt_error *err)
     (void)fchmod(fd, 0666 & ~mask);
     f->fd = fd;
     return LT_OK;
+}
+
+/* Gives the unnamed file of f a temporary name beside its final one (the
+ * rename that follows replaces an existing file atomically; linkat
+ * cannot). */
+static lt_status link_unnamed(lti_wfile *f, lt_error *err)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        char *name = temporary_name(f->final_path);
+        if (!name)
+            return lti_fail_nomem(err, f->final_path);
+        /* mkstemp's letters without its file: a random suffix */
+        int fd = mkstemp(name);
+        if (fd >= 0) {
+            close(fd);
+            unlink(name);
+        }
+        if (fd >= 0 && linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) {
+            f->tmp_path = name;
+            return LT_OK;
+        }
+        int e = errno;
+        free(name);
+        if (fd >= 0 && e != EEXIST) {
+            errno = e;
+            return lti_fail_errno(err, f->final_path, "cannot link output into place");
+        }
+    }
+    return lti_fail(err, LT_ERR_IO, "%s: cannot find a free temporary name", f->final_path);
 }
 
 lt_status lti_wfile_reserve(lti_wfile *f, uint64_t size, lt_error *err)
@@ -269,6 +325,11 @@ lt_status lti_wfile_commit(lti_wfile *f, lt_error *err)
         lt_status s = lti_fail_errno(err, f->final_path, "fsync failed");
         lti_wfile_abort(f);
         return s;
+    }
+    lt_status linked = f->tmp_path ? LT_OK : link_unnamed(f, err);
+    if (linked != LT_OK) {
+        lti_wfile_abort(f);
+        return linked;
     }
     if (close(f->fd) != 0) {
         f->fd = -1;
@@ -348,4 +409,103 @@ lt_status lt_copy_file(const char *src, const char *dst, lt_error *err)
         return s;
     }
     return lti_wfile_commit(&out, err);
+}
+
+/* ---- removing this process's temporaries from a signal handler ----
+ * Only system calls and fixed buffers: no allocation, no locks, no stdio. */
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+/* Does name look like ".<anything>.tmp-<pid>-<anything>"? */
+static bool is_our_temporary(const char *name, const char *pid_mark, size_t mark_len)
+{
+    if (name[0] != '.')
+        return false;
+    for (const char *p = name + 1; *p; p++)
+        if (*p == pid_mark[0] && strncmp(p, pid_mark, mark_len) == 0)
+            return true;
+    return false;
+}
+
+/* Removes the entries of directory dirfd/name (one level: temporary
+ * directories hold plain files), then the directory. */
+static void remove_flat_directory(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    char buf[4096];
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (long off = 0; off < n;) {
+            const struct linux_dirent64 *e = (const void *)(buf + off);
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                (void)unlinkat(fd, e->d_name, 0);
+            off += e->d_reclen;
+        }
+    }
+    close(fd);
+    (void)unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+/* Removes this process's temporaries in directory dir. */
+static void sweep_directory(const char *dir, const char *pid_mark, size_t mark_len)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[4096];
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (long off = 0; off < n;) {
+            const struct linux_dirent64 *e = (const void *)(buf + off);
+            if (is_our_temporary(e->d_name, pid_mark, mark_len) && unlinkat(fd, e->d_name, 0) != 0
+                && (errno == EISDIR || errno == EPERM))
+                remove_flat_directory(fd, e->d_name);
+            off += e->d_reclen;
+        }
+    }
+    close(fd);
+}
+
+void lt_remove_temporaries(const char *out_path)
+{
+    int saved_errno = errno;
+    /* ".tmp-<pid>-" without snprintf */
+    char mark[48] = LTI_TEMP_MARK, digits[24];
+    size_t len = sizeof LTI_TEMP_MARK - 1, n = 0;
+    for (unsigned long pid = (unsigned long)getpid(); pid || n == 0; pid /= 10)
+        digits[n++] = (char)('0' + pid % 10);
+    while (n)
+        mark[len++] = digits[--n];
+    mark[len++] = '-';
+    mark[len] = '\0';
+    /* the directory of out_path, and out_path itself (an output directory
+     * whose files are written in place) */
+    char dir[4096];
+    size_t plen = strlen(out_path);
+    if (plen == 0 || plen >= sizeof dir)
+        return;
+    memcpy(dir, out_path, plen + 1);
+    while (plen > 1 && dir[plen - 1] == '/')
+        dir[--plen] = '\0';
+    sweep_directory(dir, mark, len);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        sweep_directory(".", mark, len);
+    else {
+        slash[slash == dir] = '\0';
+        sweep_directory(dir, mark, len);
+    }
+    errno = saved_errno;
 }

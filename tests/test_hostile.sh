@@ -207,10 +207,83 @@ test_outputs_never_replace_inputs() {
     if [ "$rc" -eq 0 ] && [ -f "$d/model/merged.safetensors" ]; then pass new_file_in_input_dir; else fail new_file_in_input_dir "exit $rc: $(cat "$tmp/err")"; fi
 }
 
+# ---- items 6, 7: signals and truncated inputs leave nothing behind ----
+
+# big_fixture DIR ROWS: DIR/base.safetensors, one F32 tensor [ROWS, 8192] of
+# zeros (sparse: made at once), and DIR/ad, a rank-4 adapter on it.
+big_fixture() {
+    mkdir -p "$1/ad" && $PY - "$1" "$2" <<'EOF2'
+import json, struct, sys
+import numpy as np
+sys.path.insert(0, "testdata")
+import stwrite
+out, rows, cols = sys.argv[1], int(sys.argv[2]), 8192
+header = json.dumps({"big.weight": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [0, rows * cols * 4]}}).encode()
+header += b" " * (-len(header) % 8)
+with open(out + "/base.safetensors", "wb") as f:
+    f.write(struct.pack("<Q", len(header)) + header)
+    f.truncate(8 + len(header) + rows * cols * 4)
+stwrite.write(out + "/ad/adapter_model.safetensors",
+              [("base_model.model.big.lora_A.weight", np.ones((4, cols), np.float32)),
+               ("base_model.model.big.lora_B.weight", np.ones((rows, 4), np.float32))], {"format": "pt"})
+json.dump({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["big"]}, open(out + "/ad/adapter_config.json", "w"))
+EOF2
+}
+
+# only_these NAME DIR ENTRY...: DIR holds exactly the ENTRYs (hidden ones too)
+only_these() {
+    name=$1 dir=$2
+    shift 2
+    want=$(printf '%s\n' "$@" | sort | tr '\n' ' ')
+    have=$(ls -A "$dir" | sort | tr '\n' ' ')
+    if [ "$have" = "$want" ]; then pass "$name"; else fail "$name" "$dir holds: $have"; fi
+}
+
+# interrupt NAME SIGNAL EXPECTED_RC MESSAGE ACTION -- CMD...: start CMD, wait
+# for it to be writing, then ACTION ("kill" sends SIGNAL; else a command)
+interrupt() {
+    name=$1 sig=$2 want_rc=$3 msg=$4 action=$5
+    shift 6
+    env --default-signal=INT,TERM "$@" >"$tmp/out" 2>"$tmp/err" &
+    pid=$!
+    sleep 0.7
+    if [ "$action" = kill ]; then kill -"$sig" "$pid" 2>/dev/null; else $action; fi
+    wait "$pid"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then skip "$name" "the run ended before the signal"; return 1; fi
+    if [ "$rc" -eq "$want_rc" ] && [ "$(grep -c '' "$tmp/err")" -eq 1 ] && grep -qF "$msg" "$tmp/err"; then
+        pass "$name"
+    else
+        fail "$name" "exit $rc: $(cat "$tmp/err")"
+    fi
+}
+
+test_signals() {
+    command -v env >/dev/null && env --default-signal=INT true 2>/dev/null || { skip signals "env --default-signal missing"; return; }
+    d=$tmp/sig
+    big_fixture "$d" 8192 || { fail signals "fixture"; return; }
+    for sig in INT:130 TERM:143; do
+        code=${sig#*:} sig=${sig%:*}
+        interrupt "sig$sig" "$sig" "$code" "loratool: " kill -- \
+            "$LORATOOL" merge "$d/base.safetensors" "$d/ad" -o "$d/out.safetensors" --threads 1 &&
+            only_these "sig${sig}_nothing_left" "$d" ad base.safetensors
+        interrupt "sig${sig}_sharded" "$sig" "$code" "loratool: " kill -- \
+            "$LORATOOL" merge "$d/base.safetensors" "$d/ad" -o "$d/sharded" --shard-size 100MB --threads 1 &&
+            only_these "sig${sig}_sharded_nothing_left" "$d" ad base.safetensors
+    done
+    cp "$d/base.safetensors" "$d/victim.safetensors"
+    interrupt sigbus_truncated_base BUS 4 "loratool: input file changed or truncated while reading" \
+        "truncate -s 4096 $d/victim.safetensors" -- \
+        "$LORATOOL" merge "$d/victim.safetensors" "$d/ad" -o "$d/out.safetensors" --threads 1 &&
+        only_these sigbus_nothing_left "$d" ad base.safetensors victim.safetensors
+    rm -rf "$d"
+}
+
 test_regex_exponential
 test_regex_budget
 test_fifos
 test_exit_codes
 test_outputs_never_replace_inputs
+test_signals
 
 [ "$failures" -eq 0 ]
