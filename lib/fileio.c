@@ -433,48 +433,57 @@ static bool is_our_temporary(const char *name, const char *pid_mark, size_t mark
     return false;
 }
 
-/* Removes the entries of directory dirfd/name (one level: temporary
- * directories hold plain files), then the directory. */
-static void remove_flat_directory(int dirfd, const char *name)
+/* Calls fn(fd, name, ctx) for each entry of the open directory fd but "."
+ * and "..". */
+static void each_dirent(int fd, void (*fn)(int fd, const char *name, const void *ctx), const void *ctx)
 {
-    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return;
     char buf[4096];
     for (;;) {
         long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
         if (n <= 0)
-            break;
+            return;
         for (long off = 0; off < n;) {
             const struct linux_dirent64 *e = (const void *)(buf + off);
             if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-                (void)unlinkat(fd, e->d_name, 0);
+                fn(fd, e->d_name, ctx);
             off += e->d_reclen;
         }
     }
-    close(fd);
-    (void)unlinkat(dirfd, name, AT_REMOVEDIR);
 }
 
-/* Removes this process's temporaries in directory dir. */
-static void sweep_directory(const char *dir, const char *pid_mark, size_t mark_len)
+static void unlink_entry(int fd, const char *name, const void *ctx)
+{
+    (void)ctx;
+    (void)unlinkat(fd, name, 0);
+}
+
+typedef struct pid_mark {
+    const char *text;
+    size_t len;
+} pid_mark;
+
+/* Removes name when it is one of our temporaries: a file, or a directory
+ * of plain files (emptied first). */
+static void remove_if_ours(int fd, const char *name, const void *ctx)
+{
+    const pid_mark *mark = ctx;
+    if (!is_our_temporary(name, mark->text, mark->len) || unlinkat(fd, name, 0) == 0
+        || (errno != EISDIR && errno != EPERM))
+        return;
+    int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (sub < 0)
+        return;
+    each_dirent(sub, unlink_entry, NULL);
+    close(sub);
+    (void)unlinkat(fd, name, AT_REMOVEDIR);
+}
+
+static void sweep_directory(const char *dir, const pid_mark *mark)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return;
-    char buf[4096];
-    for (;;) {
-        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        for (long off = 0; off < n;) {
-            const struct linux_dirent64 *e = (const void *)(buf + off);
-            if (is_our_temporary(e->d_name, pid_mark, mark_len) && unlinkat(fd, e->d_name, 0) != 0
-                && (errno == EISDIR || errno == EPERM))
-                remove_flat_directory(fd, e->d_name);
-            off += e->d_reclen;
-        }
-    }
+    each_dirent(fd, remove_if_ours, mark);
     close(fd);
 }
 
@@ -499,13 +508,14 @@ void lt_remove_temporaries(const char *out_path)
     memcpy(dir, out_path, plen + 1);
     while (plen > 1 && dir[plen - 1] == '/')
         dir[--plen] = '\0';
-    sweep_directory(dir, mark, len);
+    const pid_mark ours = {mark, len};
+    sweep_directory(dir, &ours);
     char *slash = strrchr(dir, '/');
     if (!slash)
-        sweep_directory(".", mark, len);
+        sweep_directory(".", &ours);
     else {
         slash[slash == dir] = '\0';
-        sweep_directory(dir, mark, len);
+        sweep_directory(dir, &ours);
     }
     errno = saved_errno;
 }
