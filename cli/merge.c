@@ -331,12 +331,6 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
         *written = strdup(a->out);
         return lt_sink_create("safetensors", a->out, &so, err);
     }
-    *made_dir = mkdir(a->out, 0777) == 0;
-    if (!*made_dir && errno != EEXIST) {
-        err->status = LT_ERR_IO;
-        snprintf(err->message, sizeof err->message, "%s: cannot create directory: %s", a->out, strerror(errno));
-        return NULL;
-    }
     so.shard_size = a->shard_size;
     if (!so.shard_size && lt_source_file_count(base) > 1) {
         /* sharded like the base: its largest shard's data size */
@@ -351,9 +345,15 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
                 so.shard_size = per_file[k];
         free(per_file);
     }
-    if (so.shard_size) {
+    if (so.shard_size) { /* the sink builds the directory aside and moves it into place */
         *written = strdup(a->out);
         return lt_sink_create("safetensors", a->out, &so, err);
+    }
+    *made_dir = mkdir(a->out, 0777) == 0;
+    if (!*made_dir && errno != EEXIST) {
+        err->status = LT_ERR_IO;
+        snprintf(err->message, sizeof err->message, "%s: cannot create directory: %s", a->out, strerror(errno));
+        return NULL;
     }
     size_t len = strlen(a->out) + sizeof "/model.safetensors";
     *written = malloc(len);

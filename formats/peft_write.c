@@ -202,8 +202,9 @@ lt_status lt_peft_save(const char *dir, const lt_peft_save_spec *spec, lt_error 
     for (size_t i = 0; i < spec->n_modules; i++)
         if (spec->modules[i].rank == 0)
             return lti_fail(err, LT_ERR_USAGE, "%s: module '%s' has rank 0", dir, spec->modules[i].name);
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return lti_fail_errno(err, dir, "cannot create directory");
-    lt_status s = write_weights(dir, spec, err);
-    return s == LT_OK ? write_config(dir, spec, err) : s;
+    lti_wdir out; /* built beside DIR, moved into place whole */
+    lt_status s = lti_wdir_create(&out, dir, err);
+    if (s == LT_OK && (s = write_weights(out.tmp_path, spec, err)) == LT_OK)
+        s = write_config(out.tmp_path, spec, err);
+    return s == LT_OK ? lti_wdir_commit(&out, true, err) : (lti_wdir_abort(&out), s);
 }

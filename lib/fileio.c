@@ -2,6 +2,7 @@
  * only when complete (temporary name in the destination directory, then
  * rename; a durable output is also fsynced before the rename, and its
  * directory after). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -377,6 +378,153 @@ lt_status lti_write_file_atomic(const char *path, const void *data, size_t len,
         return s;
     }
     return lti_wfile_commit(&f, err);
+}
+
+/* ---- directory outputs ---- */
+
+static void each_dirent(int fd, void (*fn)(int fd, const char *name, const void *ctx), const void *ctx);
+static void unlink_entry(int fd, const char *name, const void *ctx);
+
+/* What loratool writes into an output directory, so what it may replace:
+ * adapter and shard files, their index and config, README.md, and the
+ * side files a merge copies from a model directory. */
+static bool is_loratool_output_name(const char *name)
+{
+    static const char *const names[] = {
+        "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "README.md",
+        "model.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json",
+        "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+        "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "preprocessor_config.json",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    unsigned k, n;
+    int end = 0;
+    return sscanf(name, "model-%5u-of-%5u.safetensors%n", &k, &n, &end) == 2 && name[end] == '\0';
+}
+
+/* LT_OK when path is absent, or a directory holding only what
+ * is_loratool_output_name allows (regular files); else LT_ERR_USAGE naming
+ * what is in the way. */
+static lt_status check_replaceable(const char *path, lt_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? LT_OK : lti_fail_errno(err, path, "cannot stat output");
+    if (!S_ISDIR(st.st_mode))
+        return lti_fail(err, LT_ERR_USAGE, "%s: output exists and is not a directory", path);
+    DIR *d = opendir(path);
+    if (!d)
+        return lti_fail_errno(err, path, "cannot read output directory");
+    lt_status s = LT_OK;
+    const struct dirent *e;
+    while (s == LT_OK && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char *entry = lti_path_join(path, e->d_name);
+        struct stat est;
+        if (!entry)
+            s = lti_fail_nomem(err, path);
+        else if (!is_loratool_output_name(e->d_name) || lstat(entry, &est) != 0 || !S_ISREG(est.st_mode))
+            s = lti_fail(err, LT_ERR_USAGE,
+                         "%s: not replacing the directory: '%s' is in the way (loratool did not write it)", path,
+                         e->d_name);
+        free(entry);
+    }
+    closedir(d);
+    return s;
+}
+
+/* Removes directory path and the plain files in it (best effort). */
+static void remove_flat(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        each_dirent(fd, unlink_entry, NULL);
+        close(fd);
+    }
+    (void)rmdir(path);
+}
+
+lt_status lti_wdir_create(lti_wdir *d, const char *final_path, lt_error *err)
+{
+    memset(d, 0, sizeof *d);
+    lt_status s = check_replaceable(final_path, err);
+    if (s != LT_OK)
+        return s;
+    d->final_path = lti_strdup(final_path);
+    d->tmp_path = temporary_name(final_path);
+    if (!d->final_path || !d->tmp_path) {
+        free(d->tmp_path);
+        d->tmp_path = NULL;
+        lti_wdir_abort(d);
+        return lti_fail_nomem(err, final_path);
+    }
+    if (!mkdtemp(d->tmp_path)) {
+        s = lti_fail_errno(err, final_path, "cannot create output directory");
+        free(d->tmp_path);
+        d->tmp_path = NULL;
+        lti_wdir_abort(d);
+        return s;
+    }
+    /* mkdtemp makes 0700; outputs are ordinary directories */
+    mode_t mask = umask(0);
+    umask(mask);
+    (void)chmod(d->tmp_path, 0777 & ~mask);
+    return LT_OK;
+}
+
+lt_status lti_wdir_commit(lti_wdir *d, bool durable, lt_error *err)
+{
+    lt_status s = check_replaceable(d->final_path, err);
+    struct stat st;
+    bool exists = s == LT_OK && lstat(d->final_path, &st) == 0;
+    if (s == LT_OK && !exists && rename(d->tmp_path, d->final_path) != 0)
+        s = lti_fail_errno(err, d->final_path, "cannot rename output directory into place");
+    if (s == LT_OK && exists) {
+        /* swap: the new directory takes the name at once, the old one
+         * gets the temporary name and is removed after */
+        if (renameat2(AT_FDCWD, d->tmp_path, AT_FDCWD, d->final_path, RENAME_EXCHANGE) != 0) {
+            if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+                s = lti_fail_errno(err, d->final_path, "cannot swap output directory into place");
+            else {
+                /* no RENAME_EXCHANGE (old kernel, some filesystems): move
+                 * the old directory aside, the new one in, then drop the
+                 * old; OUT is missing for the moment between the renames,
+                 * and put back if the second fails */
+                char *aside = temporary_name(d->final_path);
+                if (!aside || !mkdtemp(aside) || rmdir(aside) != 0 || rename(d->final_path, aside) != 0)
+                    s = lti_fail_errno(err, d->final_path, "cannot move the old output directory aside");
+                else if (rename(d->tmp_path, d->final_path) != 0) {
+                    s = lti_fail_errno(err, d->final_path, "cannot rename output directory into place");
+                    (void)rename(aside, d->final_path);
+                } else {
+                    (void)rename(aside, d->tmp_path); /* so it is removed below */
+                }
+                free(aside);
+            }
+        }
+        if (s == LT_OK)
+            remove_flat(d->tmp_path); /* the old directory */
+    }
+    if (s == LT_OK && durable)
+        fsync_directory_of(d->final_path);
+    if (s == LT_OK) {
+        free(d->tmp_path);
+        d->tmp_path = NULL;
+    }
+    lti_wdir_abort(d);
+    return s;
+}
+
+void lti_wdir_abort(lti_wdir *d)
+{
+    if (d->tmp_path)
+        remove_flat(d->tmp_path);
+    free(d->tmp_path);
+    free(d->final_path);
+    d->tmp_path = d->final_path = NULL;
 }
 
 lt_status lt_copy_file(const char *src, const char *dst, lt_error *err)

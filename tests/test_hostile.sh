@@ -279,11 +279,51 @@ test_signals() {
     rm -rf "$d"
 }
 
+# ---- item 14: directory outputs appear whole, and replace only our own ----
+
+test_directory_outputs() {
+    d=$tmp/dirs
+    adapter "$d/a" lin || { fail dirs "fixture"; return; }
+    base "$d/base.safetensors" lin
+    # a new directory: complete, nothing hidden left beside it
+    expect dir_new 0 -- "$LORATOOL" resize "$d/a" --rank 2 -o "$d/r"
+    only_these dir_new_contents "$d/r" adapter_config.json adapter_model.safetensors
+    only_these dir_new_nothing_beside "$d" a base.safetensors r
+    # an existing output of ours is replaced whole
+    inode=$(ls -di "$d/r" | cut -d' ' -f1)
+    expect dir_replace 0 -- "$LORATOOL" resize "$d/a" --rank 1 -o "$d/r"
+    run "$LORATOOL" inspect --json "$d/r"
+    if grep -q '"rank":[[:space:]]*1' "$tmp/out"; then pass dir_replaced_rank1; else fail dir_replaced_rank1 "$(head -c 300 "$tmp/out")"; fi
+    [ "$(ls -di "$d/r" | cut -d' ' -f1)" != "$inode" ] && pass dir_replaced_by_new || fail dir_replaced_by_new "same inode"
+    only_these dir_replace_nothing_beside "$d" a base.safetensors r
+    # a user's file in the way: exit 2 naming it, nothing touched
+    echo mine >"$d/r/notes.txt"
+    sum=$(cksum <"$d/r/adapter_model.safetensors")
+    expect dir_in_the_way 2 "'notes.txt' is in the way" -- "$LORATOOL" combine "$d/a" "$d/a" -o "$d/r"
+    unchanged dir_in_the_way_intact "$d/r/adapter_model.safetensors" "$sum"
+    [ -f "$d/r/notes.txt" ] && pass dir_in_the_way_kept || fail dir_in_the_way_kept "notes.txt is gone"
+    only_these dir_in_the_way_nothing_beside "$d" a base.safetensors r
+    mkdir "$d/r/sub" && rm "$d/r/notes.txt"
+    expect dir_subdir_in_the_way 2 "'sub' is in the way" -- "$LORATOOL" resize "$d/a" --rank 2 -o "$d/r"
+    rmdir "$d/r/sub"
+    : >"$d/file_out"
+    expect dir_over_file 2 "exists and is not a directory" -- "$LORATOOL" resize "$d/a" --rank 2 -o "$d/file_out"
+    # sharded merge: a directory of shards and index, replaced whole
+    expect dir_sharded 0 -- "$LORATOOL" merge "$d/base.safetensors" "$d/a" -o "$d/m" --shard-size 100
+    expect dir_sharded_again 0 -- "$LORATOOL" merge "$d/base.safetensors" "$d/a:0.5" -o "$d/m" --shard-size 100
+    only_these dir_sharded_contents "$d/m" model-00001-of-00001.safetensors model.safetensors.index.json
+    echo x >"$d/m/keep.me"
+    expect dir_sharded_in_the_way 2 "'keep.me' is in the way" -- \
+        "$LORATOOL" merge "$d/base.safetensors" "$d/a" -o "$d/m" --shard-size 100
+    only_these dir_sharded_nothing_beside "$d" a base.safetensors file_out m r
+}
+
 test_regex_exponential
 test_regex_budget
 test_fifos
 test_exit_codes
 test_outputs_never_replace_inputs
 test_signals
+test_directory_outputs
 
 [ "$failures" -eq 0 ]
