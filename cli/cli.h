@@ -29,6 +29,11 @@ int cmd_resize(int argc, char **argv);
 int cmd_combine(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 
+/* TEXT with control characters (C0, DEL, C1) written as \xNN, so that a
+ * name from a file prints as one line and cannot drive the terminal;
+ * malloc'd, NULL when out of memory.  Every error and warning line and
+ * inspect's text output go through it. */
+char *cli_escape(const char *text);
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);
 /* Print "loratool: <formatted>" plus a hint to --help; return EXIT_USAGE. */

@@ -29,33 +29,68 @@ static void print_help(FILE *out)
                  "input, 4 I/O error\n");
 }
 
+char *cli_escape(const char *text)
+{
+    size_t len = strlen(text);
+    char *out = malloc(4 * len + 1);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        /* C0 controls, DEL, and C1 controls (U+0080..U+009F in UTF-8) */
+        bool c1 = c == 0xc2 && i + 1 < len && (unsigned char)text[i + 1] >= 0x80 && (unsigned char)text[i + 1] <= 0x9f;
+        if (c < 0x20 || c == 0x7f || c1) {
+            n += (size_t)sprintf(out + n, "\\x%02x", c);
+            if (c1)
+                n += (size_t)sprintf(out + n, "\\x%02x", (unsigned char)text[++i]);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* Prints "loratool: " + PREFIX + the formatted text, escaped, + SUFFIX. */
+static void print_line(const char *prefix, const char *suffix, const char *fmt, va_list ap)
+{
+    char text[2 * LT_ERROR_MAX];
+    vsnprintf(text, sizeof text, fmt, ap);
+    char *shown = cli_escape(text);
+    fprintf(stderr, "loratool: %s%s%s\n", prefix, shown ? shown : "(out of memory)", suffix);
+    free(shown);
+}
+
+static void print_escaped(const char *prefix, const char *suffix, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_line(prefix, suffix, fmt, ap);
+    va_end(ap);
+}
+
 int cli_fail(const lt_error *err)
 {
-    fprintf(stderr, "loratool: %s\n", err->message);
+    print_escaped("", "", "%s", err->message);
     return lt_status_exit_code(err->status);
 }
 
 int cli_usage(const char *verb, const char *fmt, ...)
 {
+    char hint[64];
+    snprintf(hint, sizeof hint, " (see 'loratool %s%s--help')", verb ? verb : "", verb ? " " : "");
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "loratool: ");
-    vfprintf(stderr, fmt, ap);
-    if (verb)
-        fprintf(stderr, " (see 'loratool %s --help')\n", verb);
-    else
-        fprintf(stderr, " (see 'loratool --help')\n");
+    print_line("", hint, fmt, ap);
     va_end(ap);
     return EXIT_USAGE;
 }
-
 void cli_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "loratool: warning: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    print_line("warning: ", "", fmt, ap);
     va_end(ap);
 }
 

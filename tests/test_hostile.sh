@@ -318,6 +318,40 @@ test_directory_outputs() {
     only_these dir_sharded_nothing_beside "$d" a base.safetensors file_out m r
 }
 
+# ---- item 12: one printable line per error; names from files escaped ----
+
+# no_controls NAME FILE: FILE holds no control byte but newlines and tabs
+no_controls() {
+    if LC_ALL=C tr -d '\n\t' <"$2" | LC_ALL=C grep -q '[[:cntrl:]]'; then
+        fail "$1" "control characters in $(basename "$2"): $(od -c "$2" | head -5)"
+    else
+        pass "$1"
+    fi
+}
+
+test_escaped_names() {
+    d=$tmp/esc
+    evil=$(printf 'x\033[2J\033]0;pwned\007\ny')
+    adapter "$d/a" "$evil" || { fail escaped "fixture"; return; }
+    base "$d/base.safetensors" lin
+    run "$LORATOOL" inspect "$d/a"
+    if [ "$rc" -eq 0 ]; then pass escaped_inspect_runs; else fail escaped_inspect_runs "exit $rc: $(cat "$tmp/err")"; fi
+    no_controls escaped_inspect_text "$tmp/out"
+    if grep -qF 'x\x1b[2J\x1b]0;pwned\x07\x0ay' "$tmp/out"; then pass escaped_inspect_shown; else fail escaped_inspect_shown "$(cat "$tmp/out")"; fi
+    run "$LORATOOL" inspect --json "$d/a"
+    no_controls escaped_inspect_json "$tmp/out"
+    expect escaped_error_one_line 3 'x\x1b[2J' -- "$LORATOOL" merge "$d/base.safetensors" "$d/a" -o "$d/o.safetensors"
+    no_controls escaped_error_printable "$tmp/err"
+    expect escaped_usage 2 'unknown command' -- "$LORATOOL" "$evil"
+    no_controls escaped_usage_printable "$tmp/err"
+    # no internal function names in what users read
+    if grep -rhoE '"lti?_[a-z0-9_]+: ' "$ROOT/lib" "$ROOT/formats" "$ROOT/cli" --include='*.c' | grep -q .; then
+        fail no_function_names "$(grep -rnE '"lti?_[a-z0-9_]+: ' "$ROOT/lib" "$ROOT/formats" "$ROOT/cli" --include='*.c' | head -3)"
+    else
+        pass no_function_names
+    fi
+}
+
 test_regex_exponential
 test_regex_budget
 test_fifos
@@ -325,5 +359,6 @@ test_exit_codes
 test_outputs_never_replace_inputs
 test_signals
 test_directory_outputs
+test_escaped_names
 
 [ "$failures" -eq 0 ]
