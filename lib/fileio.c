@@ -251,17 +251,20 @@ static lt_status link_unnamed(lti_wfile *f, lt_error *err)
             return lti_fail_nomem(err, f->final_path);
         /* mkstemp's letters without its file: a random suffix */
         int fd = mkstemp(name);
-        if (fd >= 0) {
-            close(fd);
-            unlink(name);
+        if (fd < 0) {
+            lt_status s = lti_fail_errno(err, f->final_path, "cannot link output into place");
+            free(name);
+            return s;
         }
-        if (fd >= 0 && linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) {
+        close(fd);
+        unlink(name);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == 0) {
             f->tmp_path = name;
             return LT_OK;
         }
         int e = errno;
         free(name);
-        if (fd >= 0 && e != EEXIST) {
+        if (e != EEXIST) { /* EEXIST: another process took the name meanwhile */
             errno = e;
             return lti_fail_errno(err, f->final_path, "cannot link output into place");
         }
