@@ -299,8 +299,13 @@ static int parse_args(int argc, char **argv, merge_args *a)
         return cli_usage("merge", "out of memory");
     for (size_t i = 0; i < a->n_adapters; i++) {
         char *path;
-        if (cli_split_scale("merge", argv[optind + 1 + (int)i], &path, &a->weights[i]))
+        if (cli_split_scale("merge", argv[optind + 1 + (int)i], &path, &a->weights[i])) {
+            while (i > 0)
+                free((char *)a->adapters[--i]);
+            free(a->adapters);
+            free(a->weights);
             return EXIT_USAGE;
+        }
         a->adapters[i] = path;
     }
     return 0;
