@@ -5,6 +5,9 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 SAN_FLAGS ?=
 OPT     ?= -O2
+# The shared library's ABI version: bumped when loratool.h changes
+# incompatibly (spec/library.md).
+SOMAJOR  = 1
 
 # Each layer sees only the headers it may use: the public header is in
 # lib/include; lib/*.h are the core's internals (lib/ and formats/ may use
@@ -32,7 +35,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS  := $(wildcard lib/include/*.h lib/*.h formats/*.h cli/*.h tests/*.h)
 
-.PHONY: all deps test test-unit test-asan demo bench install clean fuzz
+.PHONY: all deps test test-build demo bench install clean
 all: deps $(BUILD)/loratool $(BUILD)/libloratool.a $(BUILD)/libloratool.so
 
 deps:
@@ -48,12 +51,12 @@ Q = $(if $(V),,@)
 $(BUILD)/obj/lib/%.o: lib/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_LIB) $(CFLAGS_ALL) -c $< -o $@
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_LIB) $(CFLAGS_ALL) -fvisibility=hidden -c $< -o $@
 
 $(BUILD)/obj/formats/%.o: formats/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $@")
-	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_FORMATS) $(CFLAGS_ALL) -c $< -o $@
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_FORMATS) $(CFLAGS_ALL) -fvisibility=hidden -c $< -o $@
 
 $(BUILD)/obj/cli/%.o: cli/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -65,7 +68,7 @@ $(BUILD)/libloratool.a: $(LIB_OBJ)
 	$(Q)ar rcs $@ $^
 
 $(BUILD)/libloratool.so: $(LIB_OBJ)
-	$(Q)$(CC) -shared -Wl,-soname,libloratool.so.0 $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+	$(Q)$(CC) -shared -Wl,-soname,libloratool.so.$(SOMAJOR) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/loratool: $(CLI_OBJ) $(BUILD)/libloratool.a
 	@$(if $(V),,echo "  LD      $@")
@@ -97,8 +100,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/loratool $(DESTDIR)$(PREFIX)/bin/loratool
 	install -m 644 $(BUILD)/libloratool.a $(DESTDIR)$(PREFIX)/lib/libloratool.a
-	install -m 755 $(BUILD)/libloratool.so $(DESTDIR)$(PREFIX)/lib/libloratool.so.0
-	ln -sf libloratool.so.0 $(DESTDIR)$(PREFIX)/lib/libloratool.so
+	install -m 755 $(BUILD)/libloratool.so $(DESTDIR)$(PREFIX)/lib/libloratool.so.$(SOMAJOR)
+	ln -sf libloratool.so.$(SOMAJOR) $(DESTDIR)$(PREFIX)/lib/libloratool.so
 	install -m 644 lib/include/loratool.h $(DESTDIR)$(PREFIX)/include/loratool.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*LT_VERSION_STRING "\(.*\)"/\1/p' lib/include/loratool.h)|' \
 	    lib/loratool.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/loratool.pc

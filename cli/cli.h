@@ -94,6 +94,22 @@ void cli_install_signal_handlers(void);
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;
  * 0 or a usage exit code. */
 int cli_parse_rank_rule(const char *verb, int option, const char *arg, lt_rank_rule *rule);
+/* Save the model an operation returned (STATUS) to OUT: a GGUF LoRA when
+ * gguf_by_suffix and OUT ends in .gguf, else a PEFT directory (F32); then
+ * print the report.  Frees model and report; returns the exit code. */
+int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix,
+                       lt_surgery_report *report, bool json, lt_error *err);
+/* What resize and combine share on their command lines. */
+typedef struct cli_surgery_args {
+    const char *out;
+    bool json;
+    lt_rank_rule rule;
+} cli_surgery_args;
+/* Take one of the shared options (-o, --rank 'r', --energy 'e', --sv-ratio
+ * 'x', --json 'j', --help 'h'): true when OPTION is one of them; then *rc
+ * is -1 to go on, else the exit code to return now. */
+bool cli_surgery_option(const char *verb, int option, const char *arg, const char *usage,
+                        cli_surgery_args *a, int *rc);
 /* Print the per-module report (text or JSON); 0 or EXIT_IO. */
 int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bool json);
 

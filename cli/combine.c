@@ -26,21 +26,21 @@ int cmd_combine(int argc, char **argv)
         {"density", required_argument, NULL, 'd'}, {"seed", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    const char *out = NULL, *method = NULL;
-    bool json = false, has_density = false;
+    const char *method = NULL;
+    bool has_density = false;
     double density = 0.5;
     uint64_t seed = 0;
     char *end;
-    lt_rank_rule rule = {LT_RANK_KEEP, 0};
+    cli_surgery_args a = {.rule = {LT_RANK_KEEP, 0}};
     int c, rc;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'r': case 'e': case 'x':
-            if ((rc = cli_parse_rank_rule("combine", c, optarg, &rule)))
+        if (cli_surgery_option("combine", c, optarg, usage_text, &a, &rc)) {
+            if (rc >= 0)
                 return rc;
-            break;
+            continue;
+        }
+        switch (c) {
         case 'm': method = optarg; break;
         case 'd':
             density = strtod(optarg, &end);
@@ -52,11 +52,12 @@ int cmd_combine(int argc, char **argv)
             if (!cli_parse_count(optarg, &seed))
                 return cli_usage("combine", "--seed: '%s' is not a number", optarg);
             break;
-        case 'j': json = true; break;
-        case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
         default: return cli_usage("combine", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
     }
+    const char *out = a.out;
+    bool json = a.json;
+    lt_rank_rule rule = a.rule;
     bool dense = method && (strcmp(method, "ties") == 0 || strcmp(method, "dare") == 0);
     if (method && !dense && strcmp(method, "concat") != 0 && strcmp(method, "svd") != 0)
         return cli_usage("combine", "--method %s is not one of concat, svd, ties, dare", method);
@@ -89,19 +90,15 @@ int cmd_combine(int argc, char **argv)
     }
     if (rc == 0 && (!ads || !weights))
         rc = cli_usage("combine", "out of memory");
-    lt_surgery_report report;
+    lt_surgery_report report = {0};
     if (rc == 0) {
+        lt_adapter *model = NULL;
         lt_status s = dense ? lt_combine_dense((const lt_adapter *const *)ads, weights, n,
                                                strcmp(method, "ties") == 0 ? LT_COMBINE_TIES : LT_COMBINE_DARE,
                                                density, seed, rule.kind == LT_RANK_FIXED ? (uint32_t)rule.value : 0,
-                                               out, &report, &err)
-                            : lt_combine((const lt_adapter *const *)ads, weights, n, &rule, out, &report, &err);
-        if (s != LT_OK) {
-            rc = cli_fail(&err);
-        } else {
-            rc = cli_print_surgery_report(out, &report, json);
-            lt_surgery_report_free(&report);
-        }
+                                               &model, &report, &err)
+                            : lt_combine((const lt_adapter *const *)ads, weights, n, &rule, &model, &report, &err);
+        rc = cli_finish_surgery(s, model, out, true, &report, json, &err);
     }
     for (size_t i = 0; ads && i < n; i++)
         lt_adapter_close(ads[i]);

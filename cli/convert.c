@@ -81,7 +81,7 @@ int cmd_convert(int argc, char **argv)
         lt_adapter *ad = lt_adapter_open(input, &err);
         if (!ad)
             return cli_fail(&err);
-        lt_status s = lt_convert_adapter_to_gguf(ad, &arch, out, outtype, &err);
+        lt_status s = lt_adapter_save_gguf(ad, &arch, out, outtype, &err);
         size_t modules = lt_adapter_module_count(ad);
         lt_adapter_close(ad);
         if (s != LT_OK)
@@ -118,8 +118,12 @@ int cmd_convert(int argc, char **argv)
             printf("  skipped %zu rotary_emb.inv_freq buffers (recomputed by llama.cpp)\n", skipped);
         return cli_finish_stdout();
     }
-    lt_status s = lt_convert_gguf_to_adapter(src, &arch, out, &err);
     lt_source_close(src);
+    lt_adapter *gguf = lt_adapter_open(input, &err);
+    lt_adapter *hf = gguf ? lt_adapter_to_hf(gguf, &arch, &err) : NULL;
+    lt_status s = hf ? lt_adapter_save_peft(hf, out, LT_F32, &err) : LT_ERR_INVALID;
+    lt_adapter_close(hf);
+    lt_adapter_close(gguf);
     if (s != LT_OK)
         return cli_fail(&err);
     printf("wrote %s: PEFT adapter directory, architecture %s\n", out, arch.arch);

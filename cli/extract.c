@@ -73,13 +73,11 @@ int cmd_extract(int argc, char **argv)
         lt_source_close(base);
         return cli_fail(&err);
     }
-    lt_surgery_report report;
-    lt_status s = lt_extract(base, tuned, &opts, out, &report, &err);
+    lt_surgery_report report = {0};
+    lt_adapter *model = NULL;
+    lt_status s = lt_extract(base, tuned, &opts, &model, &report, &err);
+    rc = cli_finish_surgery(s, model, out, false, &report, json, &err);
     lt_source_close(base);
     lt_source_close(tuned);
-    if (s != LT_OK)
-        return cli_fail(&err);
-    rc = cli_print_surgery_report(out, &report, json);
-    lt_surgery_report_free(&report);
     return rc;
 }

@@ -224,29 +224,20 @@ static void print_summary(const cJSON *s)
     cJSON_ArrayForEach(item, cJSON_GetObjectItem(s, "skipped")) printf("  skipped: %s\n", item->valuestring);
 }
 
-/* A PEFT adapter merged into a GGUF base goes through the GGUF LoRA form
- * first (names, llama's Q/K row order, scales: spec/convert.md), written to
- * a temporary file that is removed once opened. */
-static int adapter_as_gguf(const char *base_path, lt_adapter **ad)
+/* A PEFT adapter merged into a GGUF base is seen under GGUF names with
+ * llama.cpp's Q/K row order and its exact scales (spec/convert.md); the
+ * view reads the adapter it came from, kept in *ORIGINAL. */
+static int adapter_for_gguf(const char *base_path, lt_adapter **ad, lt_adapter **original)
 {
     lt_error err;
     lt_arch_info arch;
     if (lt_arch_info_read(base_path, &arch, &err) != LT_OK)
         return cli_fail(&err);
-    char tmp[] = "/tmp/loratool-merge-XXXXXX";
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        fprintf(stderr, "loratool: %s: cannot create a temporary file: %s\n", tmp, strerror(errno));
-        return EXIT_IO;
-    }
-    close(fd);
-    lt_status s = lt_convert_adapter_to_gguf(*ad, &arch, tmp, LT_F32, &err);
-    lt_adapter *converted = s == LT_OK ? lt_adapter_open(tmp, &err) : NULL;
-    unlink(tmp);
-    if (!converted)
+    lt_adapter *view = lt_adapter_for_gguf(*ad, &arch, &err);
+    if (!view)
         return cli_fail(&err);
-    lt_adapter_close(*ad);
-    *ad = converted;
+    *original = *ad;
+    *ad = view;
     return 0;
 }
 
@@ -377,7 +368,7 @@ int cmd_merge(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &start);
     lt_error err;
     lt_source *base = NULL;
-    lt_adapter **ads = calloc(a.n_adapters, sizeof *ads);
+    lt_adapter **ads = calloc(2 * a.n_adapters, sizeof *ads); /* then the originals of GGUF views */
     lt_merge_input *inputs = calloc(a.n_adapters, sizeof *inputs);
     lt_merge_plan *plan = NULL;
     char *written = NULL, *provenance = NULL;
@@ -395,8 +386,8 @@ int cmd_merge(int argc, char **argv)
             rc = cli_fail(&err);
             goto done;
         }
-        if (gguf_base && strcmp(lt_source_format(lt_adapter_source(ads[i])), "gguf") != 0 &&
-            (rc = adapter_as_gguf(a.base, &ads[i])))
+        if (gguf_base && !lt_adapter_gguf_arch(ads[i]) &&
+            (rc = adapter_for_gguf(a.base, &ads[i], &ads[a.n_adapters + i])))
             goto done;
         for (size_t w = 0; w < lt_adapter_warning_count(ads[i]); w++)
             cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));
@@ -456,7 +447,7 @@ int cmd_merge(int argc, char **argv)
     }
 done:
     lt_merge_plan_free(plan);
-    for (size_t i = 0; ads && i < a.n_adapters; i++)
+    for (size_t i = 0; ads && i < 2 * a.n_adapters; i++)
         lt_adapter_close(ads[i]);
     lt_source_close(base);
     for (size_t i = 0; a.adapters && i < a.n_adapters; i++)

@@ -21,23 +21,18 @@ int cmd_resize(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *out = NULL;
-    bool json = false;
-    lt_rank_rule rule = {LT_RANK_KEEP, 0};
+    cli_surgery_args a = {.rule = {LT_RANK_KEEP, 0}};
     int c, rc;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'r': case 'e': case 'x':
-            if ((rc = cli_parse_rank_rule("resize", c, optarg, &rule)))
-                return rc;
-            break;
-        case 'j': json = true; break;
-        case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
-        default: return cli_usage("resize", "unknown or incomplete option '%s'", argv[optind - 1]);
-        }
+        if (!cli_surgery_option("resize", c, optarg, usage_text, &a, &rc))
+            return cli_usage("resize", "unknown or incomplete option '%s'", argv[optind - 1]);
+        if (rc >= 0)
+            return rc;
     }
+    const char *out = a.out;
+    bool json = a.json;
+    lt_rank_rule rule = a.rule;
     if (optind + 1 != argc)
         return cli_usage("resize", "expected exactly one ADAPTER");
     if (!out)
@@ -50,12 +45,10 @@ int cmd_resize(int argc, char **argv)
     lt_adapter *ad = lt_adapter_open(argv[optind], &err);
     if (!ad)
         return cli_fail(&err);
-    lt_surgery_report report;
-    lt_status s = lt_resize(ad, &rule, out, &report, &err);
+    lt_surgery_report report = {0};
+    lt_adapter *model = NULL;
+    lt_status s = lt_resize(ad, &rule, &model, &report, &err);
+    rc = cli_finish_surgery(s, model, out, true, &report, json, &err);
     lt_adapter_close(ad);
-    if (s != LT_OK)
-        return cli_fail(&err);
-    rc = cli_print_surgery_report(out, &report, json);
-    lt_surgery_report_free(&report);
     return rc;
 }

@@ -72,3 +72,39 @@ int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bo
         printf("  %zu modules have an exactly zero delta\n", zero);
     return cli_finish_stdout();
 }
+
+int cli_finish_surgery(lt_status status, lt_adapter *model, const char *out, bool gguf_by_suffix,
+                       lt_surgery_report *report, bool json, lt_error *err)
+{
+    size_t len = strlen(out);
+    if (status == LT_OK)
+        status = gguf_by_suffix && len > 5 && strcmp(out + len - 5, ".gguf") == 0
+                     ? lt_adapter_save_gguf(model, NULL, out, LT_F32, err)
+                     : lt_adapter_save_peft(model, out, LT_F32, err);
+    lt_adapter_close(model);
+    if (status != LT_OK) {
+        lt_surgery_report_free(report);
+        return cli_fail(err);
+    }
+    int rc = cli_print_surgery_report(out, report, json);
+    lt_surgery_report_free(report);
+    return rc;
+}
+
+bool cli_surgery_option(const char *verb, int option, const char *arg, const char *usage,
+                        cli_surgery_args *a, int *rc)
+{
+    *rc = -1;
+    switch (option) {
+    case 'o': a->out = arg; return true;
+    case 'r': case 'e': case 'x': {
+        int bad = cli_parse_rank_rule(verb, option, arg, &a->rule);
+        if (bad)
+            *rc = bad;
+        return true;
+    }
+    case 'j': a->json = true; return true;
+    case 'h': fputs(usage, stdout); *rc = cli_finish_stdout(); return true;
+    default: return false;
+    }
+}

@@ -6,7 +6,7 @@
 #ifndef LT_FORMAT_H
 #define LT_FORMAT_H
 
-#include "source_sink.h"
+#include "adapter.h"
 
 /* ---- formats (formats/registry.c) ---- */
 
@@ -25,6 +25,9 @@ typedef struct lti_format {
     lt_source *(*open)(const char *path, lt_error *err);
     /* NULL when the format cannot be written */
     lt_sink *(*create)(const char *path, const lt_sink_options *opts, lt_error *err);
+    /* Adapters: the same bidding for lt_adapter_open (NULL: holds none). */
+    int (*adapter_bid)(const lti_probe *probe);
+    lt_adapter *(*open_adapter)(const char *path, lt_error *err);
 } lti_format;
 
 extern const lti_format lti_format_safetensors;
@@ -32,19 +35,6 @@ extern const lti_format lti_format_safetensors_sharded;
 extern const lti_format lti_format_peft;
 extern const lti_format lti_format_gguf;
 extern const lti_format lti_format_torch_bin;
-
-/* Bytes of one element of a fixed-size GGUF value type; 0 for string,
- * array and unknown ids. */
-static inline uint32_t lti_gguf_fixed_size(int type)
-{
-    switch (type) {
-    case LT_GGUF_U8: case LT_GGUF_I8: case LT_GGUF_BOOL: return 1;
-    case LT_GGUF_U16: case LT_GGUF_I16: return 2;
-    case LT_GGUF_U32: case LT_GGUF_I32: case LT_GGUF_F32: return 4;
-    case LT_GGUF_U64: case LT_GGUF_I64: case LT_GGUF_F64: return 8;
-    default: return 0;
-    }
-}
 
 /* The GGUF writer (formats/gguf_write.c), the create op of lti_format_gguf. */
 lt_sink *lti_gguf_sink_create(const char *path, const lt_sink_options *opts, lt_error *err);

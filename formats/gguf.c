@@ -30,7 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h" /* lti_st_show: names fit for one-line messages */
+#include "gguf_lora.h"
+#include "format.h"
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_DEFAULT_ALIGNMENT 32
@@ -45,16 +46,6 @@
 /* Value types                                                          */
 /* ------------------------------------------------------------------ */
 
-static const char *const type_names[] = {
-    "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64",
-};
-
-const char *lt_gguf_type_name(int type)
-{
-    if (type < 0 || (size_t)type >= sizeof type_names / sizeof type_names[0])
-        return "?";
-    return type_names[type];
-}
 
 static uint64_t load_le(const unsigned char *p, unsigned n)
 {
@@ -67,23 +58,6 @@ static uint64_t load_le(const unsigned char *p, unsigned n)
 /* ------------------------------------------------------------------ */
 /* Parsed state                                                         */
 /* ------------------------------------------------------------------ */
-
-/* One string inside a kv's blob. */
-struct kv_string {
-    uint64_t offset, len;
-};
-
-/* One key-value pair.  Scalars are stored as one-element arrays so that
- * every getter has a single path. */
-struct gguf_kv {
-    char *key;
-    uint32_t type;               /* LT_GGUF_* of the pair (ARRAY for arrays) */
-    uint32_t elem_type;          /* element type; == type for a scalar       */
-    uint64_t count;              /* elements; 1 for a scalar                 */
-    unsigned char *data;         /* fixed types: count x size, LE; strings:
-                                    the bytes, each followed by a NUL        */
-    struct kv_string *strings;   /* string types: count entries into data    */
-};
 
 /* One tensor info as read, before it joins the source. */
 struct info {
@@ -101,26 +75,14 @@ struct gguf_file {
     uint32_t version;
     uint64_t alignment;
     uint64_t data_start;         /* absolute offset of the data section      */
-    struct gguf_kv *kvs;
-    size_t n_kvs, cap_kvs;
-    lti_strmap kv_index;          /* key -> index (keys owned by kvs)         */
+    lti_kv_table kvs;             /* handed to the source once open           */
 };
-
-static void free_kv(struct gguf_kv *kv)
-{
-    free(kv->key);
-    free(kv->data);
-    free(kv->strings);
-}
 
 static void gguf_file_free(struct gguf_file *g)
 {
     if (!g)
         return;
-    for (size_t i = 0; i < g->n_kvs; i++)
-        free_kv(&g->kvs[i]);
-    free(g->kvs);
-    lti_strmap_free(&g->kv_index);
+    lti_kv_table_free(&g->kvs);
     if (g->file.fd >= 0 || g->file.path)
         lti_rfile_close(&g->file);
     free(g);
@@ -238,12 +200,12 @@ static lt_status take_cstring(struct cursor *c, char **out, const char *what, lt
 /* ------------------------------------------------------------------ */
 
 /* The value of kv (type fields set): count elements of elem_type. */
-static lt_status take_value(struct cursor *c, struct gguf_kv *kv, lt_error *err)
+static lt_status take_value(struct cursor *c, lti_kv *kv, lt_error *err)
 {
-    const char *key = lti_st_show(kv->key).text;
+    const char *key = lti_show(kv->key).text;
     char what[200];
     snprintf(what, sizeof what, "value of key '%s'", key);
-    uint32_t size = lti_gguf_fixed_size(kv->elem_type);
+    uint32_t size = lti_kv_fixed_size(kv->elem_type);
     if (size > 0) {
         uint64_t bytes;
         if (!lti_mul_u64(kv->count, size, &bytes) || bytes > remaining(c)) /* G9 */
@@ -278,7 +240,7 @@ static lt_status take_value(struct cursor *c, struct gguf_kv *kv, lt_error *err)
         if (s != LT_OK)
             return s;
         kv->data[used + len] = '\0';
-        kv->strings[j] = (struct kv_string){.offset = used, .len = len};
+        kv->strings[j] = (lti_kv_string){.offset = used, .len = len};
         used += (size_t)len + 1;
     }
     if (!kv->data && !(kv->data = calloc(1, 1)))
@@ -289,23 +251,20 @@ static lt_status take_value(struct cursor *c, struct gguf_kv *kv, lt_error *err)
 /* One pair at the cursor into g->kvs (G5-G9). */
 static lt_status take_kv(struct cursor *c, struct gguf_file *g, uint64_t index, lt_error *err)
 {
-    if (!lti_grow((void **)&g->kvs, &g->cap_kvs, g->n_kvs + 1, sizeof *g->kvs))
-        return lti_fail_nomem(err, c->path);
-    struct gguf_kv *kv = &g->kvs[g->n_kvs];
-    memset(kv, 0, sizeof *kv);
     char what[64];
     snprintf(what, sizeof what, "key %" PRIu64, index);
-    lt_status s = take_cstring(c, &kv->key, what, err);
+    char *key_text = NULL;
+    lt_status s = take_cstring(c, &key_text, what, err);
     if (s != LT_OK)
         return s;
-    g->n_kvs++; /* from here on the pair is freed with the rest */
-    int put = lti_strmap_put(&g->kv_index, kv->key, (long)(g->n_kvs - 1));
-    if (put < 0)
+    bool duplicate = false;
+    lti_kv *kv = lti_kv_table_add(&g->kvs, key_text, &duplicate); /* freed with the rest */
+    if (!kv)
         return lti_fail_nomem(err, c->path);
-    if (put == 0) /* G6 */
+    if (duplicate) /* G6 */
         return lti_fail(err, LT_ERR_INVALID, "%s: duplicate key '%s'", c->path,
-                       lti_st_show(kv->key).text);
-    const char *key = lti_st_show(kv->key).text;
+                       lti_show(kv->key).text);
+    const char *key = lti_show(kv->key).text;
     snprintf(what, sizeof what, "type of key %" PRIu64, index);
     s = take_u32(c, &kv->type, what, err);
     if (s != LT_OK)
@@ -322,7 +281,7 @@ static lt_status take_kv(struct cursor *c, struct gguf_file *g, uint64_t index, 
             return lti_fail(err, LT_ERR_INVALID, "%s: key '%s' is an array of arrays, which "
                            "GGUF does not allow", c->path, key);
     }
-    if (lti_gguf_fixed_size(kv->elem_type) == 0 && kv->elem_type != LT_GGUF_STRING) /* G7 */
+    if (lti_kv_fixed_size(kv->elem_type) == 0 && kv->elem_type != LT_GGUF_STRING) /* G7 */
         return lti_fail(err, LT_ERR_INVALID, "%s: key '%s' has unknown value type %" PRIu32,
                        c->path, key, kv->elem_type);
     return take_value(c, kv, err);
@@ -332,10 +291,10 @@ static lt_status take_kv(struct cursor *c, struct gguf_file *g, uint64_t index, 
 static lt_status check_alignment(const char *path, struct gguf_file *g, lt_error *err)
 {
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
-    long at = lti_strmap_get(&g->kv_index, "general.alignment");
+    long at = lti_strmap_get(&g->kvs.index, "general.alignment");
     if (at < 0)
         return LT_OK;
-    const struct gguf_kv *kv = &g->kvs[at];
+    const lti_kv *kv = &g->kvs.items[at];
     if (kv->type != LT_GGUF_U32)
         return lti_fail(err, LT_ERR_INVALID, "%s: general.alignment has type %s, not u32", path,
                        lt_gguf_type_name((int)kv->type));
@@ -360,7 +319,7 @@ static lt_status take_info(struct cursor *c, lti_strmap *names, struct info *t, 
     lt_status s = take_cstring(c, &t->name, what, err);
     if (s != LT_OK)
         return s;
-    const char *name = lti_st_show(t->name).text;
+    const char *name = lti_show(t->name).text;
     size_t name_len = strlen(t->name);
     if (name_len > GGUF_MAX_NAME) /* G11 */
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor %" PRIu64 " name '%s' is %zu bytes "
@@ -429,7 +388,7 @@ static lt_status check_placement(const char *path, const struct gguf_file *g,
     const struct info *prev = NULL; /* the non-empty tensor ending last */
     uint64_t prev_end = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *name = lti_st_show(t[i].name).text;
+        const char *name = lti_show(t[i].name).text;
         if (t[i].offset % g->alignment != 0) /* G19 */
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' offset %" PRIu64 " is not a "
                            "multiple of the alignment %" PRIu64, path, name, t[i].offset,
@@ -446,7 +405,7 @@ static lt_status check_placement(const char *path, const struct gguf_file *g,
         if (prev && t[i].offset < prev_end) /* G21 */
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' (offset %" PRIu64 ") overlaps "
                            "tensor '%s' (ends at %" PRIu64 ")", path, name, t[i].offset,
-                           lti_st_show(prev->name).text, prev_end);
+                           lti_show(prev->name).text, prev_end);
         prev = &t[i];
         prev_end = t[i].offset + t[i].n_bytes;
     }
@@ -557,7 +516,7 @@ static lt_status gguf_read(lt_source *src, const lt_tensor_info *t, uint64_t off
     uint64_t at;
     if (!lti_add_u64(g->data_start, t->offset, &at) || !lti_add_u64(at, off, &at))
         return lti_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
-                       lti_st_show(t->name).text);
+                       lti_show(t->name).text);
     return lti_rfile_pread(&g->file, at, dst, len, err);
 }
 
@@ -586,10 +545,10 @@ static const struct lti_source_ops gguf_source_ops = {
 
 /* String scalars go into the generic metadata too, so `inspect` shows them;
  * one holding a NUL would be cut short there and is left out. */
-static lt_status add_string_meta(lt_source *src, const struct gguf_file *g, lt_error *err)
+static lt_status add_string_meta(lt_source *src, lt_error *err)
 {
-    for (size_t i = 0; i < g->n_kvs; i++) {
-        const struct gguf_kv *kv = &g->kvs[i];
+    for (size_t i = 0; i < src->kvs.n; i++) {
+        const lti_kv *kv = &src->kvs.items[i];
         if (kv->type != LT_GGUF_STRING)
             continue;
         const char *value = (const char *)kv->data;
@@ -622,6 +581,8 @@ static lt_source *gguf_open(const char *path, lt_error *err)
     }
     if (s == LT_OK) {
         src->impl = g;
+        src->kvs = g->kvs; /* typed metadata is the source's own */
+        memset(&g->kvs, 0, sizeof g->kvs);
         g = NULL; /* the source owns it now */
         s = lti_source_add_file(src, path, err);
     }
@@ -634,7 +595,7 @@ static lt_source *gguf_open(const char *path, lt_error *err)
                                  err);
     }
     if (s == LT_OK)
-        s = add_string_meta(src, src->impl, err);
+        s = add_string_meta(src, err);
     for (size_t i = 0; i < n_infos; i++)
         free(infos[i].name);
     free(infos);
@@ -646,12 +607,6 @@ static lt_source *gguf_open(const char *path, lt_error *err)
     return src;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static int gguf_bid(const lti_probe *probe)
 {
     if (probe->is_dir)
@@ -659,7 +614,7 @@ static int gguf_bid(const lti_probe *probe)
     if (probe->head_len >= 4 && memcmp(probe->head, GGUF_MAGIC, 4) == 0)
         return 100;
     /* a broken file named like one gets our error, not "unrecognized" */
-    return ends_with(probe->path, ".gguf") ? 10 : 0;
+    return lti_ends_with(probe->path, ".gguf") ? 10 : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -670,15 +625,6 @@ static int gguf_bid(const lti_probe *probe)
 static const struct gguf_file *gguf_of(const lt_source *src)
 {
     return src && src->ops == &gguf_source_ops ? src->impl : NULL;
-}
-
-/* Element j of pair i when it exists, else NULL. */
-static const struct gguf_kv *kv_at(const lt_source *src, size_t i, uint64_t j)
-{
-    const struct gguf_file *g = gguf_of(src);
-    if (!g || i >= g->n_kvs || j >= g->kvs[i].count)
-        return NULL;
-    return &g->kvs[i];
 }
 
 uint32_t lt_source_gguf_version(const lt_source *src)
@@ -693,142 +639,12 @@ uint64_t lt_source_gguf_alignment(const lt_source *src)
     return g ? g->alignment : 0;
 }
 
-size_t lt_source_kv_count(const lt_source *src)
-{
-    const struct gguf_file *g = gguf_of(src);
-    return g ? g->n_kvs : 0;
-}
-
-const char *lt_source_kv_key(const lt_source *src, size_t i)
-{
-    const struct gguf_file *g = gguf_of(src);
-    return g && i < g->n_kvs ? g->kvs[i].key : NULL;
-}
-
-long lt_source_kv_find(const lt_source *src, const char *key)
-{
-    const struct gguf_file *g = gguf_of(src);
-    return g && key ? lti_strmap_get(&g->kv_index, key) : -1;
-}
-
-int lt_source_kv_type(const lt_source *src, size_t i)
-{
-    const struct gguf_file *g = gguf_of(src);
-    return g && i < g->n_kvs ? (int)g->kvs[i].type : -1;
-}
-
-int lt_source_kv_elem_type(const lt_source *src, size_t i)
-{
-    const struct gguf_file *g = gguf_of(src);
-    return g && i < g->n_kvs ? (int)g->kvs[i].elem_type : -1;
-}
-
-uint64_t lt_source_kv_len(const lt_source *src, size_t i)
-{
-    const struct gguf_file *g = gguf_of(src);
-    return g && i < g->n_kvs ? g->kvs[i].count : 0;
-}
-
-/* Element j of an integer pair as a sign and magnitude; false when the type
- * is not an integer type. */
-static bool integer_at(const struct gguf_kv *kv, uint64_t j, bool *negative, uint64_t *magnitude)
-{
-    uint32_t size = lti_gguf_fixed_size(kv->elem_type);
-    bool is_signed;
-    switch (kv->elem_type) {
-    case LT_GGUF_U8: case LT_GGUF_U16: case LT_GGUF_U32: case LT_GGUF_U64:
-        is_signed = false;
-        break;
-    case LT_GGUF_I8: case LT_GGUF_I16: case LT_GGUF_I32: case LT_GGUF_I64:
-        is_signed = true;
-        break;
-    default:
-        return false;
-    }
-    uint64_t raw = load_le(kv->data + j * size, size);
-    uint64_t sign_bit = 1ULL << (8 * size - 1);
-    *negative = is_signed && (raw & sign_bit);
-    if (*negative) /* two's complement magnitude within `size` bytes */
-        *magnitude = (size == 8 ? 0 : (sign_bit << 1)) - raw;
-    else
-        *magnitude = raw;
-    return true;
-}
-
-bool lt_source_kv_u64(const lt_source *src, size_t i, uint64_t j, uint64_t *out)
-{
-    const struct gguf_kv *kv = kv_at(src, i, j);
-    bool negative;
-    uint64_t magnitude;
-    if (!kv || !integer_at(kv, j, &negative, &magnitude) || negative)
-        return false;
-    *out = magnitude;
-    return true;
-}
-
-bool lt_source_kv_i64(const lt_source *src, size_t i, uint64_t j, int64_t *out)
-{
-    const struct gguf_kv *kv = kv_at(src, i, j);
-    bool negative;
-    uint64_t magnitude;
-    if (!kv || !integer_at(kv, j, &negative, &magnitude))
-        return false;
-    if (!negative && magnitude > (uint64_t)INT64_MAX)
-        return false;
-    if (negative && magnitude > (uint64_t)INT64_MAX + 1)
-        return false;
-    *out = negative ? (int64_t)(0 - magnitude) : (int64_t)magnitude;
-    return true;
-}
-
-bool lt_source_kv_f64(const lt_source *src, size_t i, uint64_t j, double *out)
-{
-    const struct gguf_kv *kv = kv_at(src, i, j);
-    if (!kv)
-        return false;
-    if (kv->elem_type == LT_GGUF_F32) {
-        uint32_t bits = (uint32_t)load_le(kv->data + j * 4, 4);
-        float f;
-        memcpy(&f, &bits, 4);
-        *out = f;
-        return true;
-    }
-    if (kv->elem_type == LT_GGUF_F64) {
-        uint64_t bits = load_le(kv->data + j * 8, 8);
-        memcpy(out, &bits, 8);
-        return true;
-    }
-    bool negative;
-    uint64_t magnitude;
-    if (!integer_at(kv, j, &negative, &magnitude))
-        return false;
-    *out = negative ? -(double)magnitude : (double)magnitude;
-    return true;
-}
-
-bool lt_source_kv_bool(const lt_source *src, size_t i, uint64_t j, bool *out)
-{
-    const struct gguf_kv *kv = kv_at(src, i, j);
-    if (!kv || kv->elem_type != LT_GGUF_BOOL)
-        return false;
-    *out = kv->data[j] != 0;
-    return true;
-}
-
-const char *lt_source_kv_str(const lt_source *src, size_t i, uint64_t j, size_t *len)
-{
-    const struct gguf_kv *kv = kv_at(src, i, j);
-    if (!kv || kv->elem_type != LT_GGUF_STRING)
-        return NULL;
-    if (len)
-        *len = (size_t)kv->strings[j].len;
-    return (const char *)kv->data + kv->strings[j].offset;
-}
-
 
 const lti_format lti_format_gguf = {
     .name = "gguf",
     .bid = gguf_bid,
     .open = gguf_open,
     .create = lti_gguf_sink_create,
+    .adapter_bid = gguf_bid,
+    .open_adapter = lti_gguf_lora_open,
 };

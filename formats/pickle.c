@@ -192,7 +192,7 @@ static lt_status vm_global(pickle_vm *vm, size_t op_at, const char *module, size
         s = lti_fail_nomem(vm->err, vm->path);
     else
         s = vm_fail(vm, LT_ERR_UNSUPPORTED, op_at, "pickle global %s.%s is not allowed",
-                    lti_st_show(m).text, lti_st_show(n).text);
+                    lti_show(m).text, lti_show(n).text);
     free(m);
     free(n);
     return s;
@@ -344,6 +344,161 @@ static lt_status vm_appends(pickle_vm *vm, size_t op_at, size_t from)
     return s;
 }
 
+/* The memo (BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET) and the
+ * globals (GLOBAL, STACK_GLOBAL), whose names are checked against the
+ * allowed list. */
+static lt_status memo_or_global(pickle_vm *vm, size_t at, unsigned char op)
+{
+    const unsigned char *arg = vm->data + vm->pos;
+    lt_status s = LT_OK;
+    size_t i = 0;
+    switch (op) {
+    case 'q': /* BINPUT */
+        if ((s = vm_need_bytes(vm, at, 1)) == LT_OK) {
+            vm->pos += 1;
+            s = vm_memo_put(vm, at, arg[0]);
+        }
+        break;
+    case 'r': /* LONG_BINPUT */
+        if ((s = vm_need_bytes(vm, at, 4)) == LT_OK) {
+            vm->pos += 4;
+            s = vm_memo_put(vm, at, le32(arg));
+        }
+        break;
+    case 0x94: /* MEMOIZE */
+        s = vm_memo_put(vm, at, vm->n_memo);
+        break;
+    case 'h': /* BINGET */
+        if ((s = vm_need_bytes(vm, at, 1)) == LT_OK) {
+            vm->pos += 1;
+            s = vm_memo_get(vm, at, arg[0]);
+        }
+        break;
+    case 'j': /* LONG_BINGET */
+        if ((s = vm_need_bytes(vm, at, 4)) == LT_OK) {
+            vm->pos += 4;
+            s = vm_memo_get(vm, at, le32(arg));
+        }
+        break;
+    case 'c': { /* GLOBAL "module\nname\n" */
+        const unsigned char *end = vm->data + vm->len;
+        size_t limit = (size_t)(end - arg) < 2 * MAX_GLOBAL_LINE ? (size_t)(end - arg) : 2 * MAX_GLOBAL_LINE;
+        const unsigned char *nl1 = memchr(arg, '\n', limit);
+        const unsigned char *nl2 = nl1 ? memchr(nl1 + 1, '\n', limit - (size_t)(nl1 + 1 - arg)) : NULL;
+        if (!nl2) {
+            s = vm_fail(vm, LT_ERR_INVALID, at, "GLOBAL operand is not two short lines");
+            break;
+        }
+        vm->pos = (size_t)(nl2 + 1 - vm->data);
+        s = vm_global(vm, at, (const char *)arg, (size_t)(nl1 - arg), (const char *)nl1 + 1,
+                      (size_t)(nl2 - nl1 - 1));
+        break;
+    }
+    case 0x93: { /* STACK_GLOBAL */
+        if ((s = vm_need(vm, at, 2)) != LT_OK)
+            break;
+        const obj *m = &vm->objs[vm->stack[vm->n_stack - 2]], *n = &vm->objs[vm->stack[vm->n_stack - 1]];
+        if (m->kind != V_STR || n->kind != V_STR) {
+            s = vm_fail(vm, LT_ERR_INVALID, at, "STACK_GLOBAL operands are not strings");
+            break;
+        }
+        const char *ms = m->u.str.s, *ns = n->u.str.s;
+        size_t ml = m->u.str.len, nl = n->u.str.len;
+        vm->n_stack -= 2;
+        s = vm_global(vm, at, ms, ml, ns, nl);
+        break;
+    }
+    default:
+        s = vm_fail(vm, LT_ERR_INVALID, at, "opcode 0x%02x misrouted", op);
+    }
+    (void)arg;
+    (void)i;
+    return s;
+}
+
+/* The opcodes that push a number or a string (the opcode at AT has been
+ * consumed; its argument follows). */
+static lt_status push_literal(pickle_vm *vm, size_t at, unsigned char op)
+{
+    const unsigned char *arg = vm->data + vm->pos;
+    lt_status s = LT_OK;
+    size_t i = 0;
+    switch (op) {
+    case 'J': case 'K': case 'M': { /* BININT, BININT1, BININT2 */
+        size_t n = op == 'J' ? 4 : op == 'K' ? 1 : 2;
+        if ((s = vm_need_bytes(vm, at, n)) != LT_OK)
+            break;
+        int64_t v = op == 'J' ? (int64_t)(int32_t)le32(arg) : op == 'K' ? arg[0] : (int64_t)le16(arg);
+        vm->pos += n;
+        if ((s = vm_push_new(vm, V_INT, &i)) == LT_OK)
+            vm->objs[i].u.i = v;
+        break;
+    }
+    case 0x8a: { /* LONG1 */
+        if ((s = vm_need_bytes(vm, at, 1)) != LT_OK || (s = vm_need_bytes(vm, at, 1u + arg[0])) != LT_OK)
+            break;
+        size_t n = arg[0];
+        if (n > 8) {
+            s = vm_fail(vm, LT_ERR_UNSUPPORTED, at, "integer of %zu bytes", n);
+            break;
+        }
+        uint64_t u = 0;
+        for (size_t k = n; k-- > 0;)
+            u = u << 8 | arg[1 + k];
+        if (n > 0 && n < 8 && (arg[n] & 0x80))
+            u |= ~(uint64_t)0 << (8 * n); /* sign-extend */
+        vm->pos += 1 + n;
+        if ((s = vm_push_new(vm, V_INT, &i)) == LT_OK)
+            vm->objs[i].u.i = (int64_t)u;
+        break;
+    }
+    case 'G': { /* BINFLOAT, big-endian */
+        if ((s = vm_need_bytes(vm, at, 8)) != LT_OK)
+            break;
+        uint64_t u = 0;
+        for (int k = 0; k < 8; k++)
+            u = u << 8 | arg[k];
+        double d;
+        memcpy(&d, &u, sizeof d);
+        vm->pos += 8;
+        if ((s = vm_push_new(vm, V_FLOAT, &i)) == LT_OK)
+            vm->objs[i].u.f = d;
+        break;
+    }
+    case 'X': case 'B': /* BINUNICODE, BINBYTES */
+        if ((s = vm_need_bytes(vm, at, 4)) == LT_OK) {
+            vm->pos += 4;
+            s = vm_string(vm, at, op == 'X' ? V_STR : V_BYTES, le32(arg));
+        }
+        break;
+    case 'T': /* BINSTRING: signed length */
+        if ((s = vm_need_bytes(vm, at, 4)) == LT_OK) {
+            if ((int32_t)le32(arg) < 0) {
+                s = vm_fail(vm, LT_ERR_INVALID, at, "negative string length");
+                break;
+            }
+            vm->pos += 4;
+            s = vm_string(vm, at, V_STR, le32(arg));
+        }
+        break;
+    case 0x8c: case 'U': case 'C': /* SHORT_BINUNICODE, SHORT_BINSTRING, SHORT_BINBYTES */
+        if ((s = vm_need_bytes(vm, at, 1)) == LT_OK) {
+            vm->pos += 1;
+            s = vm_string(vm, at, op == 'C' ? V_BYTES : V_STR, arg[0]);
+        }
+        break;
+    case 0x8d: /* BINUNICODE8 */
+        if ((s = vm_need_bytes(vm, at, 8)) == LT_OK) {
+            vm->pos += 8;
+            s = vm_string(vm, at, V_STR, le64(arg));
+        }
+        break;
+    default:
+        s = vm_fail(vm, LT_ERR_INVALID, at, "opcode 0x%02x is not a literal", op);
+    }
+    return s;
+}
+
 /* Run the pickle; *result is the object index of what STOP returns. */
 lt_status lti_pickle_run(pickle_vm *vm, size_t *result)
 {
@@ -411,130 +566,15 @@ lt_status lti_pickle_run(pickle_vm *vm, size_t *result)
             if ((s = vm_need(vm, at, (size_t)(op - 0x84))) == LT_OK)
                 s = vm_tuple_from(vm, vm->n_stack - (size_t)(op - 0x84));
             break;
-        case 'J': case 'K': case 'M': { /* BININT, BININT1, BININT2 */
-            size_t n = op == 'J' ? 4 : op == 'K' ? 1 : 2;
-            if ((s = vm_need_bytes(vm, at, n)) != LT_OK)
-                break;
-            int64_t v = op == 'J' ? (int64_t)(int32_t)le32(arg) : op == 'K' ? arg[0] : (int64_t)le16(arg);
-            vm->pos += n;
-            if ((s = vm_push_new(vm, V_INT, &i)) == LT_OK)
-                vm->objs[i].u.i = v;
+        case 'J': case 'K': case 'M': /* numbers */
+        case 0x8a: case 'G':
+        case 'X': case 'B': case 'T': case 0x8c: case 'U': case 'C': case 0x8d: /* strings */
+            s = push_literal(vm, at, op);
             break;
-        }
-        case 0x8a: { /* LONG1 */
-            if ((s = vm_need_bytes(vm, at, 1)) != LT_OK || (s = vm_need_bytes(vm, at, 1u + arg[0])) != LT_OK)
-                break;
-            size_t n = arg[0];
-            if (n > 8) {
-                s = vm_fail(vm, LT_ERR_UNSUPPORTED, at, "integer of %zu bytes", n);
-                break;
-            }
-            uint64_t u = 0;
-            for (size_t k = n; k-- > 0;)
-                u = u << 8 | arg[1 + k];
-            if (n > 0 && n < 8 && (arg[n] & 0x80))
-                u |= ~(uint64_t)0 << (8 * n); /* sign-extend */
-            vm->pos += 1 + n;
-            if ((s = vm_push_new(vm, V_INT, &i)) == LT_OK)
-                vm->objs[i].u.i = (int64_t)u;
+        case 'q': case 'r': case 0x94: case 'h': case 'j': /* the memo */
+        case 'c': case 0x93: /* globals */
+            s = memo_or_global(vm, at, op);
             break;
-        }
-        case 'G': { /* BINFLOAT, big-endian */
-            if ((s = vm_need_bytes(vm, at, 8)) != LT_OK)
-                break;
-            uint64_t u = 0;
-            for (int k = 0; k < 8; k++)
-                u = u << 8 | arg[k];
-            double d;
-            memcpy(&d, &u, sizeof d);
-            vm->pos += 8;
-            if ((s = vm_push_new(vm, V_FLOAT, &i)) == LT_OK)
-                vm->objs[i].u.f = d;
-            break;
-        }
-        case 'X': case 'B': /* BINUNICODE, BINBYTES */
-            if ((s = vm_need_bytes(vm, at, 4)) == LT_OK) {
-                vm->pos += 4;
-                s = vm_string(vm, at, op == 'X' ? V_STR : V_BYTES, le32(arg));
-            }
-            break;
-        case 'T': /* BINSTRING: signed length */
-            if ((s = vm_need_bytes(vm, at, 4)) == LT_OK) {
-                if ((int32_t)le32(arg) < 0) {
-                    s = vm_fail(vm, LT_ERR_INVALID, at, "negative string length");
-                    break;
-                }
-                vm->pos += 4;
-                s = vm_string(vm, at, V_STR, le32(arg));
-            }
-            break;
-        case 0x8c: case 'U': case 'C': /* SHORT_BINUNICODE, SHORT_BINSTRING, SHORT_BINBYTES */
-            if ((s = vm_need_bytes(vm, at, 1)) == LT_OK) {
-                vm->pos += 1;
-                s = vm_string(vm, at, op == 'C' ? V_BYTES : V_STR, arg[0]);
-            }
-            break;
-        case 0x8d: /* BINUNICODE8 */
-            if ((s = vm_need_bytes(vm, at, 8)) == LT_OK) {
-                vm->pos += 8;
-                s = vm_string(vm, at, V_STR, le64(arg));
-            }
-            break;
-        case 'q': /* BINPUT */
-            if ((s = vm_need_bytes(vm, at, 1)) == LT_OK) {
-                vm->pos += 1;
-                s = vm_memo_put(vm, at, arg[0]);
-            }
-            break;
-        case 'r': /* LONG_BINPUT */
-            if ((s = vm_need_bytes(vm, at, 4)) == LT_OK) {
-                vm->pos += 4;
-                s = vm_memo_put(vm, at, le32(arg));
-            }
-            break;
-        case 0x94: /* MEMOIZE */
-            s = vm_memo_put(vm, at, vm->n_memo);
-            break;
-        case 'h': /* BINGET */
-            if ((s = vm_need_bytes(vm, at, 1)) == LT_OK) {
-                vm->pos += 1;
-                s = vm_memo_get(vm, at, arg[0]);
-            }
-            break;
-        case 'j': /* LONG_BINGET */
-            if ((s = vm_need_bytes(vm, at, 4)) == LT_OK) {
-                vm->pos += 4;
-                s = vm_memo_get(vm, at, le32(arg));
-            }
-            break;
-        case 'c': { /* GLOBAL "module\nname\n" */
-            const unsigned char *end = vm->data + vm->len;
-            size_t limit = (size_t)(end - arg) < 2 * MAX_GLOBAL_LINE ? (size_t)(end - arg) : 2 * MAX_GLOBAL_LINE;
-            const unsigned char *nl1 = memchr(arg, '\n', limit);
-            const unsigned char *nl2 = nl1 ? memchr(nl1 + 1, '\n', limit - (size_t)(nl1 + 1 - arg)) : NULL;
-            if (!nl2) {
-                s = vm_fail(vm, LT_ERR_INVALID, at, "GLOBAL operand is not two short lines");
-                break;
-            }
-            vm->pos = (size_t)(nl2 + 1 - vm->data);
-            s = vm_global(vm, at, (const char *)arg, (size_t)(nl1 - arg), (const char *)nl1 + 1,
-                          (size_t)(nl2 - nl1 - 1));
-            break;
-        }
-        case 0x93: { /* STACK_GLOBAL */
-            if ((s = vm_need(vm, at, 2)) != LT_OK)
-                break;
-            const obj *m = &vm->objs[vm->stack[vm->n_stack - 2]], *n = &vm->objs[vm->stack[vm->n_stack - 1]];
-            if (m->kind != V_STR || n->kind != V_STR) {
-                s = vm_fail(vm, LT_ERR_INVALID, at, "STACK_GLOBAL operands are not strings");
-                break;
-            }
-            const char *ms = m->u.str.s, *ns = n->u.str.s;
-            size_t ml = m->u.str.len, nl = n->u.str.len;
-            vm->n_stack -= 2;
-            s = vm_global(vm, at, ms, ml, ns, nl);
-            break;
-        }
         case 'R': /* REDUCE */
         case 0x81: /* NEWOBJ: cls(*args); only OrderedDict takes this path */
             if ((s = vm_need(vm, at, 2)) != LT_OK)

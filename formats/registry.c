@@ -18,36 +18,66 @@ static const lti_format *const all_formats[] = {
     NULL,
 };
 
-lt_source *lt_source_open(const char *path, lt_error *err)
+/* What the formats bid on: is PATH a directory, and a file's first bytes
+ * (HEAD, 64 bytes). */
+static lt_status probe_path(const char *path, unsigned char *head, lti_probe *probe, lt_error *err)
 {
     struct stat st;
-    if (stat(path, &st) != 0) {
-        lti_fail_errno(err, path, "cannot open");
-        return NULL;
-    }
-    unsigned char head[64];
-    lti_probe probe = {.path = path, .is_dir = S_ISDIR(st.st_mode), .head = head, .head_len = 0};
-    if (!probe.is_dir) {
+    if (stat(path, &st) != 0)
+        return lti_fail_errno(err, path, "cannot open");
+    *probe = (lti_probe){.path = path, .is_dir = S_ISDIR(st.st_mode), .head = head, .head_len = 0};
+    if (!probe->is_dir) {
         int fd;
-        if (lti_open_regular(path, &fd, &st, err) != LT_OK)
-            return NULL;
-        ssize_t got = read(fd, head, sizeof head);
+        lt_status opened = lti_open_regular(path, &fd, &st, err);
+        if (opened != LT_OK)
+            return opened;
+        ssize_t got = read(fd, head, 64);
         close(fd);
-        if (got < 0) {
-            lti_fail_errno(err, path, "cannot read");
-            return NULL;
-        }
-        probe.head_len = (size_t)got;
+        if (got < 0)
+            return lti_fail_errno(err, path, "cannot read");
+        probe->head_len = (size_t)got;
     }
+    return LT_OK;
+}
+
+/* The format that bids highest for PROBE as a source or as an adapter
+ * (the first among equals), or NULL when none bids. */
+static const lti_format *highest_bidder(const lti_probe *probe, bool adapter)
+{
     const lti_format *best = NULL;
     int best_bid = 0;
     for (size_t i = 0; all_formats[i]; i++) {
-        int bid = all_formats[i]->bid(&probe);
+        const lti_format *f = all_formats[i];
+        int bid = adapter ? (f->adapter_bid ? f->adapter_bid(probe) : 0) : f->bid(probe);
         if (bid > best_bid) {
             best_bid = bid;
-            best = all_formats[i];
+            best = f;
         }
     }
+    return best;
+}
+
+lt_adapter *lt_adapter_open(const char *path, lt_error *err)
+{
+    unsigned char head[64];
+    lti_probe probe;
+    if (probe_path(path, head, &probe, err) != LT_OK)
+        return NULL;
+    const lti_format *best = highest_bidder(&probe, true);
+    if (!best) {
+        lti_fail(err, LT_ERR_UNSUPPORTED, "%s: not an adapter", path);
+        return NULL;
+    }
+    return best->open_adapter(path, err);
+}
+
+lt_source *lt_source_open(const char *path, lt_error *err)
+{
+    unsigned char head[64];
+    lti_probe probe;
+    if (probe_path(path, head, &probe, err) != LT_OK)
+        return NULL;
+    const lti_format *best = highest_bidder(&probe, false);
     if (!best) {
         lti_fail(err, LT_ERR_UNSUPPORTED, "%s: unrecognized format%s", path,
                 probe.is_dir ? " (directory holds no adapter_config.json, "

@@ -39,28 +39,6 @@
 /* Small helpers                                                        */
 /* ------------------------------------------------------------------ */
 
-lti_st_shown lti_st_show(const char *s)
-{
-    lti_st_shown shown;
-    size_t cap = sizeof shown.text - 4; /* room for "..." and the NUL */
-    size_t n = 0;
-    for (; s[n] && n < cap; n++) {
-        unsigned char c = (unsigned char)s[n];
-        shown.text[n] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (s[n]) {
-        /* do not leave half a UTF-8 sequence before the ellipsis */
-        while (n > 0 && ((unsigned char)shown.text[n - 1] & 0xC0) == 0x80)
-            n--;
-        if (n > 0 && ((unsigned char)shown.text[n - 1] & 0xC0) == 0xC0)
-            n--;
-        memcpy(shown.text + n, "...", 3);
-        n += 3;
-    }
-    shown.text[n] = '\0';
-    return shown;
-}
-
 static uint64_t read_le64(const unsigned char *p)
 {
     uint64_t v = 0;
@@ -254,7 +232,7 @@ static lt_status take_u64(struct header_check *hc, const cJSON *item, const char
 {
     if (!cJSON_IsNumber(item))
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s holds something that is not a number",
-                       hc->path, lti_st_show(tensor).text, what);
+                       hc->path, lti_show(tensor).text, what);
     if (hc->numbers.next >= hc->numbers.count)
         return lti_fail(err, LT_ERR_INVALID, "%s: header numbers out of step with the JSON tree",
                        hc->path);
@@ -263,13 +241,13 @@ static lt_status take_u64(struct header_check *hc, const cJSON *item, const char
     switch (tok->kind) {
     case NUMBER_NEGATIVE:
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a negative number (%.*s)",
-                       hc->path, lti_st_show(tensor).text, what, shown_len, tok->text);
+                       hc->path, lti_show(tensor).text, what, shown_len, tok->text);
     case NUMBER_FRACTION:
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a number that is not an integer (%.*s)",
-                       hc->path, lti_st_show(tensor).text, what, shown_len, tok->text);
+                       hc->path, lti_show(tensor).text, what, shown_len, tok->text);
     case NUMBER_TOO_LARGE:
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': %s has a number above 2^64-1 (%.*s)",
-                       hc->path, lti_st_show(tensor).text, what, shown_len, tok->text);
+                       hc->path, lti_show(tensor).text, what, shown_len, tok->text);
     case NUMBER_UINT:
         break;
     }
@@ -300,16 +278,16 @@ static lt_status check_dtype(struct header_check *hc, const cJSON *item, const c
 {
     if (!cJSON_IsString(item) || !item->valuestring) /* R9 */
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': dtype is not a string",
-                       hc->path, lti_st_show(tensor).text);
+                       hc->path, lti_show(tensor).text);
     e->dtype = lt_dtype_from_safetensors(item->valuestring);
     if (e->dtype != LT_DTYPE_INVALID)
         return LT_OK;
     if (is_known_unsupported_dtype(item->valuestring))
         return lti_fail(err, LT_ERR_UNSUPPORTED,
                        "%s: tensor '%s' has dtype %s, which loratool does not handle",
-                       hc->path, lti_st_show(tensor).text, item->valuestring);
+                       hc->path, lti_show(tensor).text, item->valuestring);
     return lti_fail(err, LT_ERR_INVALID, "%s: unknown dtype '%s' for tensor '%s'", hc->path,
-                   lti_st_show(item->valuestring).text, lti_st_show(tensor).text);
+                   lti_show(item->valuestring).text, lti_show(tensor).text);
 }
 
 static lt_status check_shape(struct header_check *hc, const cJSON *item, const char *tensor,
@@ -317,14 +295,14 @@ static lt_status check_shape(struct header_check *hc, const cJSON *item, const c
 {
     if (!cJSON_IsArray(item)) /* R10 */
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': shape is not an array",
-                       hc->path, lti_st_show(tensor).text);
+                       hc->path, lti_show(tensor).text);
     const cJSON *dim;
     e->n_dims = 0;
     cJSON_ArrayForEach(dim, item) {
         if (e->n_dims == LT_MAX_DIMS)
             return lti_fail(err, LT_ERR_UNSUPPORTED,
                            "%s: tensor '%s' has more than %d dimensions, the most loratool handles",
-                           hc->path, lti_st_show(tensor).text, LT_MAX_DIMS);
+                           hc->path, lti_show(tensor).text, LT_MAX_DIMS);
         lt_status s = take_u64(hc, dim, tensor, "shape", &e->shape[e->n_dims], err);
         if (s != LT_OK)
             return s;
@@ -338,7 +316,7 @@ static lt_status check_offsets(struct header_check *hc, const cJSON *item, const
 {
     if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2) /* R11 */
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': data_offsets is not a pair [begin, end]",
-                       hc->path, lti_st_show(tensor).text);
+                       hc->path, lti_show(tensor).text);
     lt_status s = take_u64(hc, item->child, tensor, "data_offsets", &e->begin, err);
     if (s == LT_OK)
         s = take_u64(hc, item->child->next, tensor, "data_offsets", &e->end, err);
@@ -347,7 +325,7 @@ static lt_status check_offsets(struct header_check *hc, const cJSON *item, const
     if (e->end < e->begin)
         return lti_fail(err, LT_ERR_INVALID,
                        "%s: tensor '%s': data_offsets end %" PRIu64 " is before begin %" PRIu64,
-                       hc->path, lti_st_show(tensor).text, e->end, e->begin);
+                       hc->path, lti_show(tensor).text, e->end, e->begin);
     return LT_OK;
 }
 
@@ -362,10 +340,10 @@ static lt_status check_tensor(struct header_check *hc, const cJSON *item, size_t
         return lti_fail_nomem(err, hc->path);
     if (put == 0) /* R12 */
         return lti_fail(err, LT_ERR_INVALID, "%s: duplicate tensor name '%s'", hc->path,
-                       lti_st_show(name).text);
+                       lti_show(name).text);
     if (!cJSON_IsObject(item)) /* R8 */
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': entry is not a JSON object",
-                       hc->path, lti_st_show(name).text);
+                       hc->path, lti_show(name).text);
     lti_st_entry e;
     memset(&e, 0, sizeof e);
     e.name = name;
@@ -387,11 +365,11 @@ static lt_status check_tensor(struct header_check *hc, const cJSON *item, size_t
             check = check_offsets;
         } else { /* R8 */
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': unexpected field '%s'",
-                           hc->path, lti_st_show(name).text, lti_st_show(field->string).text);
+                           hc->path, lti_show(name).text, lti_show(field->string).text);
         }
         if (*seen)
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': field '%s' appears twice",
-                           hc->path, lti_st_show(name).text, field->string);
+                           hc->path, lti_show(name).text, field->string);
         *seen = true;
         lt_status s = check(hc, field, name, &e, err);
         if (s != LT_OK)
@@ -399,20 +377,20 @@ static lt_status check_tensor(struct header_check *hc, const cJSON *item, size_t
     }
     if (!seen_dtype || !seen_shape || !seen_offsets)
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': missing field '%s'", hc->path,
-                       lti_st_show(name).text,
+                       lti_show(name).text,
                        !seen_dtype ? "dtype" : !seen_shape ? "shape" : "data_offsets");
     uint64_t n_elems, n_bytes;
     if (!lti_shape_elems(e.n_dims, e.shape, &n_elems)) /* R13 */
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': element count of its shape overflows 64 bits",
-                       hc->path, lti_st_show(name).text);
+                       hc->path, lti_show(name).text);
     if (!lt_dtype_nbytes(e.dtype, n_elems, &n_bytes))
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s': size in bytes overflows 64 bits",
-                       hc->path, lti_st_show(name).text);
+                       hc->path, lti_show(name).text);
     if (e.end - e.begin != n_bytes) { /* R14 */
         char shape[128];
         return lti_fail(err, LT_ERR_INVALID,
                        "%s: tensor '%s': %s %s needs %" PRIu64 " bytes but its data_offsets span %" PRIu64,
-                       hc->path, lti_st_show(name).text, lt_dtype_name(e.dtype),
+                       hc->path, lti_show(name).text, lt_dtype_name(e.dtype),
                        format_shape(shape, sizeof shape, e.n_dims, e.shape), n_bytes,
                        e.end - e.begin);
     }
@@ -434,13 +412,13 @@ static lt_status check_metadata(struct header_check *hc, const cJSON *item, lt_e
     cJSON_ArrayForEach(entry, item) {
         if (!cJSON_IsString(entry) || !entry->valuestring)
             return lti_fail(err, LT_ERR_INVALID, "%s: metadata value for '%s' is not a string",
-                           hc->path, lti_st_show(entry->string).text);
+                           hc->path, lti_show(entry->string).text);
         int put = lti_strmap_put(&hc->meta_keys, entry->string, 0);
         if (put < 0)
             return lti_fail_nomem(err, hc->path);
         if (put == 0)
             return lti_fail(err, LT_ERR_INVALID, "%s: duplicate metadata key '%s'", hc->path,
-                           lti_st_show(entry->string).text);
+                           lti_show(entry->string).text);
         size_t cap = hc->cap_meta;
         if (!lti_grow((void **)&out->meta_keys, &cap, out->n_meta + 1, sizeof(char *)) ||
             !lti_grow((void **)&out->meta_values, &hc->cap_meta, out->n_meta + 1, sizeof(char *)))
@@ -478,16 +456,16 @@ static lt_status check_tiling(const char *path, lti_st_parsed *p, uint64_t *data
         if (i == 0)
             return lti_fail(err, LT_ERR_INVALID,
                            "%s: first tensor '%s' starts at data byte %" PRIu64 ", not 0", path,
-                           lti_st_show(e->name).text, e->begin);
+                           lti_show(e->name).text, e->begin);
         const lti_st_entry *prev = &p->entries[i - 1];
         if (e->begin > covered)
             return lti_fail(err, LT_ERR_INVALID,
                            "%s: hole of %" PRIu64 " bytes between tensor '%s' (ends at %" PRIu64
                            ") and tensor '%s' (starts at %" PRIu64 ")", path, e->begin - covered,
-                           lti_st_show(prev->name).text, covered, lti_st_show(e->name).text, e->begin);
+                           lti_show(prev->name).text, covered, lti_show(e->name).text, e->begin);
         return lti_fail(err, LT_ERR_INVALID,
                        "%s: tensor '%s' (starts at %" PRIu64 ") overlaps tensor '%s' (ends at %" PRIu64 ")",
-                       path, lti_st_show(e->name).text, e->begin, lti_st_show(prev->name).text, covered);
+                       path, lti_show(e->name).text, e->begin, lti_show(prev->name).text, covered);
     }
     *data_len = covered;
     return LT_OK;
@@ -647,7 +625,7 @@ static lt_status st_read(lt_source *src, const lt_tensor_info *t, uint64_t off, 
     if (t->file_index >= r->n_files || !lti_add_u64(r->data_starts[t->file_index], t->offset, &at) ||
         !lti_add_u64(at, off, &at))
         return lti_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
-                       lti_st_show(t->name).text);
+                       lti_show(t->name).text);
     return lti_rfile_pread(&r->files[t->file_index], at, dst, len, err);
 }
 
@@ -730,12 +708,6 @@ done:
     return src;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static bool dir_has_file(const char *dir, const char *name)
 {
     char *path = lti_path_join(dir, name);
@@ -758,7 +730,7 @@ static int st_bid(const lti_probe *probe)
             return 90;
     }
     /* a broken file named like one gets our error, not "unrecognized" */
-    return ends_with(probe->path, ".safetensors") ? 10 : 0;
+    return lti_ends_with(probe->path, ".safetensors") ? 10 : 0;
 }
 
 static lt_sink *st_create(const char *path, const lt_sink_options *opts, lt_error *err)

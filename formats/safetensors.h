@@ -49,13 +49,6 @@ lt_status lti_st_parse_file(const char *path, lti_st_parsed *out, lt_error *err)
  * taken (file.fd set to -1 by the caller). */
 void lti_st_parsed_free(lti_st_parsed *p);
 
-/* A name as it may appear in a one-line error message: control characters
- * shown as '?', long names cut with "...".  Use as lti_st_show(name).text in
- * the argument list of lti_fail (the temporary lives until the call ends). */
-typedef struct lti_st_shown {
-    char text[160];
-} lti_st_shown;
-lti_st_shown lti_st_show(const char *s);
 
 /* True when the len bytes at text are valid UTF-8; else false and
  * *bad_at = offset of the first byte that is not. */

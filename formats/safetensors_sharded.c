@@ -129,17 +129,17 @@ static lt_status read_index(struct index *ix, lt_error *err)
     cJSON_ArrayForEach(item, weight_map) {
         if (!cJSON_IsString(item) || !item->valuestring)
             return lti_fail(err, LT_ERR_INVALID, "%s: weight_map value for tensor '%s' is not a string",
-                           path, lti_st_show(item->string).text);
+                           path, lti_show(item->string).text);
         if (!is_plain_file_name(item->valuestring)) /* S3 */
             return lti_fail(err, LT_ERR_INVALID, "%s: weight_map puts tensor '%s' in '%s', which is "
                            "not a plain file name beside the index", path,
-                           lti_st_show(item->string).text, lti_st_show(item->valuestring).text);
+                           lti_show(item->string).text, lti_show(item->valuestring).text);
         int put = lti_strmap_put(&ix->by_tensor, item->string, (long)ix->n_entries);
         if (put < 0)
             return lti_fail_nomem(err, path);
         if (put == 0) /* S4 */
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' appears twice in weight_map", path,
-                           lti_st_show(item->string).text);
+                           lti_show(item->string).text);
         ix->entries[ix->n_entries].tensor = item->string;
         ix->entries[ix->n_entries].shard = item->valuestring;
         ix->shards[ix->n_entries] = item->valuestring;
@@ -171,16 +171,16 @@ static lt_status add_shard_tensors(struct index *ix, lt_source *src, size_t k,
         long earlier = lt_source_find(src, e->name);
         if (earlier >= 0)
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is in both shard '%s' and shard '%s'",
-                           ix->path, lti_st_show(e->name).text,
+                           ix->path, lti_show(e->name).text,
                            ix->shards[src->tensors[earlier].file_index], ix->shards[k]);
         long listed = lti_strmap_get(&ix->by_tensor, e->name);
         if (listed < 0)
             return lti_fail(err, LT_ERR_INVALID, "%s: shard '%s' holds tensor '%s', which the index "
-                           "does not list", ix->path, ix->shards[k], lti_st_show(e->name).text);
+                           "does not list", ix->path, ix->shards[k], lti_show(e->name).text);
         const struct map_entry *m = &ix->entries[listed];
         if (m->shard_index != k)
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is in shard '%s' but the index "
-                           "puts it in '%s'", ix->path, lti_st_show(e->name).text, ix->shards[k],
+                           "puts it in '%s'", ix->path, lti_show(e->name).text, ix->shards[k],
                            m->shard);
         lt_status s = lti_source_add_tensor(src, shard_path, e->name, e->dtype, e->n_dims, e->shape,
                                            e->begin, (uint32_t)k, err);
@@ -233,7 +233,7 @@ static lt_status open_shards(struct index *ix, lt_source *src, lt_error *err)
         if (lt_source_find(src, ix->entries[i].tensor) < 0)
             return lti_fail(err, LT_ERR_INVALID, "%s: tensor '%s' is missing from shard '%s' "
                            "where the index puts it", ix->path,
-                           lti_st_show(ix->entries[i].tensor).text, ix->entries[i].shard);
+                           lti_show(ix->entries[i].tensor).text, ix->entries[i].shard);
     return LT_OK;
 }
 
@@ -282,16 +282,10 @@ fail:
     return NULL;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 static int sharded_bid(const lti_probe *probe)
 {
     if (!probe->is_dir)
-        return ends_with(probe->path, ".safetensors.index.json") ? 80 : 0;
+        return lti_ends_with(probe->path, ".safetensors.index.json") ? 80 : 0;
     char *index_path = lti_path_join(probe->path, LT_ST_INDEX_NAME);
     bool found = index_path && lti_is_file(index_path);
     free(index_path);

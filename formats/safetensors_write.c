@@ -155,11 +155,11 @@ static lt_status check_writable(const lt_sink *sink, lt_error *err)
         const lti_sink_tensor *t = &sink->tensors[i];
         if (lt_dtype_from_safetensors(lt_dtype_name(t->dtype)) != t->dtype)
             return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which "
-                           "safetensors cannot store", sink->path, lti_st_show(t->name).text,
+                           "safetensors cannot store", sink->path, lti_show(t->name).text,
                            lt_dtype_name(t->dtype));
         if (!lti_st_utf8_valid(t->name, strlen(t->name), &bad_at))
             return lti_fail(err, LT_ERR_USAGE, "%s: tensor name '%s' is not valid UTF-8",
-                           sink->path, lti_st_show(t->name).text);
+                           sink->path, lti_show(t->name).text);
         if (strcmp(t->name, "__metadata__") == 0)
             return lti_fail(err, LT_ERR_USAGE, "%s: a tensor cannot be called __metadata__",
                            sink->path);
@@ -168,7 +168,7 @@ static lt_status check_writable(const lt_sink *sink, lt_error *err)
         if (!lti_st_utf8_valid(sink->meta_keys[i], strlen(sink->meta_keys[i]), &bad_at) ||
             !lti_st_utf8_valid(sink->meta_values[i], strlen(sink->meta_values[i]), &bad_at))
             return lti_fail(err, LT_ERR_USAGE, "%s: metadata '%s' is not valid UTF-8", sink->path,
-                           lti_st_show(sink->meta_keys[i]).text);
+                           lti_show(sink->meta_keys[i]).text);
     return LT_OK;
 }
 

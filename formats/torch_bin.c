@@ -36,12 +36,6 @@
 
 #include "torch.h"
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* The source                                                           */
 /* ------------------------------------------------------------------ */
@@ -57,7 +51,7 @@ static lt_status torch_read(lt_source *src, const lt_tensor_info *t, uint64_t of
     uint64_t at;
     if (!lti_add_u64(t->offset, off, &at))
         return lti_fail(err, LT_ERR_USAGE, "%s: tensor '%s' has no valid location", src->path,
-                       lti_st_show(t->name).text);
+                       lti_show(t->name).text);
     return lti_rfile_pread(&impl->file, at, dst, len, err);
 }
 
@@ -94,7 +88,7 @@ static lt_status add_tensor(lt_source *src, zip_archive *z, const char *root, pi
                             const named_tensor *nt, lt_error *err)
 {
     const char *path = src->path;
-    lti_st_shown shown_buf = lti_st_show(nt->name);
+    lti_shown shown_buf = lti_show(nt->name);
     const char *shown = shown_buf.text;
     const tensor_val *t = vm->objs[nt->tensor].u.tensor;
     const obj *st = &vm->objs[t->storage];
@@ -125,21 +119,21 @@ static lt_status add_tensor(lt_source *src, zip_archive *z, const char *root, pi
     free(member_name);
     if (!m)
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor %s: storage member '%s/data/%s' is missing", path,
-                       shown, root, lti_st_show(key).text);
+                       shown, root, lti_show(key).text);
     if (m->method != 0)
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: tensor %s: storage member '%s' is compressed "
                        "(method %u); only stored members can be read", path, shown,
-                       lti_st_show(m->name).text, m->method);
+                       lti_show(m->name).text, m->method);
     if (m->flags & 1u)
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: storage member '%s' is encrypted", path,
-                       lti_st_show(m->name).text);
+                       lti_show(m->name).text);
     if (m->csize != m->usize)
         return lti_fail(err, LT_ERR_INVALID, "%s: stored member '%s' has different sizes", path,
-                       lti_st_show(m->name).text);
+                       lti_show(m->name).text);
     if (member_need > m->usize)
         return lti_fail(err, LT_ERR_INVALID, "%s: tensor %s: storage of %" PRIu64 " elements needs %" PRIu64
                        " bytes but member '%s' holds %" PRIu64, path, shown, st->u.storage.numel,
-                       member_need, lti_st_show(m->name).text, m->usize);
+                       member_need, lti_show(m->name).text, m->usize);
     lt_status s = lti_zip_resolve(z, m, err);
     if (s != LT_OK)
         return s;
@@ -175,7 +169,7 @@ static lt_status build_source(lt_source *src, zip_archive *z, const char *root, 
                         path);
         else if (v->kind != V_TENSOR)
             s = lti_fail(err, LT_ERR_UNSUPPORTED, "%s: data.pkl entry '%s' is a %s, not a tensor", path,
-                        lti_st_show(k->u.str.s).text, kind_name(v->kind));
+                        lti_show(k->u.str.s).text, kind_name(v->kind));
         list[i].name = k->u.str.s;
         list[i].tensor = d->u.seq.items[2 * i + 1];
     }
@@ -290,7 +284,7 @@ static int torch_bid(const lti_probe *probe)
 {
     if (probe->is_dir || probe->head_len < 4 || memcmp(probe->head, "PK\x03\x04", 4) != 0)
         return 0;
-    if (ends_with(probe->path, ".bin") || ends_with(probe->path, ".pt") || ends_with(probe->path, ".pth"))
+    if (lti_ends_with(probe->path, ".bin") || lti_ends_with(probe->path, ".pt") || lti_ends_with(probe->path, ".pth"))
         return 80;
     return 20;
 }

@@ -62,18 +62,18 @@ lt_status lti_zip_resolve(zip_archive *z, zip_member *m, lt_error *err)
     uint64_t end;
     if (!lti_add_u64(m->header_offset, sizeof lh, &end) || end > f->size)
         return lti_fail(err, LT_ERR_INVALID, "%s: member '%s': local header offset %" PRIu64
-                       " is outside the file", f->path, lti_st_show(m->name).text, m->header_offset);
+                       " is outside the file", f->path, lti_show(m->name).text, m->header_offset);
     lt_status s = lti_rfile_pread(f, m->header_offset, lh, sizeof lh, err);
     if (s != LT_OK)
         return s;
     if (memcmp(lh, "PK\x03\x04", 4) != 0)
         return lti_fail(err, LT_ERR_INVALID, "%s: member '%s': no local file header at offset %" PRIu64,
-                       f->path, lti_st_show(m->name).text, m->header_offset);
+                       f->path, lti_show(m->name).text, m->header_offset);
     uint64_t data, data_end;
     if (!lti_add_u64(end, (uint64_t)le16(lh + 26) + le16(lh + 28), &data) ||
         !lti_add_u64(data, m->csize, &data_end) || data_end > f->size)
         return lti_fail(err, LT_ERR_INVALID, "%s: member '%s': data (%" PRIu64 " bytes) runs past the "
-                       "end of the file", f->path, lti_st_show(m->name).text, m->csize);
+                       "end of the file", f->path, lti_show(m->name).text, m->csize);
     m->data_offset = data;
     m->resolved = true;
     return LT_OK;
@@ -140,7 +140,7 @@ static lt_status zip_parse_entry(zip_archive *z, const unsigned char *p, size_t 
     if (put < 0)
         return lti_fail_nomem(err, path);
     if (put == 0)
-        return lti_fail(err, LT_ERR_INVALID, "%s: member '%s' appears twice", path, lti_st_show(m.name).text);
+        return lti_fail(err, LT_ERR_INVALID, "%s: member '%s' appears twice", path, lti_show(m.name).text);
     *used = total;
     return LT_OK;
 }
@@ -221,16 +221,16 @@ lt_status lti_zip_read_small(zip_archive *z, zip_member *m, size_t max, unsigned
     if (s != LT_OK)
         return s;
     if (m->flags & 1u)
-        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: member '%s' is encrypted", path, lti_st_show(m->name).text);
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: member '%s' is encrypted", path, lti_show(m->name).text);
     if (m->method != 0 && m->method != 8)
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: member '%s' uses compression method %u", path,
-                       lti_st_show(m->name).text, m->method);
+                       lti_show(m->name).text, m->method);
     if (m->usize > max || (m->method == 0 && m->csize > max))
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: member '%s' is too large (%" PRIu64 " bytes, at most %zu)",
-                       path, lti_st_show(m->name).text, m->usize, max);
+                       path, lti_show(m->name).text, m->usize, max);
     if (m->method == 0 && m->csize != m->usize)
         return lti_fail(err, LT_ERR_INVALID, "%s: stored member '%s' has different sizes %" PRIu64 " and %" PRIu64,
-                       path, lti_st_show(m->name).text, m->csize, m->usize);
+                       path, lti_show(m->name).text, m->csize, m->usize);
     unsigned char *buf = malloc((size_t)m->usize + 1);
     if (!buf)
         return lti_fail_nomem(err, path);
@@ -270,7 +270,7 @@ lt_status lti_zip_read_small(zip_archive *z, zip_member *m, size_t max, unsigned
         inflateEnd(&zs);
         if (s == LT_OK && (zr != Z_STREAM_END || produced != m->usize))
             s = lti_fail(err, LT_ERR_INVALID, "%s: member '%s': deflate data is damaged or does not "
-                        "inflate to its declared %" PRIu64 " bytes", path, lti_st_show(m->name).text, m->usize);
+                        "inflate to its declared %" PRIu64 " bytes", path, lti_show(m->name).text, m->usize);
     }
     if (s != LT_OK) {
         free(buf);

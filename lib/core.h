@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <string.h>
 
 #include "loratool.h"
 
@@ -48,6 +49,13 @@ static inline bool lti_matrix_extent_ok(size_t rows, size_t cols, size_t ld, siz
            !__builtin_mul_overflow(n, es, &n);
 }
 
+/* True when s ends with suffix. */
+static inline bool lti_ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
 /* ---- small allocation helpers (lib/util.c); NULL on failure ---- */
 char *lti_strdup(const char *s);
 char *lti_strndup(const char *s, size_t n);
@@ -60,6 +68,14 @@ bool lti_is_file(const char *path);
 /* Grow *array (of elem_size items, capacity *cap) to hold at least need
  * items; false on overflow or allocation failure. */
 bool lti_grow(void **array, size_t *cap, size_t need, size_t elem_size);
+
+/* A name as it may appear in a one-line error message: control characters
+ * shown as '?', long names cut with "...".  Use as lti_show(name).text in
+ * the argument list of lti_fail (the temporary lives until the call ends). */
+typedef struct lti_shown {
+    char text[160];
+} lti_shown;
+lti_shown lti_show(const char *s);
 
 /* ---- threads (lib/parallel.c) ---- */
 

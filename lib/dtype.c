@@ -506,8 +506,9 @@ static lt_status f64_to_blocks(lt_dtype t, const double *src, unsigned char *out
 #define LT_CONVERT_CLONES
 #endif
 
+/* (static, so the clones' resolver stays internal to the library) */
 LT_CONVERT_CLONES
-lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n)
+static lt_status convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n)
 {
     const unsigned char *in = src;
     float chunk[256];
@@ -587,7 +588,7 @@ static inline uint32_t f32_bits_round_to_odd(double d)
 }
 
 LT_CONVERT_CLONES
-lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n)
+static lt_status convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n)
 {
     unsigned char *out = dst;
     float chunk[256];
@@ -641,4 +642,14 @@ lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, s
         done += m;
     }
     return LT_OK;
+}
+
+lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n)
+{
+    return convert_to_f64(src_type, src, dst, n);
+}
+
+lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n)
+{
+    return convert_from_f64(dst_type, src, dst, n);
 }

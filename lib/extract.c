@@ -133,12 +133,14 @@ lt_status lti_factors_from_dense(const lt_extract_options *opts, const float *di
     return s;
 }
 
-lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts,
-                     const char *out_dir, lt_surgery_report *report, lt_error *err)
+lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts, lt_adapter **out,
+                     lt_surgery_report *report, lt_error *err)
 {
+    *out = NULL;
     memset(report, 0, sizeof *report);
+    const char *label = lt_source_path(tuned);
     if (opts->rule.kind != LT_RANK_FIXED && opts->rule.kind != LT_RANK_ENERGY)
-        return lti_fail(err, LT_ERR_USAGE, "%s: extract needs --rank or --energy", out_dir);
+        return lti_fail(err, LT_ERR_USAGE, "%s: extract needs --rank or --energy", label);
     lti_regex *re = lti_regex_compile(opts->targets ? opts->targets : DEFAULT_TARGETS, err);
     if (!re)
         return err ? err->status : LT_ERR_USAGE;
@@ -146,7 +148,7 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
     extracted *mods = calloc(n_tensors + 1, sizeof *mods);
     report->modules = calloc(n_tensors + 1, sizeof *report->modules);
     size_t n = 0;
-    lt_status s = mods && report->modules ? LT_OK : lti_fail_nomem(err, out_dir);
+    lt_status s = mods && report->modules ? LT_OK : lti_fail_nomem(err, label);
     for (size_t i = 0; i < n_tensors && s == LT_OK; i++) {
         const lt_tensor_info *t = lt_source_tensor(tuned, i);
         size_t len = strlen(t->name);
@@ -177,7 +179,7 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
         om->cols = t->shape[1];
         report->n_modules = ++n;
         if (!om->name || !rep->name) {
-            s = lti_fail_nomem(err, out_dir);
+            s = lti_fail_nomem(err, label);
             break;
         }
         float *diff = NULL;
@@ -204,19 +206,20 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
     if (s == LT_OK && n == 0)
         s = lti_fail(err, LT_ERR_INVALID, "%s: no 2-D weight matches the targets", lt_source_path(tuned));
     if (s == LT_OK) {
-        lt_lora_save_module *save = calloc(n + 1, sizeof *save);
-        if (!save)
-            s = lti_fail_nomem(err, out_dir);
-        for (size_t i = 0; s == LT_OK && i < n; i++)
-            save[i] = mods[i].embedding
-                          ? (lt_lora_save_module){mods[i].name, mods[i].rank, (double)mods[i].rank, mods[i].cols,
-                                                  mods[i].rows, mods[i].a, mods[i].b, true}
-                          : (lt_lora_save_module){mods[i].name, mods[i].rank, (double)mods[i].rank, mods[i].rows,
-                                                  mods[i].cols, mods[i].a, mods[i].b, false};
-        lt_peft_save_spec spec = {.dtype = LT_F32, .modules = save, .n_modules = n};
+        lti_out_module *om = calloc(n + 1, sizeof *om);
+        if (!om)
+            s = lti_fail_nomem(err, label);
+        for (size_t i = 0; s == LT_OK && i < n; i++) {
+            /* an embedding's A is [r, vocab], B [dim, r] */
+            bool emb = mods[i].embedding;
+            om[i] = (lti_out_module){mods[i].name, emb, emb ? mods[i].cols : mods[i].rows,
+                                     emb ? mods[i].rows : mods[i].cols, mods[i].rank, mods[i].a, mods[i].b};
+            mods[i].name = NULL;
+            mods[i].a = mods[i].b = NULL;
+        }
         if (s == LT_OK)
-            s = lt_peft_save(out_dir, &spec, err);
-        free(save);
+            s = lti_surgery_model(label, om, n, NULL, 0, out, err);
+        lti_out_modules_free(om, om ? n : 0);
     }
     for (size_t i = 0; i < n; i++) {
         free(mods[i].name);

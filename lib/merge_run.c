@@ -325,7 +325,7 @@ static lt_status declare_outputs(lt_merge_plan *plan, lt_sink *sink, lt_error *e
         if (lt_sink_add_tensor(sink, t->name, t->out_dtype, t->n_dims, t->shape, err) < 0)
             return err ? err->status : LT_ERR_USAGE;
     }
-    if (strcmp(sink->format, "gguf") == 0) { /* a GGUF base's typed keys */
+    if (sink->ops->typed_kvs) { /* the base's typed keys, where the output holds them */
         lt_status kv = lt_sink_copy_kvs(sink, plan->base, err);
         if (kv != LT_OK)
             return kv;

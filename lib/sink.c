@@ -34,6 +34,11 @@ static void sink_free(lt_sink *sink)
     }
     free(sink->meta_keys);
     free(sink->meta_values);
+    for (size_t i = 0; i < sink->n_kvs; i++) {
+        free(sink->kvs[i].key);
+        free(sink->kvs[i].value);
+    }
+    free(sink->kvs);
     free(sink->path);
     free(sink);
 }

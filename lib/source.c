@@ -39,6 +39,7 @@ void lt_source_close(lt_source *src)
     for (size_t i = 0; i < src->n_files; i++)
         free(src->files[i]);
     free(src->files);
+    lti_kv_table_free(&src->kvs);
     free(src->path);
     free(src);
 }

@@ -6,7 +6,7 @@
 #ifndef LT_SOURCE_SINK_H
 #define LT_SOURCE_SINK_H
 
-#include "core.h"
+#include "kv.h"
 
 /* ---- sources: how formats build them (lib/source.c) ---- */
 
@@ -33,6 +33,7 @@ struct lt_source {
     size_t n_meta, cap_meta;
     char **files;
     size_t n_files, cap_files;
+    lti_kv_table kvs;                 /* typed metadata (lib/kv.h)          */
 };
 
 lt_source *lti_source_new(const char *format, const char *path,
@@ -83,6 +84,12 @@ struct lti_sink_ops {
                        const void *data, size_t len, lt_error *err);
     lt_status (*commit)(lt_sink *sink, lt_error *err);
     void (*abort)(lt_sink *sink);   /* remove temp files, free impl          */
+    bool typed_kvs;                 /* the file holds typed key-value pairs  */
+    /* Optional: vet a typed pair before it is stored (a key the format
+     * gives a meaning, such as GGUF's general.alignment).  VALUE as
+     * lt_sink_set_kv / _array take it; ARRAY tells which. */
+    lt_status (*check_kv)(lt_sink *sink, const char *key, int type, const void *value, bool array,
+                          lt_error *err);
 };
 
 struct lt_sink {
@@ -96,6 +103,8 @@ struct lt_sink {
     lti_strmap by_name;
     char **meta_keys, **meta_values;
     size_t n_meta, cap_meta;
+    lti_kv_out *kvs;                  /* typed pairs, in the order first set */
+    size_t n_kvs, cap_kvs;
     bool begun;
 };
 

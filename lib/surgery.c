@@ -25,13 +25,6 @@ void lt_surgery_report_free(lt_surgery_report *report)
 }
 
 /* One module of the output, in PEFT layout, before saving. */
-typedef struct out_module {
-    char *name;
-    bool embedding;
-    uint64_t b_rows, a_cols;     /* delta is b_rows x a_cols            */
-    uint32_t rank;
-    float *a, *b;
-} out_module;
 
 lt_status lti_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, double b_factor, double **b_out,
                                 double **a_out, lt_error *err)
@@ -130,7 +123,7 @@ static size_t choose_rank(const lt_rank_rule *rule, const double *s, size_t n)
 
 /* Truncate b (m x R) a (R x n) by RULE into om, filling the report entry. */
 static lt_status truncate_product(const double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
-                                  const lt_rank_rule *rule, out_module *om, lt_surgery_module *rep,
+                                  const lt_rank_rule *rule, lti_out_module *om, lt_surgery_module *rep,
                                   lt_error *err)
 {
     double *u = malloc((size_t)(m * r) * sizeof *u + 1), *v = malloc((size_t)(n * r) * sizeof *v + 1);
@@ -172,7 +165,7 @@ static lt_status truncate_product(const double *b, const double *a, uint64_t m, 
 
 /* Exact: keep the concatenated factors (scale already in b). */
 static lt_status keep_product(const double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
-                              out_module *om, lt_surgery_module *rep, lt_error *err)
+                              lti_out_module *om, lt_surgery_module *rep, lt_error *err)
 {
     om->rank = (uint32_t)r;
     om->b = malloc((size_t)(m * r) * sizeof(float) + 1);
@@ -200,113 +193,6 @@ static lt_status keep_product(const double *b, const double *a, uint64_t m, uint
     return s;
 }
 
-static void free_out(out_module *mods, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(mods[i].name);
-        free(mods[i].a);
-        free(mods[i].b);
-    }
-    free(mods);
-}
-
-/* GGUF LoRA output, for GGUF inputs: "<target>.lora_a" / ".lora_b" with
- * alpha 0, which llama.cpp reads as scale 1 (the scale is in the factors). */
-static lt_status save_gguf(const char *out_path, out_module *mods, size_t n, const lt_adapter *const *ads,
-                           size_t n_ads, lt_error *err)
-{
-    lt_source *first = lt_adapter_source(ads[0]);
-    long k = lt_source_kv_find(first, "general.architecture");
-    const char *arch = k >= 0 ? lt_source_kv_str(first, (size_t)k, 0, NULL) : NULL;
-    for (size_t i = 0; i < n_ads; i++)
-        if (strcmp(lt_source_format(lt_adapter_source(ads[i])), "gguf") != 0 || !arch)
-            return lti_fail(err, LT_ERR_USAGE,
-                           "%s: GGUF output needs GGUF LoRA inputs (convert PEFT adapters with 'loratool convert')",
-                           out_path);
-    lt_sink *sink = lt_sink_create("gguf", out_path, NULL, err);
-    if (!sink)
-        return err ? err->status : LT_ERR_IO;
-    float alpha = 0;
-    lt_status s = lt_sink_set_kv(sink, "general.architecture", LT_GGUF_STRING, arch, err);
-    if (s == LT_OK)
-        s = lt_sink_set_kv(sink, "general.type", LT_GGUF_STRING, "adapter", err);
-    if (s == LT_OK)
-        s = lt_sink_set_kv(sink, "adapter.type", LT_GGUF_STRING, "lora", err);
-    if (s == LT_OK)
-        s = lt_sink_set_kv(sink, "adapter.lora.alpha", LT_GGUF_F32, &alpha, err);
-    for (size_t i = 0; i < n && s == LT_OK; i++) {
-        char *a_name = lti_asprintf("%s.weight.lora_a", mods[i].name);
-        char *b_name = lti_asprintf("%s.weight.lora_b", mods[i].name);
-        /* llama.cpp's token embedding keeps lora_a transposed: [vocab, r] */
-        uint64_t a_shape[2] = {mods[i].rank, mods[i].a_cols}, b_shape[2] = {mods[i].b_rows, mods[i].rank};
-        if (mods[i].embedding) {
-            a_shape[0] = mods[i].a_cols;
-            a_shape[1] = mods[i].rank;
-        }
-        if (!a_name || !b_name)
-            s = lti_fail_nomem(err, out_path);
-        else if (lt_sink_add_tensor(sink, a_name, LT_F32, 2, a_shape, err) < 0 ||
-                 lt_sink_add_tensor(sink, b_name, LT_F32, 2, b_shape, err) < 0)
-            s = err ? err->status : LT_ERR_INVALID;
-        free(a_name);
-        free(b_name);
-    }
-    if (s == LT_OK)
-        s = lt_sink_begin(sink, err);
-    for (size_t i = 0; i < n && s == LT_OK; i++) {
-        float *a = mods[i].a;
-        if (mods[i].embedding) {
-            a = malloc((size_t)(mods[i].rank * mods[i].a_cols) * sizeof *a + 1);
-            if (!a) {
-                s = lti_fail_nomem(err, out_path);
-                break;
-            }
-            for (uint64_t k = 0; k < mods[i].rank; k++)
-                for (uint64_t j = 0; j < mods[i].a_cols; j++)
-                    a[j * mods[i].rank + k] = mods[i].a[k * mods[i].a_cols + j];
-        }
-        s = lt_sink_write(sink, (long)(2 * i), 0, a, (size_t)(mods[i].rank * mods[i].a_cols) * 4, err);
-        if (a != mods[i].a)
-            free(a);
-        if (s == LT_OK)
-            s = lt_sink_write(sink, (long)(2 * i + 1), 0, mods[i].b, (size_t)(mods[i].b_rows * mods[i].rank) * 4, err);
-    }
-    if (s != LT_OK) {
-        lt_sink_abort(sink);
-        return s;
-    }
-    return lt_sink_commit(sink, err);
-}
-
-static lt_status save(const char *out_dir, out_module *mods, size_t n, const lt_adapter *const *ads,
-                      size_t n_ads, lt_error *err)
-{
-    size_t len = strlen(out_dir);
-    if (len > 5 && strcmp(out_dir + len - 5, ".gguf") == 0)
-        return save_gguf(out_dir, mods, n, ads, n_ads, err);
-    lt_lora_save_module *save_mods = calloc(n + 1, sizeof *save_mods);
-    if (!save_mods)
-        return lti_fail_nomem(err, out_dir);
-    for (size_t i = 0; i < n; i++) {
-        const out_module *om = &mods[i];
-        /* alpha = rank: scale 1, the scale lives in the factors */
-        save_mods[i] = (lt_lora_save_module){om->name, om->rank, (double)om->rank, om->b_rows, om->a_cols,
-                                             om->a, om->b, om->embedding};
-        if (om->embedding) { /* saved as lora_embedding_A [r, vocab], B [dim, r] */
-            save_mods[i].in_features = om->a_cols;
-            save_mods[i].out_features = om->b_rows;
-        }
-    }
-    const lt_peft_config *first = lt_adapter_config(ads[0]);
-    lt_peft_save_spec spec = {.base_model = first->base_model, .task_type = first->task_type,
-                              .dtype = LT_F32, .fan_in_fan_out = first->fan_in_fan_out,
-                              .modules = save_mods, .n_modules = n,
-                              .copy_replacements_from = ads, .n_copy_replacements_from = n_ads};
-    lt_status s = lt_peft_save(out_dir, &spec, err);
-    free(save_mods);
-    return s;
-}
-
 static lt_status report_init(lt_surgery_report *report, size_t n, lt_error *err)
 {
     memset(report, 0, sizeof *report);
@@ -314,10 +200,10 @@ static lt_status report_init(lt_surgery_report *report, size_t n, lt_error *err)
     return report->modules ? LT_OK : lti_fail_nomem(err, "surgery");
 }
 
-lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, const char *out_dir,
-                    lt_surgery_report *report, lt_error *err)
+lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, lt_adapter **out, lt_surgery_report *report,
+                    lt_error *err)
 {
-    return lt_combine(&ad, (const double[]){1.0}, 1, rule, out_dir, report, err);
+    return lt_combine(&ad, (const double[]){1.0}, 1, rule, out, report, err);
 }
 
 /* Index of the first adapter module called name in ad, or -1. */
@@ -395,7 +281,7 @@ typedef struct combine_job {
     size_t n_ads;
     const lt_rank_rule *rule;
     const lt_lora_module **unique;
-    out_module *mods;
+    lti_out_module *mods;
     lt_surgery_report *report;
     size_t n_modules;
     size_t next;              /* guarded by lock */
@@ -407,7 +293,7 @@ typedef struct combine_job {
 static lt_status combine_module(combine_job *job, size_t j, lt_error *err)
 {
     const lt_lora_module *first = job->unique[j];
-    out_module *om = &job->mods[j];
+    lti_out_module *om = &job->mods[j];
     lt_surgery_module *rep = &job->report->modules[j];
     om->name = lti_strdup(first->name);
     rep->name = lti_strdup(first->name);
@@ -479,17 +365,18 @@ static lt_status run_jobs(combine_job *job, lt_error *err)
 }
 
 lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n_ads,
-                     const lt_rank_rule *rule, const char *out_dir, lt_surgery_report *report,
-                     lt_error *err)
+                     const lt_rank_rule *rule, lt_adapter **out, lt_surgery_report *report, lt_error *err)
 {
+    *out = NULL;
+    const char *label = lti_adapter_path(ads[0]);
     /* the union of module names, in first-seen order */
     size_t cap = 0;
     for (size_t i = 0; i < n_ads; i++)
         cap += lt_adapter_module_count(ads[i]);
     const lt_lora_module **unique = calloc(cap + 1, sizeof *unique);
-    out_module *mods = calloc(cap + 1, sizeof *mods);
+    lti_out_module *mods = calloc(cap + 1, sizeof *mods);
     size_t n_unique = 0;
-    lt_status s = unique && mods ? report_init(report, cap, err) : lti_fail_nomem(err, out_dir);
+    lt_status s = unique && mods ? report_init(report, cap, err) : lti_fail_nomem(err, label);
     for (size_t i = 0; i < n_ads && s == LT_OK; i++)
         for (size_t k = 0; k < lt_adapter_module_count(ads[i]); k++) {
             const lt_lora_module *m = lt_adapter_module(ads[i], k);
@@ -517,8 +404,8 @@ lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t
             report->params_after += (uint64_t)mods[j].rank * (mods[j].b_rows + mods[j].a_cols);
     }
     if (s == LT_OK)
-        s = save(out_dir, mods, n_unique, ads, n_ads, err);
-    free_out(mods, n_unique);
+        s = lti_surgery_model(label, mods, n_unique, ads, n_ads, out, err);
+    lti_out_modules_free(mods, n_unique);
     free(unique);
     if (s != LT_OK)
         lt_surgery_report_free(report);
@@ -631,10 +518,12 @@ static void merge_dare(float *const *tau, size_t n, uint64_t count, double densi
 
 lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, size_t n_ads,
                            lt_combine_method method, double density, uint64_t seed, uint32_t rank,
-                           const char *out_dir, lt_surgery_report *report, lt_error *err)
+                           lt_adapter **out, lt_surgery_report *report, lt_error *err)
 {
+    *out = NULL;
+    const char *label = lti_adapter_path(ads[0]);
     if (!(density > 0 && density <= 1))
-        return lti_fail(err, LT_ERR_USAGE, "%s: density must be in (0, 1]", out_dir);
+        return lti_fail(err, LT_ERR_USAGE, "%s: density must be in (0, 1]", label);
     size_t cap = 0;
     uint32_t max_rank = 1;
     for (size_t i = 0; i < n_ads; i++) {
@@ -645,9 +534,9 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
     }
     if (rank == 0)
         rank = max_rank;
-    out_module *mods = calloc(cap + 1, sizeof *mods);
+    lti_out_module *mods = calloc(cap + 1, sizeof *mods);
     float **tau = calloc(n_ads + 1, sizeof *tau);
-    lt_status s = mods && tau ? report_init(report, cap, err) : lti_fail_nomem(err, out_dir);
+    lt_status s = mods && tau ? report_init(report, cap, err) : lti_fail_nomem(err, label);
     size_t n_out = 0;
     for (size_t i = 0; i < n_ads && s == LT_OK; i++) {
         for (size_t k = 0; k < lt_adapter_module_count(ads[i]) && s == LT_OK; k++) {
@@ -658,13 +547,13 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
                 seen = strcmp(mods[j].name, first->name) == 0;
             if (seen)
                 continue;
-            out_module *om = &mods[n_out];
+            lti_out_module *om = &mods[n_out];
             lt_surgery_module *rep = &report->modules[n_out];
             om->name = lti_strdup(first->name);
             rep->name = lti_strdup(first->name);
             report->n_modules = ++n_out;
             if (!om->name || !rep->name) {
-                s = lti_fail_nomem(err, out_dir);
+                s = lti_fail_nomem(err, label);
                 break;
             }
             om->embedding = first->kind == LT_MODULE_EMBEDDING;
@@ -713,8 +602,8 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
         }
     }
     if (s == LT_OK)
-        s = save(out_dir, mods, n_out, ads, n_ads, err);
-    free_out(mods, n_out);
+        s = lti_surgery_model(label, mods, n_out, ads, n_ads, out, err);
+    lti_out_modules_free(mods, n_out);
     free(tau);
     if (s != LT_OK)
         lt_surgery_report_free(report);

@@ -78,3 +78,24 @@ bool lti_grow(void **array, size_t *cap, size_t need, size_t elem_size)
     return true;
 }
 
+lti_shown lti_show(const char *s)
+{
+    lti_shown shown;
+    size_t cap = sizeof shown.text - 4; /* room for "..." and the NUL */
+    size_t n = 0;
+    for (; s[n] && n < cap; n++) {
+        unsigned char c = (unsigned char)s[n];
+        shown.text[n] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    if (s[n]) {
+        /* do not leave half a UTF-8 sequence before the ellipsis */
+        while (n > 0 && ((unsigned char)shown.text[n - 1] & 0xC0) == 0x80)
+            n--;
+        if (n > 0 && ((unsigned char)shown.text[n - 1] & 0xC0) == 0xC0)
+            n--;
+        memcpy(shown.text + n, "...", 3);
+        n += 3;
+    }
+    shown.text[n] = '\0';
+    return shown;
+}

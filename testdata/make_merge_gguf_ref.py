@@ -559,7 +559,7 @@ def case_gguf_lora(root, rng):
 def case_peft(root, rng):
     """The same kind of base + a GGUF LoRA and the equivalent PEFT adapter
     (HF row order): the same merged tensors (permutation by loratool);
-    then an rsLoRA PEFT adapter (scale alpha / sqrt(r) folded into lora_b)."""
+    then an rsLoRA PEFT adapter (scale alpha / sqrt(r), exact: rounded once)."""
     case = Case(root, "peft_adapter_permuted")
     tensors, values = make_base(case, rng)
     targets = ["blk.0.attn_q", "blk.0.attn_k", "blk.1.attn_q", "blk.1.attn_k", "blk.1.attn_v",
@@ -575,11 +575,11 @@ def case_peft(root, rng):
                   base="base.gguf", expect=expect_merged(case, 0, ref, types))
     case.run(["merge", "{CASE}/base.gguf", "{CASE}/peft", "-o", "{O1}/m.gguf"], output="{O1}/m.gguf",
              base="base.gguf", expect=expect_merged(case, 1, ref, types), same_as=k0)
-    # rsLoRA: loratool folds sqrt(r) into lora_b (rounded to f32) before the
-    # merge: the reference is W + alpha/r * f32(B * sqrt(r)) @ A
-    fold = {n: (a, (b.astype(np.float64) * np.sqrt(r)).astype(np.float32)) for n, (a, b) in factors.items()}
+    # rsLoRA: the exact scale alpha / sqrt(r) is applied in float64 (no
+    # scale folded into an f32 lora_b first): W + alpha/sqrt(r) * B @ A,
+    # rounded once, like every other merge
     case.run(["merge", "{CASE}/base.gguf", "{CASE}/peft_rs", "-o", "{O2}/m.gguf"], output="{O2}/m.gguf",
-             base="base.gguf", expect=expect_merged(case, 2, merged(values, fold, alpha / r), types))
+             base="base.gguf", expect=expect_merged(case, 2, merged(values, factors, alpha / np.sqrt(r)), types))
     case.save()
     return case
 

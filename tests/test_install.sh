@@ -13,7 +13,7 @@ if [ "$build" != build ]; then
 fi
 if make --no-print-directory -s install BUILD="$build" PREFIX=/usr DESTDIR="$tmp" >"$tmp/log" 2>&1 &&
    [ -x "$tmp/usr/bin/loratool" ] && [ -f "$tmp/usr/include/loratool.h" ] &&
-   [ -f "$tmp/usr/lib/libloratool.a" ] && [ -f "$tmp/usr/lib/libloratool.so.0" ]; then
+   [ -f "$tmp/usr/lib/libloratool.a" ] && [ -f "$tmp/usr/lib/libloratool.so.1" ]; then
     echo "PASS install:files"
 else
     echo "FAIL install:files: $(tail -3 "$tmp/log")"

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "loratool.h"
+#include "adapter.h"
 
 static char tmp_root[] = "/tmp/lt_test_peft_XXXXXX";
 
@@ -37,15 +37,38 @@ static void test_save_round_trip(void)
         a2[i] = (float)i / 7.0f;
     for (int i = 0; i < 16; i++)
         b2[i] = (float)(i - 8);
-    lt_lora_save_module mods[3] = {
-        {"model.layers.0.self_attn.q_proj", 2, 16, 4, 3, a1, b1, false},
-        {"model.layers.1.self_attn.q_proj", 2, 16, 4, 3, a1, b1, false},
-        {"model.layers.1.mlp.down_proj", 4, 4, 4, 3, a2, b2, false},
+    /* a model built as an operation builds one (lib/adapter.h) */
+    struct { const char *name; uint32_t rank; double alpha; const float *a, *b; } mods[3] = {
+        {"model.layers.0.self_attn.q_proj", 2, 16, a1, b1},
+        {"model.layers.1.self_attn.q_proj", 2, 16, a1, b1},
+        {"model.layers.1.mlp.down_proj", 4, 4, a2, b2},
     };
-    lt_peft_save_spec spec = {.base_model = "tiny", .task_type = "CAUSAL_LM", .dtype = LT_F32,
-                              .modules = mods, .n_modules = 3};
     lt_error err;
-    CHECK(lt_peft_save(dir, &spec, &err) == LT_OK);
+    lt_adapter *model = lti_adapter_new("test", NULL, &err);
+    lt_source *mem = lti_memsource_new("test", &err);
+    lti_adapter_set_source(model, mem);
+    lt_peft_config *mc = lti_adapter_config_mut(model);
+    mc->base_model = "tiny";
+    mc->task_type = "CAUSAL_LM";
+    for (int i = 0; i < 3; i++) {
+        lt_lora_module *m = NULL;
+        CHECK(lti_adapter_module(model, mods[i].name, strlen(mods[i].name), &m, &err) == LT_OK);
+        char name[128];
+        uint64_t r = mods[i].rank;
+        float *a = malloc(r * 3 * sizeof *a), *b = malloc(4 * r * sizeof *b);
+        memcpy(a, mods[i].a, r * 3 * sizeof *a);
+        memcpy(b, mods[i].b, 4 * r * sizeof *b);
+        snprintf(name, sizeof name, "%s.A", mods[i].name);
+        m->tensor_a = lti_memsource_add(mem, name, LT_F32, 2, (uint64_t[]){r, 3}, a, &err);
+        snprintf(name, sizeof name, "%s.B", mods[i].name);
+        m->tensor_b = lti_memsource_add(mem, name, LT_F32, 2, (uint64_t[]){4, r}, b, &err);
+        m->rank = (uint32_t)r;
+        m->alpha = mods[i].alpha;
+        m->out_features = 4;
+        m->in_features = 3;
+    }
+    CHECK(lt_adapter_save_peft(model, dir, LT_F32, &err) == LT_OK);
+    lt_adapter_close(model);
     lt_adapter *ad = lt_adapter_open(dir, &err);
     CHECK_MSG(ad != NULL, "%s", err.message);
     if (!ad)
@@ -68,8 +91,8 @@ static void test_save_round_trip(void)
     lt_adapter_close(ad);
 }
 
-/* Make an adapter directory from a config text and a list of tensors saved
- * with lt_peft_save's writer underneath (via the safetensors sink). */
+/* Make an adapter directory from a config text and a list of tensors
+ * (written through the safetensors sink). */
 static void make_adapter(const char *dir, const char *config, const char *const *names,
                          const uint64_t (*shapes)[2], size_t n)
 {

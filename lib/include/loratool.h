@@ -39,6 +39,14 @@ extern "C" {
 
 #define LT_VERSION_STRING "0.1.0"
 
+/* What the shared library exports: exactly the calls declared here (it is
+ * built with hidden visibility; everything else is internal). */
+#if defined(__GNUC__)
+#define LT_API __attribute__((visibility("default")))
+#else
+#define LT_API
+#endif
+
 /* ------------------------------------------------------------------ */
 /* 1. Errors                                                            */
 /* ------------------------------------------------------------------ */
@@ -66,10 +74,10 @@ typedef struct lt_error {
 
 /* Exit code the CLI uses for a status: 0 ok, 2 usage, 3 invalid or
  * unsupported input, 4 I/O error or out of memory. */
-int lt_status_exit_code(lt_status status);
+LT_API int lt_status_exit_code(lt_status status);
 
 /* Short English name of a status ("invalid input", ...); static string. */
-const char *lt_status_name(lt_status status);
+LT_API const char *lt_status_name(lt_status status);
 
 /* ------------------------------------------------------------------ */
 /* 2. Element types                                                     */
@@ -91,35 +99,35 @@ typedef enum lt_dtype {
 
 /* Canonical name: the safetensors spelling ("F32", "BF16") where one
  * exists, else ggml's ("Q4_K").  Static string; "INVALID" if out of range. */
-const char *lt_dtype_name(lt_dtype t);
+LT_API const char *lt_dtype_name(lt_dtype t);
 
 /* Lookup by safetensors dtype string (exact, case-sensitive).
  * Returns LT_DTYPE_INVALID when the name is not a safetensors dtype. */
-lt_dtype lt_dtype_from_safetensors(const char *name);
+LT_API lt_dtype lt_dtype_from_safetensors(const char *name);
 
 /* Lookup by ggml type id (as stored in GGUF).  LT_DTYPE_INVALID for ids
  * that are unknown or removed.  lt_dtype_ggml_id returns -1 for types ggml
  * lacks (BOOL, U8, ...). */
-lt_dtype lt_dtype_from_ggml(uint32_t ggml_id);
-int lt_dtype_ggml_id(lt_dtype t);
+LT_API lt_dtype lt_dtype_from_ggml(uint32_t ggml_id);
+LT_API int lt_dtype_ggml_id(lt_dtype t);
 
 /* Elements per block (1 for plain types) and bytes per block. */
-uint32_t lt_dtype_block_elems(lt_dtype t);
-uint32_t lt_dtype_block_bytes(lt_dtype t);
+LT_API uint32_t lt_dtype_block_elems(lt_dtype t);
+LT_API uint32_t lt_dtype_block_bytes(lt_dtype t);
 
 /* True for F16, BF16, F32, F64, F8_E4M3, F8_E5M2: the types
  * lt_convert_to_f32 / lt_convert_from_f32 handle. */
-bool lt_dtype_is_float(lt_dtype t);
+LT_API bool lt_dtype_is_float(lt_dtype t);
 
 /* True for the float types and for the ggml block types that
  * lt_dequantize_row reads (Q4_0 ... Q6_K): the types whose values loratool
  * can compute with (lt_convert_to_f64 takes them all; lt_convert_from_f64
  * writes the float types, Q8_0 and Q4_0). */
-bool lt_dtype_is_numeric(lt_dtype t);
+LT_API bool lt_dtype_is_numeric(lt_dtype t);
 
 /* Bytes taken by n elements of t.  Fails (returns false) when n is not a
  * multiple of the block size or the product overflows uint64. */
-bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes);
+LT_API bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes);
 
 /* Scalar conversions.  f32 -> narrow types round to nearest, ties to even,
  * subnormal results included; infinities are kept where the type has them;
@@ -130,27 +138,27 @@ bool lt_dtype_nbytes(lt_dtype t, uint64_t n, uint64_t *out_bytes);
  * NaN) and behaves like torch's cast: it does not saturate; +-Inf and
  * finite values that round beyond 448 (magnitude > 464) become NaN, sign
  * kept.  Narrow -> f32 is exact; NaN payloads are widened bit for bit. */
-float lt_f16_to_f32(uint16_t h);
-uint16_t lt_f32_to_f16(float f);
-float lt_bf16_to_f32(uint16_t h);
-uint16_t lt_f32_to_bf16(float f);
-float lt_f8e4m3_to_f32(uint8_t v);
-uint8_t lt_f32_to_f8e4m3(float f);
-float lt_f8e5m2_to_f32(uint8_t v);
-uint8_t lt_f32_to_f8e5m2(float f);
+LT_API float lt_f16_to_f32(uint16_t h);
+LT_API uint16_t lt_f32_to_f16(float f);
+LT_API float lt_bf16_to_f32(uint16_t h);
+LT_API uint16_t lt_f32_to_bf16(float f);
+LT_API float lt_f8e4m3_to_f32(uint8_t v);
+LT_API uint8_t lt_f32_to_f8e4m3(float f);
+LT_API float lt_f8e5m2_to_f32(uint8_t v);
+LT_API uint8_t lt_f32_to_f8e5m2(float f);
 
 /* Convert n little-endian elements of src_type at src to f32 at dst.
  * Returns LT_ERR_UNSUPPORTED (no message) for a non-float type. */
-lt_status lt_convert_to_f32(lt_dtype src_type, const void *src, float *dst, size_t n);
+LT_API lt_status lt_convert_to_f32(lt_dtype src_type, const void *src, float *dst, size_t n);
 /* Convert n f32 values to dst_type (little-endian), rounding once. */
-lt_status lt_convert_from_f32(lt_dtype dst_type, const float *src, void *dst, size_t n);
+LT_API lt_status lt_convert_from_f32(lt_dtype dst_type, const float *src, void *dst, size_t n);
 
 /* The same in double precision, for accumulators: to_f64 is exact;
  * from_f64 rounds once, to nearest even, from the double value itself (for
  * F16/BF16/F8 through a round-to-odd f32, which makes the second rounding
  * exact), so a merged value is never rounded twice. */
-lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n);
-lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n);
+LT_API lt_status lt_convert_to_f64(lt_dtype src_type, const void *src, double *dst, size_t n);
+LT_API lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, size_t n);
 
 /* ggml blocks (lib/quant.c).  lt_dequantize_row expands n elements (a
  * multiple of the type's block size) of type at src into f32 at dst, as
@@ -161,8 +169,8 @@ lt_status lt_convert_from_f64(lt_dtype dst_type, const double *src, void *dst, s
  * quantize_row_q4_0_ref).  Both return LT_ERR_UNSUPPORTED (no message) for
  * other types (IQ*, TQ*, MXFP4, Q8_1, Q8_K, ...) and LT_ERR_USAGE when n
  * is not a whole number of blocks. */
-lt_status lt_dequantize_row(lt_dtype type, const void *src, float *dst, size_t n);
-lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n);
+LT_API lt_status lt_dequantize_row(lt_dtype type, const void *src, float *dst, size_t n);
+LT_API lt_status lt_quantize_row(lt_dtype type, const float *src, void *dst, size_t n);
 
 /* ------------------------------------------------------------------ */
 /* 3. Tensor sources                                                    */
@@ -192,45 +200,45 @@ typedef struct lt_source lt_source;
  * a GGUF file (spec/gguf.md).
  * Reads and validates headers only.  Returns NULL and fills err on failure.
  * Free with lt_source_close. */
-lt_source *lt_source_open(const char *path, lt_error *err);
+LT_API lt_source *lt_source_open(const char *path, lt_error *err);
 
 /* Close and free; NULL is accepted. */
-void lt_source_close(lt_source *src);
+LT_API void lt_source_close(lt_source *src);
 
 /* Format name: "safetensors", "safetensors-sharded", "peft", "gguf". */
-const char *lt_source_format(const lt_source *src);
+LT_API const char *lt_source_format(const lt_source *src);
 /* The path given to lt_source_open. */
-const char *lt_source_path(const lt_source *src);
+LT_API const char *lt_source_path(const lt_source *src);
 
-size_t lt_source_tensor_count(const lt_source *src);
+LT_API size_t lt_source_tensor_count(const lt_source *src);
 /* Tensor i in file order (ascending offset; shard by shard).  i must be in
  * range. */
-const lt_tensor_info *lt_source_tensor(const lt_source *src, size_t i);
+LT_API const lt_tensor_info *lt_source_tensor(const lt_source *src, size_t i);
 /* Index of the tensor called name, or -1. */
-long lt_source_find(const lt_source *src, const char *name);
+LT_API long lt_source_find(const lt_source *src, const char *name);
 
 /* Read len bytes of tensor i starting at byte offset off into dst (caller
  * buffer).  off + len must not exceed the tensor's n_bytes (else
  * LT_ERR_USAGE).  Safe to call from several threads at once. */
-lt_status lt_source_read(lt_source *src, size_t i, uint64_t off, void *dst,
+LT_API lt_status lt_source_read(lt_source *src, size_t i, uint64_t off, void *dst,
                          size_t len, lt_error *err);
 
 /* Read elements [first, first+count) of tensor i, converted to f32, into
  * dst.  The tensor must have a float dtype (else LT_ERR_UNSUPPORTED). */
-lt_status lt_source_read_f32(lt_source *src, size_t i, uint64_t first,
+LT_API lt_status lt_source_read_f32(lt_source *src, size_t i, uint64_t first,
                              uint64_t count, float *dst, lt_error *err);
 
 /* String metadata (safetensors __metadata__; GGUF string scalars), in file
  * order. */
-size_t lt_source_meta_count(const lt_source *src);
-const char *lt_source_meta_key(const lt_source *src, size_t i);
-const char *lt_source_meta_value(const lt_source *src, size_t i);
+LT_API size_t lt_source_meta_count(const lt_source *src);
+LT_API const char *lt_source_meta_key(const lt_source *src, size_t i);
+LT_API const char *lt_source_meta_value(const lt_source *src, size_t i);
 /* Value for key, or NULL. */
-const char *lt_source_meta_get(const lt_source *src, const char *key);
+LT_API const char *lt_source_meta_get(const lt_source *src, const char *key);
 
 /* Number of files the source spans (shards), and the path of file k. */
-size_t lt_source_file_count(const lt_source *src);
-const char *lt_source_file_path(const lt_source *src, size_t k);
+LT_API size_t lt_source_file_count(const lt_source *src);
+LT_API const char *lt_source_file_path(const lt_source *src, size_t k);
 
 /* GGUF key-values.  A GGUF source keeps every key-value pair of its header
  * with its type; string scalars also appear in the string metadata above.
@@ -246,34 +254,34 @@ typedef enum lt_gguf_type {          /* value type ids as stored in GGUF     */
 } lt_gguf_type;
 
 /* "u32", "string", "array", ...; "?" for an unknown id.  Static string. */
-const char *lt_gguf_type_name(int type);
+LT_API const char *lt_gguf_type_name(int type);
 
 /* GGUF version (2 or 3), and general.alignment (32 when absent). */
-uint32_t lt_source_gguf_version(const lt_source *src);
-uint64_t lt_source_gguf_alignment(const lt_source *src);
+LT_API uint32_t lt_source_gguf_version(const lt_source *src);
+LT_API uint64_t lt_source_gguf_alignment(const lt_source *src);
 
-size_t lt_source_kv_count(const lt_source *src);
+LT_API size_t lt_source_kv_count(const lt_source *src);
 /* Key i (NUL-terminated, never contains NUL), or NULL. */
-const char *lt_source_kv_key(const lt_source *src, size_t i);
+LT_API const char *lt_source_kv_key(const lt_source *src, size_t i);
 /* Index of key, or -1. */
-long lt_source_kv_find(const lt_source *src, const char *key);
+LT_API long lt_source_kv_find(const lt_source *src, const char *key);
 /* Value type of pair i (LT_GGUF_ARRAY for an array), or -1. */
-int lt_source_kv_type(const lt_source *src, size_t i);
+LT_API int lt_source_kv_type(const lt_source *src, size_t i);
 /* Element type of an array; for a scalar, its own type; -1 out of range. */
-int lt_source_kv_elem_type(const lt_source *src, size_t i);
+LT_API int lt_source_kv_elem_type(const lt_source *src, size_t i);
 /* Elements of an array; 1 for a scalar; 0 out of range. */
-uint64_t lt_source_kv_len(const lt_source *src, size_t i);
+LT_API uint64_t lt_source_kv_len(const lt_source *src, size_t i);
 /* Integer value: u64 takes any unsigned type and non-negative signed
  * values; i64 takes any integer type whose value fits in int64_t. */
-bool lt_source_kv_u64(const lt_source *src, size_t i, uint64_t j, uint64_t *out);
-bool lt_source_kv_i64(const lt_source *src, size_t i, uint64_t j, int64_t *out);
+LT_API bool lt_source_kv_u64(const lt_source *src, size_t i, uint64_t j, uint64_t *out);
+LT_API bool lt_source_kv_i64(const lt_source *src, size_t i, uint64_t j, int64_t *out);
 /* F32 or F64 value (exact), or an integer value converted to double. */
-bool lt_source_kv_f64(const lt_source *src, size_t i, uint64_t j, double *out);
+LT_API bool lt_source_kv_f64(const lt_source *src, size_t i, uint64_t j, double *out);
 /* BOOL value (any non-zero byte is true). */
-bool lt_source_kv_bool(const lt_source *src, size_t i, uint64_t j, bool *out);
+LT_API bool lt_source_kv_bool(const lt_source *src, size_t i, uint64_t j, bool *out);
 /* STRING value: NUL-terminated, *len (may be NULL) gets its length; the
  * bytes are as stored and may contain NUL.  NULL if not a string. */
-const char *lt_source_kv_str(const lt_source *src, size_t i, uint64_t j, size_t *len);
+LT_API const char *lt_source_kv_str(const lt_source *src, size_t i, uint64_t j, size_t *len);
 
 /* ------------------------------------------------------------------ */
 /* 4. Tensor sinks                                                      */
@@ -298,18 +306,18 @@ typedef struct lt_sink_options {
  * model.safetensors.index.json), or "gguf" (a GGUF v3 file: spec/gguf.md).  Nothing is created on disk until
  * lt_sink_begin.  opts may be NULL.  Free with lt_sink_abort or
  * lt_sink_commit. */
-lt_sink *lt_sink_create(const char *format, const char *path,
+LT_API lt_sink *lt_sink_create(const char *format, const char *path,
                         const lt_sink_options *opts, lt_error *err);
 
 /* Declare a tensor; returns its index (>= 0) or -1 with err set (duplicate
  * name, bad shape, too many dims).  Tensors are written in the order
  * declared.  Only before lt_sink_begin. */
-long lt_sink_add_tensor(lt_sink *sink, const char *name, lt_dtype dtype,
+LT_API long lt_sink_add_tensor(lt_sink *sink, const char *name, lt_dtype dtype,
                         uint32_t n_dims, const uint64_t *shape, lt_error *err);
 
 /* Set a metadata key (copied).  Later calls with the same key replace the
  * value.  Only before lt_sink_begin. */
-lt_status lt_sink_set_meta(lt_sink *sink, const char *key, const char *value,
+LT_API lt_status lt_sink_set_meta(lt_sink *sink, const char *key, const char *value,
                            lt_error *err);
 
 /* Set a typed key-value pair (copied); later calls with the same key
@@ -324,33 +332,33 @@ lt_status lt_sink_set_meta(lt_sink *sink, const char *key, const char *value,
  * u32 "general.alignment" (a power of two) also sets the data alignment.
  * Other sinks take string scalars as metadata and refuse everything else
  * (LT_ERR_UNSUPPORTED).  Only before lt_sink_begin. */
-lt_status lt_sink_set_kv(lt_sink *sink, const char *key, int type, const void *value,
+LT_API lt_status lt_sink_set_kv(lt_sink *sink, const char *key, int type, const void *value,
                          lt_error *err);
-lt_status lt_sink_set_kv_array(lt_sink *sink, const char *key, int elem_type,
+LT_API lt_status lt_sink_set_kv_array(lt_sink *sink, const char *key, int elem_type,
                                const void *values, size_t count, lt_error *err);
 
 /* Copy every typed key-value pair of SRC (a GGUF source; none for others)
  * into SINK, as lt_sink_set_kv / _array would. */
-lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err);
+LT_API lt_status lt_sink_copy_kvs(lt_sink *sink, const lt_source *src, lt_error *err);
 
 /* Fix the layout, create the temporary output file(s) next to PATH and
  * write the header(s). */
-lt_status lt_sink_begin(lt_sink *sink, lt_error *err);
+LT_API lt_status lt_sink_begin(lt_sink *sink, lt_error *err);
 
 /* Bytes of tensor index (as declared) */
-uint64_t lt_sink_tensor_bytes(const lt_sink *sink, long index);
+LT_API uint64_t lt_sink_tensor_bytes(const lt_sink *sink, long index);
 
 /* Write len bytes at byte offset off of tensor index.  Thread-safe after
  * lt_sink_begin; writes may come in any order. */
-lt_status lt_sink_write(lt_sink *sink, long index, uint64_t off,
+LT_API lt_status lt_sink_write(lt_sink *sink, long index, uint64_t off,
                         const void *data, size_t len, lt_error *err);
 
 /* Finish: fsync, rename into place, fsync the directory, free the sink
  * (also on failure, after removing the temporary files). */
-lt_status lt_sink_commit(lt_sink *sink, lt_error *err);
+LT_API lt_status lt_sink_commit(lt_sink *sink, lt_error *err);
 
 /* Discard: remove temporary files and free.  NULL is accepted. */
-void lt_sink_abort(lt_sink *sink);
+LT_API void lt_sink_abort(lt_sink *sink);
 
 /* ------------------------------------------------------------------ */
 /* 5. PEFT adapters                                                     */
@@ -429,31 +437,48 @@ typedef struct lt_peft_config {
     const char *const *unknown_keys;
 } lt_peft_config;
 
+/* The LoRA model: modules whose factors are tensors of a source (a file,
+ * or memory for computed models), replacement tensors, the config, and
+ * warnings.  Read from PEFT directories, legacy adapter_model.bin and GGUF
+ * LoRA files; made by resize, combine and extract; saved by
+ * lt_adapter_save_peft and lt_adapter_save_gguf. */
 typedef struct lt_adapter lt_adapter;
 
-/* Open a PEFT adapter directory (adapter_config.json + weights).  Refuses
- * non-LoRA PEFT types by name (LT_ERR_UNSUPPORTED, "unsupported adapter
- * type LOHA"), and weights whose keys contradict the config.  Free with
+/* Open an adapter: a PEFT adapter directory (adapter_config.json +
+ * adapter_model.safetensors or .bin) or a GGUF LoRA file, chosen by probing
+ * the path.  Refuses non-LoRA PEFT types by name (LT_ERR_UNSUPPORTED,
+ * "unsupported adapter type LOHA"), and weights whose keys contradict the
+ * config.  Returns NULL with err filled on failure.  Free with
  * lt_adapter_close. */
-lt_adapter *lt_adapter_open(const char *dir, lt_error *err);
-void lt_adapter_close(lt_adapter *ad);
+LT_API lt_adapter *lt_adapter_open(const char *path, lt_error *err);
+/* Free the model and its source; NULL is accepted. */
+LT_API void lt_adapter_close(lt_adapter *ad);
 
-const lt_peft_config *lt_adapter_config(const lt_adapter *ad);
+LT_API const lt_peft_config *lt_adapter_config(const lt_adapter *ad);
 /* The weights file as a tensor source (owned by the adapter). */
-lt_source *lt_adapter_source(const lt_adapter *ad);
+LT_API lt_source *lt_adapter_source(const lt_adapter *ad);
 
-size_t lt_adapter_module_count(const lt_adapter *ad);
-const lt_lora_module *lt_adapter_module(const lt_adapter *ad, size_t i);
-size_t lt_adapter_replacement_count(const lt_adapter *ad);
-const lt_replacement *lt_adapter_replacement(const lt_adapter *ad, size_t i);
+/* Modules and replacements in file order; i must be below the count.
+ * Owned by the adapter. */
+LT_API size_t lt_adapter_module_count(const lt_adapter *ad);
+LT_API const lt_lora_module *lt_adapter_module(const lt_adapter *ad, size_t i);
+LT_API size_t lt_adapter_replacement_count(const lt_adapter *ad);
+LT_API const lt_replacement *lt_adapter_replacement(const lt_adapter *ad, size_t i);
 
 /* Elements of LoRA tensors / of replacement tensors. */
-uint64_t lt_adapter_lora_params(const lt_adapter *ad);
-uint64_t lt_adapter_replacement_params(const lt_adapter *ad);
+LT_API uint64_t lt_adapter_lora_params(const lt_adapter *ad);
+LT_API uint64_t lt_adapter_replacement_params(const lt_adapter *ad);
 
-/* Warnings gathered while reading (unknown config keys, ...), as lines. */
-size_t lt_adapter_warning_count(const lt_adapter *ad);
-const char *lt_adapter_warning(const lt_adapter *ad, size_t i);
+/* Warnings gathered while reading (unknown config keys, ...), as lines;
+ * i must be below the count. */
+LT_API size_t lt_adapter_warning_count(const lt_adapter *ad);
+LT_API const char *lt_adapter_warning(const lt_adapter *ad, size_t i);
+
+/* The GGUF architecture when the model's module names and targets are
+ * GGUF tensor names ("blk.0.attn_q"; a GGUF LoRA, or what resize/combine
+ * made of GGUF LoRAs; "" when the file names none), NULL when they are
+ * Hugging Face names.  Owned by the adapter. */
+LT_API const char *lt_adapter_gguf_arch(const lt_adapter *ad);
 
 /* Find the base tensor that TARGET (a module's or replacement's base tensor
  * name, e.g. "model.layers.0.self_attn.q_proj.weight") refers to in BASE:
@@ -464,7 +489,7 @@ const char *lt_adapter_warning(const lt_adapter *ad, size_t i);
  * with a wrapper prefix).  For "lm_head.weight" missing from a base with
  * tied embeddings, returns -1 (the caller decides).  Returns the index or
  * -1. */
-long lt_base_find(const lt_source *base, const char *target);
+LT_API long lt_base_find(const lt_source *base, const char *target);
 
 /* How a module's delta [out, in] lies on a base tensor. */
 typedef enum lt_fit {
@@ -476,45 +501,21 @@ typedef enum lt_fit {
 
 /* Decide the fit from the base tensor's shape; a square base is transposed
  * only when the module's fan_in_fan_out flag says so. */
-lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base);
+LT_API lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base);
 
-/* A LoRA module to save, factors in PEFT's layout (f32, row-major). */
-typedef struct lt_lora_save_module {
-    const char *name;            /* module path, without "base_model.model." */
-    uint32_t rank;
-    double alpha;                /* saved as lora_alpha or in alpha_pattern  */
-    uint64_t out_features, in_features;
-    const float *a;              /* [rank, in_features]                      */
-    const float *b;              /* [out_features, rank]                     */
-    bool embedding;              /* saved as lora_embedding_A/B: then
-                                    in_features is the vocabulary and
-                                    out_features the embedding width        */
-} lt_lora_save_module;
-
-typedef struct lt_peft_save_spec {
-    const char *base_model;      /* base_model_name_or_path, may be NULL      */
-    const char *task_type;       /* may be NULL                              */
-    lt_dtype dtype;              /* F32, F16 or BF16 for the saved factors   */
-    bool use_rslora;
-    bool fan_in_fan_out;
-    const lt_lora_save_module *modules;
-    size_t n_modules;
-    /* Adapters whose replacement tensors (modules_to_save heads, biases)
-     * are copied as they are, with their modules_to_save entries; a key in
-     * two of them is an error (LT_ERR_INVALID). */
-    const lt_adapter *const *copy_replacements_from;
-    size_t n_copy_replacements_from;
-} lt_peft_save_spec;
-
-/* Write a PEFT LoRA adapter directory DIR (created if missing):
+/* Save AD as a PEFT LoRA adapter directory DIR (created if missing):
  * adapter_config.json and adapter_model.safetensors with keys
- * "base_model.model.<name>.lora_A.weight" / ".lora_B.weight".  r and
- * lora_alpha are the most common rank and alpha; modules that differ get
- * rank_pattern / alpha_pattern entries (their full names, regex-escaped),
- * so PEFT and loratool compute the same scale.  target_modules lists the
- * distinct last name components.  Each file appears only complete.  The
- * spec and its buffers are borrowed. */
-lt_status lt_peft_save(const char *dir, const lt_peft_save_spec *spec, lt_error *err);
+ * "base_model.model.<name>.lora_A.weight" / ".lora_B.weight" (embeddings:
+ * lora_embedding_A / _B), factors in DTYPE (F32, F16 or BF16), then the
+ * replacement tensors as they are.  r and lora_alpha are the most common
+ * rank and alpha; modules that differ get rank_pattern / alpha_pattern
+ * entries (their full names, regex-escaped), so PEFT and loratool compute
+ * the same scale; use_rslora, fan_in_fan_out, base model, task type and
+ * modules_to_save come from the model's config.  target_modules lists the
+ * distinct last name components.  Modules a plain PEFT LoRA cannot hold
+ * (AdaLoRA's E, DoRA, lora biases, conv layers, a transposed A) are
+ * LT_ERR_UNSUPPORTED.  Each file appears only complete. */
+LT_API lt_status lt_adapter_save_peft(const lt_adapter *ad, const char *dir, lt_dtype dtype, lt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* 5b. Merging adapters into base weights                               */
@@ -567,18 +568,18 @@ typedef struct lt_merge_plan lt_merge_plan;
  * adapters replacing one tensor, a config whose merge is undefined, a
  * base tensor that is not a float type.  BASE and the adapters are
  * borrowed.  Free with lt_merge_plan_free. */
-lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *inputs,
+LT_API lt_merge_plan *lt_merge_plan_create(lt_source *base, const lt_merge_input *inputs,
                                     size_t n_inputs, const lt_merge_options *opts,
                                     lt_error *err);
-void lt_merge_plan_free(lt_merge_plan *plan);
+LT_API void lt_merge_plan_free(lt_merge_plan *plan);
 
 /* Counts as planned (bytes_written is the planned output size). */
-lt_merge_stats lt_merge_plan_stats(const lt_merge_plan *plan);
+LT_API lt_merge_stats lt_merge_plan_stats(const lt_merge_plan *plan);
 /* Modules per input that will be merged. */
-size_t lt_merge_plan_modules_merged(const lt_merge_plan *plan, size_t input);
+LT_API size_t lt_merge_plan_modules_merged(const lt_merge_plan *plan, size_t input);
 /* Skipped modules (allow_missing), as "adapter: module: reason" lines. */
-size_t lt_merge_plan_skipped_count(const lt_merge_plan *plan);
-const char *lt_merge_plan_skipped(const lt_merge_plan *plan, size_t i);
+LT_API size_t lt_merge_plan_skipped_count(const lt_merge_plan *plan);
+LT_API const char *lt_merge_plan_skipped(const lt_merge_plan *plan, size_t i);
 
 /* Run the plan into SINK (fresh from lt_sink_create: the merge declares the
  * tensors, copies BASE's metadata, adds the caller's metadata already set on
@@ -586,7 +587,7 @@ const char *lt_merge_plan_skipped(const lt_merge_plan *plan, size_t i);
  * A result that is NaN or Inf where the base was finite is an error naming
  * the tensor.  On any error the sink is aborted (no output left).  The sink
  * is consumed either way. */
-lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats,
+LT_API lt_status lt_merge_run(lt_merge_plan *plan, lt_sink *sink, lt_merge_stats *stats,
                        lt_error *err);
 
 /* ------------------------------------------------------------------ */
@@ -603,25 +604,38 @@ typedef struct lt_arch_info {
 /* Read the architecture from BASE: a config.json, a directory holding one,
  * or a GGUF model (general.architecture, <arch>.attention.head_count[_kv]).
  * LT_ERR_UNSUPPORTED for a model type without a name map. */
-lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err);
+LT_API lt_status lt_arch_info_read(const char *base, lt_arch_info *out, lt_error *err);
 
-/* Write AD as a GGUF LoRA adapter llama.cpp loads (spec/convert.md):
- * tensors "<gguf name>.lora_a" / ".lora_b", llama.cpp's Q/K row permutation
- * applied to lora_b for llama, each module's exact PEFT scale folded into
- * lora_b where alpha / r of the file would differ (rsLoRA, alpha_pattern,
- * AdaLoRA), token embeddings as llama.cpp expects.  OUTTYPE F32, F16, BF16
- * or Q8_0 (factors whose rows are not whole Q8_0 blocks are written F16).
- * DoRA, lora biases, conv modules and replacement tensors cannot be
- * represented: LT_ERR_UNSUPPORTED naming them.  Nothing is written on
- * error. */
-lt_status lt_convert_adapter_to_gguf(const lt_adapter *ad, const lt_arch_info *arch,
-                                     const char *out_path, lt_dtype outtype, lt_error *err);
+/* Save AD as a GGUF LoRA adapter llama.cpp loads (spec/convert.md).  A
+ * model with Hugging Face names needs ARCH: tensors "<gguf name>.lora_a" /
+ * ".lora_b", llama.cpp's Q/K row permutation applied to lora_b for llama,
+ * each module's exact scale folded into lora_b where alpha / r of the file
+ * would differ (rsLoRA, alpha_pattern, AdaLoRA), token embeddings as
+ * llama.cpp expects, factors in OUTTYPE (F32, F16, BF16 or Q8_0; factors
+ * whose rows are not whole Q8_0 blocks are written F16).  A model with GGUF
+ * names (lt_adapter_gguf_arch) ignores ARCH and is written F32 with alpha 0
+ * (scale 1), its scales folded into lora_b.  DoRA, lora biases, conv
+ * modules and replacement tensors cannot be represented: LT_ERR_UNSUPPORTED
+ * naming them; a model with HF names and no ARCH is LT_ERR_USAGE.  Nothing
+ * is written on error. */
+LT_API lt_status lt_adapter_save_gguf(const lt_adapter *ad, const lt_arch_info *arch, const char *out_path,
+                               lt_dtype outtype, lt_error *err);
 
-/* The reverse: a GGUF LoRA adapter SRC to a PEFT directory OUT_DIR (F32
- * factors, permutation undone, alpha from adapter.lora.alpha; alpha 0
- * means scale 1, saved as alpha = r). */
-lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch,
-                                     const char *out_dir, lt_error *err);
+/* A GGUF LoRA model AD as the PEFT adapter it stands for: Hugging Face
+ * names for ARCH (whose general.architecture must match AD's), Q/K rows in
+ * HF order, F32 factors in PEFT layout, alpha from adapter.lora.alpha (0
+ * means scale 1: alpha = r), modules in the order of their lora_a tensors.
+ * A new model (free with lt_adapter_close; independent of AD), or NULL with
+ * err set. */
+LT_API lt_adapter *lt_adapter_to_hf(const lt_adapter *ad, const lt_arch_info *arch, lt_error *err);
+
+/* A PEFT model AD as a GGUF LoRA over a GGUF model of ARCH: GGUF names,
+ * lora_b rows in llama.cpp's Q/K order (bytes moved, values untouched),
+ * the same exact scales, so merging it into a GGUF base rounds each element
+ * once.  What a GGUF LoRA cannot hold is refused as by
+ * lt_adapter_save_gguf.  The new model reads AD's tensors: AD must outlive
+ * it.  Free with lt_adapter_close; NULL with err set on failure. */
+LT_API lt_adapter *lt_adapter_for_gguf(const lt_adapter *ad, const lt_arch_info *arch, lt_error *err);
 
 /* Convert a whole weight file: SRC in safetensors (Hugging Face names and
  * row order) to a GGUF model OUT_PATH, or SRC in GGUF to safetensors:
@@ -632,7 +646,7 @@ lt_status lt_convert_gguf_to_adapter(lt_source *src, const lt_arch_info *arch,
  * architecture keys (general.architecture, block_count, head counts): no
  * tokenizer, no hyperparameters beyond those.  rotary_emb.inv_freq buffers
  * are skipped (*SKIPPED counts them).  Tensors are streamed. */
-lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char *out_path,
+LT_API lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char *out_path,
                            lt_dtype outtype, size_t *skipped, lt_error *err);
 
 /* ------------------------------------------------------------------ */
@@ -667,17 +681,23 @@ typedef struct lt_surgery_report {
     uint64_t params_before, params_after;   /* LoRA factor elements */
 } lt_surgery_report;
 
-void lt_surgery_report_free(lt_surgery_report *report);
+LT_API void lt_surgery_report_free(lt_surgery_report *report);
 
-/* Resize AD to OUT_DIR: per module, the truncated SVD of scale * B A
+/* The operations below return a new model in *OUT (free with
+ * lt_adapter_close; NULL on failure) that the caller saves with
+ * lt_adapter_save_peft or lt_adapter_save_gguf.  Its factors live in
+ * memory (F32); replacement tensors are read from the inputs, which must
+ * outlive it.  It has GGUF names when every input has them. */
+
+/* Resize AD: per module, the truncated SVD of scale * B A
  * computed from QR factors of B and A^T (the dense delta is never formed),
  * the smallest rank that meets RULE (never above the module's rank, at
- * least 1); new B = U sqrt(S), A = sqrt(S) V^T, written with alpha = rank
- * (scale 1), so every module keeps its exact effective scale in PEFT and
- * llama.cpp.  Replacement tensors are copied.  DoRA, lora biases and conv
+ * least 1); new B = U sqrt(S), A = sqrt(S) V^T, with alpha = rank (scale
+ * 1), so every module keeps its exact effective scale in PEFT and
+ * llama.cpp.  Replacement tensors are carried over.  DoRA, lora biases and conv
  * modules are refused (LT_ERR_UNSUPPORTED).  *REPORT (caller frees) gets
  * one entry per module. */
-lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, const char *out_dir,
+LT_API lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, lt_adapter **out,
                     lt_surgery_report *report, lt_error *err);
 
 /* Combine N adapters: dW = sum_i weight_i * scale_i * B_i A_i per module,
@@ -685,8 +705,8 @@ lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, const char *
  * sum of ranks, scale 1) with LT_RANK_KEEP, else truncated as lt_resize
  * does.  Modules present in only some adapters are taken from those;
  * adapters whose shapes for one module differ are refused. */
-lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n,
-                     const lt_rank_rule *rule, const char *out_dir, lt_surgery_report *report,
+LT_API lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n,
+                     const lt_rank_rule *rule, lt_adapter **out, lt_surgery_report *report,
                      lt_error *err);
 
 typedef enum lt_combine_method {
@@ -705,9 +725,9 @@ typedef enum lt_combine_method {
  * then truncate back to RANK (0 = the largest input rank) by randomized
  * SVD.  Deterministic for a seed.  Memory: the dense deltas of one module
  * (n x m x n x 4 bytes). */
-lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, size_t n,
+LT_API lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, size_t n,
                            lt_combine_method method, double density, uint64_t seed,
-                           uint32_t rank, const char *out_dir, lt_surgery_report *report,
+                           uint32_t rank, lt_adapter **out, lt_surgery_report *report,
                            lt_error *err);
 
 typedef struct lt_extract_options {
@@ -723,12 +743,11 @@ typedef struct lt_extract_options {
 /* Extract a LoRA adapter from TUNED - BASE: for every 2-D float weight of
  * TUNED whose name matches the targets and that BASE has with the same
  * shape, the randomized SVD (oversampling 10, 2 power iterations) of the
- * dense difference, truncated by the rule; saved to OUT_DIR with alpha =
- * rank (scale 1).  *REPORT gets energy kept and relative error per module
+ * dense difference, truncated by the rule, with alpha = rank (scale 1).  *REPORT gets energy kept and relative error per module
  * (for the randomized factors, against the exact ||dW||_F).  Deterministic
  * for a seed. */
-lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts,
-                     const char *out_dir, lt_surgery_report *report, lt_error *err);
+LT_API lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts,
+                     lt_adapter **out, lt_surgery_report *report, lt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* 6. Utilities                                                         */
@@ -736,7 +755,7 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
 
 /* Copy the regular file SRC to DST (temporary name + rename, so DST
  * appears only complete).  LT_ERR_IO with a message on failure. */
-lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
+LT_API lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
 
 /* ------------------------------------------------------------------ */
 /* 7. Temporary files and signals                                       */
