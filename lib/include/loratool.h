@@ -772,7 +772,7 @@ LT_API lt_status lt_copy_file(const char *src, const char *dst, lt_error *err);
  * directory).  Async-signal-safe: system calls on fixed buffers only, no
  * allocation or locks; errno is preserved.  Never touches another
  * process's temporaries or anything not named so. */
-void lt_remove_temporaries(const char *out_path);
+LT_API void lt_remove_temporaries(const char *out_path);
 
 #ifdef __cplusplus
 }
