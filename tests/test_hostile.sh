@@ -261,7 +261,7 @@ interrupt() {
 test_signals() {
     command -v env >/dev/null && env --default-signal=INT true 2>/dev/null || { skip signals "env --default-signal missing"; return; }
     d=$tmp/sig
-    big_fixture "$d" 8192 || { fail signals "fixture"; return; }
+    big_fixture "$d" 24576 || { fail signals "fixture"; return; }
     for sig in INT:130 TERM:143; do
         code=${sig#*:} sig=${sig%:*}
         interrupt "sig$sig" "$sig" "$code" "loratool: " kill -- \
