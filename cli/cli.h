@@ -31,6 +31,11 @@ int cmd_extract(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 
+/* TEXT with control characters (C0, DEL, C1) written as \xNN, so that a
+ * name from a file prints as one line and cannot drive the terminal;
+ * malloc'd, NULL when out of memory.  Every error and warning line and
+ * inspect's text output go through it. */
+char *cli_escape(const char *text);
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);
 /* Print "loratool: <formatted>" plus a hint to --help; return EXIT_USAGE. */
@@ -66,9 +71,29 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
 void cli_print_description(const cJSON *desc);
 
 /* "dir:0.5" -> ("dir", 0.5) when the whole argument is not an existing
- * path and the text after the last colon is a number; else (arg, 1).
- * *path is malloc'd. */
-void cli_split_scale(const char *arg, char **path, double *weight);
+ * path and the text after the last colon is a finite decimal number; else
+ * (arg, 1).  When the part before the colon exists but the scale is not
+ * such a number (nan, inf, 1e400, abc, 0x1p0) it prints a usage error and
+ * returns EXIT_USAGE with *path NULL; else 0 with *path malloc'd. */
+int cli_split_scale(const char *verb, const char *arg, char **path, double *weight);
+
+/* ---- outputs.c ---- */
+/* 0 when writing OUT replaces no input; else prints a usage error naming
+ * the input and returns EXIT_USAGE.  The inputs are the n_inputs argument
+ * strings (an ADAPTER:SCALE is taken as ADAPTER) plus extra (or NULL).  An
+ * existing OUT clashes when it is an input file or directory, a directory
+ * that holds one (directly, or an input directory anywhere below it), or
+ * one of an input directory's entries or an index's shard files; identity
+ * is device and inode after symlinks, so links count.  A new file inside an
+ * input's directory is fine. */
+int cli_check_output(const char *verb, const char *out, const char *extra, int n_inputs, char *const *inputs);
+/* Remember OUT for the signal handlers (cli_check_output does it): on
+ * SIGINT, SIGTERM, SIGHUP or SIGBUS they remove this process's temporaries
+ * beside OUT (lt_remove_temporaries), print one line and end the program
+ * (SIGBUS, a mapped input truncated: "input file changed or truncated
+ * while reading", exit 4; the others die of their signal). */
+void cli_guard_output(const char *out);
+void cli_install_signal_handlers(void);
 
 /* ---- adapter_gguf.c ---- */
 /* Make *ad fit BASE (opened from BASE_PATH) for merge and verify: a PEFT

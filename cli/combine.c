@@ -36,7 +36,7 @@ int cmd_combine(int argc, char **argv)
     cli_surgery_args a = {.rule = {LT_RANK_KEEP, 0}};
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         if (cli_surgery_option("combine", c, optarg, usage_text, &a, &rc)) {
             if (rc >= 0)
                 return rc;
@@ -75,6 +75,8 @@ int cmd_combine(int argc, char **argv)
         return cli_usage("combine", "expected at least one ADAPTER");
     if (!out)
         return cli_usage("combine", "missing -o OUT_DIR");
+    if ((rc = cli_check_output("combine", out, NULL, argc - optind, argv + optind)))
+        return rc;
     size_t n = (size_t)(argc - optind);
     lt_adapter **ads = calloc(n, sizeof *ads);
     double *weights = calloc(n, sizeof *weights);
@@ -82,10 +84,10 @@ int cmd_combine(int argc, char **argv)
     rc = 0;
     for (size_t i = 0; ads && weights && i < n && rc == 0; i++) {
         char *path;
-        cli_split_scale(argv[optind + (int)i], &path, &weights[i]);
+        rc = cli_split_scale("combine", argv[optind + (int)i], &path, &weights[i]);
         ads[i] = path ? lt_adapter_open(path, &err) : NULL;
         free(path);
-        if (!ads[i])
+        if (!ads[i] && rc == 0)
             rc = cli_fail(&err);
     }
     if (rc == 0 && (!ads || !weights))

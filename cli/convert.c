@@ -123,7 +123,7 @@ int cmd_convert(int argc, char **argv)
     bool outtype_given = false;
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'b': base = optarg; break;
@@ -149,6 +149,9 @@ int cmd_convert(int argc, char **argv)
         return cli_usage("convert", "missing -o OUT");
     if (!base)
         return cli_usage("convert", "missing --base (config.json, model directory or GGUF model)");
+    int clash = cli_check_output("convert", out, base, 1, argv + optind);
+    if (clash)
+        return clash;
     const char *input = argv[optind];
     if (cli_is_loralib(input))
         return convert_loralib(input, out, base, outtype_given ? outtype : LT_DTYPE_INVALID, &loralib);

@@ -400,7 +400,42 @@ static void print_module_groups(const cJSON *modules)
     free(done);
 }
 
+/* Every string (and key) of value, escaped in place (cli_escape). */
+static void escape_strings(cJSON *value)
+{
+    for (cJSON *item = value; item; item = item->next) {
+        if (item->string && !(item->type & cJSON_StringIsConst)) {
+            char *key = cli_escape(item->string);
+            if (key) {
+                cJSON_free(item->string);
+                item->string = key;
+            }
+        }
+        if (cJSON_IsString(item) && item->valuestring) {
+            char *text = cli_escape(item->valuestring);
+            if (text) {
+                cJSON_free(item->valuestring);
+                item->valuestring = text;
+            }
+        }
+        escape_strings(item->child);
+    }
+}
+
+static void print_description(const cJSON *desc);
+
 void cli_print_description(const cJSON *desc)
+{
+    /* names come from files: print them escaped (the JSON output is
+     * escaped by JSON itself) */
+    cJSON *shown = cJSON_Duplicate(desc, true);
+    if (shown)
+        escape_strings(shown->child);
+    print_description(shown ? shown : desc);
+    cJSON_Delete(shown);
+}
+
+static void print_description(const cJSON *desc)
 {
     char buf[40], buf2[40];
     printf("path:         %s\n", str(desc, "path"));

@@ -31,7 +31,7 @@ int cmd_extract(int argc, char **argv)
     uint64_t number;
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'r': case 'e':
@@ -62,6 +62,8 @@ int cmd_extract(int argc, char **argv)
         return cli_usage("extract", "missing -o OUT_DIR");
     if (opts.rule.kind == LT_RANK_KEEP)
         return cli_usage("extract", "give --rank or --energy");
+    if ((rc = cli_check_output("extract", out, NULL, 2, argv + optind)))
+        return rc;
     lt_error err;
     lt_source *base = lt_source_open(argv[optind], &err);
     if (!base)

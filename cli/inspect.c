@@ -26,7 +26,7 @@ int cmd_inspect(int argc, char **argv)
     int c, handled;
     cli_loralib loralib = {0};
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (c) {
         case 'j': json = true; break;
         case 't': opts.with_tensors = true; break;

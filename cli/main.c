@@ -1,5 +1,6 @@
 /* main.c - loratool's entry point: dispatch to one verb per file. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,30 +31,68 @@ static void print_help(FILE *out)
                  "input, 4 I/O error\n");
 }
 
+char *cli_escape(const char *text)
+{
+    size_t len = strlen(text);
+    char *out = malloc(4 * len + 1);
+    if (!out)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        /* C0 controls, DEL, and C1 controls (U+0080..U+009F in UTF-8) */
+        bool c1 = c == 0xc2 && i + 1 < len && (unsigned char)text[i + 1] >= 0x80 && (unsigned char)text[i + 1] <= 0x9f;
+        if (c < 0x20 || c == 0x7f || c1) {
+            n += (size_t)sprintf(out + n, "\\x%02x", c);
+            if (c1)
+                n += (size_t)sprintf(out + n, "\\x%02x", (unsigned char)text[++i]);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* Prints "loratool: " + PREFIX + the formatted text, escaped, + SUFFIX. */
+static void print_line(const char *prefix, const char *suffix, const char *fmt, va_list ap)
+{
+    char text[2 * LT_ERROR_MAX];
+    vsnprintf(text, sizeof text, fmt, ap);
+    char *shown = cli_escape(text);
+    fprintf(stderr, "loratool: %s%s%s\n", prefix, shown ? shown : "(out of memory)", suffix);
+    free(shown);
+}
+
+static void print_escaped(const char *prefix, const char *suffix, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_line(prefix, suffix, fmt, ap);
+    va_end(ap);
+}
+
 int cli_fail(const lt_error *err)
 {
-    fprintf(stderr, "loratool: %s\n", err->message);
+    print_escaped("", "", "%s", err->message);
     return lt_status_exit_code(err->status);
 }
 
 int cli_usage(const char *verb, const char *fmt, ...)
 {
+    char hint[64];
+    snprintf(hint, sizeof hint, " (see 'loratool %s%s--help')", verb ? verb : "", verb ? " " : "");
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "loratool: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (see 'loratool %s --help')\n", verb ? verb : "help");
+    print_line("", hint, fmt, ap);
     va_end(ap);
     return EXIT_USAGE;
 }
-
 void cli_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "loratool: warning: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    print_line("warning: ", "", fmt, ap);
     va_end(ap);
 }
 
@@ -80,21 +119,41 @@ int cli_print_json(cJSON *value)
     return cli_finish_stdout();
 }
 
-void cli_split_scale(const char *arg, char **path, double *weight)
+/* A scale as a user writes one: a finite decimal number, all of text. */
+static bool parse_scale(const char *text, double *out)
+{
+    if (!*text || strpbrk(text, "xXpP"))
+        return false; /* hexadecimal floats are no scale anyone means */
+    char *end;
+    errno = 0;
+    double w = strtod(text, &end);
+    if (*end != '\0' || errno == ERANGE || !isfinite(w))
+        return false;
+    *out = w;
+    return true;
+}
+
+int cli_split_scale(const char *verb, const char *arg, char **path, double *weight)
 {
     *weight = 1.0;
+    *path = NULL;
     const char *colon = strrchr(arg, ':');
     struct stat st;
     if (colon && stat(arg, &st) != 0) {
-        char *end;
-        double w = strtod(colon + 1, &end);
-        if (end != colon + 1 && *end == '\0') {
+        double w;
+        if (parse_scale(colon + 1, &w)) {
             *path = strndup(arg, (size_t)(colon - arg));
             *weight = w;
-            return;
+            return *path ? 0 : cli_usage(verb, "out of memory");
         }
+        char *before = strndup(arg, (size_t)(colon - arg));
+        bool exists = before && stat(before, &st) == 0;
+        free(before);
+        if (exists)
+            return cli_usage(verb, "%s: the scale after ':' must be a finite decimal number", arg);
     }
     *path = strdup(arg);
+    return *path ? 0 : cli_usage(verb, "out of memory");
 }
 
 const char *cli_count(uint64_t n, char *buf, size_t size)
@@ -117,12 +176,20 @@ int main(int argc, char **argv)
         print_help(stderr);
         return EXIT_USAGE;
     }
+    cli_install_signal_handlers();
     const char *verb = argv[1];
+    if (!strcmp(verb, "help") && argc > 2) { /* loratool help VERB = loratool VERB --help */
+        char *help_argv[] = {argv[2], "--help", NULL};
+        for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++)
+            if (!strcmp(argv[2], verbs[i].name))
+                return verbs[i].run(2, help_argv);
+        return cli_usage(NULL, "unknown command '%s'", argv[2]);
+    }
     if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
         print_help(stdout);
         return cli_finish_stdout();
     }
-    if (!strcmp(verb, "--version") || !strcmp(verb, "version")) {
+    if (!strcmp(verb, "--version") || !strcmp(verb, "version") || !strcmp(verb, "-V")) {
         printf("loratool %s\n", LT_VERSION_STRING);
         return cli_finish_stdout();
     }

@@ -293,7 +293,7 @@ static int parse_args(int argc, char **argv, merge_args *a)
     int c, handled;
     uint64_t threads;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'd':
@@ -336,7 +336,13 @@ static int parse_args(int argc, char **argv, merge_args *a)
         return cli_usage("merge", "out of memory");
     for (size_t i = 0; i < a->n_adapters; i++) {
         char *path;
-        cli_split_scale(argv[optind + 1 + (int)i], &path, &a->weights[i]);
+        if (cli_split_scale("merge", argv[optind + 1 + (int)i], &path, &a->weights[i])) {
+            while (i > 0)
+                free((char *)a->adapters[--i]);
+            free(a->adapters);
+            free(a->weights);
+            return EXIT_USAGE;
+        }
         a->adapters[i] = path;
     }
     return 0;
@@ -367,12 +373,6 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
         *written = strdup(a->out);
         return lt_sink_create("safetensors", a->out, &so, err);
     }
-    *made_dir = mkdir(a->out, 0777) == 0;
-    if (!*made_dir && errno != EEXIST) {
-        err->status = LT_ERR_IO;
-        snprintf(err->message, sizeof err->message, "%s: cannot create directory: %s", a->out, strerror(errno));
-        return NULL;
-    }
     so.shard_size = a->shard_size;
     if (!so.shard_size && lt_source_file_count(base) > 1) {
         /* sharded like the base: its largest shard's data size */
@@ -387,9 +387,15 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
                 so.shard_size = per_file[k];
         free(per_file);
     }
-    if (so.shard_size) {
+    if (so.shard_size) { /* the sink builds the directory aside and moves it into place */
         *written = strdup(a->out);
         return lt_sink_create("safetensors", a->out, &so, err);
+    }
+    *made_dir = mkdir(a->out, 0777) == 0;
+    if (!*made_dir && errno != EEXIST) {
+        err->status = LT_ERR_IO;
+        snprintf(err->message, sizeof err->message, "%s: cannot create directory: %s", a->out, strerror(errno));
+        return NULL;
     }
     size_t len = strlen(a->out) + sizeof "/model.safetensors";
     *written = malloc(len);
@@ -432,7 +438,7 @@ int cmd_merge(int argc, char **argv)
             cli_warn("%s: %s", a.adapters[i], lt_adapter_warning(ads[i], w));
         inputs[i] = (lt_merge_input){ads[i], a.weights[i]};
     }
-    if (a.out && (rc = check_output(&a, base)))
+    if (a.out && ((rc = check_output(&a, base)) || (rc = cli_check_output("merge", a.out, NULL, argc - optind, argv + optind))))
         goto done;
     if (isatty(STDERR_FILENO) && !a.dry_run) {
         a.opts.progress = on_progress;

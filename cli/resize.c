@@ -27,7 +27,7 @@ int cmd_resize(int argc, char **argv)
     cli_surgery_args a = {.rule = {LT_RANK_KEEP, 0}};
     int c, rc;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
         if (!cli_surgery_option("resize", c, optarg, usage_text, &a, &rc))
             return cli_usage("resize", "unknown or incomplete option '%s'", argv[optind - 1]);
         if (rc >= 0)
@@ -42,6 +42,8 @@ int cmd_resize(int argc, char **argv)
         return cli_usage("resize", "missing -o OUT_DIR");
     if (rule.kind == LT_RANK_KEEP)
         return cli_usage("resize", "give --rank, --energy or --sv-ratio");
+    if ((rc = cli_check_output("resize", out, NULL, 1, argv + optind)))
+        return rc;
     lt_error err;
     lt_adapter *ad = lt_adapter_open(argv[optind], &err);
     if (!ad)

@@ -152,8 +152,9 @@ static int verify_adapter(int n_args, char **args, const char *out_path, const c
     }
     bool gguf_seen = false, peft_seen = false;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        char *path;
-        cli_split_scale(args[i], &path, &inputs[i].weight);
+        char *path = NULL;
+        if ((rc = cli_split_scale("verify", args[i], &path, &inputs[i].weight)))
+            break;
         if (!(inputs[i].adapter = lt_adapter_open(path, &err)))
             rc = cli_fail(&err);
         free(path);
@@ -282,8 +283,9 @@ int cmd_verify(int argc, char **argv)
     if (!(base = lt_source_open(base_path, &err)))
         rc = cli_fail(&err);
     for (size_t i = 0; i < n_inputs && rc == 0; i++) {
-        lt_adapter *ad;
-        cli_split_scale(argv[optind + 1 + i], &paths[i], &inputs[i].weight);
+        lt_adapter *ad = NULL;
+        if ((rc = cli_split_scale("verify", argv[optind + 1 + i], &paths[i], &inputs[i].weight)))
+            break;
         if (!(ad = lt_adapter_open(paths[i], &err)))
             rc = cli_fail(&err);
         else

@@ -5,9 +5,11 @@
  * LoRA factors grouped into modules, everything else a replacement tensor,
  * all filled into the core model (lib/adapter.h).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "merged_linear.h"
 #include "peft.h"
@@ -111,13 +113,25 @@ static lt_status classify_key(lt_adapter *ad, long index, lt_error *err)
 }
 
 /* Rank from rank_pattern, then r (PEFT's get_pattern_key: first key that
- * matches wins, in the config's order). */
-static const pattern_entry *find_pattern(const pattern_entry *entries, size_t n, const char *name)
+ * matches wins, in the config's order).  *found is NULL when none matches;
+ * a key whose match ran out of the regex budget is an error, never a
+ * mismatch. */
+static lt_status find_pattern(const peft_parse *p, const char *what, const pattern_entry *entries, size_t n,
+                              const char *name, const pattern_entry **found, lt_error *err)
 {
-    for (size_t i = 0; i < n; i++)
-        if (lti_regex_fullmatch(entries[i].re, name))
-            return &entries[i];
-    return NULL;
+    *found = NULL;
+    for (size_t i = 0; i < n; i++) {
+        int r = lti_regex_exec(entries[i].re, name, false);
+        if (r < 0)
+            return lti_fail(err, LT_ERR_UNSUPPORTED,
+                            "%s: %s key '%s': the match exceeds the regex budget (module '%s')",
+                            p->config_path, what, entries[i].key, name);
+        if (r == 1) {
+            *found = &entries[i];
+            break;
+        }
+    }
+    return LT_OK;
 }
 
 static uint64_t elems_of(const lt_adapter *ad, long index)
@@ -215,14 +229,18 @@ static lt_status check_module(const peft_parse *p, lt_lora_module *m, lt_error *
                        (unsigned long long)lt_source_tensor(weights, (size_t)m->tensor_bias)->n_elems,
                        (unsigned long long)m->out_features);
 
-    const pattern_entry *rank_entry = find_pattern(p->rank_pattern, p->n_rank_pattern, m->name);
+    const pattern_entry *rank_entry, *alpha_entry;
+    lt_status found = find_pattern(p, "rank_pattern", p->rank_pattern, p->n_rank_pattern, m->name, &rank_entry, err);
+    if (found == LT_OK)
+        found = find_pattern(p, "alpha_pattern", p->alpha_pattern, p->n_alpha_pattern, m->name, &alpha_entry, err);
+    if (found != LT_OK)
+        return found;
     uint64_t config_rank = rank_entry ? (uint64_t)rank_entry->value : cfg->r;
     if (!adalora && config_rank != m->rank)
         return lti_fail(err, LT_ERR_INVALID,
                        "%s: module '%s': lora_A has %u rows but the config gives rank %llu (%s)", path,
                        m->name, m->rank, (unsigned long long)config_rank,
                        rank_entry ? "rank_pattern" : "r");
-    const pattern_entry *alpha_entry = find_pattern(p->alpha_pattern, p->n_alpha_pattern, m->name);
     m->alpha = alpha_entry ? alpha_entry->value : cfg->lora_alpha;
     if (adalora) {
         /* SVDLinear: scaling = lora_alpha if > 0 else r, divided by
@@ -274,15 +292,16 @@ static lt_status attach_token_ids(const peft_parse *p, lt_replacement *r, lt_err
     return LT_OK;
 }
 
-/* The weights file of an adapter directory, malloc'd; NULL if none. */
+/* The weights file of an adapter directory, malloc'd; NULL if none.  Any
+ * entry of the name counts (opening it refuses a FIFO or directory). */
 static char *find_weights(const char *dir, lt_error *err)
 {
     char *path = lti_path_join(dir, "adapter_model.safetensors");
-    if (path && lti_is_file(path))
+    if (path && access(path, F_OK) == 0)
         return path;
     free(path);
     path = lti_path_join(dir, "adapter_model.bin");
-    if (path && lti_is_file(path))
+    if (path && access(path, F_OK) == 0)
         return path; /* legacy torch.save weights (formats/torch_bin.c) */
     lti_fail(err, LT_ERR_INVALID, "%s: no adapter_model.safetensors or adapter_model.bin in the adapter directory",
             dir);
@@ -412,7 +431,9 @@ static lt_adapter *peft_open_adapter(const char *dir, lt_error *err)
     }
     peft_parse p = {.model = ad, .config_path = lti_adapter_config_path(ad)};
     char *text = NULL;
-    lt_status s = lti_read_small_file(config_path, CONFIG_MAX_BYTES, &text, NULL, err);
+    lt_status s = access(config_path, F_OK) != 0 && errno == ENOENT
+                      ? lti_fail(err, LT_ERR_INVALID, "%s: not an adapter directory (no %s)", dir, CONFIG_NAME)
+                      : lti_read_small_file(config_path, CONFIG_MAX_BYTES, &text, NULL, err);
     free(config_path);
     if (s == LT_OK)
         s = lti_peft_parse_config(&p, text, err);

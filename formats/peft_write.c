@@ -254,12 +254,14 @@ lt_status lt_adapter_save_peft(const lt_adapter *ad, const char *dir, lt_dtype d
         if (s == LT_OK)
             s = read_factor(src, m->tensor_b, &sm->b, err);
     }
-    if (s == LT_OK && mkdir(dir, 0777) != 0 && errno != EEXIST)
-        s = lti_fail_errno(err, dir, "cannot create directory");
+    lti_wdir out = {0}; /* built beside DIR, moved into place whole */
     if (s == LT_OK)
-        s = write_weights(dir, &spec, err);
+        s = lti_wdir_create(&out, dir, err);
     if (s == LT_OK)
-        s = write_config(dir, &spec, err);
+        s = write_weights(out.tmp_path, &spec, err);
+    if (s == LT_OK)
+        s = write_config(out.tmp_path, &spec, err);
+    s = s == LT_OK ? lti_wdir_commit(&out, true, err) : (lti_wdir_abort(&out), s);
     for (size_t i = 0; i < spec.n_modules; i++) {
         free(spec.modules[i].a);
         free(spec.modules[i].b);

@@ -29,9 +29,10 @@ static lt_status probe_path(const char *path, unsigned char *head, lti_probe *pr
         return lti_fail_errno(err, path, "cannot open");
     *probe = (lti_probe){.path = path, .is_dir = S_ISDIR(st.st_mode), .head = head, .head_len = 0};
     if (!probe->is_dir) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            return lti_fail_errno(err, path, "cannot open");
+        int fd;
+        lt_status opened = lti_open_regular(path, &fd, &st, err);
+        if (opened != LT_OK)
+            return opened;
         ssize_t got = read(fd, head, 64);
         close(fd);
         if (got < 0)

@@ -112,6 +112,7 @@ struct out_file {
 
 struct st_writer {
     bool sharded;
+    lti_wdir dir;          /* sharded: the output directory, built aside */
     uint64_t shard_size;
     struct out_file *files;
     size_t n_files;
@@ -132,6 +133,7 @@ static void writer_discard(struct st_writer *w)
     free(w->files);
     w->files = NULL;
     w->n_files = 0;
+    lti_wdir_abort(&w->dir);
 }
 
 static void writer_free(lt_sink *sink)
@@ -245,24 +247,13 @@ static bool build_header(const lt_sink *sink, const struct out_file *f, struct t
     return !h->failed;
 }
 
-static lt_status ensure_directory(const char *path, lt_error *err)
-{
-    if (mkdir(path, 0777) == 0)
-        return LT_OK;
-    if (errno == EEXIST && lti_is_dir(path))
-        return LT_OK;
-    if (errno == EEXIST)
-        return lti_fail(err, LT_ERR_USAGE, "%s: a sharded output must be a directory", path);
-    return lti_fail_errno(err, path, "cannot create directory");
-}
-
 static lt_status open_output_file(lt_sink *sink, struct st_writer *w, size_t k, lt_error *err)
 {
     struct out_file *f = &w->files[k];
     if (w->sharded) {
         char name[64];
         snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, w->n_files);
-        f->path = lti_path_join(sink->path, name);
+        f->path = lti_path_join(w->dir.tmp_path, name);
     } else {
         f->path = lti_strdup(sink->path);
     }
@@ -306,7 +297,7 @@ static lt_status st_begin(lt_sink *sink, lt_error *err)
     struct st_writer *w = sink->impl;
     lt_status s = check_writable(sink, err);
     if (s == LT_OK && w->sharded)
-        s = ensure_directory(sink->path, err);
+        s = lti_wdir_create(&w->dir, sink->path, err);
     if (s == LT_OK)
         s = plan_files(sink, w, err);
     for (size_t k = 0; s == LT_OK && k < w->n_files; k++)
@@ -335,7 +326,7 @@ static int compare_tensor_names(const void *a, const void *b)
 static lt_status write_index(lt_sink *sink, struct st_writer *w, lt_error *err)
 {
     const lti_sink_tensor **sorted = malloc((sink->n_tensors ? sink->n_tensors : 1) * sizeof *sorted);
-    char *index_path = lti_path_join(sink->path, LT_ST_INDEX_NAME);
+    char *index_path = lti_path_join(w->dir.tmp_path, LT_ST_INDEX_NAME);
     if (!sorted || !index_path) {
         free(sorted);
         free(index_path);
@@ -384,6 +375,8 @@ static lt_status st_commit(lt_sink *sink, lt_error *err)
     /* the index goes last, so a reader never finds one naming missing shards */
     if (w->sharded) {
         lt_status s = write_index(sink, w, err);
+        if (s == LT_OK)
+            s = lti_wdir_commit(&w->dir, sink->opts.fsync, err);
         if (s != LT_OK)
             return s;
     }

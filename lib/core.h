@@ -111,6 +111,11 @@ typedef struct lti_rfile {
     const unsigned char *map;   /* whole-file read-only mapping of large files, or NULL */
 } lti_rfile;
 
+/* Open path read-only without ever blocking (a FIFO would), refuse what is
+ * not a regular file (LT_ERR_INVALID, "<path>: not a regular file (a
+ * FIFO)"), and fill *st; *fd_out receives a blocking descriptor, or -1. */
+struct stat;
+lt_status lti_open_regular(const char *path, int *fd_out, struct stat *st, lt_error *err);
 lt_status lti_rfile_open(lti_rfile *f, const char *path, lt_error *err);
 /* Read exactly len bytes at off; an attempt past the end of the file is
  * LT_ERR_INVALID ("<path>: file truncated ..."). Thread-safe. */
@@ -129,12 +134,17 @@ void lti_rfile_release(const lti_rfile *f, const void *p, size_t len);
 lt_status lti_read_small_file(const char *path, size_t max_bytes, char **out,
                              size_t *out_len, lt_error *err);
 
-/* An output file written under a temporary name in its final directory and
- * renamed into place by lti_wfile_commit. */
+/* Temporary paths for an output OUT are "<dir of OUT>/.<name of
+ * OUT>" LTI_TEMP_MARK "<pid>-<6 random characters>" (lt_remove_temporaries
+ * finds them by it). */
+#define LTI_TEMP_MARK ".tmp-"
+
+/* An output file written unnamed (O_TMPFILE) or under a temporary name in
+ * its final directory, and renamed into place by lti_wfile_commit. */
 typedef struct lti_wfile {
     int fd;
     char *final_path;
-    char *tmp_path;
+    char *tmp_path;     /* NULL while the file is unnamed */
     bool durable;   /* fsync before the rename (set after create) */
 } lti_wfile;
 
@@ -150,6 +160,29 @@ lt_status lti_wfile_pwrite(lti_wfile *f, uint64_t off, const void *buf, size_t l
 lt_status lti_wfile_commit(lti_wfile *f, lt_error *err);
 /* Close and unlink the temporary file. Safe on a zeroed or committed f. */
 void lti_wfile_abort(lti_wfile *f);
+/* An output directory built under a hidden temporary name beside its
+ * final one (tmp_path: write the files there) and moved into place whole
+ * by lti_wdir_commit.  An existing final directory is replaced only when
+ * it holds nothing but regular files loratool writes (adapter and shard
+ * files, their index and config, README.md, a model's side files);
+ * otherwise create and commit fail with LT_ERR_USAGE naming what is in the
+ * way.  The replacement swaps the two (renameat2 RENAME_EXCHANGE), then
+ * removes the old one; where the swap is not supported, the old directory
+ * is renamed aside first (then OUT is briefly absent). */
+typedef struct lti_wdir {
+    char *final_path;
+    char *tmp_path;
+} lti_wdir;
+
+lt_status lti_wdir_create(lti_wdir *d, const char *final_path, lt_error *err);
+/* Move into place (durable: fsync the parent directory after).  On
+ * failure the temporary directory is removed and an old one left as it
+ * was.  Either way d is released. */
+lt_status lti_wdir_commit(lti_wdir *d, bool durable, lt_error *err);
+/* Remove the temporary directory and its files. Safe on a zeroed or
+ * committed d. */
+void lti_wdir_abort(lti_wdir *d);
+
 /* Write a whole small file atomically (temp + rename), durably. */
 lt_status lti_write_file_atomic(const char *path, const void *data, size_t len,
                                lt_error *err);

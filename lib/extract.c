@@ -177,8 +177,13 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
     for (size_t i = 0; i < n_tensors && s == LT_OK; i++) {
         const lt_tensor_info *t = lt_source_tensor(tuned, i);
         size_t len = strlen(t->name);
-        if (t->n_dims != 2 || !lt_dtype_is_float(t->dtype) || len <= 7 ||
-            strcmp(t->name + len - 7, ".weight") != 0 || !lti_regex_fullmatch(re, t->name))
+        if (t->n_dims != 2 || !lt_dtype_is_float(t->dtype) || len <= 7 || strcmp(t->name + len - 7, ".weight") != 0)
+            continue;
+        int matched = lti_regex_exec(re, t->name, false);
+        if (matched < 0)
+            s = lti_fail(err, LT_ERR_USAGE, "--targets '%s': the match exceeds the regex budget (tensor '%s')",
+                         opts->targets ? opts->targets : DEFAULT_TARGETS, t->name);
+        if (matched != 1)
             continue;
         long bi = lt_source_find(base, t->name);
         if (bi < 0)

@@ -275,7 +275,7 @@ lt_status lti_gemm_f32(bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
     gemm_job job = {.f64 = false, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k,
                     .a = a, .b = b, .c = c, .lda = lda, .ldb = ldb, .ldc = ldc,
                     .alpha32 = alpha, .beta32 = beta};
-    return gemm_run(&job, threads, "lti_gemm_f32", err);
+    return gemm_run(&job, threads, "matrix product", err);
 }
 
 lt_status lti_gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double alpha,
@@ -285,5 +285,5 @@ lt_status lti_gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
     gemm_job job = {.f64 = true, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k,
                     .a = a, .b = b, .c = c, .lda = lda, .ldb = ldb, .ldc = ldc,
                     .alpha64 = alpha, .beta64 = beta};
-    return gemm_run(&job, threads, "lti_gemm_f64", err);
+    return gemm_run(&job, threads, "matrix product", err);
 }

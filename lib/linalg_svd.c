@@ -182,7 +182,7 @@ static void qr_copy_r(size_t m, size_t n, const double *w, size_t ldw, double *r
 lt_status lti_qr_f64(size_t m, size_t n, const double *a, size_t lda, double *q, size_t ldq,
                     double *r, size_t ldr, lt_error *err)
 {
-    static const char fn[] = "lti_qr_f64";
+    static const char fn[] = "QR decomposition";
     size_t p = min_sz(m, n);
     if (!lti_matrix_extent_ok(m, n, lda, sizeof(double)) || (q && !lti_matrix_extent_ok(m, p, ldq, sizeof(double))) ||
         (r && !lti_matrix_extent_ok(p, n, ldr, sizeof(double))))
@@ -449,7 +449,7 @@ static lt_status svd_checked(size_t m, size_t n, const double *a, size_t lda, do
 lt_status lti_svd_f64(size_t m, size_t n, const double *a, size_t lda, double *u, size_t ldu,
                      double *s, double *v, size_t ldv, lt_error *err)
 {
-    static const char fn[] = "lti_svd_f64";
+    static const char fn[] = "SVD";
     size_t p = min_sz(m, n);
     if (!lti_matrix_extent_ok(m, n, lda, sizeof(double)) || (u && !lti_matrix_extent_ok(m, p, ldu, sizeof(double))) ||
         (v && !lti_matrix_extent_ok(n, p, ldv, sizeof(double))))
@@ -481,7 +481,7 @@ lt_status lti_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, siz
                              const double *a, size_t lda, size_t k, double *u, size_t ldu,
                              double *s, double *v, size_t ldv, lt_error *err)
 {
-    static const char fn[] = "lti_lowrank_svd_f64";
+    static const char fn[] = "SVD of a low-rank product";
     if (!lti_matrix_extent_ok(m, r, ldb, sizeof(double)) || !lti_matrix_extent_ok(r, n, lda, sizeof(double)) ||
         (u && !lti_matrix_extent_ok(m, k, ldu, sizeof(double))) || (v && !lti_matrix_extent_ok(n, k, ldv, sizeof(double))))
         return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
@@ -624,7 +624,7 @@ lt_status lti_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw,
                                 unsigned threads, double *u, size_t ldu, double *s, double *v,
                                 size_t ldv, lt_error *err)
 {
-    static const char fn[] = "lti_randomized_svd_f64";
+    static const char fn[] = "randomized SVD";
     if (!lti_matrix_extent_ok(m, n, ldw, sizeof(float)) || (u && !lti_matrix_extent_ok(m, k, ldu, sizeof(double))) ||
         (v && !lti_matrix_extent_ok(n, k, ldv, sizeof(double))))
         return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);

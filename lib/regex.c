@@ -31,11 +31,32 @@
  * Limits (documented budgets, not Python behaviour):
  *   - a pattern longer than MAX_PATTERN_BYTES or with groups nested deeper
  *     than MAX_NESTING is refused (LT_ERR_UNSUPPORTED);
- *   - one fullmatch or search may run at most STEP_BUDGET machine steps and
- *     hold at most MAX_BACKTRACK_ENTRIES choice points.  Past either it gives
- *     up and answers "no match" where Python would keep going, possibly for
- *     hours ((a*)*b against forty 'a's).  lti_regex_exec() returns -1 for a
- *     give-up, so callers that care can tell it from a mismatch.
+ *   - one fullmatch or search may run at most STEP_BUDGET machine steps,
+ *     hold at most MAX_BACKTRACK_ENTRIES choice points and MAX_MEMO_BYTES of
+ *     memo.  Past any of them lti_regex_exec() returns -1 ("gave up"), which
+ *     callers must report as an error: it is never a "no match".
+ *
+ * Why the budget is rarely reached: once a match has run MEMO_AFTER_STEPS
+ * steps, the machine remembers the states it has entered at its join points
+ * (each OP_SPLIT, OP_REPEAT_STEP and the instruction after an OP_REPEAT_ONE)
+ * and never enters one twice.  This is sound because nothing but the state
+ * decides what follows: there are no backreferences (refused at compile
+ * time), captures are never observed, and the answer is whether any path
+ * reaches OP_MATCH (the order of lazy/greedy choices decides which match
+ * Python reports, never whether one exists).  A state is
+ *   (pc, pos, where the innermost lookahead began,
+ *    for each counted repeat whose loop holds pc: its count, clamped to min
+ *    when max is unbounded, and whether its current iteration began at pos)
+ * - the last bit is all of the iteration's start that matters, since pos
+ * never moves backwards inside an iteration.  A state entered before either
+ * failed everywhere it led, or is an ancestor of the current path (a cycle
+ * that consumed nothing), so skipping it loses no match: ordinary
+ * depth-first reachability with a visited set.  The start of the innermost
+ * lookahead is part of the state because a lookahead body that succeeded
+ * left states on its success path marked; the result of each (lookahead,
+ * pos) is remembered instead, so the same body never runs twice from the
+ * same position.  (a*)*b, (a|aa)*b, (?:(a+)+b|a+) then take time
+ * polynomial in the subject's length.
  */
 #include "regex_internal.h"
 
@@ -64,6 +85,8 @@ typedef struct inst {
 typedef struct repeat {
     uint32_t min, max;
     bool lazy;
+    bool counted;      /* a general repeat with registers (not OP_REPEAT_ONE) */
+    int32_t parent;    /* counted repeat whose loop holds this one's, or -1 */
     uint8_t item_op;   /* OP_REPEAT_ONE: OP_BYTE or OP_SET, with item_arg */
     uint32_t item_arg;
     uint32_t step_pc, exit_pc;
@@ -75,6 +98,10 @@ struct lti_regex {
     charset *sets;
     repeat *repeats;
     size_t n_repeats, cap_repeats;
+    /* per pc: the innermost counted repeat whose loop [step_pc, exit_pc)
+     * holds it, or -1; and whether the machine memoizes states there */
+    int32_t *scope;
+    bool *join;
 };
 
 static long emit(lti_regex *re, enum opcode op, unsigned flag, uint32_t x, uint32_t y)
@@ -178,6 +205,7 @@ static bool compile_node(lti_regex *re, const node *nodes, int idx)
             return false;
         re->repeats[r].step_pc = (uint32_t)step;
         re->repeats[r].exit_pc = (uint32_t)re->n_code;
+        re->repeats[r].counted = true;
         return true;
     }
     }
@@ -191,7 +219,39 @@ void lti_regex_free(lti_regex *re)
     free(re->code);
     free(re->sets);
     free(re->repeats);
+    free(re->scope);
+    free(re->join);
     free(re);
+}
+
+/* Fills re->scope and re->join.  Counted repeats are numbered in the order
+ * of their step_pc and their loops nest, so one sweep with a stack of open
+ * loops finds each pc's innermost loop. */
+static bool find_scopes(lti_regex *re)
+{
+    re->scope = malloc((re->n_code + 1) * sizeof *re->scope);
+    re->join = calloc(re->n_code + 1, sizeof *re->join);
+    if (!re->scope || !re->join)
+        return false;
+    int32_t open = -1;
+    size_t next = 0;
+    for (size_t pc = 0; pc < re->n_code; pc++) {
+        while (open >= 0 && re->repeats[open].exit_pc <= pc)
+            open = re->repeats[open].parent;
+        while (next < re->n_repeats && (!re->repeats[next].counted || re->repeats[next].step_pc < pc))
+            next++;
+        if (next < re->n_repeats && re->repeats[next].step_pc == pc) {
+            re->repeats[next].parent = open;
+            open = (int32_t)next++;
+        }
+        re->scope[pc] = open;
+        uint8_t op = re->code[pc].op;
+        if (op == OP_SPLIT || op == OP_REPEAT_STEP)
+            re->join[pc] = true;
+        if (op == OP_REPEAT_ONE)
+            re->join[pc + 1] = true; /* the code always ends in OP_MATCH */
+    }
+    return true;
 }
 
 lti_regex *lti_regex_compile(const char *pattern, lt_error *err)
@@ -216,7 +276,7 @@ lti_regex *lti_regex_compile(const char *pattern, lt_error *err)
         root = lti_regex_parse_fail(&p, LT_ERR_INVALID, p.pos, "unbalanced parenthesis");
     if (root >= 0 && !(re = calloc(1, sizeof *re)))
         lti_regex_parse_fail(&p, LT_ERR_NOMEM, 0, "out of memory");
-    if (re && (!compile_node(re, p.nodes, root) || emit(re, OP_MATCH, 0, 0, 0) < 0)) {
+    if (re && (!compile_node(re, p.nodes, root) || emit(re, OP_MATCH, 0, 0, 0) < 0 || !find_scopes(re))) {
         lti_regex_parse_fail(&p, LT_ERR_NOMEM, 0, "out of memory");
         lti_regex_free(re);
         re = NULL;
@@ -244,6 +304,23 @@ typedef struct bt_entry {
 
 enum { RUN_NOMATCH = 0, RUN_MATCH = 1, RUN_GAVE_UP = -1 };
 #define NO_POSITION SIZE_MAX
+#define LOOKAHEAD_RESULT (SIZE_MAX - 1) /* in a lookahead's key, where a state's has origin */
+
+/* The memo: a set of states (and lookahead results), open addressing over
+ * slots that point into an arena of key words. */
+typedef struct memo_slot {
+    uint64_t hash;    /* 0: empty */
+    uint32_t key_at;  /* index of the key's first word in the arena */
+    uint16_t key_len; /* words */
+    uint16_t value;   /* a lookahead's result; unused for states */
+} memo_slot;
+
+typedef struct memo {
+    memo_slot *slots;
+    size_t n_slots, used;
+    uint64_t *words;
+    size_t n_words, cap_words;
+} memo;
 
 typedef struct matcher {
     const lti_regex *re;
@@ -255,7 +332,91 @@ typedef struct matcher {
     size_t top, cap;
     bool stack_on_heap;
     uint64_t steps;
+    bool memo_on;            /* from memo_after_steps steps on */
+    uint64_t memo_after_steps;
+    memo memo;
+    uint64_t key[MAX_NESTING + 4];
 } matcher;
+
+static uint64_t hash_words(const uint64_t *w, size_t n)
+{
+    uint64_t h = 0x9e3779b97f4a7c15u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= w[i];
+        h *= 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    return h | 1; /* never 0, the mark of an empty slot */
+}
+
+static void memo_free(memo *mm)
+{
+    free(mm->slots);
+    free(mm->words);
+}
+
+static bool memo_grow(memo *mm)
+{
+    size_t n = mm->n_slots ? 2 * mm->n_slots : 1024;
+    if (n * sizeof(memo_slot) + mm->cap_words * sizeof(uint64_t) > MAX_MEMO_BYTES)
+        return false;
+    memo_slot *slots = calloc(n, sizeof *slots);
+    if (!slots)
+        return false;
+    for (size_t i = 0; i < mm->n_slots; i++) {
+        if (!mm->slots[i].hash)
+            continue;
+        size_t j = mm->slots[i].hash & (n - 1);
+        while (slots[j].hash)
+            j = (j + 1) & (n - 1);
+        slots[j] = mm->slots[i];
+    }
+    free(mm->slots);
+    mm->slots = slots;
+    mm->n_slots = n;
+    return true;
+}
+
+/* The slot holding key[0..n), or NULL; *hash_out receives its hash for
+ * memo_insert. */
+static memo_slot *memo_find(const memo *mm, const uint64_t *key, size_t n, uint64_t *hash_out)
+{
+    uint64_t h = hash_words(key, n);
+    *hash_out = h;
+    if (!mm->n_slots)
+        return NULL;
+    for (size_t j = h & (mm->n_slots - 1); mm->slots[j].hash; j = (j + 1) & (mm->n_slots - 1)) {
+        memo_slot *sl = &mm->slots[j];
+        if (sl->hash == h && sl->key_len == n && memcmp(mm->words + sl->key_at, key, n * sizeof *key) == 0)
+            return sl;
+    }
+    return NULL;
+}
+
+/* Adds key[0..n) (absent) with its value; false past MAX_MEMO_BYTES. */
+static bool memo_insert(memo *mm, const uint64_t *key, size_t n, uint64_t h, bool value)
+{
+    if ((mm->used + 1) * 2 > mm->n_slots && !memo_grow(mm))
+        return false;
+    if (mm->n_words + n > mm->cap_words) {
+        size_t cap = mm->cap_words ? 2 * mm->cap_words : 4096;
+        if (cap > UINT32_MAX || cap * sizeof(uint64_t) + mm->n_slots * sizeof(memo_slot) > MAX_MEMO_BYTES)
+            return false;
+        uint64_t *words = realloc(mm->words, cap * sizeof *words);
+        if (!words)
+            return false;
+        mm->words = words;
+        mm->cap_words = cap;
+    }
+    memcpy(mm->words + mm->n_words, key, n * sizeof *key);
+    size_t j = h & (mm->n_slots - 1);
+    while (mm->slots[j].hash)
+        j = (j + 1) & (mm->n_slots - 1);
+    mm->slots[j] = (memo_slot){h, (uint32_t)mm->n_words, (uint16_t)n, value};
+    mm->n_words += n;
+    mm->used++;
+    return true;
+}
 
 static bool push(matcher *m, enum entry_kind kind, uint32_t id, size_t a, size_t b)
 {
@@ -349,17 +510,82 @@ static bool backtrack(matcher *m, size_t base, uint32_t *pc, size_t *pos)
     return false;
 }
 
-/* Runs the program from pc at pos.  toplevel is false inside a lookahead,
- * whose OP_MATCH accepts any end. */
-static int run(matcher *m, uint32_t pc, size_t pos, bool toplevel)
+/* The state at a join point (see the top of this file) into m->key;
+ * its length in words, or 0 when the repeats nest too deep to say. */
+static size_t state_key(matcher *m, uint32_t pc, size_t pos, size_t origin)
+{
+    const lti_regex *re = m->re;
+    size_t n = 0;
+    m->key[n++] = pc;
+    m->key[n++] = pos;
+    m->key[n++] = origin;
+    for (int32_t r = re->scope[pc]; r >= 0; r = re->repeats[r].parent) {
+        if (n == sizeof m->key / sizeof *m->key)
+            return 0;
+        const repeat *rp = &re->repeats[r];
+        uint64_t count = m->count[r];
+        if (rp->max == REPEAT_INFINITE && count > rp->min)
+            count = rp->min;
+        m->key[n++] = count << 1 | (m->start[r] == pos);
+    }
+    return n;
+}
+
+/* At a join point with the memo on: RUN_MATCH when the state is new (and
+ * now remembered), RUN_NOMATCH when it was entered before, RUN_GAVE_UP past
+ * the memo's budget. */
+static int enter_state(matcher *m, uint32_t pc, size_t pos, size_t origin)
+{
+    size_t n = state_key(m, pc, pos, origin);
+    uint64_t h;
+    if (n == 0)
+        return RUN_GAVE_UP;
+    if (memo_find(&m->memo, m->key, n, &h))
+        return RUN_NOMATCH;
+    return memo_insert(&m->memo, m->key, n, h, false) ? RUN_MATCH : RUN_GAVE_UP;
+}
+
+static int run(matcher *m, uint32_t pc, size_t pos, size_t origin);
+
+/* The result of the lookahead body after pc from pos (not yet negated),
+ * from the memo when it has been decided there before. */
+static int lookahead(matcher *m, uint32_t pc, size_t pos)
+{
+    uint64_t key[3] = {pc, pos, LOOKAHEAD_RESULT}, h;
+    const memo_slot *known = m->memo_on ? memo_find(&m->memo, key, 3, &h) : NULL;
+    if (known)
+        return known->value ? RUN_MATCH : RUN_NOMATCH;
+    int r = run(m, pc + 1, pos, pos);
+    if (r != RUN_GAVE_UP && m->memo_on && !memo_find(&m->memo, key, 3, &h)
+        && !memo_insert(&m->memo, key, 3, h, r == RUN_MATCH))
+        return RUN_GAVE_UP;
+    return r;
+}
+
+/* Runs the program from pc at pos.  origin is NO_POSITION at the top
+ * level, else where the innermost lookahead began: its OP_MATCH accepts
+ * any end. */
+static int run(matcher *m, uint32_t pc, size_t pos, size_t origin)
 {
     const lti_regex *re = m->re;
     const size_t base = m->top;
+    const bool toplevel = origin == NO_POSITION;
     for (;;) {
         if (++m->steps > STEP_BUDGET)
             return RUN_GAVE_UP;
+        m->memo_on |= m->steps > m->memo_after_steps;
         const inst *in = &re->code[pc];
         bool ok = true;
+        if (m->memo_on && re->join[pc]) {
+            int fresh = enter_state(m, pc, pos, origin);
+            if (fresh == RUN_GAVE_UP)
+                return fresh;
+            if (fresh == RUN_NOMATCH) {
+                if (!backtrack(m, base, &pc, &pos))
+                    return RUN_NOMATCH;
+                continue;
+            }
+        }
         switch ((enum opcode)in->op) {
         case OP_BYTE:
             ok = pos < m->len && m->s[pos] == in->x;
@@ -384,7 +610,7 @@ static int run(matcher *m, uint32_t pc, size_t pos, bool toplevel)
         case OP_LOOKAHEAD: {
             /* The body's own choices are dropped once it is decided, as in
              * Python (lookarounds are atomic); pos does not move. */
-            int r = run(m, pc + 1, pos, false);
+            int r = lookahead(m, pc, pos);
             if (r == RUN_GAVE_UP)
                 return r;
             ok = (r == RUN_MATCH) != (in->flag != 0);
@@ -463,13 +689,19 @@ static int run(matcher *m, uint32_t pc, size_t pos, bool toplevel)
 
 int lti_regex_exec(const lti_regex *re, const char *subject, bool search)
 {
+    return lti_regex_exec_memo(re, subject, search, MEMO_AFTER_STEPS);
+}
+
+int lti_regex_exec_memo(const lti_regex *re, const char *subject, bool search, uint64_t memo_after_steps)
+{
     if (!re || !subject)
         return 0;
     enum { LOCAL_ENTRIES = 64, LOCAL_REPEATS = 16 };
     bt_entry local_stack[LOCAL_ENTRIES];
     size_t local_registers[2 * LOCAL_REPEATS];
     matcher m = {.re = re, .s = (const unsigned char *)subject, .len = strlen(subject),
-                 .full = !search, .stack = local_stack, .cap = LOCAL_ENTRIES};
+                 .full = !search, .stack = local_stack, .cap = LOCAL_ENTRIES,
+                 .memo_after_steps = memo_after_steps};
     size_t *registers = local_registers;
     if (re->n_repeats > LOCAL_REPEATS && !(registers = malloc(2 * re->n_repeats * sizeof *registers)))
         return -1;
@@ -480,7 +712,8 @@ int lti_regex_exec(const lti_regex *re, const char *subject, bool search)
     int result = RUN_NOMATCH;
     size_t last_start = search ? m.len : 0;
     for (size_t start = 0; start <= last_start && result == RUN_NOMATCH; start++)
-        result = run(&m, 0, start, true);
+        result = run(&m, 0, start, NO_POSITION);
+    memo_free(&m.memo);
     if (m.stack_on_heap)
         free(m.stack);
     if (registers != local_registers)

@@ -25,11 +25,9 @@
 #define MAX_NAMED_GROUPS 100
 #define STEP_BUDGET 10000000u
 #define MAX_BACKTRACK_ENTRIES (1u << 20)
+#define MAX_MEMO_BYTES (64u << 20)   /* remembered states of one match */
+#define MEMO_AFTER_STEPS 4096u       /* matches shorter than this keep no memo */
 #define REPEAT_INFINITE UINT32_MAX /* Python's MAXREPEAT; larger counts are errors */
-
-/* 1 match, 0 no match, -1 gave up (step budget, choice points or memory).
- * Not in loratool.h: for the tests and for callers that report give-ups. */
-int lti_regex_exec(const lti_regex *re, const char *subject, bool search);
 
 /* ---- character sets: one bit per byte value ---- */
 

@@ -35,7 +35,7 @@ lt_status lti_module_factors_f64(const lt_adapter *ad, const lt_lora_module *m, 
         /* PEFT 0.3's enable_lora (merged QKV): A stacks one group per
          * enabled output slice; only inspect/audit understand it */
         return lti_fail(err, LT_ERR_UNSUPPORTED,
-                       "%s: module '%s': legacy enable_lora factors (lora_A has %llu rows for rank %u) cannot be computed with",
+                       "%s: module '%s': legacy enable_lora factors (lora_A has %llu rows for rank %u): only inspect and audit read them",
                        lt_source_path(src), m->name, (unsigned long long)ta->shape[m->a_transposed ? 1 : 0], m->rank);
     double *a = NULL, *b = NULL, *e = NULL;
     lt_status s = lti_source_read_all_f64(src, (size_t)m->tensor_a, &a, err);

@@ -1100,6 +1100,23 @@ typedef struct lt_adapter_open_options {
  * on failure; free with lt_adapter_close. */
 LT_API lt_adapter *lt_adapter_open_with(const char *path, const lt_adapter_open_options *opts, lt_error *err);
 
+/* ------------------------------------------------------------------ */
+/* 11. Temporary files and signals                                      */
+/* ------------------------------------------------------------------ */
+
+/* Outputs appear only complete.  A single file is written unnamed
+ * (O_TMPFILE) where the kernel and filesystem allow it, so nothing is ever
+ * left behind; otherwise, and for directory outputs, the library writes
+ * under a hidden temporary name in the output's directory,
+ * ".<name>.tmp-<pid>-<6 characters>" (a file, or a directory of files),
+ * and removes it on every error path.  A process killed by a signal cannot
+ * run those paths: its handler calls lt_remove_temporaries(OUT) to remove
+ * every temporary of this process beside OUT (and inside OUT when OUT is a
+ * directory).  Async-signal-safe: system calls on fixed buffers only, no
+ * allocation or locks; errno is preserved.  Never touches another
+ * process's temporaries or anything not named so. */
+LT_API void lt_remove_temporaries(const char *out_path);
+
 #ifdef __cplusplus
 }
 #endif
