@@ -178,6 +178,17 @@ int cmd_convert(int argc, char **argv)
         return cli_fail(&err);
     long type_key = lt_source_kv_find(src, "general.type");
     const char *type = type_key >= 0 ? lt_source_kv_str(src, (size_t)type_key, 0, NULL) : NULL;
+    if (strcmp(lt_source_format(src), "gguf") != 0 && strcmp(lt_source_format(src), "peft") != 0) {
+        /* an adapter of another method (LyCORIS LoKr, LoHa, kohya) is named
+         * as such, as merge names it, not converted as if it were a model */
+        lt_error aerr;
+        lt_adapter *maybe = lt_adapter_open(input, &aerr);
+        lt_adapter_close(maybe);
+        if (!maybe && aerr.status == LT_ERR_UNSUPPORTED) {
+            lt_source_close(src);
+            return cli_fail(&aerr);
+        }
+    }
     if (strcmp(lt_source_format(src), "peft") == 0 || !type || strcmp(type, "adapter") != 0) {
         /* a whole model, either way */
         size_t len = strlen(out);

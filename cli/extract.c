@@ -8,13 +8,14 @@
 
 static const char usage_text[] =
     "usage: loratool extract BASE TUNED -o OUT_DIR (--rank R | --energy F) [--targets REGEX]\n"
-    "                        [--max-rank N] [--threads N] [--seed S] [--json]\n"
+    "                        [--max-rank N] [--threads N] [--seed S] [--keep-zero] [--json]\n"
     "  a LoRA adapter approximating TUNED - BASE: per matching 2-D weight, a randomized SVD\n"
     "  (oversampling 10, 2 power iterations) of the difference\n"
     "  --rank R        rank R per module\n"
     "  --energy F      smallest rank keeping the fraction F of ||dW||_F^2 (up to --max-rank, 256)\n"
     "  --targets REGEX Python regex matched against whole tensor names (default: attention and\n"
-    "                  MLP projections, '.*\\.(q_proj|k_proj|...|fc2|to_v)\\.weight')\n";
+    "                  MLP projections, '.*\\.(q_proj|k_proj|...|fc2|to_v)\\.weight')\n"
+    "  --keep-zero     keep weights TUNED did not change, as zero factors (default: left out, listed)\n";
 
 int cmd_extract(int argc, char **argv)
 {
@@ -23,7 +24,8 @@ int cmd_extract(int argc, char **argv)
         {"energy", required_argument, NULL, 'e'}, {"targets", required_argument, NULL, 't'},
         {"max-rank", required_argument, NULL, 'M'}, {"threads", required_argument, NULL, 'T'},
         {"seed", required_argument, NULL, 'S'},   {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},         {"keep-zero", no_argument, NULL, 'K'},
+        {NULL, 0, NULL, 0},
     };
     const char *out = NULL;
     bool json = false;
@@ -39,6 +41,7 @@ int cmd_extract(int argc, char **argv)
                 return rc;
             break;
         case 't': opts.targets = optarg; break;
+        case 'K': opts.keep_zero = true; break;
         case 'M': case 'T':
             if (!cli_parse_count(optarg, &number) || number == 0 || number > 65536)
                 return cli_usage("extract", "'%s' is not a number from 1 to 65536", optarg);

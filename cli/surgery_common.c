@@ -63,7 +63,7 @@ int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bo
     for (size_t i = 0; i < r->n_modules; i++) {
         const lt_surgery_module *m = &r->modules[i];
         printf("  %-56s %5u %5u %9.4f %10.3e%s\n", m->name, m->old_rank, m->new_rank, 100 * m->energy_kept,
-               m->rel_error, m->zero ? "  (zero delta)" : "");
+               m->rel_error, m->zero ? (m->new_rank ? "  (zero delta)" : "  (zero delta: left out)") : "");
         zero += m->zero;
     }
     printf("  parameters: %s -> %s\n", cli_count(r->params_before, a, sizeof a),

@@ -32,6 +32,7 @@ static const char usage_text[] =
     "                 matching PEFT and GGUF LoRA modules (names, llama's Q/K rows)\n"
     "  --rtol R       with --adapter: tolerance (default 8 x the unit roundoff of OUT's factors)\n"
     "  --json         one JSON object with every tensor's (module's) result\n"
+    CLI_LORALIB_USAGE
     "exit: 0 OUT verified, 1 a check failed, 2 usage, 3 invalid input, 4 I/O error\n";
 
 static cJSON *json_number(double x)
@@ -200,7 +201,9 @@ int cmd_verify(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},              {"help", no_argument, NULL, 'h'},
         {"adapter", required_argument, NULL, 'A'},     {"base", required_argument, NULL, 'B'},
         {"rtol", required_argument, NULL, 'r'},        {"threads", required_argument, NULL, 't'},
-        {NULL, 0, NULL, 0}};
+        CLI_LORALIB_OPTIONS,                           {NULL, 0, NULL, 0}};
+    cli_loralib loralib = {0};
+    int handled;
     lt_verify_options opts = {0};
     const char *out_path = NULL, *adapter_out = NULL, *arch_base = NULL;
     double rtol = 0;
@@ -251,7 +254,13 @@ int cmd_verify(int argc, char **argv)
             break;
         }
         case 'h': fputs(usage_text, stdout); return cli_finish_stdout();
-        default: return cli_usage("verify", "bad option");
+        default:
+            if ((handled = cli_loralib_option("verify", c, optarg, &loralib)) != 0) {
+                if (handled < 0)
+                    return -handled;
+                break;
+            }
+            return cli_usage("verify", "bad option");
         }
     }
     if (adapter_out && out_path)
@@ -286,7 +295,8 @@ int cmd_verify(int argc, char **argv)
         lt_adapter *ad = NULL;
         if ((rc = cli_split_scale("verify", argv[optind + 1 + i], &paths[i], &inputs[i].weight)))
             break;
-        if (!(ad = lt_adapter_open(paths[i], &err)))
+        loralib.open.base = base; /* loralib checkpoints are read against it */
+        if (!(ad = lt_adapter_open_with(paths[i], &loralib.open, &err)))
             rc = cli_fail(&err);
         else
             rc = cli_adapter_for_base(base_path, base, &ad, &originals[i]);

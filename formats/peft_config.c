@@ -4,6 +4,7 @@
  * kept for the weights' reader in formats/peft.c. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,14 +100,10 @@ void lti_peft_parse_free(peft_parse *p)
 
 static lt_status warn(peft_parse *ad, lt_error *err, const char *fmt, const char *arg)
 {
-    char *line = lti_asprintf(fmt, arg);
-    /* a warning is one printable line, whatever the key it quotes holds */
-    for (char *p = line; p && *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    lt_status s = line ? lti_adapter_warn(ad->model, line, err) : lti_fail_nomem(err, ad->config_path);
-    free(line);
-    return s;
+    char line[LT_ERROR_MAX];
+    snprintf(line, sizeof line, fmt, arg);
+    lti_escape_controls(line, sizeof line); /* one printable line, whatever the key holds */
+    return lti_adapter_warn(ad->model, line, err);
 }
 
 /* A string field copied into the model, or NULL when not a string. */

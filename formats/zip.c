@@ -150,7 +150,7 @@ lt_status lti_zip_open(zip_archive *z, const lti_rfile *f, lt_error *err)
     memset(z, 0, sizeof *z);
     z->file = f;
     unsigned char eocd[EOCD_SIZE] = {0};
-    uint64_t eocd_at;
+    uint64_t eocd_at = 0;
     lt_status s = zip_find_eocd(f, &eocd_at, eocd, err);
     if (s != LT_OK)
         return s;

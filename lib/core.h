@@ -23,6 +23,10 @@
 /* Fill err (if not NULL) with status and a formatted message; returns
  * status so callers can write `return lti_fail(err, LT_ERR_INVALID, ...)`. */
 lt_status lti_fail(lt_error *err, lt_status status, const char *fmt, ...) LT_PRINTF(3, 4);
+/* Rewrite the NUL-terminated MSG (in a buffer of SIZE <= LT_ERROR_MAX
+ * bytes) with every control character as \xNN, cutting what no longer
+ * fits: what lti_fail does to every message. */
+void lti_escape_controls(char *msg, size_t size);
 /* I/O failure: "<path>: <what>: <strerror(errno)>", LT_ERR_IO. */
 lt_status lti_fail_errno(lt_error *err, const char *path, const char *what);
 /* Out of memory, naming what could not be allocated. */

@@ -31,6 +31,28 @@ const char *lt_status_name(lt_status status)
     return "unknown status";
 }
 
+/* The message is one printable line whatever a file put in the names it
+ * quotes (a tensor name or JSON key holding "\n" or ESC): each control
+ * character becomes \xNN, as the CLI shows them (the fuzzing of issue #11
+ * found several); a message that no longer fits is cut. */
+void lti_escape_controls(char *msg, size_t size)
+{
+    char copy[LT_ERROR_MAX];
+    snprintf(copy, sizeof copy, "%s", msg);
+    size_t o = 0;
+    for (const char *c = copy; *c && o + 1 < size; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (u < 0x20 || u == 0x7f) {
+            if (o + 5 > size)
+                break;
+            o += (size_t)snprintf(msg + o, size - o, "\\x%02x", u);
+        } else {
+            msg[o++] = (char)u;
+        }
+    }
+    msg[o] = '\0';
+}
+
 lt_status lti_fail(lt_error *err, lt_status status, const char *fmt, ...)
 {
     if (err) {
@@ -38,12 +60,7 @@ lt_status lti_fail(lt_error *err, lt_status status, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->message, sizeof err->message, fmt, ap);
         va_end(ap);
-        /* The message is one line whatever a file put in the names it
-         * quotes (a tensor name or JSON key holding "\n"): control
-         * characters are shown as '?' (issue #11's fuzzing found several). */
-        for (char *c = err->message; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = '?';
+        lti_escape_controls(err->message, sizeof err->message);
         err->status = status;
     }
     return status;

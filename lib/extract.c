@@ -54,6 +54,7 @@ typedef struct extracted {
     uint32_t rank;
     float *a, *b;
     bool embedding;
+    bool skip;                   /* a zero delta left out (no --keep-zero) */
 } extracted;
 
 /* Embedding tables ([vocab, dim]) get PEFT's lora_embedding_A/B, whose
@@ -224,27 +225,41 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
                 s = transpose_f32(&om->b, om->rank, om->cols, err);
         }
         free(diff);
-        report->params_after += (uint64_t)om->rank * (om->rows + om->cols);
         report->params_before += t->n_elems;
+        if (s == LT_OK && rep->zero && !opts->keep_zero) {
+            /* an unchanged weight needs no module: reported, not written */
+            om->skip = true;
+            rep->new_rank = 0;
+            continue;
+        }
+        report->params_after += (uint64_t)om->rank * (om->rows + om->cols);
     }
     lti_regex_free(re);
     if (s == LT_OK && n == 0)
         s = lti_fail(err, LT_ERR_INVALID, "%s: no 2-D weight matches the targets", lt_source_path(tuned));
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        kept += !mods[i].skip;
+    if (s == LT_OK && kept == 0)
+        s = lti_fail(err, LT_ERR_INVALID, "%s: every matching weight equals %s's: nothing to extract (--keep-zero "
+                     "writes zero factors)", lt_source_path(tuned), lt_source_path(base));
     if (s == LT_OK) {
-        lti_out_module *om = calloc(n + 1, sizeof *om);
+        lti_out_module *om = calloc(kept + 1, sizeof *om);
         if (!om)
             s = lti_fail_nomem(err, label);
-        for (size_t i = 0; s == LT_OK && i < n; i++) {
+        for (size_t i = 0, j = 0; s == LT_OK && i < n; i++) {
+            if (mods[i].skip)
+                continue;
             /* an embedding's A is [r, vocab], B [dim, r] */
             bool emb = mods[i].embedding;
-            om[i] = (lti_out_module){mods[i].name, emb, emb ? mods[i].cols : mods[i].rows,
-                                     emb ? mods[i].rows : mods[i].cols, mods[i].rank, mods[i].a, mods[i].b};
+            om[j++] = (lti_out_module){mods[i].name, emb, emb ? mods[i].cols : mods[i].rows,
+                                       emb ? mods[i].rows : mods[i].cols, mods[i].rank, mods[i].a, mods[i].b};
             mods[i].name = NULL;
             mods[i].a = mods[i].b = NULL;
         }
         if (s == LT_OK)
-            s = lti_surgery_model(label, om, n, NULL, 0, out, err);
-        lti_out_modules_free(om, om ? n : 0);
+            s = lti_surgery_model(label, om, kept, NULL, 0, out, err);
+        lti_out_modules_free(om, om ? kept : 0);
     }
     for (size_t i = 0; i < n; i++) {
         free(mods[i].name);

@@ -96,7 +96,7 @@ static double norm2(const double *x, size_t n, size_t inc)
  * n doubles. */
 /* AVX2 and baseline builds of the reflector loops (element-wise, so both
  * give identical results; no FMA contraction). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define LT_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define LT_CLONES

@@ -64,7 +64,7 @@ static inline __attribute__((always_inline)) void to_lanes(int n, const float *x
 /* The lane functions are built for AVX2 and for baseline x86-64, chosen at
  * load time; the same IEEE operations lane by lane either way (nothing is
  * fused: -ffp-contract=off), so the same bytes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define LT_LANES_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define LT_LANES_CLONES

@@ -71,6 +71,8 @@ static bool noise_model_init(noise_model *nm, lt_dtype t)
     case LT_F32: mant = 23, nm->exp_bits = 8, bias = 127, nm->size = 4; break;
     case LT_F64: mant = 52, nm->exp_bits = 11, bias = 1023, nm->size = 8; break;
     case LT_Q8_0: case LT_Q4_0: return true;
+    case LT_Q4_1: case LT_Q5_0: case LT_Q5_1: case LT_Q2_K: case LT_Q3_K: case LT_Q4_K: case LT_Q5_K: case LT_Q6_K:
+        return true;
     default: return false;
     }
     nm->exp_shift = (unsigned)mant;
@@ -96,6 +98,29 @@ static double row_noise_sq(const noise_model *nm, const unsigned char *raw, uint
             const unsigned char *p = raw + b * bb;
             double d = fabs(lt_f16_to_f32((uint16_t)(p[0] | p[1] << 8))) * k;
             sum += 32 * d * d;
+        }
+        return sum;
+    }
+    if (lt_dtype_block_elems(nm->type) > 1) {
+        /* the other ggml block types: each element lies within one
+         * quantization step of its value, the step being at most the
+         * block's range over its levels (2^bits - 1); a K-quant's 6-bit
+         * sub-block scales and a clipped extreme are covered by taking 1.5
+         * such steps (spec/verify.md) */
+        unsigned bits = nm->type == LT_Q2_K ? 2 : nm->type == LT_Q3_K ? 3 : nm->type == LT_Q6_K ? 6
+                        : (nm->type == LT_Q5_0 || nm->type == LT_Q5_1 || nm->type == LT_Q5_K) ? 5 : 4;
+        uint32_t per = lt_dtype_block_elems(nm->type), bb = lt_dtype_block_bytes(nm->type);
+        float vals[256];
+        for (uint64_t b = 0; b < cols / per; b++) {
+            if (lt_dequantize_row(nm->type, raw + b * bb, vals, per) != LT_OK)
+                return INFINITY;
+            float lo = vals[0], hi = vals[0];
+            for (uint32_t j = 1; j < per; j++) {
+                lo = vals[j] < lo ? vals[j] : lo;
+                hi = vals[j] > hi ? vals[j] : hi;
+            }
+            double h = 1.5 * ((double)hi - (double)lo) / (double)((1u << bits) - 1);
+            sum += per * h * h;
         }
         return sum;
     }
@@ -309,7 +334,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     if (!noise_model_init(nm, od) || (lt_dtype_block_elems(od) > 1 && cols % lt_dtype_block_elems(od))) {
         free(nm);
         verify_problem(vt, "no error model for OUT's dtype %s%s", lt_dtype_name(od),
-                       lt_dtype_block_elems(od) > 1 ? " (verify knows F16, BF16, F32, F64, Q8_0, Q4_0)" : "");
+                       lt_dtype_block_elems(od) > 1 ? " (verify knows F16, BF16, F32, F64, Q4_0..Q8_0, Q2_K..Q6_K)" : "");
         return LT_OK;
     }
     uint64_t base_row = cols / lt_dtype_block_elems(bt->dtype) * lt_dtype_block_bytes(bt->dtype);

@@ -821,14 +821,17 @@ def case_extract(root, rng):
 
     zero = ("model.layers.0.self_attn.v_proj.weight", "model.layers.1.mlp.up_proj.weight")
     c, base, tuned = new_case("extract_zero_module", "tuned equals base on two projections: zero_delta, "
-                              "delta exactly 0, rank 3 with --rank 3 and 1 (the smallest) with --energy 0.9",
+                              "delta exactly 0, rank 3 with --rank 3 and 1 (the smallest) with --energy 0.9 "
+                              "(with --keep-zero; without it nothing is left to extract: exit 3)",
                               zero=zero)
     sel = lambda n: n in zero  # noqa: E731
     rx = "|".join(re.escape(z) for z in zero)
-    c.run("extract", BT + ["-o", OUT, "--targets", rx, "--rank", "3", "--json"], rule=("rank", 3),
+    c.run("extract", BT + ["-o", OUT, "--targets", rx, "--rank", "3", "--json", "--keep-zero"], rule=("rank", 3),
           extract=extract_entries(base, tuned, select=sel), zero_exact=True)
-    c.run("extract", BT + ["-o", OUT, "--targets", rx, "--energy", "0.9", "--json"], rule=("energy", 0.9),
-          extract=extract_entries(base, tuned, select=sel, rule_kind="energy"), zero_exact=True)
+    c.run("extract", BT + ["-o", OUT, "--targets", rx, "--energy", "0.9", "--json", "--keep-zero"],
+          rule=("energy", 0.9), extract=extract_entries(base, tuned, select=sel, rule_kind="energy"), zero_exact=True)
+    # without --keep-zero an unchanged weight is left out: here every one is
+    c.run("extract", BT + ["-o", OUT, "--targets", rx, "--rank", "3"], rc=3, stderr_has=["nothing to extract"])
     names.append(c.finish())
 
     c, base, tuned = new_case("extract_embedding_target", "extract --targets 'model\\.embed_tokens\\.weight' "

@@ -59,6 +59,8 @@ def model_dir(name, cfg, arch_tensors="llama", lm_head=True, extra=None):
 
 def convert(d, *more):
     out = os.path.join(d, "m.gguf")
+    if os.path.exists(out):  # an earlier output inside the model directory: loratool will not replace it
+        os.remove(out)
     rc, so, se = run("convert", os.path.join(d, "model.safetensors"), "-o", out, "--base", d, *more)
     return rc, so, se, out
 

@@ -772,6 +772,9 @@ typedef struct lt_extract_options {
     uint32_t max_rank;       /* cap for --energy (0 = 256)                   */
     unsigned threads;        /* 0 = online processors                        */
     uint64_t seed;           /* randomized SVD test matrix                   */
+    bool keep_zero;          /* keep weights whose delta is exactly zero (as
+                                zero factors); by default they are left out
+                                of the model and reported (new_rank 0)      */
 } lt_extract_options;
 
 /* Extract a LoRA adapter from TUNED - BASE: for every 2-D float weight of
