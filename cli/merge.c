@@ -17,15 +17,16 @@ static const char usage_text[] =
     "                      [--threads N] [--shard-size SIZE] [--fsync] [--dry-run] [--allow-missing]\n"
     "                      [--json]\n"
     "  BASE             a .safetensors file, a sharded model (directory or index), or a GGUF model\n"
-    "  ADAPTER[:SCALE]  PEFT adapter directories, or GGUF LoRA files (into a GGUF base); SCALE\n"
+    "  ADAPTER[:SCALE]  PEFT adapter directories or GGUF LoRA files, into either kind of base (names\n"
+    "                   and Q/K rows mapped: spec/convert.md), or loralib checkpoints; SCALE\n"
     "                   multiplies the delta (default 1, may be negative)\n"
     "  -o OUT           a .safetensors file, or a directory (sharded like the base or at --shard-size,\n"
     "                   with the base directory's config and tokenizer files copied); for a GGUF\n"
     "                   base a .gguf file (every key-value pair of the base copied; a quantized\n"
     "                   tensor that gets a delta is re-quantized to its own type: spec/convert.md)\n"
     "  --dtype          keep (default): every tensor keeps its type; f32, f16, bf16: float and\n"
-    "                   merged tensors in that type; q8_0, q4_0, q4_1, q5_0, q5_1, q2_k..q6_k: merged\n"
-    "                   2-D tensors quantized to it (rows must be whole blocks), the rest kept\n"
+    "                   merged tensors in that type; q8_0, q4_0, q4_1, q5_0, q5_1, q2_k..q6_k (GGUF\n"
+    "                   output): merged 2-D tensors quantized to it (rows whole blocks), the rest kept\n"
     "  --threads N      worker threads (default: all cores); output bytes do not depend on it\n"
     "  --shard-size S   directory output: largest shard, e.g. 5GB, 500MB\n"
     "  --fsync          flush the output to disk before renaming it into place (default: like cp,\n"
@@ -404,6 +405,35 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
     return *written ? lt_sink_create("safetensors", *written, &so, err) : NULL;
 }
 
+/* A directory that now holds one model.safetensors must not keep the index
+ * and shards of an earlier sharded output: loaders would read those.  They
+ * go after the new file is complete (until then the directory still holds
+ * the earlier model whole). */
+static int remove_stale_shards(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && !rc) {
+        unsigned k, n;
+        char tail[8];
+        bool shard = sscanf(e->d_name, "model-%5u-of-%5u.safetensor%1s", &k, &n, tail) == 3 && strlen(e->d_name) == 32 &&
+                     ends_with(e->d_name, ".safetensors");
+        if (!shard && strcmp(e->d_name, "model.safetensors.index.json") != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0) {
+            fprintf(stderr, "loratool: %s: cannot remove the earlier sharded output: %s\n", path, strerror(errno));
+            rc = EXIT_IO;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
 int cmd_merge(int argc, char **argv)
 {
     merge_args a = {0};
@@ -479,6 +509,8 @@ int cmd_merge(int argc, char **argv)
         }
         char *from = base_directory(base);
         bool to_dir = !ends_with(a.out, ".safetensors") || a.shard_size > 0;
+        if (to_dir && written && ends_with(written, "/model.safetensors") && (rc = remove_stale_shards(a.out)))
+            goto done;
         if (from && to_dir)
             rc = copy_side_files(from, a.out);
         if (from && to_dir && !rc && strcmp(lt_source_format(base), "bitsandbytes") == 0)

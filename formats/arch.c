@@ -27,7 +27,7 @@ static lt_status config_dim(const cJSON *cfg, const char *key, const char *path,
     return LT_OK;
 }
 
-static lt_status arch_from_config(const char *path, lt_arch_info *out, lt_error *err)
+lt_status lti_read_config_json(const char *path, cJSON **root_out, lt_error *err)
 {
     char *text = NULL;
     lt_status s = lti_read_small_file(path, 16u << 20, &text, NULL, err);
@@ -39,6 +39,16 @@ static lt_status arch_from_config(const char *path, lt_arch_info *out, lt_error 
         cJSON_Delete(root);
         return lti_fail(err, LT_ERR_INVALID, "%s: not a JSON object", path);
     }
+    *root_out = root;
+    return LT_OK;
+}
+
+static lt_status arch_from_config(const char *path, lt_arch_info *out, lt_error *err)
+{
+    cJSON *root = NULL;
+    lt_status s = lti_read_config_json(path, &root, err);
+    if (s != LT_OK)
+        return s;
     /* multimodal configs keep the language model's under text_config */
     const cJSON *cfg = root, *text_cfg = cJSON_GetObjectItemCaseSensitive(root, "text_config");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");

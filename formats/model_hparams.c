@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "model_hparams.h"
+#include "names.h"
 
 typedef struct writer {
     lt_sink *sink;
@@ -311,16 +312,10 @@ lt_status lti_model_hparams_set(lt_sink *sink, const char *arch, const char *con
                                 const lti_model_shape *shape, lti_model_extras *extras, lt_error *err)
 {
     memset(extras, 0, sizeof *extras);
-    char *text = NULL;
-    lt_status s = lti_read_small_file(config_path, 16u << 20, &text, NULL, err);
+    cJSON *root = NULL;
+    lt_status s = lti_read_config_json(config_path, &root, err);
     if (s != LT_OK)
         return s;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return lti_fail(err, LT_ERR_INVALID, "%s: not a JSON object", config_path);
-    }
     /* multimodal configs keep the language model's under text_config */
     const cJSON *text_cfg = cJSON_GetObjectItemCaseSensitive(root, "text_config");
     bool use_text = cJSON_IsObject(text_cfg) && cJSON_GetObjectItemCaseSensitive(text_cfg, "num_attention_heads");

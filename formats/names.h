@@ -22,4 +22,9 @@ char *lti_name_gguf_to_hf(const char *arch, const char *gguf_name);
 uint64_t lti_qk_hf_row_of_gguf_row(uint64_t gguf_row, uint64_t n_head, uint64_t n_rows);
 uint64_t lti_qk_gguf_row_of_hf_row(uint64_t hf_row, uint64_t n_head, uint64_t n_rows);
 
+/* A model's config.json (formats/arch.c): parsed, and a JSON object, or
+ * LT_ERR_INVALID; *root is the caller's to cJSON_Delete. */
+struct cJSON;
+lt_status lti_read_config_json(const char *path, struct cJSON **root, lt_error *err);
+
 #endif

@@ -55,7 +55,7 @@ def main(out):
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
         "intermediate_size": INTER, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
         "num_key_value_heads": KV_HEADS, "vocab_size": VOCAB, "torch_dtype": "bfloat16",
-        "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
+        "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "max_position_embeddings": 256,
     }
     with open(os.path.join(base_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)

@@ -76,7 +76,14 @@ if ok:
           and np.array_equal(m[W + "v_proj.weight"], ref))
 case("zero-size:merge", ok, "rc %d: %s" % (p.returncode, p.stderr.strip()[:200]))
 case("zero-size:merge-leaves-no-temp", not [f for f in os.listdir(tmp) if f.startswith(".")], str(os.listdir(tmp)))
-for name, args in (("extract", ["extract", base, tuned, "--rank", "2"]),
+o = os.path.join(tmp, "zero_extract")
+p = run("extract", base, tuned, "--rank", "2", "-o", o)
+ok = p.returncode == 0   # the empty (exactly zero) deltas are left out, the changed one kept
+if ok:
+    t = load(os.path.join(o, "adapter_model.safetensors"))
+    ok = sorted(t) == [P + "v_proj.lora_A.weight", P + "v_proj.lora_B.weight"] and "left out" in p.stdout
+case("zero-size:extract", ok, "rc %d: %s %s" % (p.returncode, p.stdout[-200:], p.stderr.strip()[:200]))
+for name, args in (("extract-keep-zero", ["extract", base, tuned, "--rank", "2", "--keep-zero"]),
                    ("combine-ties", ["combine", zad, zad, "--method", "ties", "--rank", "2"]),
                    ("combine-dare", ["combine", zad, zad, "--method", "dare", "--rank", "2"]),
                    ("resize", ["resize", zad, "--rank", "2"]), ("combine-concat", ["combine", zad, zad])):

@@ -29,7 +29,12 @@ comm -12 "$tmp/use_lib" "$tmp/def_formats" >"$tmp/x"; check "layers:lib-needs-no
 comm -12 "$tmp/use_lib" "$tmp/def_cli" >"$tmp/x"; check "layers:lib-needs-nothing-from-cli" "$tmp/x"
 comm -12 "$tmp/use_formats" "$tmp/def_cli" >"$tmp/x"; check "layers:formats-need-nothing-from-cli" "$tmp/x"
 
-# exported symbols of the shared library = the LT_API declarations
+# exported symbols of the shared library = the LT_API declarations (the
+# sanitizer builds make no shared library: the plain build's pass checks)
+if [ ! -f "$build/libloratool.so" ]; then
+    echo "SKIP layers:exports: no $build/libloratool.so (checked with the plain build)"
+    exit $status
+fi
 sed -n 's/^LT_API .*[ *]\(lt_[a-z0-9_]*\)(.*/\1/p' lib/include/loratool.h | sort -u >"$tmp/declared"
 nm -D --defined-only "$build/libloratool.so" | awk '$2 ~ /^[TWDBRVi]$/ {print $3}' | sed 's/@.*//' |
     grep -v '^_' | sort -u >"$tmp/exported"
