@@ -10,13 +10,16 @@
 static const char usage_text[] =
     "usage: loratool combine ADAPTER[:W]... -o OUT [--rank R | --energy F | --sv-ratio X]\n"
     "                        [--method concat|svd|ties|dare] [--density D] [--seed S] [--base BASE] [--json]\n"
-    "  inputs: PEFT adapters, or GGUF LoRAs of one architecture (OUT .gguf; a directory needs --base)\n"
-    "  dW = sum_i W_i * scale_i * B_i A_i per module (W default 1, may be negative)\n"
-    "  concat (default): exact, by concatenation (rank = sum of ranks, scale 1)\n"
-    "  svd: that exact sum truncated by its SVD (--rank, --energy or --sv-ratio)\n"
+    "  dW = sum_i W_i * scale_i * B_i A_i per module (W default 1, may be negative); inputs are PEFT\n"
+    "  adapters, or GGUF LoRAs of one architecture\n"
+    "  concat (default without a rank rule): exact, by concatenation (rank = sum of ranks, scale 1)\n"
+    "  svd (the default with --rank, --energy or --sv-ratio): that exact sum truncated by its SVD\n"
     "  ties, dare: on each module's dense deltas with --density D (default 0.5; dare: --seed S),\n"
     "       then truncated to --rank (default: the largest input rank)\n"
-    "  OUT ending in .gguf: a GGUF LoRA (GGUF inputs)\n";
+    "  -o OUT      a PEFT directory, or a .gguf file (a GGUF LoRA, for GGUF inputs)\n"
+    "  --base BASE GGUF LoRA inputs saved as a directory: config.json, model directory or GGUF\n"
+    "              model whose names they are mapped back to (required then)\n"
+    "  --json      the per-module report as JSON\n";
 
 int cmd_combine(int argc, char **argv)
 {

@@ -15,7 +15,11 @@ static const char usage_text[] =
     "  --energy F      smallest rank keeping the fraction F of ||dW||_F^2 (up to --max-rank, 256)\n"
     "  --targets REGEX Python regex matched against whole tensor names (default: attention and\n"
     "                  MLP projections, '.*\\.(q_proj|k_proj|...|fc2|to_v)\\.weight')\n"
-    "  --keep-zero     keep weights TUNED did not change, as zero factors (default: left out, listed)\n";
+    "  --max-rank N    cap for --energy (default 256)\n"
+    "  --threads N     worker threads (default: every online core; same bytes)\n"
+    "  --seed S        the randomized SVD's test matrix (default 0; same seed, same result)\n"
+    "  --keep-zero     keep weights TUNED did not change, as zero factors (default: left out, listed)\n"
+    "  --json          the per-module report as JSON\n";
 
 int cmd_extract(int argc, char **argv)
 {

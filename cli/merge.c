@@ -400,8 +400,8 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
     }
     size_t len = strlen(a->out) + sizeof "/model.safetensors";
     *written = malloc(len);
-    if (*written)
-        snprintf(*written, len, "%s/model.safetensors", a->out);
+    if (*written) /* one slash between, whatever OUT ends with */
+        snprintf(*written, len, "%s%smodel.safetensors", a->out, ends_with(a->out, "/") ? "" : "/");
     return *written ? lt_sink_create("safetensors", *written, &so, err) : NULL;
 }
 

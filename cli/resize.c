@@ -6,14 +6,16 @@
 
 static const char usage_text[] =
     "usage: loratool resize ADAPTER -o OUT (--rank R | --energy F | --sv-ratio X) [--base BASE] [--json]\n"
-    "  OUT: a PEFT directory, or a .gguf file for GGUF LoRA inputs; a GGUF LoRA saved as a\n"
-    "  directory needs --base (config.json, model directory or GGUF model) to map its names back\n"
-    "  per module, the smallest rank meeting the rule (never above the current rank):\n"
+    "  per module, the smallest rank meeting the rule (never above the current rank), by the exact\n"
+    "  truncated SVD of its scale * B A from QR factors; each module keeps its effective scale\n"
+    "  (written as alpha = rank)\n"
     "  --rank R       at most R\n"
     "  --energy F     keep the fraction F of sum s_i^2 (e.g. 0.99)\n"
     "  --sv-ratio X   keep singular values s_i > s_0 / X\n"
-    "  exact truncated SVD of each module's scale * B A from QR factors; each module keeps its\n"
-    "  effective scale (written as alpha = rank)\n";
+    "  -o OUT         a PEFT directory, or a .gguf file for GGUF LoRA inputs\n"
+    "  --base BASE    GGUF LoRA inputs saved as a directory: config.json, model directory or GGUF\n"
+    "                 model whose names they are mapped back to (required then)\n"
+    "  --json         the per-module report as JSON\n";
 
 int cmd_resize(int argc, char **argv)
 {
