@@ -14,17 +14,14 @@ import json, math, os, subprocess, sys
 sys.path.insert(0, "testdata")
 import numpy as np
 import stwrite
+from clitest import Checks
 from convert_check import read_gguf, decode
 from make_merge_gguf_ref import write_gguf
 
 tool, tmp = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(14)
-failures = 0
-
-def case(name, ok, why=""):
-    global failures
-    print("PASS %s" % name if ok else "FAIL %s: %s" % (name, why))
-    failures += not ok
+checks = Checks(tool)
+case = checks.case
 
 def run(*args):
     p = subprocess.run([tool] + list(args), capture_output=True, text=True)
@@ -199,5 +196,5 @@ case("vocab:count-differs", rc == 3 and "10 tokens" in se and not os.path.exists
 rc, so, se = run("convert", os.path.join(d, "model.safetensors"), "-o", os.path.join(tmp, "x.gguf"),
                  "--base", os.path.join(d, "m.gguf"))
 case("gguf-base:no-hparams", rc == 0 and "architecture keys only" in so and "no tokenizer" in so, se or so)
-sys.exit(1 if failures else 0)
+sys.exit(checks.status())
 PY

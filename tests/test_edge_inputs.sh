@@ -9,43 +9,18 @@ set -u
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 /usr/bin/python3 - "$LORATOOL" "$tmp" <<'PY'
-import json, os, struct, subprocess, sys
+import json, os, sys
 sys.path.insert(0, "testdata")
 import numpy as np
 import stwrite
 from make_merge_gguf_ref import write_gguf
+from clitest import Checks, one_line_error, safetensors_f32, write_adapter
 
 tool, tmp = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(11)
-failures = 0
-
-def case(name, ok, why=""):
-    global failures
-    print("PASS %s" % name if ok else "FAIL %s: %s" % (name, why))
-    failures += not ok
-
-def run(*args):
-    return subprocess.run([tool] + [str(a) for a in args], capture_output=True, text=True)
-
-def load(path):
-    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); out = {}
-    for k, v in h.items():
-        if k == "__metadata__":
-            continue
-        a, e = v["data_offsets"]
-        out[k] = np.frombuffer(b[8 + n + a:8 + n + e], dtype=np.float32).reshape(v["shape"])
-    return out
-
-def adapter(d, tensors, config):
-    os.makedirs(d, exist_ok=True)
-    stwrite.write(os.path.join(d, "adapter_model.safetensors"), tensors)
-    with open(os.path.join(d, "adapter_config.json"), "w") as f:
-        json.dump(config, f)
-
-def one_line_error(p, rc, *names):
-    lines = p.stderr.strip().split("\n")
-    return (p.returncode == rc and len(lines) == 1 and lines[0].startswith("loratool: ")
-            and all(n in lines[0] for n in names))
+checks = Checks(tool)
+case, run = checks.case, checks.run
+load, adapter = safetensors_f32, write_adapter
 
 P = "base_model.model.model.layers.0.self_attn."
 W = "model.layers.0.self_attn."
@@ -189,5 +164,5 @@ out = os.path.join(tmp, "wrong.gguf")
 p = run("convert", wrong, "-o", out, "--base", llama_cfg)
 case("convert:shape-mismatch-refused", one_line_error(p, 3, "k_proj", "[64, 64]", "[32, 64]") and not os.path.exists(out),
      p.stderr)
-sys.exit(1 if failures else 0)
+sys.exit(checks.status())
 PY

@@ -11,31 +11,20 @@ set -u
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 /usr/bin/python3 - "$LORATOOL" "$tmp" <<'PY'
-import json, os, struct, subprocess, sys
+import json, os, sys
 sys.path.insert(0, "testdata")
 import numpy as np
 import stwrite
 from make_merge_gguf_ref import write_gguf, base_kvs, HIDDEN, N_HEAD, N_KV, HD
+from clitest import Checks, one_line_error, safetensors_raw
 
 tool, tmp = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(23)
-failures = 0
-
-def case(name, ok, why=""):
-    global failures
-    print("PASS %s" % name if ok else "FAIL %s: %s" % (name, why))
-    failures += not ok
-
-def run(*args):
-    return subprocess.run([tool] + [str(a) for a in args], capture_output=True, text=True)
-
-def tensors_of(path):
-    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
+checks = Checks(tool)
+case, run, tensors_of = checks.case, checks.run, safetensors_raw
 
 def one_line(p, rc, *words):
-    lines = p.stderr.strip().split("\n")
-    return p.returncode == rc and len(lines) == 1 and all(w in lines[0] for w in words)
+    return one_line_error(p, rc, *words, prefix=False)
 
 # a llama model (safetensors + config.json) and a PEFT adapter on q, k, v
 H, KVD = HIDDEN, N_KV * HD
@@ -157,5 +146,5 @@ case("verify:loralib-merge-verifies", p.returncode == 0 and v.returncode == 0, p
 v = run("verify", F + "/gpt2_base.safetensors", F + "/gpt2.pt", "--merged", lm, "--alpha", "16",
         "--enable-lora", "1,0,1", "--fan-in-fan-out")
 case("verify:loralib-wrong-alpha-fails", v.returncode == 1 and "2 times" in v.stdout, v.stdout[-300:] + v.stderr)
-sys.exit(1 if failures else 0)
+sys.exit(checks.status())
 PY

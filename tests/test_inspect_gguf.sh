@@ -11,15 +11,12 @@ import json, os, subprocess, sys
 sys.path.insert(0, "testdata")
 import numpy as np
 import stwrite
+from clitest import Checks
 
 tool, tmp = sys.argv[1], sys.argv[2]
 rng = np.random.default_rng(9)
-failures = 0
-
-def case(name, ok, why=""):
-    global failures
-    print("PASS %s" % name if ok else "FAIL %s: %s" % (name, why))
-    failures += not ok
+checks = Checks(tool)
+case = checks.case
 
 ad = os.path.join(tmp, "adapter"); os.makedirs(ad)
 json.dump({"model_type": "llama", "num_attention_heads": 4, "num_key_value_heads": 2},
@@ -41,5 +38,5 @@ out = subprocess.run([tool, "inspect", "--json", lora], capture_output=True, tex
 g = json.loads(out).get("gguf", {})
 case("gguf-json-object", set(g) == {"version", "alignment", "architecture", "type", "kv"} and g["type"] == "adapter"
      and g["architecture"] == "llama" and g["kv"].get("adapter.lora.alpha") == 4, str(g))
-sys.exit(1 if failures else 0)
+sys.exit(checks.status())
 PY
