@@ -61,6 +61,18 @@ lt_status lti_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, siz
                              const double *a, size_t lda, size_t k, double *u, size_t ldu,
                              double *s, double *v, size_t ldv, lt_error *err);
 
+/* As lti_lowrank_svd_f64 with k = r singular values (s holds r; zero
+ * beyond min(m, n, r)), but singular vectors only for the leading kk
+ * triples, kk = choose(ctx, s, r) capped at min(m, n, r): the rank rule
+ * sees every value (and may edit them, e.g. zero rounding noise) before any
+ * vector is formed.  U is m x kk and V n x kk in arrays with ldu, ldv >= r
+ * (columns kk.. untouched); *kk_out gets kk.  choose NULL keeps r. */
+lt_status lti_lowrank_svd_rule_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
+                                  const double *a, size_t lda,
+                                  size_t (*choose)(void *ctx, double *s, size_t n_s), void *ctx,
+                                  size_t *kk_out, double *u, size_t ldu, double *s, double *v,
+                                  size_t ldv, lt_error *err);
+
 /* Recommended settings for lti_randomized_svd_f64. */
 #define LTI_RSVD_OVERSAMPLE 10
 #define LTI_RSVD_POWER_ITERS 2
@@ -86,5 +98,46 @@ lt_status lti_randomized_svd_f64(size_t m, size_t n, const float *w, size_t ldw,
  * 0). */
 size_t lti_rank_for_energy(const double *s, size_t n, double fraction);
 size_t lti_rank_for_ratio(const double *s, size_t n, double ratio);
+
+/* ---- Householder building blocks (lib/linalg_qr.c), for the files
+ * above; row-major f64, sizes already checked by the caller. ---- */
+
+/* Euclidean norm of n elements at stride inc, without overflow or harmful
+ * underflow. */
+double lti_norm2(const double *x, size_t n, size_t inc);
+
+/* In-place QR of W (m x n, leading dimension ldw): R on and above the
+ * diagonal, reflector vectors v_j below it (v_j[j] = 1 implied),
+ * H_j = I - tau[j] v_j v_j^T, A = H_0 ... H_{p-1} R, p = min(m, n).
+ * work holds n doubles. */
+void lti_qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work);
+
+/* Q (m x p) = H_0 ... H_{p-1} I[:, :p] from lti_qr_factor's W and tau;
+ * work holds p doubles. */
+void lti_qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau, double *q,
+                   size_t ldq, double *work);
+
+/* A[j.., c0 .. c0+nc) -= tau v (v^T A) for reflector j of lti_qr_factor's
+ * W (m rows); wk holds nc doubles. */
+void lti_apply_reflector(size_t m, size_t j, const double *w, size_t ldw, double tau, double *a,
+                         size_t lda, size_t c0, size_t nc, double *wk);
+
+/* The p x n upper trapezoid of a factored W into r (zeros below). */
+void lti_qr_copy_r(size_t m, size_t n, const double *w, size_t ldw, double *r, size_t ldr);
+
+/* Tall-skinny Householder QR of W (m x r, leading dimension r, m >= r >=
+ * 1), computed in cache-sized row blocks; Q is never formed.  On return
+ * rows 0..r-1 of W hold R on and above the diagonal, the rest of W and AUX
+ * (lti_tsqr_aux_count(m, r) doubles) the reflectors.  False: out of
+ * memory (W is then unusable).  Same bytes on every thread count and ISA. */
+size_t lti_tsqr_aux_count(size_t m, size_t r);
+bool lti_tsqr_factor(size_t m, size_t r, double *w, double *aux);
+
+/* U (m x k, leading dimension ldu) = Q [X] for the Q of lti_tsqr_factor's
+ * W and AUX, X r x k (leading dimension k, overwritten): the leading
+ * columns of Q rotated by X, at 4 m r k flops instead of forming Q.
+ * False: out of memory. */
+bool lti_tsqr_apply_q(size_t m, size_t r, const double *w, const double *aux, size_t k, double *x,
+                      double *u, size_t ldu);
 
 #endif

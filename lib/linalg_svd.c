@@ -63,122 +63,6 @@ static int scale_exp(double mx)
     return e;
 }
 
-/* Euclidean norm of n elements at stride inc, without overflow or
- * harmful underflow. */
-static double norm2(const double *x, size_t n, size_t inc)
-{
-    double mx = 0;
-    for (size_t i = 0; i < n; i++)
-        if (fabs(x[i * inc]) > mx)
-            mx = fabs(x[i * inc]);
-    if (mx == 0)
-        return 0;
-    double sum = 0;
-    if (mx > 0x1p-500 && mx < 0x1p500) {
-        for (size_t i = 0; i < n; i++)
-            sum += x[i * inc] * x[i * inc];
-        return sqrt(sum);
-    }
-    for (size_t i = 0; i < n; i++) {
-        double y = x[i * inc] / mx;
-        sum += y * y;
-    }
-    return mx * sqrt(sum);
-}
-
-/* ------------------------------------------------------------------ */
-/* Householder QR                                                      */
-/* ------------------------------------------------------------------ */
-
-/* In-place QR of W (m x n, leading dimension ldw): on return R is on and
- * above the diagonal, the reflector vectors v_j below it (v_j[j] = 1
- * implied), H_j = I - tau[j] v_j v_j^T, A = H_0 ... H_{p-1} R.  work holds
- * n doubles. */
-/* AVX2 and baseline builds of the reflector loops (element-wise, so both
- * give identical results; no FMA contraction). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define LT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LT_CLONES
-#endif
-
-/* Apply H_j = I - tau v v^T, v = (1, w[j+1.., j]) stored below the
- * diagonal of column j of W, to rows j.. and columns c0 .. c0 + nc of A:
- * A -= tau v (v^T A).  wk holds nc doubles. */
-LT_CLONES static void apply_reflector(size_t m, size_t j, const double *w, size_t ldw, double tau, double *a,
-                                      size_t lda, size_t c0, size_t nc, double *restrict wk)
-{
-    double *rowj = a + j * lda + c0;
-    for (size_t c = 0; c < nc; c++)
-        wk[c] = rowj[c];
-    for (size_t i = j + 1; i < m; i++) {
-        const double vi = w[i * ldw + j];
-        const double *restrict row = a + i * lda + c0;
-        for (size_t c = 0; c < nc; c++)
-            wk[c] += vi * row[c];
-    }
-    for (size_t c = 0; c < nc; c++)
-        wk[c] *= tau;
-    for (size_t c = 0; c < nc; c++)
-        rowj[c] -= wk[c];
-    for (size_t i = j + 1; i < m; i++) {
-        const double vi = w[i * ldw + j];
-        double *restrict row = a + i * lda + c0;
-        for (size_t c = 0; c < nc; c++)
-            row[c] -= vi * wk[c];
-    }
-}
-
-LT_CLONES static void qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work)
-{
-    size_t p = min_sz(m, n);
-    for (size_t j = 0; j < p; j++) {
-        double alpha = w[j * ldw + j];
-        double xnorm = m > j + 1 ? norm2(w + (j + 1) * ldw + j, m - j - 1, ldw) : 0;
-        if (xnorm == 0) {
-            tau[j] = 0; /* H_j = I */
-            continue;
-        }
-        double beta = -copysign(hypot(alpha, xnorm), alpha);
-        tau[j] = (beta - alpha) / beta;
-        double d = alpha - beta; /* |d| >= |beta| >= every |x_i|: no overflow */
-        for (size_t i = j + 1; i < m; i++)
-            w[i * ldw + j] /= d;
-        w[j * ldw + j] = beta;
-        /* Apply H_j to the trailing columns: W -= tau v (v^T W). */
-        size_t nc = n - j - 1;
-        if (nc == 0)
-            continue;
-        apply_reflector(m, j, w, ldw, tau[j], w, ldw, j + 1, nc, work);
-    }
-}
-
-/* Q (m x p, p = min(m, n)) = H_0 ... H_{p-1} I[:, :p], accumulated
- * backwards.  work holds p doubles. */
-LT_CLONES static void qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau,
-                      double *q, size_t ldq, double *work)
-{
-    size_t p = min_sz(m, n);
-    for (size_t i = 0; i < m; i++)
-        for (size_t c = 0; c < p; c++)
-            q[i * ldq + c] = i == c ? 1.0 : 0.0;
-    for (size_t j = p; j-- > 0;) {
-        if (tau[j] == 0)
-            continue;
-        size_t nc = p - j;
-        apply_reflector(m, j, w, ldw, tau[j], q, ldq, j, nc, work);
-    }
-}
-
-/* Copy the p x n upper trapezoid of a factored W into r (zeros below). */
-static void qr_copy_r(size_t m, size_t n, const double *w, size_t ldw, double *r, size_t ldr)
-{
-    size_t p = min_sz(m, n);
-    for (size_t i = 0; i < p; i++)
-        for (size_t c = 0; c < n; c++)
-            r[i * ldr + c] = c >= i ? w[i * ldw + c] : 0.0;
-}
-
 lt_status lti_qr_f64(size_t m, size_t n, const double *a, size_t lda, double *q, size_t ldq,
                     double *r, size_t ldr, lt_error *err)
 {
@@ -203,11 +87,11 @@ lt_status lti_qr_f64(size_t m, size_t n, const double *a, size_t lda, double *q,
     }
     for (size_t i = 0; i < m; i++)
         memcpy(w + i * n, a + i * lda, n * sizeof(double));
-    qr_factor(m, n, w, n, tau, work);
+    lti_qr_factor(m, n, w, n, tau, work);
     if (r)
-        qr_copy_r(m, n, w, n, r, ldr);
+        lti_qr_copy_r(m, n, w, n, r, ldr);
     if (q)
-        qr_form_q(m, n, w, n, tau, q, ldq, work);
+        lti_qr_form_q(m, n, w, n, tau, q, ldq, work);
     free(w), free(tau), free(work);
     return LT_OK;
 }
@@ -300,7 +184,7 @@ static void complete_rows(double *rows, size_t nrows, size_t len, size_t first)
                 memset(x, 0, len * sizeof(double));
                 x[attempt - 1] = 1.0;
             }
-            double before = norm2(x, len, 1);
+            double before = lti_norm2(x, len, 1);
             if (before == 0)
                 continue;
             for (int pass = 0; pass < 2; pass++)
@@ -312,7 +196,7 @@ static void complete_rows(double *rows, size_t nrows, size_t len, size_t first)
                     for (size_t t = 0; t < len; t++)
                         x[t] -= d * y[t];
                 }
-            double after = norm2(x, len, 1);
+            double after = lti_norm2(x, len, 1);
             if (after > 0.5 * before) {
                 for (size_t t = 0; t < len; t++)
                     x[t] /= after;
@@ -351,8 +235,8 @@ static lt_status svd_tall(size_t m, size_t n, double *w, double *sig, double *u,
         st = lti_fail_nomem(err, fn);
         goto out;
     }
-    qr_factor(m, n, w, n, tau, work);
-    qr_copy_r(m, n, w, n, gt, n);
+    lti_qr_factor(m, n, w, n, tau, work);
+    lti_qr_copy_r(m, n, w, n, gt, n);
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
             vt[i * n + j] = i == j ? 1.0 : 0.0;
@@ -362,13 +246,13 @@ static lt_status svd_tall(size_t m, size_t n, double *w, double *sig, double *u,
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        nrm[i] = norm2(gt + i * n, n, 1);
+        nrm[i] = lti_norm2(gt + i * n, n, 1);
     sort_desc(nrm, order, n);
     for (size_t c = 0; c < n; c++)
         sig[c] = nrm[order[c]];
     if (u) {
         /* U = Q V'(:, order): rows of `rows` are the columns V'(:, order). */
-        qr_form_q(m, n, w, n, tau, q, n, work);
+        lti_qr_form_q(m, n, w, n, tau, q, n, work);
         for (size_t c = 0; c < n; c++)
             memcpy(rows + c * n, vt + order[c] * n, n * sizeof(double));
         st = lti_gemm_f64(false, true, m, n, n, 1.0, q, n, rows, n, 0.0, u, ldu, 1, err);
@@ -477,74 +361,164 @@ static void zero_tail(size_t kk, size_t k, size_t m, size_t n, double *u, size_t
             v[i * ldv + c] = 0;
 }
 
-lt_status lti_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
-                             const double *a, size_t lda, size_t k, double *u, size_t ldu,
-                             double *s, double *v, size_t ldv, lt_error *err)
+/* Copy x (rows x cols, leading dimension ld) times 2^e into w (leading
+ * dimension ldw, transposed when trans): exact, as ldexp, but a multiply
+ * where 2^e is a normal double (both round the exact product once). */
+static void copy_scaled(const double *x, size_t rows, size_t cols, size_t ld, int e, bool trans, double *w,
+                        size_t ldw)
 {
-    static const char fn[] = "SVD of a low-rank product";
-    if (!lti_matrix_extent_ok(m, r, ldb, sizeof(double)) || !lti_matrix_extent_ok(r, n, lda, sizeof(double)) ||
-        (u && !lti_matrix_extent_ok(m, k, ldu, sizeof(double))) || (v && !lti_matrix_extent_ok(n, k, ldv, sizeof(double))))
-        return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
-    if (k == 0)
-        return LT_OK;
-    if (!s || (m && r && !b) || (r && n && !a))
-        return lti_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+    const bool mul = e >= -1022 && e <= 1023;
+    const double f = mul ? ldexp(1.0, e) : 1.0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) {
+            double y = mul ? x[i * ld + j] * f : ldexp(x[i * ld + j], e);
+            if (trans)
+                w[j * ldw + i] = y;
+            else
+                w[i * ldw + j] = y;
+        }
+}
+
+/* The body of lti_lowrank_svd_f64 and lti_lowrank_svd_rule_f64 after the
+ * argument checks: s gets k values; vectors for the first kk (chosen by
+ * choose, else min(k, p)).  Factors with at least r rows each take the
+ * tall-skinny QR, whose Q is applied to the kept columns only; others the
+ * plain QR with Q formed. */
+static lt_status lowrank(size_t m, size_t n, size_t r, const double *b, size_t ldb, const double *a,
+                         size_t lda, size_t k, size_t (*choose)(void *, double *, size_t), void *ctx,
+                         size_t *kk_out, double *u, size_t ldu, double *s, double *v, size_t ldv,
+                         const char *fn, lt_error *err)
+{
     double mb = max_abs(b, m, r, ldb), ma = max_abs(a, r, n, lda);
     if (mb < 0 || ma < 0)
         return lti_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
     size_t p = min_sz(min_sz(m, n), r), kk = min_sz(k, p);
+    *kk_out = 0;
     if (p == 0) {
         zero_tail(0, k, m, n, u, ldu, s, v, ldv);
         return LT_OK;
     }
+    const bool ts = m >= r && n >= r;
     const size_t kb = min_sz(m, r), ka = min_sz(n, r);
     const int eb = scale_exp(mb), ea = scale_exp(ma);
     bool fail = false;
     double *wb = dalloc(m, r, &fail), *wa = dalloc(n, r, &fail);
-    double *taub = dalloc(kb, 1, &fail), *taua = dalloc(ka, 1, &fail), *work = dalloc(r, 1, &fail);
+    double *taub = dalloc(ts ? lti_tsqr_aux_count(m, r) : kb, 1, &fail);
+    double *taua = dalloc(ts ? lti_tsqr_aux_count(n, r) : ka, 1, &fail), *work = dalloc(r, 1, &fail);
     double *rb = dalloc(kb, r, &fail), *ra = dalloc(ka, r, &fail), *core = dalloc(kb, ka, &fail);
     double *uc = dalloc(kb, p, &fail), *vc = dalloc(ka, p, &fail), *sc = dalloc(p, 1, &fail);
-    double *qb = u ? dalloc(m, kb, &fail) : NULL, *qa = v ? dalloc(n, ka, &fail) : NULL;
     lt_status st = LT_OK;
     if (fail) {
         st = lti_fail_nomem(err, fn);
         goto out;
     }
     /* B * 2^-eb and A^T * 2^-ea, exact scalings. */
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < r; j++)
-            wb[i * r + j] = ldexp(b[i * ldb + j], -eb);
-    for (size_t i = 0; i < r; i++)
-        for (size_t j = 0; j < n; j++)
-            wa[j * r + i] = ldexp(a[i * lda + j], -ea);
-    qr_factor(m, r, wb, r, taub, work);
-    qr_factor(n, r, wa, r, taua, work);
-    qr_copy_r(m, r, wb, r, rb, r);
-    qr_copy_r(n, r, wa, r, ra, r);
+    copy_scaled(b, m, r, ldb, -eb, false, wb, r);
+    copy_scaled(a, r, n, lda, -ea, true, wa, r);
+    if (ts) {
+        if (!lti_tsqr_factor(m, r, wb, taub) || !lti_tsqr_factor(n, r, wa, taua)) {
+            st = lti_fail_nomem(err, fn);
+            goto out;
+        }
+    } else {
+        lti_qr_factor(m, r, wb, r, taub, work);
+        lti_qr_factor(n, r, wa, r, taua, work);
+    }
+    lti_qr_copy_r(kb, r, wb, r, rb, r);
+    lti_qr_copy_r(ka, r, wa, r, ra, r);
     /* core = R_B R_A^T (kb x ka); B A = Q_B core Q_A^T. */
     st = lti_gemm_f64(false, true, kb, ka, r, 1.0, rb, r, ra, r, 0.0, core, ka, 1, err);
     if (st == LT_OK)
         st = svd_checked(kb, ka, core, ka, u ? uc : NULL, p, sc, v ? vc : NULL, p, fn, err);
     if (st != LT_OK)
         goto out;
-    if (u) {
-        qr_form_q(m, r, wb, r, taub, qb, kb, work);
-        st = lti_gemm_f64(false, false, m, kk, kb, 1.0, qb, kb, uc, p, 0.0, u, ldu, 1, err);
+    for (size_t c = 0; c < k; c++)
+        s[c] = c < p ? ldexp(sc[c], eb + ea) : 0.0;
+    size_t kz = kk; /* columns kk..kz exist but are zero (past p) */
+    if (choose) {
+        kz = min_sz(choose(ctx, s, k), k);
+        kk = min_sz(kz, p);
     }
-    if (v && st == LT_OK) {
-        qr_form_q(n, r, wa, r, taua, qa, ka, work);
-        st = lti_gemm_f64(false, false, n, kk, ka, 1.0, qa, ka, vc, p, 0.0, v, ldv, 1, err);
+    for (int side = 0; side < 2 && st == LT_OK; side++) {
+        double *out = side ? v : u, *vecs = side ? vc : uc, *w = side ? wa : wb, *aux = side ? taua : taub;
+        size_t rows = side ? n : m, ldo = side ? ldv : ldu, kq = side ? ka : kb;
+        if (!out || kk == 0)
+            continue;
+        if (ts) {
+            /* the kept columns of the core's vectors, r x kk, rotated by Q */
+            for (size_t i = 0; i < r; i++)
+                memmove(vecs + i * kk, vecs + i * p, kk * sizeof *vecs);
+            if (!lti_tsqr_apply_q(rows, r, w, aux, kk, vecs, out, ldo))
+                st = lti_fail_nomem(err, fn);
+            continue;
+        }
+        double *q = dalloc(rows, kq, &fail);
+        if (!q) {
+            st = lti_fail_nomem(err, fn);
+            continue;
+        }
+        lti_qr_form_q(rows, r, w, r, aux, q, kq, work);
+        st = lti_gemm_f64(false, false, rows, kk, kq, 1.0, q, kq, vecs, p, 0.0, out, ldo, 1, err);
+        free(q);
     }
     if (st != LT_OK)
         goto out;
-    for (size_t c = 0; c < kk; c++)
-        s[c] = ldexp(sc[c], eb + ea);
-    zero_tail(kk, k, m, n, u, ldu, s, v, ldv);
+    *kk_out = kz;
+    if (!choose)
+        zero_tail(kk, k, m, n, u, ldu, s, v, ldv);
+    else /* s[kk..kz) is 0 already */
+        for (size_t c = kk; c < kz; c++) {
+            for (size_t i = 0; u && i < m; i++)
+                u[i * ldu + c] = 0;
+            for (size_t i = 0; v && i < n; i++)
+                v[i * ldv + c] = 0;
+        }
 out:
     free(wb), free(wa), free(taub), free(taua), free(work), free(rb), free(ra), free(core);
-    free(uc), free(vc), free(sc), free(qb), free(qa);
+    free(uc), free(vc), free(sc);
     return st;
 }
+
+/* The shared argument checks; ldu, ldv >= kcols. */
+static lt_status lowrank_args(size_t m, size_t n, size_t r, const double *b, size_t ldb, const double *a,
+                              size_t lda, size_t kcols, const double *u, size_t ldu, const double *s,
+                              const double *v, size_t ldv, const char *fn, lt_error *err)
+{
+    if (!lti_matrix_extent_ok(m, r, ldb, sizeof(double)) || !lti_matrix_extent_ok(r, n, lda, sizeof(double)) ||
+        (u && !lti_matrix_extent_ok(m, kcols, ldu, sizeof(double))) ||
+        (v && !lti_matrix_extent_ok(n, kcols, ldv, sizeof(double))))
+        return lti_fail(err, LT_ERR_USAGE, "%s: leading dimension too small or matrix too large", fn);
+    if (kcols && (!s || (m && r && !b) || (r && n && !a)))
+        return lti_fail(err, LT_ERR_USAGE, "%s: NULL matrix", fn);
+    return LT_OK;
+}
+
+lt_status lti_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
+                             const double *a, size_t lda, size_t k, double *u, size_t ldu,
+                             double *s, double *v, size_t ldv, lt_error *err)
+{
+    static const char fn[] = "SVD of a low-rank product";
+    size_t kk;
+    lt_status st = lowrank_args(m, n, r, b, ldb, a, lda, k, u, ldu, s, v, ldv, fn, err);
+    if (st != LT_OK || k == 0)
+        return st;
+    return lowrank(m, n, r, b, ldb, a, lda, k, NULL, NULL, &kk, u, ldu, s, v, ldv, fn, err);
+}
+
+lt_status lti_lowrank_svd_rule_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
+                                  const double *a, size_t lda,
+                                  size_t (*choose)(void *ctx, double *s, size_t n_s), void *ctx,
+                                  size_t *kk_out, double *u, size_t ldu, double *s, double *v,
+                                  size_t ldv, lt_error *err)
+{
+    static const char fn[] = "SVD of a low-rank product";
+    *kk_out = 0;
+    lt_status st = lowrank_args(m, n, r, b, ldb, a, lda, r, u, ldu, s, v, ldv, fn, err);
+    if (st != LT_OK || r == 0)
+        return st;
+    return lowrank(m, n, r, b, ldb, a, lda, r, choose, ctx, kk_out, u, ldu, s, v, ldv, fn, err);
+}
+
 
 /* ------------------------------------------------------------------ */
 /* Randomized SVD                                                      */
@@ -614,8 +588,8 @@ static lt_status rsvd_apply(const rsvd_op *op, bool trans, const double *x, doub
 /* y (rows x l, rows >= l) <- the Q of its thin QR. */
 static void orthonormalize(double *y, size_t rows, size_t l, double *q, double *tau, double *work)
 {
-    qr_factor(rows, l, y, l, tau, work);
-    qr_form_q(rows, l, y, l, tau, q, l, work);
+    lti_qr_factor(rows, l, y, l, tau, work);
+    lti_qr_form_q(rows, l, y, l, tau, q, l, work);
     memcpy(y, q, rows * l * sizeof(double));
 }
 

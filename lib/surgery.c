@@ -121,6 +121,19 @@ static size_t choose_rank(const lt_rank_rule *rule, const double *s, size_t n)
     return k < 1 ? 1 : k;
 }
 
+/* The rank rule, seen by the SVD before it forms any singular vector. */
+typedef struct rule_ctx {
+    const lt_rank_rule *rule;
+    double scale; /* ||B||_F ||A||_F, for drop_rounding_noise */
+} rule_ctx;
+
+static size_t choose_for_svd(void *ctx, double *s, size_t n)
+{
+    const rule_ctx *rc = ctx;
+    drop_rounding_noise(s, n, rc->scale);
+    return choose_rank(rc->rule, s, n);
+}
+
 /* Truncate b (m x R) a (R x n) by RULE into om, filling the report entry. */
 static lt_status truncate_product(const double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
                                   const lt_rank_rule *rule, lti_out_module *om, lt_surgery_module *rep,
@@ -129,16 +142,15 @@ static lt_status truncate_product(const double *b, const double *a, uint64_t m, 
     double *u = malloc((size_t)(m * r) * sizeof *u + 1), *v = malloc((size_t)(n * r) * sizeof *v + 1);
     double *sv = malloc((size_t)r * sizeof *sv + 1);
     lt_status s = u && v && sv ? LT_OK : lti_fail_nomem(err, om->name);
+    rule_ctx rc = {rule, frobenius(b, m * r) * frobenius(a, r * n)};
+    size_t k = 0;
     if (s == LT_OK)
-        s = lti_lowrank_svd_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, (size_t)r, u,
-                               (size_t)r, sv, v, (size_t)r, err);
-    if (s == LT_OK)
-        drop_rounding_noise(sv, r, frobenius(b, m * r) * frobenius(a, r * n));
+        s = lti_lowrank_svd_rule_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, choose_for_svd,
+                                    &rc, &k, u, (size_t)r, sv, v, (size_t)r, err);
     if (s == LT_OK) {
         double total = 0, kept = 0;
         for (uint64_t i = 0; i < r; i++)
             total += sv[i] * sv[i];
-        size_t k = choose_rank(rule, sv, (size_t)r);
         for (size_t i = 0; i < k; i++)
             kept += sv[i] * sv[i];
         rep->zero = total == 0;
