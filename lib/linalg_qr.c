@@ -255,6 +255,31 @@ LT_CLONES static void ts_cvw(size_t bs, const double *v, size_t ldv, const doubl
 
 _Static_assert(TS_NB == 4, "ts_vtc and ts_cvw are written out for four reflectors");
 
+/* sum_i x[i inc] y[i inc], i < n, in four interleaved partial sums added
+ * as (s0 + s1) + (s2 + s3): independent dependency chains, a fixed order. */
+static double dot_strided(const double *x, const double *y, size_t n, size_t inc)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i * inc] * y[i * inc];
+        s1 += x[(i + 1) * inc] * y[(i + 1) * inc];
+        s2 += x[(i + 2) * inc] * y[(i + 2) * inc];
+        s3 += x[(i + 3) * inc] * y[(i + 3) * inc];
+    }
+    for (; i < n; i++)
+        s0 += x[i * inc] * y[i * inc];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* A column's norm in one pass where its square cannot have over- or
+ * underflowed; lti_norm2's scaled passes otherwise. */
+static double col_norm(const double *x, size_t n, size_t inc)
+{
+    double ss = dot_strided(x, x, n, inc);
+    return ss >= 0x1p-900 && ss <= 0x1p900 ? sqrt(ss) : lti_norm2(x, n, inc);
+}
+
 /* T (TS_NB x TS_NB, upper triangular) of the block reflector
  * H_0 ... H_{nb-1} = I - V T V^T, from the dense parts of the vectors
  * (their unit parts e_j are mutually orthogonal). */
@@ -265,12 +290,9 @@ static void ts_build_t(size_t bs, const double *v, size_t ldv, const double *tau
         t[q * TS_NB + q] = tau[q];
         if (tau[q] == 0)
             continue;
-        double z[TS_NB] = {0};
-        for (size_t i = 0; i < bs; i++)
-            for (int p = 0; p < q; p++)
-                z[p] += v[i * ldv + p] * v[i * ldv + q];
+        double z[TS_NB];
         for (int p = 0; p < q; p++)
-            z[p] *= -tau[q];
+            z[p] = dot_strided(v + p, v + q, bs, ldv) * -tau[q];
         for (int p = 0; p < q; p++) {
             double s = 0;
             for (int x = p; x < q; x++)
@@ -292,7 +314,7 @@ static void ts_step(size_t r, double *rr, double *blk, size_t bs, double *t, dou
         for (size_t q = 0; q < nb; q++) {
             size_t j = j0 + q;
             double alpha = rr[j * r + j];
-            double xnorm = lti_norm2(blk + j, bs, r);
+            double xnorm = col_norm(blk + j, bs, r);
             if (xnorm == 0)
                 continue; /* H_j = I; the block's column is zero already */
             double beta = -copysign(hypot(alpha, xnorm), alpha);
@@ -302,10 +324,7 @@ static void ts_step(size_t r, double *rr, double *blk, size_t bs, double *t, dou
                 blk[i * r + j] /= d;
             rr[j * r + j] = beta;
             for (size_t c = j + 1; c < j0 + nb; c++) { /* the panel's later columns */
-                double w = rr[j * r + c];
-                for (size_t i = 0; i < bs; i++)
-                    w += blk[i * r + j] * blk[i * r + c];
-                w *= tau[q];
+                double w = (rr[j * r + c] + dot_strided(blk + j, blk + c, bs, r)) * tau[q];
                 rr[j * r + c] -= w;
                 for (size_t i = 0; i < bs; i++)
                     blk[i * r + c] -= blk[i * r + j] * w;

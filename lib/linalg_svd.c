@@ -367,15 +367,26 @@ static void zero_tail(size_t kk, size_t k, size_t m, size_t n, double *u, size_t
 static void copy_scaled(const double *x, size_t rows, size_t cols, size_t ld, int e, bool trans, double *w,
                         size_t ldw)
 {
-    const bool mul = e >= -1022 && e <= 1023;
-    const double f = mul ? ldexp(1.0, e) : 1.0;
-    for (size_t i = 0; i < rows; i++)
-        for (size_t j = 0; j < cols; j++) {
-            double y = mul ? x[i * ld + j] * f : ldexp(x[i * ld + j], e);
-            if (trans)
-                w[j * ldw + i] = y;
-            else
-                w[i * ldw + j] = y;
+    if (e < -1022 || e > 1023) {
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cols; j++)
+                w[trans ? j * ldw + i : i * ldw + j] = ldexp(x[i * ld + j], e);
+        return;
+    }
+    const double f = ldexp(1.0, e);
+    if (!trans) {
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = 0; j < cols; j++)
+                w[i * ldw + j] = x[i * ld + j] * f;
+        return;
+    }
+    /* transposed in 16 x 16 tiles: both sides touch whole cache lines */
+    for (size_t i0 = 0; i0 < rows; i0 += 16)
+        for (size_t j0 = 0; j0 < cols; j0 += 16) {
+            size_t i1 = min_sz(rows, i0 + 16), j1 = min_sz(cols, j0 + 16);
+            for (size_t j = j0; j < j1; j++)
+                for (size_t i = i0; i < i1; i++)
+                    w[j * ldw + i] = x[i * ld + j] * f;
         }
 }
 
