@@ -255,35 +255,32 @@ LT_CLONES static void ts_cvw(size_t bs, const double *v, size_t ldv, const doubl
 
 _Static_assert(TS_NB == 4, "ts_vtc and ts_cvw are written out for four reflectors");
 
-/* sum_i x[i inc] y[i inc], i < n, in four interleaved partial sums added
- * as (s0 + s1) + (s2 + s3): independent dependency chains, a fixed order. */
-static double dot_strided(const double *x, const double *y, size_t n, size_t inc)
+/* sum_i x[i] y[i], i < n, in four vector lanes added as
+ * (l0 + l1) + (l2 + l3), then the tail: a fixed order. */
+LT_CLONES static double dot(const double *x, const double *y, size_t n)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    v4d acc = {0, 0, 0, 0};
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i * inc] * y[i * inc];
-        s1 += x[(i + 1) * inc] * y[(i + 1) * inc];
-        s2 += x[(i + 2) * inc] * y[(i + 2) * inc];
-        s3 += x[(i + 3) * inc] * y[(i + 3) * inc];
-    }
+    for (; i + 4 <= n; i += 4)
+        acc += ld4(x + i) * ld4(y + i);
+    double tail = 0;
     for (; i < n; i++)
-        s0 += x[i * inc] * y[i * inc];
-    return (s0 + s1) + (s2 + s3);
+        tail += x[i] * y[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail;
 }
 
 /* A column's norm in one pass where its square cannot have over- or
  * underflowed; lti_norm2's scaled passes otherwise. */
-static double col_norm(const double *x, size_t n, size_t inc)
+static double col_norm(const double *x, size_t n)
 {
-    double ss = dot_strided(x, x, n, inc);
-    return ss >= 0x1p-900 && ss <= 0x1p900 ? sqrt(ss) : lti_norm2(x, n, inc);
+    double ss = dot(x, x, n);
+    return ss >= 0x1p-900 && ss <= 0x1p900 ? sqrt(ss) : lti_norm2(x, n, 1);
 }
 
 /* T (TS_NB x TS_NB, upper triangular) of the block reflector
  * H_0 ... H_{nb-1} = I - V T V^T, from the dense parts of the vectors
- * (their unit parts e_j are mutually orthogonal). */
-static void ts_build_t(size_t bs, const double *v, size_t ldv, const double *tau, double *t)
+ * (columns of pc, bs long; their unit parts e_j are mutually orthogonal). */
+static void ts_build_t(size_t bs, const double *pc, const double *tau, double *t)
 {
     memset(t, 0, TS_NB * TS_NB * sizeof *t);
     for (int q = 0; q < TS_NB; q++) {
@@ -292,7 +289,7 @@ static void ts_build_t(size_t bs, const double *v, size_t ldv, const double *tau
             continue;
         double z[TS_NB];
         for (int p = 0; p < q; p++)
-            z[p] = dot_strided(v + p, v + q, bs, ldv) * -tau[q];
+            z[p] = dot(pc + (size_t)p * bs, pc + (size_t)q * bs, bs) * -tau[q];
         for (int p = 0; p < q; p++) {
             double s = 0;
             for (int x = p; x < q; x++)
@@ -305,33 +302,42 @@ static void ts_build_t(size_t bs, const double *v, size_t ldv, const double *tau
 /* Annihilate one block (bs x r, stride r) against R (rows 0..r-1 of the
  * same matrix, upper triangle).  Afterwards the block holds the dense
  * parts of the reflector vectors; t gets one T per panel (the tau of
- * reflector j is on T's diagonal).  wk holds TS_NB * r doubles. */
-static void ts_step(size_t r, double *rr, double *blk, size_t bs, double *t, double *wk)
+ * reflector j is on T's diagonal).  wk holds TS_NB * r doubles, pc
+ * TS_NB * TS_ROWS: the panel's columns, contiguous while it is factored. */
+static void ts_step(size_t r, double *rr, double *blk, size_t bs, double *t, double *wk, double *pc)
 {
     for (size_t j0 = 0; j0 < r; j0 += TS_NB) {
         size_t nb = min_sz(TS_NB, r - j0);
         double tau[TS_NB] = {0};
+        for (size_t q = 0; q < nb; q++)
+            for (size_t i = 0; i < bs; i++)
+                pc[q * bs + i] = blk[i * r + j0 + q];
         for (size_t q = 0; q < nb; q++) {
             size_t j = j0 + q;
+            double *x = pc + q * bs;
             double alpha = rr[j * r + j];
-            double xnorm = col_norm(blk + j, bs, r);
+            double xnorm = col_norm(x, bs);
             if (xnorm == 0)
                 continue; /* H_j = I; the block's column is zero already */
             double beta = -copysign(hypot(alpha, xnorm), alpha);
             tau[q] = (beta - alpha) / beta;
             double d = alpha - beta;
             for (size_t i = 0; i < bs; i++)
-                blk[i * r + j] /= d;
+                x[i] /= d;
             rr[j * r + j] = beta;
-            for (size_t c = j + 1; c < j0 + nb; c++) { /* the panel's later columns */
-                double w = (rr[j * r + c] + dot_strided(blk + j, blk + c, bs, r)) * tau[q];
-                rr[j * r + c] -= w;
+            for (size_t e = q + 1; e < nb; e++) { /* the panel's later columns */
+                double *y = pc + e * bs;
+                double w = (rr[j * r + j0 + e] + dot(x, y, bs)) * tau[q];
+                rr[j * r + j0 + e] -= w;
                 for (size_t i = 0; i < bs; i++)
-                    blk[i * r + c] -= blk[i * r + j] * w;
+                    y[i] -= x[i] * w;
             }
         }
+        for (size_t q = 0; q < nb; q++)
+            for (size_t i = 0; i < bs; i++)
+                blk[i * r + j0 + q] = pc[q * bs + i];
         double *tp = t + j0 / TS_NB * TS_NB * TS_NB;
-        ts_build_t(bs, blk + j0, r, tau, tp);
+        ts_build_t(bs, pc, tau, tp);
         size_t c0 = j0 + nb, nc = r - c0;
         if (nc == 0)
             continue; /* the last panel, also the only one shorter than TS_NB */
@@ -355,14 +361,14 @@ static void ts_step(size_t r, double *rr, double *blk, size_t bs, double *t, dou
 
 bool lti_tsqr_factor(size_t m, size_t r, double *w, double *aux)
 {
-    double *wk = malloc(TS_NB * r * sizeof *wk);
+    double *wk = malloc(TS_NB * (r + TS_ROWS) * sizeof *wk);
     if (!wk)
         return false;
     size_t b0 = ts_first(m, r);
     lti_qr_factor(b0, r, w, r, aux, wk);
     double *t = aux + r;
     for (size_t i0 = b0; i0 < m; i0 += TS_ROWS) {
-        ts_step(r, w, w + i0 * r, min_sz(TS_ROWS, m - i0), t, wk);
+        ts_step(r, w, w + i0 * r, min_sz(TS_ROWS, m - i0), t, wk, wk + TS_NB * r);
         t += ts_panels(r) * TS_NB * TS_NB;
     }
     free(wk);
