@@ -105,6 +105,19 @@ void cli_install_signal_handlers(void);
  * code after printing the error. */
 int cli_adapter_for_base(const char *base_path, lt_source *base, lt_adapter **ad, lt_adapter **original);
 
+/* ---- progress.c ---- */
+/* A progress line on stderr for the long verbs ("resizing: 12/224 modules,
+ * 3 s"), rewritten in place at most ten times a second and ended with a
+ * newline at done == total.  Only when stderr is a terminal and the verb
+ * prints no JSON: never in pipes, logs or machine-readable output. */
+typedef struct cli_progress {
+    const char *what, *unit;
+    double start, last;          /* CLOCK_MONOTONIC seconds */
+} cli_progress;
+/* The callback to pass to the library with P as its context, or NULL when
+ * no progress is to be shown (then P is unused). */
+lt_progress_fn cli_progress_start(cli_progress *p, const char *what, const char *unit, bool json);
+
 /* ---- surgery_common.c ---- */
 /* Apply --rank ('r'), --energy ('e') or --sv-ratio (other) to rule;
  * 0 or a usage exit code. */

@@ -207,7 +207,9 @@ int cmd_convert(int argc, char **argv)
             lt_source_close(src);
             return cli_usage("convert", "--vocab is for a model converted to GGUF");
         }
-        lt_model_convert_options opts = {outtype_given ? outtype : LT_DTYPE_INVALID, config ? base : NULL, vocab};
+        cli_progress pr;
+        lt_model_convert_options opts = {outtype_given ? outtype : LT_DTYPE_INVALID, config ? base : NULL, vocab,
+                                         cli_progress_start(&pr, "converting", "tensors", false), &pr};
         lt_model_convert_report rep;
         lt_status s = lt_convert_model_with(src, &arch, &opts, out, &rep, &err);
         bool to_gguf = strcmp(lt_source_format(src), "gguf") != 0;

@@ -82,6 +82,9 @@ int cmd_extract(int argc, char **argv)
     }
     lt_surgery_report report = {0};
     lt_adapter *model = NULL;
+    cli_progress pr;
+    opts.progress = cli_progress_start(&pr, "extracting", "weights", json);
+    opts.progress_ctx = &pr;
     lt_status s = lt_extract(base, tuned, &opts, &model, &report, &err);
     rc = cli_finish_surgery(s, model, out, false, NULL, &report, json, &err);
     lt_source_close(base);

@@ -52,7 +52,9 @@ int cmd_resize(int argc, char **argv)
         return cli_fail(&err);
     lt_surgery_report report = {0};
     lt_adapter *model = NULL;
-    lt_status s = lt_resize(ad, &rule, &model, &report, &err);
+    cli_progress pr;
+    lt_progress_fn shown = cli_progress_start(&pr, "resizing", "modules", json);
+    lt_status s = lt_resize_with(ad, &rule, shown, &pr, &model, &report, &err);
     rc = cli_finish_surgery(s, model, out, true, a.base, &report, json, &err);
     lt_adapter_close(ad);
     return rc;

@@ -144,7 +144,7 @@ static lt_status model_keys(lt_sink *sink, const lt_arch_info *arch, const char 
 lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char *out_path, lt_dtype outtype,
                            size_t *skipped, lt_error *err)
 {
-    lt_model_convert_options opts = {outtype, NULL, NULL};
+    lt_model_convert_options opts = {.outtype = outtype};
     lt_model_convert_report report;
     lt_status s = lt_convert_model_with(src, arch, &opts, out_path, &report, err);
     *skipped = report.skipped;
@@ -154,7 +154,7 @@ lt_status lt_convert_model(lt_source *src, const lt_arch_info *arch, const char 
 lt_status lt_convert_model_with(lt_source *src, const lt_arch_info *arch, const lt_model_convert_options *opts,
                                 const char *out_path, lt_model_convert_report *report, lt_error *err)
 {
-    static const lt_model_convert_options no_options = {LT_DTYPE_INVALID, NULL, NULL};
+    static const lt_model_convert_options no_options = {.outtype = LT_DTYPE_INVALID};
     lt_model_convert_report unused;
     if (!opts)
         opts = &no_options;
@@ -241,8 +241,11 @@ lt_status lt_convert_model_with(lt_source *src, const lt_arch_info *arch, const 
     }
     if (s == LT_OK)
         s = lt_sink_begin(sink, err);
-    for (size_t i = 0; i < count && s == LT_OK; i++)
+    for (size_t i = 0; i < count && s == LT_OK; i++) {
         s = copy_tensor(src, &mts[i], sink, (long)i, to_gguf, err);
+        if (s == LT_OK && opts->progress)
+            opts->progress(opts->progress_ctx, i + 1, count);
+    }
     if (s == LT_OK && freqs_index >= 0) {
         unsigned char *bytes = malloc((size_t)extras.n_rope_freqs * 4 + 1);
         s = !bytes ? lti_fail_nomem(err, out_path)

@@ -159,6 +159,14 @@ lt_status lti_factors_from_dense(const lt_extract_options *opts, const float *di
     return s;
 }
 
+/* A 2-D float tensor named "*.weight": what --targets is matched against. */
+static bool candidate(lt_source *src, size_t i)
+{
+    const lt_tensor_info *t = lt_source_tensor(src, i);
+    size_t len = strlen(t->name);
+    return t->n_dims == 2 && lt_dtype_is_float(t->dtype) && len > 7 && strcmp(t->name + len - 7, ".weight") == 0;
+}
+
 lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options *opts, lt_adapter **out,
                      lt_surgery_report *report, lt_error *err)
 {
@@ -173,12 +181,14 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
     size_t n_tensors = lt_source_tensor_count(tuned);
     extracted *mods = calloc(n_tensors + 1, sizeof *mods);
     report->modules = calloc(n_tensors + 1, sizeof *report->modules);
-    size_t n = 0;
+    size_t n = 0, n_matching = 0;
     lt_status s = mods && report->modules ? LT_OK : lti_fail_nomem(err, label);
+    for (size_t i = 0; opts->progress && i < n_tensors; i++) /* the total, for progress */
+        n_matching += candidate(tuned, i) && lti_regex_exec(re, lt_source_tensor(tuned, i)->name, false) == 1;
     for (size_t i = 0; i < n_tensors && s == LT_OK; i++) {
         const lt_tensor_info *t = lt_source_tensor(tuned, i);
         size_t len = strlen(t->name);
-        if (t->n_dims != 2 || !lt_dtype_is_float(t->dtype) || len <= 7 || strcmp(t->name + len - 7, ".weight") != 0)
+        if (!candidate(tuned, i))
             continue;
         int matched = lti_regex_exec(re, t->name, false);
         if (matched < 0)
@@ -225,6 +235,8 @@ lt_status lt_extract(lt_source *base, lt_source *tuned, const lt_extract_options
                 s = transpose_f32(&om->b, om->rank, om->cols, err);
         }
         free(diff);
+        if (s == LT_OK && opts->progress)
+            opts->progress(opts->progress_ctx, n, n_matching > n ? n_matching : n);
         report->params_before += t->n_elems;
         if (s == LT_OK && rep->zero && !opts->keep_zero) {
             /* an unchanged weight needs no module: reported, not written */

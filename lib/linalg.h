@@ -117,11 +117,6 @@ void lti_qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, doubl
 void lti_qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau, double *q,
                    size_t ldq, double *work);
 
-/* A[j.., c0 .. c0+nc) -= tau v (v^T A) for reflector j of lti_qr_factor's
- * W (m rows); wk holds nc doubles. */
-void lti_apply_reflector(size_t m, size_t j, const double *w, size_t ldw, double tau, double *a,
-                         size_t lda, size_t c0, size_t nc, double *wk);
-
 /* The p x n upper trapezoid of a factored W into r (zeros below). */
 void lti_qr_copy_r(size_t m, size_t n, const double *w, size_t ldw, double *r, size_t ldr);
 

@@ -76,7 +76,7 @@ double lti_norm2(const double *x, size_t n, size_t inc)
 /* Apply H_j = I - tau v v^T, v = (1, w[j+1.., j]) stored below the
  * diagonal of column j of W, to rows j.. and columns c0 .. c0 + nc of A:
  * A -= tau v (v^T A).  wk holds nc doubles. */
-LT_CLONES void lti_apply_reflector(size_t m, size_t j, const double *w, size_t ldw, double tau, double *a,
+LT_CLONES static void apply_reflector(size_t m, size_t j, const double *w, size_t ldw, double tau, double *a,
                                  size_t lda, size_t c0, size_t nc, double *restrict wk)
 {
     double *rowj = a + j * lda + c0;
@@ -100,7 +100,7 @@ LT_CLONES void lti_apply_reflector(size_t m, size_t j, const double *w, size_t l
     }
 }
 
-LT_CLONES void lti_qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work)
+LT_CLONES static void qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work)
 {
     size_t p = min_sz(m, n);
     for (size_t j = 0; j < p; j++) {
@@ -120,13 +120,13 @@ LT_CLONES void lti_qr_factor(size_t m, size_t n, double *w, size_t ldw, double *
         size_t nc = n - j - 1;
         if (nc == 0)
             continue;
-        lti_apply_reflector(m, j, w, ldw, tau[j], w, ldw, j + 1, nc, work);
+        apply_reflector(m, j, w, ldw, tau[j], w, ldw, j + 1, nc, work);
     }
 }
 
 /* Q (m x p, p = min(m, n)) = H_0 ... H_{p-1} I[:, :p], accumulated
  * backwards.  work holds p doubles. */
-LT_CLONES void lti_qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau,
+LT_CLONES static void qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau,
                              double *q, size_t ldq, double *work)
 {
     size_t p = min_sz(m, n);
@@ -137,7 +137,7 @@ LT_CLONES void lti_qr_form_q(size_t m, size_t n, const double *w, size_t ldw, co
         if (tau[j] == 0)
             continue;
         size_t nc = p - j;
-        lti_apply_reflector(m, j, w, ldw, tau[j], q, ldq, j, nc, work);
+        apply_reflector(m, j, w, ldw, tau[j], q, ldq, j, nc, work);
     }
 }
 
@@ -148,6 +148,19 @@ void lti_qr_copy_r(size_t m, size_t n, const double *w, size_t ldw, double *r, s
     for (size_t i = 0; i < p; i++)
         for (size_t c = 0; c < n; c++)
             r[i * ldr + c] = c >= i ? w[i * ldw + c] : 0.0;
+}
+
+/* The cloned functions stay static: gcc exports a clone dispatcher
+ * whatever -fvisibility says. */
+void lti_qr_factor(size_t m, size_t n, double *w, size_t ldw, double *tau, double *work)
+{
+    qr_factor(m, n, w, ldw, tau, work);
+}
+
+void lti_qr_form_q(size_t m, size_t n, const double *w, size_t ldw, const double *tau, double *q,
+                   size_t ldq, double *work)
+{
+    qr_form_q(m, n, w, ldw, tau, q, ldq, work);
 }
 
 /* ------------------------------------------------------------------ */
@@ -365,7 +378,7 @@ bool lti_tsqr_factor(size_t m, size_t r, double *w, double *aux)
     if (!wk)
         return false;
     size_t b0 = ts_first(m, r);
-    lti_qr_factor(b0, r, w, r, aux, wk);
+    qr_factor(b0, r, w, r, aux, wk);
     double *t = aux + r;
     for (size_t i0 = b0; i0 < m; i0 += TS_ROWS) {
         ts_step(r, w, w + i0 * r, min_sz(TS_ROWS, m - i0), t, wk, wk + TS_NB * r);
@@ -433,7 +446,7 @@ bool lti_tsqr_apply_q(size_t m, size_t r, const double *w, const double *aux, si
             u[i * ldu + c] = i < r ? x[i * k + c] : 0.0;
     for (size_t j = r; j-- > 0;)
         if (aux[j] != 0)
-            lti_apply_reflector(b0, j, w, r, aux[j], u, ldu, 0, k, wk);
+            apply_reflector(b0, j, w, r, aux[j], u, ldu, 0, k, wk);
     free(wk);
     return true;
 }

@@ -215,7 +215,13 @@ static lt_status report_init(lt_surgery_report *report, size_t n, lt_error *err)
 lt_status lt_resize(const lt_adapter *ad, const lt_rank_rule *rule, lt_adapter **out, lt_surgery_report *report,
                     lt_error *err)
 {
-    return lt_combine(&ad, (const double[]){1.0}, 1, rule, out, report, err);
+    return lt_combine_with(&ad, (const double[]){1.0}, 1, rule, NULL, NULL, out, report, err);
+}
+
+lt_status lt_resize_with(const lt_adapter *ad, const lt_rank_rule *rule, lt_progress_fn progress, void *ctx,
+                         lt_adapter **out, lt_surgery_report *report, lt_error *err)
+{
+    return lt_combine_with(&ad, (const double[]){1.0}, 1, rule, progress, ctx, out, report, err);
 }
 
 /* Index of the first adapter module called name in ad, or -1. */
@@ -296,7 +302,10 @@ typedef struct combine_job {
     lti_out_module *mods;
     lt_surgery_report *report;
     size_t n_modules;
+    lt_progress_fn progress;
+    void *progress_ctx;
     size_t next;              /* guarded by lock */
+    size_t done;              /* guarded by lock */
     bool failed;              /* guarded by lock */
     lt_error error;           /* first error, guarded by lock */
     pthread_mutex_t lock;
@@ -338,14 +347,15 @@ static void *combine_worker(void *arg)
         pthread_mutex_unlock(&job->lock);
         if (stop)
             break;
-        if (combine_module(job, j, &err) != LT_OK) {
-            pthread_mutex_lock(&job->lock);
-            if (!job->failed) {
-                job->failed = true;
-                job->error = err;
-            }
-            pthread_mutex_unlock(&job->lock);
+        bool ok = combine_module(job, j, &err) == LT_OK;
+        pthread_mutex_lock(&job->lock);
+        if (!ok && !job->failed) {
+            job->failed = true;
+            job->error = err;
         }
+        if (ok && job->progress && !job->failed) /* under the lock: serialized */
+            job->progress(job->progress_ctx, ++job->done, job->n_modules);
+        pthread_mutex_unlock(&job->lock);
     }
     return NULL;
 }
@@ -379,6 +389,13 @@ static lt_status run_jobs(combine_job *job, lt_error *err)
 lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t n_ads,
                      const lt_rank_rule *rule, lt_adapter **out, lt_surgery_report *report, lt_error *err)
 {
+    return lt_combine_with(ads, weights, n_ads, rule, NULL, NULL, out, report, err);
+}
+
+lt_status lt_combine_with(const lt_adapter *const *ads, const double *weights, size_t n_ads,
+                          const lt_rank_rule *rule, lt_progress_fn progress, void *ctx, lt_adapter **out,
+                          lt_surgery_report *report, lt_error *err)
+{
     *out = NULL;
     const char *label = lti_adapter_path(ads[0]);
     /* the union of module names, in first-seen order */
@@ -411,6 +428,8 @@ lt_status lt_combine(const lt_adapter *const *ads, const double *weights, size_t
         job.mods = mods;
         job.report = report;
         job.n_modules = n_unique;
+        job.progress = progress;
+        job.progress_ctx = ctx;
         s = run_jobs(&job, err);
         for (size_t j = 0; j < n_unique; j++)
             report->params_after += (uint64_t)mods[j].rank * (mods[j].b_rows + mods[j].a_cols);

@@ -764,6 +764,21 @@ LT_API lt_status lt_combine_dense(const lt_adapter *const *ads, const double *we
                            uint32_t rank, lt_adapter **out, lt_surgery_report *report,
                            lt_error *err);
 
+/* Progress of a long operation: called after each finished unit (a module
+ * for resize / combine / extract, a tensor for model conversion) with DONE
+ * of TOTAL units, the last call with done == total.  Calls are serialized
+ * but may come from worker threads; the callback must not call into the
+ * library.  For display only: it cannot stop the operation. */
+typedef void (*lt_progress_fn)(void *ctx, size_t done, size_t total);
+
+/* lt_resize and lt_combine, calling PROGRESS (may be NULL) with CTX once
+ * per finished module. */
+LT_API lt_status lt_resize_with(const lt_adapter *ad, const lt_rank_rule *rule, lt_progress_fn progress,
+                                void *ctx, lt_adapter **out, lt_surgery_report *report, lt_error *err);
+LT_API lt_status lt_combine_with(const lt_adapter *const *ads, const double *weights, size_t n,
+                                 const lt_rank_rule *rule, lt_progress_fn progress, void *ctx,
+                                 lt_adapter **out, lt_surgery_report *report, lt_error *err);
+
 typedef struct lt_extract_options {
     lt_rank_rule rule;       /* LT_RANK_FIXED or LT_RANK_ENERGY              */
     const char *targets;     /* Python regex, fullmatch on the tensor name
@@ -775,6 +790,8 @@ typedef struct lt_extract_options {
     bool keep_zero;          /* keep weights whose delta is exactly zero (as
                                 zero factors); by default they are left out
                                 of the model and reported (new_rank 0)      */
+    lt_progress_fn progress; /* NULL, or called per matching weight done    */
+    void *progress_ctx;
 } lt_extract_options;
 
 /* Extract a LoRA adapter from TUNED - BASE: for every 2-D float weight of
@@ -844,6 +861,8 @@ typedef struct lt_model_convert_options {
                                 tokenizer.* keys are copied; its token count
                                 must equal the model's vocabulary; NULL =
                                 no tokenizer                               */
+    lt_progress_fn progress; /* NULL, or called per tensor written          */
+    void *progress_ctx;
 } lt_model_convert_options;
 
 typedef struct lt_model_convert_report {
