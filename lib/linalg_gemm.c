@@ -56,33 +56,55 @@ typedef struct gemm_job {
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+/* The micro-kernels: t[i][j] += sum_p ap[p][i] * bp[p][j] for a 4 x NR
+ * tile, p in order, one multiply and one add per product.  The tile lives
+ * in eight named 32-byte vectors (gcc keeps an array of them in memory):
+ * ymm registers in the AVX2 clone, xmm pairs in the baseline one; the
+ * element-wise IEEE operations are the same in both. */
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v8f __attribute__((vector_size(32)));
+
+#define LT_VEC_IO(V, T)                                                                \
+    static inline V ld_##V(const T *p)                                                 \
+    {                                                                                  \
+        V x;                                                                           \
+        memcpy(&x, p, sizeof x);                                                       \
+        return x;                                                                      \
+    }                                                                                  \
+    static inline void st_##V(T *p, V x) { memcpy(p, &x, sizeof x); }
+LT_VEC_IO(v4d, double)
+LT_VEC_IO(v8f, float)
+
+#define LT_GEMM_KERNEL(T, V, SUF, NR, W)                                               \
+    LT_CLONES static void kern_##SUF(size_t kc, const T *restrict ap,                 \
+                                     const T *restrict bp, T *restrict t, size_t ldt)  \
+    {                                                                                  \
+        V c00 = ld_##V(t), c01 = ld_##V(t + W);                                        \
+        V c10 = ld_##V(t + ldt), c11 = ld_##V(t + ldt + W);                            \
+        V c20 = ld_##V(t + 2 * ldt), c21 = ld_##V(t + 2 * ldt + W);                    \
+        V c30 = ld_##V(t + 3 * ldt), c31 = ld_##V(t + 3 * ldt + W);                    \
+        for (size_t p = 0; p < kc; p++) {                                              \
+            const V b0 = ld_##V(bp + p * NR), b1 = ld_##V(bp + p * NR + W);            \
+            const T *av = ap + p * GEMM_MR;                                            \
+            c00 += av[0] * b0, c01 += av[0] * b1;                                      \
+            c10 += av[1] * b0, c11 += av[1] * b1;                                      \
+            c20 += av[2] * b0, c21 += av[2] * b1;                                      \
+            c30 += av[3] * b0, c31 += av[3] * b1;                                      \
+        }                                                                              \
+        st_##V(t, c00), st_##V(t + W, c01);                                            \
+        st_##V(t + ldt, c10), st_##V(t + ldt + W, c11);                                \
+        st_##V(t + 2 * ldt, c20), st_##V(t + 2 * ldt + W, c21);                        \
+        st_##V(t + 3 * ldt, c30), st_##V(t + 3 * ldt + W, c31);                        \
+    }
+_Static_assert(GEMM_MR == 4 && GEMM_NR32 == 16 && GEMM_NR64 == 8, "the kernels are written for 4 x 2 vectors");
+LT_GEMM_KERNEL(float, v8f, f32, GEMM_NR32, 8)
+LT_GEMM_KERNEL(double, v4d, f64, GEMM_NR64, 4)
+
 /*
  * The typed parts: micro-kernel, packing and one tile.  Instantiated for
  * float (NR 16) and double (NR 8).
  */
 #define LT_GEMM_TYPED(T, SUF, NR, ALPHA, BETA)                                         \
-    /* t[i][j] += sum_p ap[p][i] * bp[p][j] for an MR x NR tile, p in order. */        \
-    LT_CLONES static void kern_##SUF(size_t kc, const T *restrict ap,                 \
-                                     const T *restrict bp, T *restrict t, size_t ldt)  \
-    {                                                                                  \
-        T acc[GEMM_MR][NR];                                                            \
-        for (int i = 0; i < GEMM_MR; i++)                                              \
-            for (int j = 0; j < NR; j++)                                               \
-                acc[i][j] = t[(size_t)i * ldt + (size_t)j];                            \
-        for (size_t p = 0; p < kc; p++) {                                              \
-            const T *restrict bv = bp + p * NR;                                        \
-            const T *restrict av = ap + p * GEMM_MR;                                   \
-            for (int i = 0; i < GEMM_MR; i++) {                                        \
-                const T ai = av[i];                                                    \
-                for (int j = 0; j < NR; j++)                                           \
-                    acc[i][j] += ai * bv[j];                                           \
-            }                                                                          \
-        }                                                                              \
-        for (int i = 0; i < GEMM_MR; i++)                                              \
-            for (int j = 0; j < NR; j++)                                               \
-                t[(size_t)i * ldt + (size_t)j] = acc[i][j];                            \
-    }                                                                                  \
-                                                                                       \
     static void tile_##SUF(const gemm_job *job, size_t tile, T *apack, T *bpack,       \
                            T *tbuf)                                                    \
     {                                                                                  \
@@ -188,10 +210,16 @@ static bool finite_f32(const float *p, size_t rows, size_t cols, size_t ld)
 {
     for (size_t i = 0; i < rows; i++) {
         const float *r = p + i * ld;
-        float acc = 0;
-        for (size_t j = 0; j < cols; j++)
-            acc += r[j] * 0.0f; /* NaN iff some element is NaN or Inf */
-        if (acc != 0)
+        v8f acc = {0};
+        float tail = 0;
+        size_t j = 0;
+        for (; j + 8 <= cols; j += 8)
+            acc += ld_v8f(r + j) * 0.0f; /* NaN iff some element is NaN or Inf */
+        for (; j < cols; j++)
+            tail += r[j] * 0.0f;
+        for (int e = 0; e < 8; e++)
+            tail += acc[e];
+        if (tail != 0)
             return false;
     }
     return true;
@@ -201,10 +229,16 @@ static bool finite_f64(const double *p, size_t rows, size_t cols, size_t ld)
 {
     for (size_t i = 0; i < rows; i++) {
         const double *r = p + i * ld;
-        double acc = 0;
-        for (size_t j = 0; j < cols; j++)
-            acc += r[j] * 0.0;
-        if (acc != 0)
+        v4d acc = {0};
+        double tail = 0;
+        size_t j = 0;
+        for (; j + 4 <= cols; j += 4)
+            acc += ld_v4d(r + j) * 0.0;
+        for (; j < cols; j++)
+            tail += r[j] * 0.0;
+        for (int e = 0; e < 4; e++)
+            tail += acc[e];
+        if (tail != 0)
             return false;
     }
     return true;
