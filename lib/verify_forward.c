@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "source_sink.h"
 #include "verify_internal.h"
 
 static uint64_t splitmix64(uint64_t *state)
@@ -84,6 +85,64 @@ static bool noise_model_init(noise_model *nm, lt_dtype t)
     return true;
 }
 
+/* The row kernels are built for AVX2 and for baseline x86-64, chosen at
+ * load time: the same IEEE operations lane by lane either way (nothing is
+ * fused: -ffp-contract=off), so the same bits.  Lane l of a 4-wide
+ * accumulator sums the elements j = l mod 4, the few left over are added
+ * as the scalar loops these kernels replaced added them, and the lanes as
+ * (0 + 1) + (2 + 3): the same order, so results did not move. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+#define LT_VERIFY_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LT_VERIFY_CLONES
+#endif
+#define LT_INLINE static inline __attribute__((always_inline))
+
+typedef double vd4 __attribute__((vector_size(32)));
+typedef uint64_t vu4 __attribute__((vector_size(32)));
+typedef uint16_t vh4 __attribute__((vector_size(8)));
+
+LT_INLINE vd4 load4(const double *p)
+{
+    vd4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+LT_INLINE vd4 abs4(vd4 v) { return (vd4)((vu4)v & 0x7FFFFFFFFFFFFFFFull); }
+
+LT_INLINE double lanes_sum(vd4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+/* F16 and BF16 (the common case): h_j^2 = 2^(2 (e - bias - mant) - 2) is
+ * built as the bits of a double from the exponent field e (subnormals
+ * take e = 1): the table's values, without a lookup per element. */
+LT_VERIFY_CLONES
+static double noise_sq_2byte(const noise_model *nm, const unsigned char *raw, uint64_t cols)
+{
+    unsigned mask = (1u << nm->exp_bits) - 1;
+    uint64_t j = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    int bias = nm->exp_bits == 5 ? 15 : 127;
+    uint64_t c = (uint64_t)(1023 - 2 * (bias + (int)nm->exp_shift) - 2);
+    vd4 acc = {0, 0, 0, 0};
+    for (; j + 4 <= cols; j += 4) {
+        vh4 h;
+        memcpy(&h, raw + 2 * j, sizeof h);
+        vu4 e = (__builtin_convertvector(h, vu4) >> nm->exp_shift) & mask;
+        e += (vu4)(e == 0) & 1;
+        acc += (vd4)((2 * e + c) << 52);
+    }
+    double s[4] = {acc[0], acc[1], acc[2], acc[3]};
+#else
+    double s[4] = {0, 0, 0, 0};
+#endif
+    for (; j < cols; j++) {
+        unsigned bits = raw[2 * j] | (unsigned)raw[2 * j + 1] << 8;
+        s[j % 4] += nm->half_ulp_sq[(bits >> nm->exp_shift) & mask];
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 /* sum_j h_j^2 over one row of raw OUT bytes. */
 static double row_noise_sq(const noise_model *nm, const unsigned char *raw, uint64_t cols)
 {
@@ -125,14 +184,8 @@ static double row_noise_sq(const noise_model *nm, const unsigned char *raw, uint
         return sum;
     }
     unsigned mask = (1u << nm->exp_bits) - 1;
-    if (nm->size == 2) { /* F16, BF16: the common case, four chains */
-        double s[4] = {0, 0, 0, 0};
-        for (uint64_t j = 0; j < cols; j++) {
-            unsigned bits = raw[2 * j] | (unsigned)raw[2 * j + 1] << 8;
-            s[j % 4] += nm->half_ulp_sq[(bits >> nm->exp_shift) & mask];
-        }
-        return (s[0] + s[1]) + (s[2] + s[3]);
-    }
+    if (nm->size == 2)
+        return noise_sq_2byte(nm, raw, cols);
     for (uint64_t j = 0; j < cols; j++) {
         const unsigned char *p = raw + j * nm->size;
         uint64_t bits = 0;
@@ -227,36 +280,64 @@ void verify_free_op(verify_op *op)
     op->coef = op->vec = op->magnitude = op->u = op->vec_abs = NULL;
 }
 
-/* Four partial sums: the adds of one chain wait for each other, four
- * chains keep the FPU busy (the slack bound holds for any order). */
+LT_VERIFY_CLONES
 static double dot(const double *a, const double *b, uint64_t n)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    vd4 acc = {0, 0, 0, 0};
     uint64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        s0 += a[j] * b[j];
-        s1 += a[j + 1] * b[j + 1];
-        s2 += a[j + 2] * b[j + 2];
-        s3 += a[j + 3] * b[j + 3];
-    }
+    for (; j + 4 <= n; j += 4)
+        acc += load4(a + j) * load4(b + j);
     for (; j < n; j++)
-        s0 += a[j] * b[j];
-    return (s0 + s1) + (s2 + s3);
+        acc[0] += a[j] * b[j];
+    return lanes_sum(acc);
 }
 
+LT_VERIFY_CLONES
 static double abs_sum(const double *a, uint64_t n)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    vd4 acc = {0, 0, 0, 0};
     uint64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        s0 += fabs(a[j]);
-        s1 += fabs(a[j + 1]);
-        s2 += fabs(a[j + 2]);
-        s3 += fabs(a[j + 3]);
-    }
+    for (; j + 4 <= n; j += 4)
+        acc += abs4(load4(a + j));
     for (; j < n; j++)
-        s0 += fabs(a[j]);
-    return (s0 + s1) + (s2 + s3);
+        acc[0] += fabs(a[j]);
+    return lanes_sum(acc);
+}
+
+/* What the check needs of one row, base values w and OUT values o, in one
+ * pass per two probes (k, k + 1) rather than one per product: wx[k] and
+ * ox[k] as dot(w or o, probe k), and abs_sum of w and of o.  PROBES holds
+ * K rows of n. */
+LT_VERIFY_CLONES
+static void row_sums(const double *w, const double *o, uint64_t n, const double *probes, uint32_t K, double *wx,
+                     double *ox, double *w_abs, double *o_abs)
+{
+    for (uint32_t k = 0; k < K; k += 2) {
+        const double *p = probes + (uint64_t)k * n, *q = probes + (uint64_t)(k + 1 < K ? k + 1 : k) * n;
+        vd4 wp = {0, 0, 0, 0}, wq = wp, op = wp, oq = wp, wa = wp, oa = wp;
+        uint64_t j = 0;
+        if (k == 0) {
+            for (; j + 4 <= n; j += 4) {
+                vd4 x = load4(w + j), y = load4(o + j), pv = load4(p + j), qv = load4(q + j);
+                wp += x * pv, wq += x * qv, op += y * pv, oq += y * qv;
+                wa += abs4(x), oa += abs4(y);
+            }
+        } else {
+            for (; j + 4 <= n; j += 4) {
+                vd4 x = load4(w + j), y = load4(o + j), pv = load4(p + j), qv = load4(q + j);
+                wp += x * pv, wq += x * qv, op += y * pv, oq += y * qv;
+            }
+        }
+        for (; j < n; j++) {
+            wp[0] += w[j] * p[j], wq[0] += w[j] * q[j], op[0] += o[j] * p[j], oq[0] += o[j] * q[j];
+            wa[0] += fabs(w[j]), oa[0] += fabs(o[j]);
+        }
+        wx[k] = lanes_sum(wp), ox[k] = lanes_sum(op);
+        if (k + 1 < K)
+            wx[k + 1] = lanes_sum(wq), ox[k + 1] = lanes_sum(oq);
+        if (k == 0)
+            *w_abs = lanes_sum(wa), *o_abs = lanes_sum(oa);
+    }
 }
 
 typedef struct row_bufs {
@@ -355,8 +436,8 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
         b.raw_base = malloc((size_t)(per * base_row) + 1);
         b.raw_out = malloc((size_t)(per * out_row) + 1);
         b.expect = malloc((size_t)out_row + 1);
-        b.w = malloc((size_t)(per * cols) * sizeof(double) + 1);
-        b.o = malloc((size_t)(per * cols) * sizeof(double) + 1);
+        b.w = malloc((size_t)cols * sizeof(double) + 1); /* one row: stays in cache */
+        b.o = malloc((size_t)cols * sizeof(double) + 1);
         b.dense = malloc((size_t)cols * sizeof(double) + 1);
         b.token_row = malloc((size_t)cols * sizeof(double) + 1);
         b.probes = malloc((size_t)(K * cols) * sizeof(double) + 1);
@@ -380,28 +461,27 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                 op->u[r * K + k] = dot(op->vec + (uint64_t)r * cols, b.probes + (uint64_t)k * cols, cols);
         }
     }
-    double *wx = calloc(K, sizeof *wx), *yref = calloc(K, sizeof *yref);
-    if (s == LT_OK && (!wx || !yref))
+    double *wx = calloc(K, sizeof *wx), *yref = calloc(K, sizeof *yref), *ox = calloc(K, sizeof *ox);
+    if (s == LT_OK && (!wx || !yref || !ox))
         s = lti_fail_nomem(err, "verify");
     double sum_res = 0, sum_delta = 0, sum_applied = 0;
     const double u53 = ldexp(1.0, -52);
     for (uint64_t r0 = 0; s == LT_OK && r0 < rows; r0 += per) {
         uint64_t n = rows - r0 < per ? rows - r0 : per;
-        s = lt_source_read(ctx->base, base_index, r0 * base_row, b.raw_base, (size_t)(n * base_row), err);
+        const unsigned char *raw_b = b.raw_base, *raw_out = b.raw_out;
+        s = verify_rows(ctx->base, base_index, r0, n, base_row, NULL, b.raw_base, &raw_b, err);
         if (s == LT_OK)
-            s = verify_read_rows(ctx->out, (size_t)t->out_index, r0, n, out_row, inv, b.raw_out, err);
-        if (s != LT_OK)
-            break;
-        if (lt_convert_to_f64(bt->dtype, b.raw_base, b.w, (size_t)(n * cols)) != LT_OK ||
-            lt_convert_to_f64(od, b.raw_out, b.o, (size_t)(n * cols)) != LT_OK) {
-            s = lti_fail(err, LT_ERR_UNSUPPORTED, "verify: tensor '%s': cannot read %s or %s as numbers", bt->name,
-                         lt_dtype_name(bt->dtype), lt_dtype_name(od));
-            break;
-        }
+            s = verify_rows(ctx->out, (size_t)t->out_index, r0, n, out_row, inv, b.raw_out, &raw_out, err);
         for (uint64_t ri = 0; ri < n && s == LT_OK; ri++) {
             uint64_t i = r0 + ri;
-            const double *w = b.w + ri * cols, *o = b.o + ri * cols;
-            const unsigned char *raw_o = b.raw_out + ri * out_row;
+            const double *w = b.w, *o = b.o;
+            const unsigned char *raw_o = raw_out + ri * out_row;
+            if (lt_convert_to_f64(bt->dtype, raw_b + ri * base_row, b.w, (size_t)cols) != LT_OK ||
+                lt_convert_to_f64(od, raw_o, b.o, (size_t)cols) != LT_OK) {
+                s = lti_fail(err, LT_ERR_UNSUPPORTED, "verify: tensor '%s': cannot read %s or %s as numbers",
+                             bt->name, lt_dtype_name(bt->dtype), lt_dtype_name(od));
+                break;
+            }
             long slot = token_slot(t, i);
             if (slot >= 0) { /* a trainable token's row: the saved values, rounded once */
                 lt_source *asrc = lt_adapter_source(t->tok_adapter);
@@ -419,9 +499,8 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                                    (unsigned long long)i);
                 continue;
             }
-            double a_ref, a_out = abs_sum(o, cols);
-            for (uint32_t k = 0; k < K; k++)
-                wx[k] = dot(w, b.probes + (uint64_t)k * cols, cols);
+            double a_ref, a_out, a_w;
+            row_sums(w, o, cols, b.probes, K, wx, ox, &a_w, &a_out);
             if (dense) {
                 if (!dense_row(t, w, i, cols, b.dense)) {
                     verify_problem(vt, "row %llu: DoRA weight norm is zero", (unsigned long long)i);
@@ -429,7 +508,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                 }
                 for (uint32_t k = 0; k < K; k++)
                     yref[k] = dot(b.dense, b.probes + (uint64_t)k * cols, cols);
-                a_ref = abs_sum(b.dense, cols) + abs_sum(w, cols);
+                a_ref = abs_sum(b.dense, cols) + a_w;
                 if (ctx->opts.exact) {
                     if (lt_convert_from_f64(od, b.dense, b.expect, (size_t)cols) != LT_OK) {
                         s = lti_fail(err, LT_ERR_UNSUPPORTED, "verify: tensor '%s': cannot round to %s", bt->name,
@@ -451,7 +530,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                     }
                 }
             } else {
-                a_ref = abs_sum(w, cols);
+                a_ref = a_w;
                 for (uint32_t k = 0; k < K; k++)
                     yref[k] = wx[k];
                 for (size_t q = 0; q < t->n_ops; q++) {
@@ -467,8 +546,8 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
             double sigma = sqrt(row_noise_sq(nm, raw_o, cols));
             /* our float64 dot products and sums: far below any tolerance */
             double slack = (double)(cols + rank_total + 8) * u53 * (a_ref + a_out);
-            bool finite = true;
-            for (uint64_t j = 0; j < cols && finite; j++)
+            bool finite = true; /* a finite row's sum |o| overflows only in F64 */
+            for (uint64_t j = 0; j < cols && finite && !isfinite(a_out); j++)
                 finite = isfinite(o[j]);
             if (!finite) {
                 verify_problem(vt, "row %llu holds NaN or Inf", (unsigned long long)i);
@@ -476,7 +555,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
             }
             vt->rows_checked++;
             for (uint32_t k = 0; k < K; k++) {
-                double y = dot(o, b.probes + (uint64_t)k * cols, cols);
+                double y = ox[k];
                 double res = y - yref[k], excess = fabs(res) - slack;
                 double z = excess <= 0 ? 0 : sigma > 0 ? excess / sigma : INFINITY;
                 sum_res += res * res;
@@ -488,6 +567,8 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                 }
             }
         }
+        verify_rows_done(ctx->base, base_index, raw_b, b.raw_base, (size_t)(n * base_row));
+        verify_rows_done(ctx->out, (size_t)t->out_index, raw_out, b.raw_out, (size_t)(n * out_row));
     }
     vt->rel_error = sum_delta > 0 ? sqrt(sum_res / sum_delta) : sum_res > 0 ? INFINITY : 0;
     if (s == LT_OK && vt->worst > ctx->threshold) {
@@ -501,6 +582,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     }
     free(wx);
     free(yref);
+    free(ox);
     free_bufs(&b);
     for (size_t q = 0; q < t->n_ops; q++)
         verify_free_op(&t->ops[q]);

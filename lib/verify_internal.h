@@ -58,6 +58,13 @@ lt_status verify_read_f64(lt_source *src, size_t i, double **out, lt_error *err)
 lt_status verify_read_rows(lt_source *src, size_t i, uint64_t r0, uint64_t count, uint64_t row_bytes,
                            const uint64_t *inv, unsigned char *dst, lt_error *err);
 
+/* verify_read_rows, but in place when SRC lends the bytes (no inv):
+ * *rows is then SRC's mapping, else BUF filled.  Give the rows back with
+ * verify_rows_done (LEN: count x row_bytes) once used. */
+lt_status verify_rows(lt_source *src, size_t i, uint64_t r0, uint64_t count, uint64_t row_bytes,
+                      const uint64_t *inv, unsigned char *buf, const unsigned char **rows, lt_error *err);
+void verify_rows_done(lt_source *src, size_t i, const unsigned char *rows, const unsigned char *buf, size_t len);
+
 /* Load op's factors as the merge builds them (lib/merge_plan.c): B scaled
  * by op->factor once, AdaLoRA's E folded into A, then C and V by op->fit;
  * a bias op gets C = [1], V = factor x lora_B.bias.  verify_free_op frees
