@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source_sink.h"
 #include "verify_internal.h"
 
 #define NAME_BUF 512
@@ -102,20 +101,6 @@ lt_status verify_read_rows(lt_source *src, size_t i, uint64_t r0, uint64_t count
     return LT_OK;
 }
 
-lt_status verify_rows(lt_source *src, size_t i, uint64_t r0, uint64_t count, uint64_t row_bytes,
-                      const uint64_t *inv, unsigned char *buf, const unsigned char **rows, lt_error *err)
-{
-    const unsigned char *lent = inv ? NULL : lti_source_borrow(src, i, r0 * row_bytes, (size_t)(count * row_bytes));
-    *rows = lent ? lent : buf;
-    return lent ? LT_OK : verify_read_rows(src, i, r0, count, row_bytes, inv, buf, err);
-}
-
-void verify_rows_done(lt_source *src, size_t i, const unsigned char *rows, const unsigned char *buf, size_t len)
-{
-    if (rows != buf)
-        lti_source_release(src, i, rows, len);
-}
-
 bool verify_same_shape(const lt_tensor_info *x, const lt_tensor_info *y)
 {
     if (x->n_dims != y->n_dims)
@@ -160,33 +145,18 @@ static lt_status compare_expected(lt_source *src, size_t si, lt_source *out, siz
     lt_status s = raw && got && want && (same || values) ? LT_OK : lti_fail_nomem(err, "verify");
     for (uint64_t r0 = 0; s == LT_OK && r0 < rows && !vt->failed; r0 += per) {
         uint64_t n = rows - r0 < per ? rows - r0 : per;
-        const unsigned char *src_bytes = raw, *out_bytes = got;
-        s = verify_rows(src, si, r0, n, src_row, NULL, raw, &src_bytes, err);
+        s = lt_source_read(src, si, r0 * src_row, raw, (size_t)(n * src_row), err);
         if (s == LT_OK)
-            s = verify_rows(out, oi, r0, n, out_row, inv, got, &out_bytes, err);
-        bool differs = false, unconvertible = false;
-        if (s == LT_OK && !same)
-            unconvertible = lt_convert_to_f64(st->dtype, src_bytes, values, (size_t)(n * cols)) != LT_OK ||
-                            lt_convert_from_f64(od, values, want, (size_t)(n * cols)) != LT_OK;
-        if (s == LT_OK && !unconvertible) {
-            /* the common case compares mapped bytes; a difference is
-             * located below in our own copies */
-            differs = memcmp(same ? src_bytes : want, out_bytes, (size_t)(n * out_row)) != 0;
-            if (differs && same && src_bytes != raw)
-                memcpy(raw, src_bytes, (size_t)(n * src_row));
-            if (differs && out_bytes != got)
-                memcpy(got, out_bytes, (size_t)(n * out_row));
-        }
-        verify_rows_done(src, si, src_bytes, raw, (size_t)(n * src_row));
-        verify_rows_done(out, oi, out_bytes, got, (size_t)(n * out_row));
+            s = verify_read_rows(out, oi, r0, n, out_row, inv, got, err);
         if (s != LT_OK)
             break;
-        if (unconvertible) {
+        if (!same && (lt_convert_to_f64(st->dtype, raw, values, (size_t)(n * cols)) != LT_OK ||
+                      lt_convert_from_f64(od, values, want, (size_t)(n * cols)) != LT_OK)) {
             verify_problem(vt, "cannot check a conversion from %s to %s", lt_dtype_name(st->dtype),
                            lt_dtype_name(od));
             break;
         }
-        if (!differs)
+        if (memcmp(want, got, (size_t)(n * out_row)) == 0)
             continue;
         uint64_t at = 0;
         while (want[at] == got[at])

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "source_sink.h"
 #include "verify_internal.h"
 
 static uint64_t splitmix64(uint64_t *state)
@@ -468,15 +467,14 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     const double u53 = ldexp(1.0, -52);
     for (uint64_t r0 = 0; s == LT_OK && r0 < rows; r0 += per) {
         uint64_t n = rows - r0 < per ? rows - r0 : per;
-        const unsigned char *raw_b = b.raw_base, *raw_out = b.raw_out;
-        s = verify_rows(ctx->base, base_index, r0, n, base_row, NULL, b.raw_base, &raw_b, err);
+        s = lt_source_read(ctx->base, base_index, r0 * base_row, b.raw_base, (size_t)(n * base_row), err);
         if (s == LT_OK)
-            s = verify_rows(ctx->out, (size_t)t->out_index, r0, n, out_row, inv, b.raw_out, &raw_out, err);
+            s = verify_read_rows(ctx->out, (size_t)t->out_index, r0, n, out_row, inv, b.raw_out, err);
         for (uint64_t ri = 0; ri < n && s == LT_OK; ri++) {
             uint64_t i = r0 + ri;
             const double *w = b.w, *o = b.o;
-            const unsigned char *raw_o = raw_out + ri * out_row;
-            if (lt_convert_to_f64(bt->dtype, raw_b + ri * base_row, b.w, (size_t)cols) != LT_OK ||
+            const unsigned char *raw_o = b.raw_out + ri * out_row;
+            if (lt_convert_to_f64(bt->dtype, b.raw_base + ri * base_row, b.w, (size_t)cols) != LT_OK ||
                 lt_convert_to_f64(od, raw_o, b.o, (size_t)cols) != LT_OK) {
                 s = lti_fail(err, LT_ERR_UNSUPPORTED, "verify: tensor '%s': cannot read %s or %s as numbers",
                              bt->name, lt_dtype_name(bt->dtype), lt_dtype_name(od));
@@ -567,8 +565,6 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                 }
             }
         }
-        verify_rows_done(ctx->base, base_index, raw_b, b.raw_base, (size_t)(n * base_row));
-        verify_rows_done(ctx->out, (size_t)t->out_index, raw_out, b.raw_out, (size_t)(n * out_row));
     }
     vt->rel_error = sum_delta > 0 ? sqrt(sum_res / sum_delta) : sum_res > 0 ? INFINITY : 0;
     if (s == LT_OK && vt->worst > ctx->threshold) {

@@ -6,7 +6,11 @@
 
 #include "core.h"
 
-#define VERIFY_CHUNK_ELEMS (1u << 20)
+/* Elements read per step: 256 KB of BF16 per file.  Read into buffers
+ * this small, the data stays in the core's cache between the kernel's copy
+ * and our passes over it; this beat mapping the files (page-table and TLB
+ * work per 4 KB page) and larger chunks (measured: bench/verify_bench.py). */
+#define VERIFY_CHUNK_ELEMS (1u << 17)
 
 /* One low-rank term on a base tensor viewed as rows x cols:
  * delta = coef (rows x rank) @ vec (rank x cols), as spec/merge.md builds
@@ -57,13 +61,6 @@ lt_status verify_read_f64(lt_source *src, size_t i, double **out, lt_error *err)
  * src that holds each row of the first file. */
 lt_status verify_read_rows(lt_source *src, size_t i, uint64_t r0, uint64_t count, uint64_t row_bytes,
                            const uint64_t *inv, unsigned char *dst, lt_error *err);
-
-/* verify_read_rows, but in place when SRC lends the bytes (no inv):
- * *rows is then SRC's mapping, else BUF filled.  Give the rows back with
- * verify_rows_done (LEN: count x row_bytes) once used. */
-lt_status verify_rows(lt_source *src, size_t i, uint64_t r0, uint64_t count, uint64_t row_bytes,
-                      const uint64_t *inv, unsigned char *buf, const unsigned char **rows, lt_error *err);
-void verify_rows_done(lt_source *src, size_t i, const unsigned char *rows, const unsigned char *buf, size_t len);
 
 /* Load op's factors as the merge builds them (lib/merge_plan.c): B scaled
  * by op->factor once, AdaLoRA's E folded into A, then C and V by op->fit;
