@@ -575,18 +575,6 @@ typedef struct row_bufs {
     double *w, *o, *dense, *probes, *token_row;
 } row_bufs;
 
-static void free_bufs(row_bufs *b)
-{
-    free(b->raw_base);
-    free(b->raw_out);
-    free(b->expect);
-    free(b->w);
-    free(b->o);
-    free(b->dense);
-    free(b->probes);
-    free(b->token_row);
-}
-
 /* Row i of the merge computed densely in the merge's float64 order:
  * the base value, each term's products in rank order, DoRA after its term.
  * Returns false when a DoRA row norm is zero. */
@@ -629,7 +617,7 @@ static long token_slot(const verify_tensor *t, uint64_t i)
 }
 
 lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, const uint64_t *inv,
-                         lt_verify_tensor *vt, lt_error *err)
+                         verify_scratch *scratch, lt_verify_tensor *vt, lt_error *err)
 {
     const lt_tensor_info *bt = lt_source_tensor(ctx->base, base_index);
     const lt_tensor_info *ot = lt_source_tensor(ctx->out, (size_t)t->out_index);
@@ -663,14 +651,14 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     if (per > rows)
         per = rows;
     if (s == LT_OK) {
-        b.raw_base = malloc((size_t)(per * base_row) + 1);
-        b.raw_out = malloc((size_t)(per * out_row) + 1);
-        b.expect = malloc((size_t)out_row + 1);
-        b.w = malloc((size_t)cols * sizeof(double) + 1); /* one row: stays in cache */
-        b.o = malloc((size_t)cols * sizeof(double) + 1);
-        b.dense = malloc((size_t)cols * sizeof(double) + 1);
-        b.token_row = malloc((size_t)cols * sizeof(double) + 1);
-        b.probes = malloc((size_t)(K * cols) * sizeof(double) + 1);
+        b.raw_base = verify_scratch_get(scratch, 0, (size_t)(per * base_row));
+        b.raw_out = verify_scratch_get(scratch, 1, (size_t)(per * out_row));
+        b.expect = verify_scratch_get(scratch, 2, (size_t)out_row);
+        b.w = verify_scratch_get(scratch, 3, (size_t)cols * sizeof(double)); /* one row: stays in cache */
+        b.o = verify_scratch_get(scratch, 4, (size_t)cols * sizeof(double));
+        b.dense = verify_scratch_get(scratch, 5, (size_t)cols * sizeof(double));
+        b.token_row = verify_scratch_get(scratch, 6, (size_t)cols * sizeof(double));
+        b.probes = verify_scratch_get(scratch, 7, (size_t)(K * cols) * sizeof(double));
         if (!b.raw_base || !b.raw_out || !b.expect || !b.w || !b.o || !b.dense || !b.token_row || !b.probes)
             s = lti_fail_nomem(err, "verify");
     }
@@ -823,7 +811,6 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     free(wx);
     free(yref);
     free(ox);
-    free_bufs(&b);
     for (size_t q = 0; q < t->n_ops; q++)
         verify_free_op(&t->ops[q]);
     free(nm);
