@@ -45,11 +45,11 @@ deps:
 # so it may use FMA.
 $(BUILD)/obj/lib/merge_fast.o: CFLAGS_ALL += -ffp-contract=fast
 
-# The quantizers' and linear algebra's 32-byte vector helpers are static inline
-# (lib/quant.h, lib/linalg_qr.c, lib/linalg_gemm.c):
-# no ABI crosses a file, so GCC's note about AVX vector passing is noise.
+# The quantizers', linear algebra's and verify's 32-byte vector helpers are
+# static inline: no ABI crosses a file, so GCC's note about AVX vector
+# passing is noise.
 $(BUILD)/obj/lib/quant.o $(BUILD)/obj/lib/quant_k.o $(BUILD)/obj/lib/linalg_qr.o \
-    $(BUILD)/obj/lib/linalg_gemm.o: CFLAGS_ALL += -Wno-psabi
+    $(BUILD)/obj/lib/linalg_gemm.o $(BUILD)/obj/lib/verify_forward.o: CFLAGS_ALL += -Wno-psabi
 
 # V=1 shows the full commands
 Q = $(if $(V),,@)

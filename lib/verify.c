@@ -101,6 +101,45 @@ lt_status verify_read_rows(lt_source *src, size_t i, uint64_t r0, uint64_t count
     return LT_OK;
 }
 
+void *verify_scratch_get(verify_scratch *s, unsigned slot, size_t bytes)
+{
+    if (bytes >= s->cap[slot]) { /* one byte more: a size of 0 is a buffer too */
+        free(s->buf[slot]);
+        s->buf[slot] = bytes < SIZE_MAX ? malloc(bytes + 1) : NULL;
+        s->cap[slot] = s->buf[slot] ? bytes + 1 : 0;
+    }
+    return s->buf[slot];
+}
+
+static verify_scratch *scratch_take(verify_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->pool_lock);
+    verify_scratch *s = ctx->pool;
+    if (s)
+        ctx->pool = s->next;
+    pthread_mutex_unlock(&ctx->pool_lock);
+    return s ? s : calloc(1, sizeof *s);
+}
+
+static void scratch_give(verify_ctx *ctx, verify_scratch *s)
+{
+    pthread_mutex_lock(&ctx->pool_lock);
+    s->next = ctx->pool;
+    ctx->pool = s;
+    pthread_mutex_unlock(&ctx->pool_lock);
+}
+
+static void scratch_free_all(verify_ctx *ctx)
+{
+    while (ctx->pool) {
+        verify_scratch *s = ctx->pool;
+        ctx->pool = s->next;
+        for (unsigned k = 0; k < VERIFY_SLOTS; k++)
+            free(s->buf[k]);
+        free(s);
+    }
+}
+
 bool verify_same_shape(const lt_tensor_info *x, const lt_tensor_info *y)
 {
     if (x->n_dims != y->n_dims)
@@ -114,7 +153,7 @@ bool verify_same_shape(const lt_tensor_info *x, const lt_tensor_info *y)
 /* OUT's tensor must hold exactly SRC's tensor rounded once to OUT's dtype
  * (the bytes themselves when the dtype is kept). */
 static lt_status compare_expected(lt_source *src, size_t si, lt_source *out, size_t oi, const uint64_t *inv,
-                                  lt_verify_tensor *vt, lt_error *err)
+                                  verify_scratch *scratch, lt_verify_tensor *vt, lt_error *err)
 {
     const lt_tensor_info *st = lt_source_tensor(src, si), *ot = lt_source_tensor(out, oi);
     lt_dtype od = ot->dtype;
@@ -139,9 +178,10 @@ static lt_status compare_expected(lt_source *src, size_t si, lt_source *out, siz
     uint64_t per = cols && VERIFY_CHUNK_ELEMS / cols ? VERIFY_CHUNK_ELEMS / cols : 1;
     if (per > rows)
         per = rows ? rows : 1;
-    unsigned char *raw = malloc((size_t)(per * src_row) + 1), *got = malloc((size_t)(per * out_row) + 1);
-    unsigned char *want = same ? raw : malloc((size_t)(per * out_row) + 1);
-    double *values = same ? NULL : malloc((size_t)(per * cols) * sizeof *values + 1);
+    unsigned char *raw = verify_scratch_get(scratch, 0, (size_t)(per * src_row));
+    unsigned char *got = verify_scratch_get(scratch, 1, (size_t)(per * out_row));
+    unsigned char *want = same ? raw : verify_scratch_get(scratch, 2, (size_t)(per * out_row));
+    double *values = same ? NULL : verify_scratch_get(scratch, 3, (size_t)(per * cols) * sizeof *values);
     lt_status s = raw && got && want && (same || values) ? LT_OK : lti_fail_nomem(err, "verify");
     for (uint64_t r0 = 0; s == LT_OK && r0 < rows && !vt->failed; r0 += per) {
         uint64_t n = rows - r0 < per ? rows - r0 : per;
@@ -173,11 +213,6 @@ static lt_status compare_expected(lt_source *src, size_t si, lt_source *out, siz
             }
         }
     }
-    free(raw);
-    free(got);
-    if (!same)
-        free(want);
-    free(values);
     return s;
 }
 
@@ -395,7 +430,7 @@ static lt_status row_map(const verify_ctx *ctx, const lt_tensor_info *bt, uint64
 
 /* Check OUT's tensor j into report entry j (one task; tasks run on
  * several threads and share nothing they write). */
-static lt_status check_out_tensor(verify_ctx *ctx, verify_plan *p, size_t j, lt_error *err)
+static lt_status check_out_tensor(verify_ctx *ctx, verify_plan *p, size_t j, verify_scratch *scratch, lt_error *err)
 {
     const lt_tensor_info *ot = lt_source_tensor(ctx->out, j);
     long claim = p->claim[j];
@@ -415,7 +450,7 @@ static lt_status check_out_tensor(verify_ctx *ctx, verify_plan *p, size_t j, lt_
             verify_problem(vt, "shape differs from the adapter's '%s'", a->rep->key);
             return LT_OK;
         }
-        return compare_expected(asrc, (size_t)a->rep->tensor, ctx->out, j, NULL, vt, err);
+        return compare_expected(asrc, (size_t)a->rep->tensor, ctx->out, j, NULL, scratch, vt, err);
     }
     verify_tensor *t = &p->tensors[claim];
     const lt_tensor_info *bt = lt_source_tensor(ctx->base, (size_t)claim);
@@ -429,14 +464,15 @@ static lt_status check_out_tensor(verify_ctx *ctx, verify_plan *p, size_t j, lt_
     if (s != LT_OK)
         return s;
     switch (t->kind) {
-    case LT_VERIFY_MERGED: s = verify_forward(ctx, (size_t)claim, t, inv, vt, err); break;
+    case LT_VERIFY_MERGED: s = verify_forward(ctx, (size_t)claim, t, inv, scratch, vt, err); break;
     case LT_VERIFY_REPLACED:
         if (!verify_same_shape(lt_source_tensor(lt_adapter_source(t->rep_adapter), (size_t)t->rep_tensor), ot))
             verify_problem(vt, "shape differs from the adapter's replacement");
         else
-            s = compare_expected(lt_adapter_source(t->rep_adapter), (size_t)t->rep_tensor, ctx->out, j, inv, vt, err);
+            s = compare_expected(lt_adapter_source(t->rep_adapter), (size_t)t->rep_tensor, ctx->out, j, inv, scratch,
+                                 vt, err);
         break;
-    default: s = compare_expected(ctx->base, (size_t)claim, ctx->out, j, inv, vt, err); break;
+    default: s = compare_expected(ctx->base, (size_t)claim, ctx->out, j, inv, scratch, vt, err); break;
     }
     free(inv);
     return s;
@@ -452,14 +488,18 @@ typedef struct check_job {
 static void check_task(void *arg, size_t j)
 {
     check_job *job = arg;
-    job->status[j] = check_out_tensor(job->ctx, job->plan, j, &job->errors[j]);
+    verify_scratch *scratch = scratch_take(job->ctx);
+    job->status[j] = scratch ? check_out_tensor(job->ctx, job->plan, j, scratch, &job->errors[j])
+                             : lti_fail_nomem(&job->errors[j], "verify");
+    if (scratch)
+        scratch_give(job->ctx, scratch);
 }
 
 lt_status lt_verify_merged(lt_source *base, const lt_merge_input *inputs, size_t n_inputs, lt_source *out,
                            const lt_verify_options *opts, lt_verify_report *report, lt_error *err)
 {
     memset(report, 0, sizeof *report);
-    verify_ctx ctx = {.base = base, .out = out, .report = report};
+    verify_ctx ctx = {.base = base, .out = out, .report = report, .pool_lock = PTHREAD_MUTEX_INITIALIZER};
     if (opts)
         ctx.opts = *opts;
     if (!ctx.opts.probes)
@@ -492,6 +532,7 @@ lt_status lt_verify_merged(lt_source *base, const lt_merge_input *inputs, size_t
     if (s == LT_OK) {
         report->n_tensors = n_out;
         lti_parallel_for(n_out, ctx.opts.threads, check_task, &job);
+        scratch_free_all(&ctx);
         for (size_t j = 0; j < n_out && s == LT_OK; j++) /* the first error in OUT's order */
             if ((s = job.status[j]) != LT_OK && err)
                 *err = job.errors[j];

@@ -20,6 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
+
 #include "verify_internal.h"
 
 static uint64_t splitmix64(uint64_t *state)
@@ -84,6 +88,70 @@ static bool noise_model_init(noise_model *nm, lt_dtype t)
     return true;
 }
 
+/* The row kernels are built for AVX2 and for baseline x86-64, chosen at
+ * load time: the same IEEE operations lane by lane either way (nothing is
+ * fused: -ffp-contract=off), so the same bits.  Lane l of a 4-wide
+ * accumulator sums the elements j = l mod 4, the few left over are added
+ * as the scalar loops these kernels replaced added them, and the lanes as
+ * (0 + 1) + (2 + 3): the same order, so results did not move. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+#define LT_VERIFY_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LT_VERIFY_CLONES
+#endif
+#define LT_INLINE static inline __attribute__((always_inline))
+
+typedef double vd4 __attribute__((vector_size(32)));
+typedef uint64_t vu4 __attribute__((vector_size(32)));
+typedef uint16_t vh4 __attribute__((vector_size(8)));
+
+LT_INLINE vd4 load4(const double *p)
+{
+    vd4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+LT_INLINE vd4 abs4(vd4 v) { return (vd4)((vu4)v & 0x7FFFFFFFFFFFFFFFull); }
+
+LT_INLINE double lanes_sum(vd4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+/* h_j^2 of four F16 or BF16 values (little-endian bytes at p), C as
+ * noise_sq_2byte computes it. */
+LT_INLINE vd4 noise4(const unsigned char *p, unsigned shift, unsigned mask, uint64_t c)
+{
+    vh4 h;
+    memcpy(&h, p, sizeof h);
+    vu4 e = (__builtin_convertvector(h, vu4) >> shift) & mask;
+    e += (vu4)(e == 0) & 1;
+    return (vd4)((2 * e + c) << 52);
+}
+
+/* F16 and BF16 (the common case): h_j^2 = 2^(2 (e - bias - mant) - 2) is
+ * built as the bits of a double from the exponent field e (subnormals
+ * take e = 1): the table's values, without a lookup per element. */
+LT_VERIFY_CLONES
+static double noise_sq_2byte(const noise_model *nm, const unsigned char *raw, uint64_t cols)
+{
+    unsigned mask = (1u << nm->exp_bits) - 1;
+    uint64_t j = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    int bias = nm->exp_bits == 5 ? 15 : 127;
+    uint64_t c = (uint64_t)(1023 - 2 * (bias + (int)nm->exp_shift) - 2);
+    vd4 acc = {0, 0, 0, 0};
+    for (; j + 4 <= cols; j += 4)
+        acc += noise4(raw + 2 * j, nm->exp_shift, mask, c);
+    double s[4] = {acc[0], acc[1], acc[2], acc[3]};
+#else
+    double s[4] = {0, 0, 0, 0};
+#endif
+    for (; j < cols; j++) {
+        unsigned bits = raw[2 * j] | (unsigned)raw[2 * j + 1] << 8;
+        s[j % 4] += nm->half_ulp_sq[(bits >> nm->exp_shift) & mask];
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 /* sum_j h_j^2 over one row of raw OUT bytes. */
 static double row_noise_sq(const noise_model *nm, const unsigned char *raw, uint64_t cols)
 {
@@ -125,14 +193,8 @@ static double row_noise_sq(const noise_model *nm, const unsigned char *raw, uint
         return sum;
     }
     unsigned mask = (1u << nm->exp_bits) - 1;
-    if (nm->size == 2) { /* F16, BF16: the common case, four chains */
-        double s[4] = {0, 0, 0, 0};
-        for (uint64_t j = 0; j < cols; j++) {
-            unsigned bits = raw[2 * j] | (unsigned)raw[2 * j + 1] << 8;
-            s[j % 4] += nm->half_ulp_sq[(bits >> nm->exp_shift) & mask];
-        }
-        return (s[0] + s[1]) + (s[2] + s[3]);
-    }
+    if (nm->size == 2)
+        return noise_sq_2byte(nm, raw, cols);
     for (uint64_t j = 0; j < cols; j++) {
         const unsigned char *p = raw + j * nm->size;
         uint64_t bits = 0;
@@ -227,54 +289,291 @@ void verify_free_op(verify_op *op)
     op->coef = op->vec = op->magnitude = op->u = op->vec_abs = NULL;
 }
 
-/* Four partial sums: the adds of one chain wait for each other, four
- * chains keep the FPU busy (the slack bound holds for any order). */
+LT_VERIFY_CLONES
 static double dot(const double *a, const double *b, uint64_t n)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    vd4 acc = {0, 0, 0, 0};
     uint64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        s0 += a[j] * b[j];
-        s1 += a[j + 1] * b[j + 1];
-        s2 += a[j + 2] * b[j + 2];
-        s3 += a[j + 3] * b[j + 3];
-    }
+    for (; j + 4 <= n; j += 4)
+        acc += load4(a + j) * load4(b + j);
     for (; j < n; j++)
-        s0 += a[j] * b[j];
-    return (s0 + s1) + (s2 + s3);
+        acc[0] += a[j] * b[j];
+    return lanes_sum(acc);
 }
 
+LT_VERIFY_CLONES
 static double abs_sum(const double *a, uint64_t n)
 {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    vd4 acc = {0, 0, 0, 0};
     uint64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        s0 += fabs(a[j]);
-        s1 += fabs(a[j + 1]);
-        s2 += fabs(a[j + 2]);
-        s3 += fabs(a[j + 3]);
-    }
+    for (; j + 4 <= n; j += 4)
+        acc += abs4(load4(a + j));
     for (; j < n; j++)
-        s0 += fabs(a[j]);
-    return (s0 + s1) + (s2 + s3);
+        acc[0] += fabs(a[j]);
+    return lanes_sum(acc);
+}
+
+/* What the check needs of one row, base values w and OUT values o, in one
+ * pass per two probes (k, k + 1) rather than one per product: wx[k] and
+ * ox[k] as dot(w or o, probe k), and abs_sum of w and of o.  PROBES holds
+ * K rows of n. */
+LT_VERIFY_CLONES
+static void row_sums(const double *w, const double *o, uint64_t n, const double *probes, uint32_t K, double *wx,
+                     double *ox, double *w_abs, double *o_abs)
+{
+    for (uint32_t k = 0; k < K; k += 2) {
+        const double *p = probes + (uint64_t)k * n, *q = probes + (uint64_t)(k + 1 < K ? k + 1 : k) * n;
+        vd4 wp = {0, 0, 0, 0}, wq = wp, op = wp, oq = wp, wa = wp, oa = wp;
+        uint64_t j = 0;
+        if (k == 0) {
+            for (; j + 4 <= n; j += 4) {
+                vd4 x = load4(w + j), y = load4(o + j), pv = load4(p + j), qv = load4(q + j);
+                wp += x * pv, wq += x * qv, op += y * pv, oq += y * qv;
+                wa += abs4(x), oa += abs4(y);
+            }
+        } else {
+            for (; j + 4 <= n; j += 4) {
+                vd4 x = load4(w + j), y = load4(o + j), pv = load4(p + j), qv = load4(q + j);
+                wp += x * pv, wq += x * qv, op += y * pv, oq += y * qv;
+            }
+        }
+        for (; j < n; j++) {
+            wp[0] += w[j] * p[j], wq[0] += w[j] * q[j], op[0] += o[j] * p[j], oq[0] += o[j] * q[j];
+            wa[0] += fabs(w[j]), oa[0] += fabs(o[j]);
+        }
+        wx[k] = lanes_sum(wp), ox[k] = lanes_sum(op);
+        if (k + 1 < K)
+            wx[k + 1] = lanes_sum(wq), ox[k + 1] = lanes_sum(oq);
+        if (k == 0)
+            *w_abs = lanes_sum(wa), *o_abs = lanes_sum(oa);
+    }
+}
+
+typedef uint16_t vh8 __attribute__((vector_size(16)));
+typedef uint32_t vw8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+typedef float vf8 __attribute__((vector_size(32)));
+
+/* Eight F16 (f16) or BF16 values, little-endian bytes at p, as doubles in
+ * lo (the first four) and hi: exact, as lt_convert_to_f64 converts them
+ * (F16 branch-free: normal numbers rebias the exponent, Inf/NaN get the
+ * all-ones exponent, subnormals are their mantissa times 2^-24).  *bits
+ * gets the raw values for the noise. */
+LT_INLINE void half8(const unsigned char *p, bool f16, vd4 *lo, vd4 *hi, vw8 *bits)
+{
+    vh8 h;
+    memcpy(&h, p, sizeof h);
+    vw8 x = __builtin_convertvector(h, vw8), f;
+    if (f16) {
+        vw8 ax = x & 0x7FFF, e = ax >> 10, zero = (vw8)(e == 0);
+        vw8 normal = (ax << 13) + 0x38000000 + ((vw8)(e == 31) & 0x38000000);
+        vw8 sub = (vw8)(__builtin_convertvector((vi8)ax, vf8) * 0x1p-24f);
+        f = (sub & zero) | (normal & ~zero) | (x & 0x8000) << 16;
+    } else {
+        f = x << 16;
+    }
+    *lo = __builtin_convertvector(__builtin_shufflevector((vf8)f, (vf8)f, 0, 1, 2, 3), vd4);
+    *hi = __builtin_convertvector(__builtin_shufflevector((vf8)f, (vf8)f, 4, 5, 6, 7), vd4);
+    *bits = x;
+}
+
+/* h_j^2 of eight raw F16 or BF16 values, as noise4 computes it, built in
+ * 32-bit lanes (the high word of each double). */
+LT_INLINE void noise8(vw8 x, unsigned shift, unsigned mask, uint32_t c, vd4 *lo, vd4 *hi)
+{
+    vw8 e = (x >> shift) & mask;
+    e += (vw8)(e == 0) & 1;
+    vw8 t = (2 * e + c) << 20;
+    *lo = (vd4)(__builtin_convertvector(__builtin_shufflevector(t, t, 0, 1, 2, 3), vu4) << 32);
+    *hi = (vd4)(__builtin_convertvector(__builtin_shufflevector(t, t, 4, 5, 6, 7), vu4) << 32);
+}
+
+/* One pass of half_rows over elements [from, n) for probes p and q (and,
+ * on the first pass, |w|, |o| and the noise), continuing the accumulators
+ * ACC: wp, wq, op, oq, wa, oa, ns, four lanes each. */
+LT_INLINE void half_pass_body(const unsigned char *w, const unsigned char *o, uint64_t from, uint64_t n,
+                              const double *p, const double *q, bool first, const noise_model *nm, bool w_f16,
+                              bool o_f16, double acc[7][4])
+{
+    unsigned shift = nm->exp_shift, mask = (1u << nm->exp_bits) - 1;
+    uint32_t c = (uint32_t)(1023 - 2 * ((nm->exp_bits == 5 ? 15 : 127) + (int)shift) - 2);
+    uint64_t n8 = n / 8 * 8, n4 = n / 4 * 4;
+    vd4 wp = load4(acc[0]), wq = load4(acc[1]), op = load4(acc[2]), oq = load4(acc[3]);
+    vd4 wa = load4(acc[4]), oa = load4(acc[5]), ns = load4(acc[6]);
+    vd4 x0, x1, y0, y1, h0, h1;
+    vw8 wb, ob;
+#define LT_HALF_STEP(J, W, O, ALL)                                                                             \
+    do {                                                                                                       \
+        half8(W, w_f16, &x0, &x1, &wb);                                                                        \
+        half8(O, o_f16, &y0, &y1, &ob);                                                                        \
+        vd4 p0 = load4(p + (J)), q0 = load4(q + (J));                                                          \
+        wp += x0 * p0, wq += x0 * q0, op += y0 * p0, oq += y0 * q0;                                            \
+        if (ALL) {                                                                                             \
+            vd4 p1 = load4(p + (J) + 4), q1 = load4(q + (J) + 4);                                              \
+            wp += x1 * p1, wq += x1 * q1, op += y1 * p1, oq += y1 * q1;                                        \
+        }                                                                                                      \
+        if (first) {                                                                                           \
+            noise8(ob, shift, mask, c, &h0, &h1);                                                              \
+            wa += abs4(x0), oa += abs4(y0), ns += h0;                                                          \
+            if (ALL)                                                                                           \
+                wa += abs4(x1), oa += abs4(y1), ns += h1;                                                      \
+        }                                                                                                      \
+    } while (0)
+    for (uint64_t j = from; j < n8; j += 8)
+        LT_HALF_STEP(j, w + 2 * j, o + 2 * j, true);
+    if (n8 < n) { /* 1..7 elements left: zero-padded to eight */
+        unsigned char wt[16] = {0}, ot[16] = {0};
+        memcpy(wt, w + 2 * n8, (size_t)(2 * (n - n8)));
+        memcpy(ot, o + 2 * n8, (size_t)(2 * (n - n8)));
+        if (n4 > n8) /* a whole four: into the lanes */
+            LT_HALF_STEP(n8, wt, ot, false);
+        else
+            half8(wt, w_f16, &x0, &x1, &wb), half8(ot, o_f16, &y0, &y1, &ob);
+        noise8(ob, shift, mask, c, &h0, &h1);
+        double xs[8], ys[8], hs[8];
+        memcpy(xs, &x0, sizeof x0), memcpy(xs + 4, &x1, sizeof x1);
+        memcpy(ys, &y0, sizeof y0), memcpy(ys + 4, &y1, sizeof y1);
+        memcpy(hs, &h0, sizeof h0), memcpy(hs + 4, &h1, sizeof h1);
+        for (uint64_t j = n4; j < n; j++) { /* the last 1..3, as the scalar loops added them */
+            double xj = xs[j - n8], yj = ys[j - n8];
+            wp[0] += xj * p[j], wq[0] += xj * q[j], op[0] += yj * p[j], oq[0] += yj * q[j];
+            wa[0] += fabs(xj), oa[0] += fabs(yj);
+            ns[j % 4] += hs[j - n8];
+        }
+    }
+#undef LT_HALF_STEP
+    memcpy(acc[0], &wp, sizeof wp), memcpy(acc[1], &wq, sizeof wq), memcpy(acc[2], &op, sizeof op);
+    memcpy(acc[3], &oq, sizeof oq), memcpy(acc[4], &wa, sizeof wa), memcpy(acc[5], &oa, sizeof oa);
+    memcpy(acc[6], &ns, sizeof ns);
+}
+
+LT_VERIFY_CLONES
+static void half_pass(const unsigned char *w, const unsigned char *o, uint64_t from, uint64_t n, const double *p,
+                      const double *q, bool first, const noise_model *nm, bool w_f16, bool o_f16, double acc[7][4])
+{
+    /* one instance per type pair, so that half8's test leaves the loops */
+    if (w_f16 && o_f16)
+        half_pass_body(w, o, from, n, p, q, first, nm, true, true, acc);
+    else if (w_f16)
+        half_pass_body(w, o, from, n, p, q, first, nm, true, false, acc);
+    else if (o_f16)
+        half_pass_body(w, o, from, n, p, q, first, nm, false, true, acc);
+    else
+        half_pass_body(w, o, from, n, p, q, first, nm, false, false, acc);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LT_VERIFY_AVX2 __attribute__((target("avx2,f16c")))
+
+/* Eight F16 or BF16 values at p as doubles, and their raw bits. */
+LT_VERIFY_AVX2 LT_INLINE void half8_avx2(const unsigned char *p, bool f16, __m256d *lo, __m256d *hi, __m256i *bits)
+{
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m256i x = _mm256_cvtepu16_epi32(h);
+    __m256 f = f16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+    *lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+    *hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+    *bits = x;
+}
+
+/* half_rows_body for AVX2 machines, in intrinsics (GCC's lowering of the
+ * generic vectors wastes half the time here): the same operations in the
+ * same order, lane by lane, so the same bits.  Used for the whole 8-wide
+ * part of each pass; the generic code does the rest. */
+LT_VERIFY_AVX2 LT_INLINE void half_pass_avx2_body(const unsigned char *w, const unsigned char *o, uint64_t n8,
+                                                  const double *p, const double *q, bool first, const noise_model *nm,
+                                                  bool w_f16, bool o_f16, double acc[7][4])
+{
+    __m256d wp = _mm256_loadu_pd(acc[0]), wq = _mm256_loadu_pd(acc[1]), op = _mm256_loadu_pd(acc[2]);
+    __m256d oq = _mm256_loadu_pd(acc[3]), wa = _mm256_loadu_pd(acc[4]), oa = _mm256_loadu_pd(acc[5]);
+    __m256d ns = _mm256_loadu_pd(acc[6]);
+    const __m256d abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFll));
+    const __m256i mask = _mm256_set1_epi32((int)((1u << nm->exp_bits) - 1)), one = _mm256_set1_epi32(1);
+    const __m256i c = _mm256_set1_epi32(1023 - 2 * ((nm->exp_bits == 5 ? 15 : 127) + (int)nm->exp_shift) - 2);
+    const __m128i shift = _mm_cvtsi32_si128((int)nm->exp_shift);
+    for (uint64_t j = 0; j < n8; j += 8) {
+        __m256d x0, x1, y0, y1;
+        __m256i wb, ob;
+        half8_avx2(w + 2 * j, w_f16, &x0, &x1, &wb);
+        half8_avx2(o + 2 * j, o_f16, &y0, &y1, &ob);
+        __m256d p0 = _mm256_loadu_pd(p + j), q0 = _mm256_loadu_pd(q + j);
+        __m256d p1 = _mm256_loadu_pd(p + j + 4), q1 = _mm256_loadu_pd(q + j + 4);
+        wp = _mm256_add_pd(wp, _mm256_mul_pd(x0, p0)), wq = _mm256_add_pd(wq, _mm256_mul_pd(x0, q0));
+        op = _mm256_add_pd(op, _mm256_mul_pd(y0, p0)), oq = _mm256_add_pd(oq, _mm256_mul_pd(y0, q0));
+        wp = _mm256_add_pd(wp, _mm256_mul_pd(x1, p1)), wq = _mm256_add_pd(wq, _mm256_mul_pd(x1, q1));
+        op = _mm256_add_pd(op, _mm256_mul_pd(y1, p1)), oq = _mm256_add_pd(oq, _mm256_mul_pd(y1, q1));
+        if (first) {
+            /* h^2 from the exponent field e (at least 1): (2 e + c) in
+             * the high word of a double */
+            __m256i e = _mm256_max_epu32(_mm256_and_si256(_mm256_srl_epi32(ob, shift), mask), one);
+            __m256i t = _mm256_slli_epi32(_mm256_add_epi32(_mm256_add_epi32(e, e), c), 20);
+            __m256d h0 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(t)), 32));
+            __m256d h1 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_cvtepu32_epi64(_mm256_extracti128_si256(t, 1)), 32));
+            wa = _mm256_add_pd(wa, _mm256_and_pd(x0, abs_mask)), oa = _mm256_add_pd(oa, _mm256_and_pd(y0, abs_mask));
+            ns = _mm256_add_pd(ns, h0);
+            wa = _mm256_add_pd(wa, _mm256_and_pd(x1, abs_mask)), oa = _mm256_add_pd(oa, _mm256_and_pd(y1, abs_mask));
+            ns = _mm256_add_pd(ns, h1);
+        }
+        (void)wb;
+    }
+    _mm256_storeu_pd(acc[0], wp), _mm256_storeu_pd(acc[1], wq), _mm256_storeu_pd(acc[2], op);
+    _mm256_storeu_pd(acc[3], oq), _mm256_storeu_pd(acc[4], wa), _mm256_storeu_pd(acc[5], oa);
+    _mm256_storeu_pd(acc[6], ns);
+}
+
+LT_VERIFY_AVX2
+static void half_pass_avx2(const unsigned char *w, const unsigned char *o, uint64_t n8, const double *p,
+                           const double *q, bool first, const noise_model *nm, bool w_f16, bool o_f16, double acc[7][4])
+{
+    if (w_f16 && o_f16)
+        half_pass_avx2_body(w, o, n8, p, q, first, nm, true, true, acc);
+    else if (w_f16)
+        half_pass_avx2_body(w, o, n8, p, q, first, nm, true, false, acc);
+    else if (o_f16)
+        half_pass_avx2_body(w, o, n8, p, q, first, nm, false, true, acc);
+    else
+        half_pass_avx2_body(w, o, n8, p, q, first, nm, false, false, acc);
+}
+#endif
+
+/* row_sums and noise_sq_2byte in one pass per two probes, straight from
+ * the raw rows, when base and OUT are both F16 or BF16 (w_f16, o_f16 say
+ * which): no row of doubles is written and read back.  The same
+ * operations in the same order as those two (eight elements a step: lanes
+ * j mod 4 twice), so the same results. */
+static void half_rows(const unsigned char *w, const unsigned char *o, uint64_t n, const double *probes, uint32_t K,
+                      const noise_model *nm, double *wx, double *ox, double *w_abs, double *o_abs, double *noise_sq,
+                      bool w_f16, bool o_f16)
+{
+    for (uint32_t k = 0; k < K; k += 2) {
+        const double *p = probes + (uint64_t)k * n, *q = probes + (uint64_t)(k + 1 < K ? k + 1 : k) * n;
+        double acc[7][4] = {{0}};
+        uint64_t done = 0;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+        if (__builtin_cpu_supports("x86-64-v3")) {
+            done = n / 8 * 8;
+            half_pass_avx2(w, o, done, p, q, k == 0, nm, w_f16, o_f16, acc);
+        }
+#endif
+        half_pass(w, o, done, n, p, q, k == 0, nm, w_f16, o_f16, acc);
+        wx[k] = (acc[0][0] + acc[0][1]) + (acc[0][2] + acc[0][3]);
+        ox[k] = (acc[2][0] + acc[2][1]) + (acc[2][2] + acc[2][3]);
+        if (k + 1 < K) {
+            wx[k + 1] = (acc[1][0] + acc[1][1]) + (acc[1][2] + acc[1][3]);
+            ox[k + 1] = (acc[3][0] + acc[3][1]) + (acc[3][2] + acc[3][3]);
+        }
+        if (k == 0) {
+            *w_abs = (acc[4][0] + acc[4][1]) + (acc[4][2] + acc[4][3]);
+            *o_abs = (acc[5][0] + acc[5][1]) + (acc[5][2] + acc[5][3]);
+            *noise_sq = (acc[6][0] + acc[6][1]) + (acc[6][2] + acc[6][3]);
+        }
+    }
 }
 
 typedef struct row_bufs {
     unsigned char *raw_base, *raw_out, *expect;
     double *w, *o, *dense, *probes, *token_row;
 } row_bufs;
-
-static void free_bufs(row_bufs *b)
-{
-    free(b->raw_base);
-    free(b->raw_out);
-    free(b->expect);
-    free(b->w);
-    free(b->o);
-    free(b->dense);
-    free(b->probes);
-    free(b->token_row);
-}
 
 /* Row i of the merge computed densely in the merge's float64 order:
  * the base value, each term's products in rank order, DoRA after its term.
@@ -318,7 +617,7 @@ static long token_slot(const verify_tensor *t, uint64_t i)
 }
 
 lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, const uint64_t *inv,
-                         lt_verify_tensor *vt, lt_error *err)
+                         verify_scratch *scratch, lt_verify_tensor *vt, lt_error *err)
 {
     const lt_tensor_info *bt = lt_source_tensor(ctx->base, base_index);
     const lt_tensor_info *ot = lt_source_tensor(ctx->out, (size_t)t->out_index);
@@ -352,17 +651,22 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     if (per > rows)
         per = rows;
     if (s == LT_OK) {
-        b.raw_base = malloc((size_t)(per * base_row) + 1);
-        b.raw_out = malloc((size_t)(per * out_row) + 1);
-        b.expect = malloc((size_t)out_row + 1);
-        b.w = malloc((size_t)(per * cols) * sizeof(double) + 1);
-        b.o = malloc((size_t)(per * cols) * sizeof(double) + 1);
-        b.dense = malloc((size_t)cols * sizeof(double) + 1);
-        b.token_row = malloc((size_t)cols * sizeof(double) + 1);
-        b.probes = malloc((size_t)(K * cols) * sizeof(double) + 1);
+        b.raw_base = verify_scratch_get(scratch, 0, (size_t)(per * base_row));
+        b.raw_out = verify_scratch_get(scratch, 1, (size_t)(per * out_row));
+        b.expect = verify_scratch_get(scratch, 2, (size_t)out_row);
+        b.w = verify_scratch_get(scratch, 3, (size_t)cols * sizeof(double)); /* one row: stays in cache */
+        b.o = verify_scratch_get(scratch, 4, (size_t)cols * sizeof(double));
+        b.dense = verify_scratch_get(scratch, 5, (size_t)cols * sizeof(double));
+        b.token_row = verify_scratch_get(scratch, 6, (size_t)cols * sizeof(double));
+        b.probes = verify_scratch_get(scratch, 7, (size_t)(K * cols) * sizeof(double));
         if (!b.raw_base || !b.raw_out || !b.expect || !b.w || !b.o || !b.dense || !b.token_row || !b.probes)
             s = lti_fail_nomem(err, "verify");
     }
+    /* both F16 or BF16 and no row computed densely: the fused kernel */
+    bool halves = !dense && (bt->dtype == LT_F16 || bt->dtype == LT_BF16) && (od == LT_F16 || od == LT_BF16);
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    halves = false;
+#endif
     for (uint32_t k = 0; s == LT_OK && k < K; k++)
         draw_probe(ctx->opts.seed, bt->name, k, b.probes + (uint64_t)k * cols, cols);
     /* u = V x for each term and probe: the low-rank path's K products */
@@ -380,8 +684,8 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                 op->u[r * K + k] = dot(op->vec + (uint64_t)r * cols, b.probes + (uint64_t)k * cols, cols);
         }
     }
-    double *wx = calloc(K, sizeof *wx), *yref = calloc(K, sizeof *yref);
-    if (s == LT_OK && (!wx || !yref))
+    double *wx = calloc(K, sizeof *wx), *yref = calloc(K, sizeof *yref), *ox = calloc(K, sizeof *ox);
+    if (s == LT_OK && (!wx || !yref || !ox))
         s = lti_fail_nomem(err, "verify");
     double sum_res = 0, sum_delta = 0, sum_applied = 0;
     const double u53 = ldexp(1.0, -52);
@@ -390,18 +694,16 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
         s = lt_source_read(ctx->base, base_index, r0 * base_row, b.raw_base, (size_t)(n * base_row), err);
         if (s == LT_OK)
             s = verify_read_rows(ctx->out, (size_t)t->out_index, r0, n, out_row, inv, b.raw_out, err);
-        if (s != LT_OK)
-            break;
-        if (lt_convert_to_f64(bt->dtype, b.raw_base, b.w, (size_t)(n * cols)) != LT_OK ||
-            lt_convert_to_f64(od, b.raw_out, b.o, (size_t)(n * cols)) != LT_OK) {
-            s = lti_fail(err, LT_ERR_UNSUPPORTED, "verify: tensor '%s': cannot read %s or %s as numbers", bt->name,
-                         lt_dtype_name(bt->dtype), lt_dtype_name(od));
-            break;
-        }
         for (uint64_t ri = 0; ri < n && s == LT_OK; ri++) {
             uint64_t i = r0 + ri;
-            const double *w = b.w + ri * cols, *o = b.o + ri * cols;
-            const unsigned char *raw_o = b.raw_out + ri * out_row;
+            const double *w = b.w, *o = b.o;
+            const unsigned char *raw_o = b.raw_out + ri * out_row, *raw_w = b.raw_base + ri * base_row;
+            if (!halves && (lt_convert_to_f64(bt->dtype, raw_w, b.w, (size_t)cols) != LT_OK ||
+                            lt_convert_to_f64(od, raw_o, b.o, (size_t)cols) != LT_OK)) {
+                s = lti_fail(err, LT_ERR_UNSUPPORTED, "verify: tensor '%s': cannot read %s or %s as numbers",
+                             bt->name, lt_dtype_name(bt->dtype), lt_dtype_name(od));
+                break;
+            }
             long slot = token_slot(t, i);
             if (slot >= 0) { /* a trainable token's row: the saved values, rounded once */
                 lt_source *asrc = lt_adapter_source(t->tok_adapter);
@@ -419,9 +721,14 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                                    (unsigned long long)i);
                 continue;
             }
-            double a_ref, a_out = abs_sum(o, cols);
-            for (uint32_t k = 0; k < K; k++)
-                wx[k] = dot(w, b.probes + (uint64_t)k * cols, cols);
+            double a_ref, a_out = 0, a_w = 0, noise_sq = 0;
+            if (halves) {
+                half_rows(raw_w, raw_o, cols, b.probes, K, nm, wx, ox, &a_w, &a_out, &noise_sq, bt->dtype == LT_F16,
+                          od == LT_F16);
+            } else {
+                row_sums(w, o, cols, b.probes, K, wx, ox, &a_w, &a_out);
+                noise_sq = row_noise_sq(nm, raw_o, cols);
+            }
             if (dense) {
                 if (!dense_row(t, w, i, cols, b.dense)) {
                     verify_problem(vt, "row %llu: DoRA weight norm is zero", (unsigned long long)i);
@@ -429,7 +736,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                 }
                 for (uint32_t k = 0; k < K; k++)
                     yref[k] = dot(b.dense, b.probes + (uint64_t)k * cols, cols);
-                a_ref = abs_sum(b.dense, cols) + abs_sum(w, cols);
+                a_ref = abs_sum(b.dense, cols) + a_w;
                 if (ctx->opts.exact) {
                     if (lt_convert_from_f64(od, b.dense, b.expect, (size_t)cols) != LT_OK) {
                         s = lti_fail(err, LT_ERR_UNSUPPORTED, "verify: tensor '%s': cannot round to %s", bt->name,
@@ -451,7 +758,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                     }
                 }
             } else {
-                a_ref = abs_sum(w, cols);
+                a_ref = a_w;
                 for (uint32_t k = 0; k < K; k++)
                     yref[k] = wx[k];
                 for (size_t q = 0; q < t->n_ops; q++) {
@@ -464,11 +771,13 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
                     }
                 }
             }
-            double sigma = sqrt(row_noise_sq(nm, raw_o, cols));
+            double sigma = sqrt(noise_sq);
             /* our float64 dot products and sums: far below any tolerance */
             double slack = (double)(cols + rank_total + 8) * u53 * (a_ref + a_out);
-            bool finite = true;
-            for (uint64_t j = 0; j < cols && finite; j++)
+            bool finite = true; /* a finite row's sum |o| overflows only in F64 */
+            if (!isfinite(a_out) && halves)
+                lt_convert_to_f64(od, raw_o, b.o, (size_t)cols);
+            for (uint64_t j = 0; j < cols && finite && !isfinite(a_out); j++)
                 finite = isfinite(o[j]);
             if (!finite) {
                 verify_problem(vt, "row %llu holds NaN or Inf", (unsigned long long)i);
@@ -476,7 +785,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
             }
             vt->rows_checked++;
             for (uint32_t k = 0; k < K; k++) {
-                double y = dot(o, b.probes + (uint64_t)k * cols, cols);
+                double y = ox[k];
                 double res = y - yref[k], excess = fabs(res) - slack;
                 double z = excess <= 0 ? 0 : sigma > 0 ? excess / sigma : INFINITY;
                 sum_res += res * res;
@@ -501,7 +810,7 @@ lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, c
     }
     free(wx);
     free(yref);
-    free_bufs(&b);
+    free(ox);
     for (size_t q = 0; q < t->n_ops; q++)
         verify_free_op(&t->ops[q]);
     free(nm);

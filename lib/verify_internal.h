@@ -4,9 +4,15 @@
 #ifndef LT_VERIFY_INTERNAL_H
 #define LT_VERIFY_INTERNAL_H
 
+#include <pthread.h>
+
 #include "core.h"
 
-#define VERIFY_CHUNK_ELEMS (1u << 20)
+/* Elements read per step: 256 KB of BF16 per file.  Read into buffers
+ * this small, the data stays in the core's cache between the kernel's copy
+ * and our passes over it; this beat mapping the files (page-table and TLB
+ * work per 4 KB page) and larger chunks (measured: bench/verify_bench.py). */
+#define VERIFY_CHUNK_ELEMS (1u << 17)
 
 /* One low-rank term on a base tensor viewed as rows x cols:
  * delta = coef (rows x rank) @ vec (rank x cols), as spec/merge.md builds
@@ -35,11 +41,27 @@ typedef struct verify_tensor {
     const lt_replacement *tok;
 } verify_tensor;
 
+/* Buffers a task keeps from tensor to tensor: a fresh allocation of this
+ * size is fresh pages, a page fault each 4 KB every time.  Slot k grows to
+ * the largest size asked of it and never shrinks. */
+#define VERIFY_SLOTS 8
+typedef struct verify_scratch {
+    void *buf[VERIFY_SLOTS];
+    size_t cap[VERIFY_SLOTS];
+    struct verify_scratch *next;
+} verify_scratch;
+
+/* Slot SLOT of s, at least BYTES long (contents undefined), or NULL when
+ * out of memory. */
+void *verify_scratch_get(verify_scratch *s, unsigned slot, size_t bytes);
+
 typedef struct verify_ctx {
     lt_source *base, *out;
     lt_verify_options opts;
     double threshold;               /* noise units                          */
     lt_verify_report *report;
+    pthread_mutex_t pool_lock;      /* guards pool                          */
+    verify_scratch *pool;           /* scratch no task holds                */
 } verify_ctx;
 
 /* Rows x cols view of a tensor: shape[0] x the rest; 1 x n for vectors. */
@@ -66,9 +88,10 @@ lt_status verify_load_op(verify_op *op, lt_error *err);
 void verify_free_op(verify_op *op);
 
 /* The forward check of a MERGED tensor (verify_forward.c): fills *vt,
- * which already has name and kind.  INV as for verify_read_rows. */
+ * which already has name and kind.  INV as for verify_read_rows; the
+ * buffers come from SCRATCH. */
 lt_status verify_forward(verify_ctx *ctx, size_t base_index, verify_tensor *t, const uint64_t *inv,
-                         lt_verify_tensor *vt, lt_error *err);
+                         verify_scratch *scratch, lt_verify_tensor *vt, lt_error *err);
 
 /* Mark vt failed with a formatted reason (the first reason wins). */
 void verify_problem(lt_verify_tensor *vt, const char *fmt, ...) LT_PRINTF(2, 3);

@@ -18,7 +18,8 @@
 #    whose block scales are 5% off fails.
 # 4. A merge converted to GGUF by `loratool convert` verifies against the
 #    safetensors base (names, Q/K rows); converted without the Q/K
-#    permutation, attn_q and attn_k fail; diff --base agrees.
+#    permutation, attn_q and attn_k fail; diff --base agrees.  verify's
+#    --json report is byte-identical at --threads 1, 2 and 3.
 # 5. diff --json keys, --diffable stability, usage and I/O exit codes.
 # 6. verify --adapter: a PEFT -> GGUF conversion (F32, F16, without the Q/K
 #    permutation), a combine (exact; wrong weight; truncated, whose
@@ -215,6 +216,28 @@ has() {  # name, pattern: stdout of the last check must hold a line matching it
     fi
     return 0
 }
+# The same --json report at any thread count: odd and even probe counts
+# (the row kernels take probes two at a time), a failing merge, and the
+# dense path (DoRA, --exact).
+diverged=""
+for run in llama_f32/good_np llama_f32/bad_twice dora_bf16/good_np plain_bf16/peft; do
+    for opts in "" "--probes 3 --exact"; do
+        for th in 1 2 3; do
+            # shellcheck disable=SC2086
+            "$LORATOOL" verify "$REF/verify/${run%/*}/base" "$REF/verify/${run%/*}/ad" \
+                --merged "$REF/verify/$run.safetensors" $opts --json --threads $th >"$tmp/t$th" 2>&1
+        done
+        if ! grep -q '"tensor_list"' "$tmp/t1" || ! cmp -s "$tmp/t1" "$tmp/t2" || ! cmp -s "$tmp/t1" "$tmp/t3"; then
+            diverged="$diverged $run${opts:+ ($opts)}"
+        fi
+    done
+done
+if [ -z "$diverged" ]; then
+    echo "PASS verify:threads-deterministic (8 reports, --threads 1, 2, 3 byte-identical)"
+else
+    echo "FAIL verify:threads-deterministic: reports differ or are missing for$diverged"
+    status=1
+fi
 if "$LORATOOL" convert "$c/good_np.safetensors" -o "$tmp/good.gguf" --base "$c/base" >/dev/null &&
     "$LORATOOL" convert "$c/good_np.safetensors" -o "$tmp/good16.gguf" --base "$c/base" --outtype f16 >/dev/null &&
     "$LORATOOL" convert "$c/good_np.safetensors" -o "$tmp/noperm.gguf" --base "$c/config_qwen2.json" >/dev/null; then
