@@ -405,8 +405,9 @@ static lt_status lowrank(size_t m, size_t n, size_t r, const double *b, size_t l
         return lti_fail(err, LT_ERR_INVALID, "%s: matrix holds NaN or Inf", fn);
     size_t p = min_sz(min_sz(m, n), r), kk = min_sz(k, p);
     *kk_out = 0;
-    if (p == 0) {
+    if (p == 0) { /* an empty product: zero values and vectors, still as many as the rule keeps */
         zero_tail(0, k, m, n, u, ldu, s, v, ldv);
+        *kk_out = choose ? min_sz(choose(ctx, s, k), k) : 0;
         return LT_OK;
     }
     const bool ts = m >= r && n >= r;
