@@ -6,6 +6,9 @@ tool=${1:-build/loratool}
 cd "$(dirname "$0")/.."
 ./.ci/install-deps --test
 [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
+# the numpy baselines of bench/surgery_bench.py run on OpenBLAS's pthread build
+dpkg -s libopenblas0-pthread >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread; }
 /usr/bin/python3 bench/merge_bench.py --tool "$tool" --work build/bench
 echo
 /usr/bin/python3 bench/surgery_bench.py --tool "$tool" --work build/bench
