@@ -187,6 +187,11 @@ lt_status lti_wdir_commit(lti_wdir *d, bool durable, lt_error *err);
  * committed d. */
 void lti_wdir_abort(lti_wdir *d);
 
+/* Remove directory PATH and the entries in it that are not directories
+ * (best effort; never follows PATH if it is a link).  Async-signal-safe:
+ * system calls on a stack buffer only (open, getdents64, unlinkat). */
+void lti_remove_flat_dir(const char *path);
+
 /* Write a whole small file atomically (temp + rename), durably. */
 lt_status lti_write_file_atomic(const char *path, const void *data, size_t len,
                                lt_error *err);

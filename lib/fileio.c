@@ -439,8 +439,7 @@ static lt_status check_replaceable(const char *path, lt_error *err)
     return s;
 }
 
-/* Removes directory path and the plain files in it (best effort). */
-static void remove_flat(const char *path)
+void lti_remove_flat_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd >= 0) {
@@ -509,7 +508,7 @@ lt_status lti_wdir_commit(lti_wdir *d, bool durable, lt_error *err)
             }
         }
         if (s == LT_OK)
-            remove_flat(d->tmp_path); /* the old directory */
+            lti_remove_flat_dir(d->tmp_path); /* the old directory */
     }
     if (s == LT_OK && durable)
         fsync_directory_of(d->final_path);
@@ -524,7 +523,7 @@ lt_status lti_wdir_commit(lti_wdir *d, bool durable, lt_error *err)
 void lti_wdir_abort(lti_wdir *d)
 {
     if (d->tmp_path)
-        remove_flat(d->tmp_path);
+        lti_remove_flat_dir(d->tmp_path);
     free(d->tmp_path);
     free(d->final_path);
     d->tmp_path = d->final_path = NULL;

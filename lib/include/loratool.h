@@ -1139,6 +1139,108 @@ LT_API lt_adapter *lt_adapter_open_with(const char *path, const lt_adapter_open_
  * process's temporaries or anything not named so. */
 LT_API void lt_remove_temporaries(const char *out_path);
 
+/* ------------------------------------------------------------------ */
+/* 12. Archives (spec/archives.md)                                      */
+/* ------------------------------------------------------------------ */
+
+/* An adapter or model kept in a zip or tar archive is read through
+ * libarchive with only the formats and filters below enabled: its headers
+ * are checked once (lt_archive_open), then the folders a caller needs are
+ * spooled, decompressed, to unnamed temporary files on disk and shown as a
+ * private directory of links (lt_archive_extract), which every reader of
+ * this library opens like the extracted folder. */
+typedef struct lt_archive lt_archive;
+
+/* Which limits apply: those of an adapter or those of a (larger) model. */
+typedef enum lt_archive_role { LT_ARCHIVE_ADAPTER, LT_ARCHIVE_MODEL } lt_archive_role;
+
+typedef struct lt_archive_limits {
+    uint64_t member_bytes;  /* largest member that may be spooled (uncompressed bytes); adapter 16 GiB, model 512 GiB */
+    uint64_t entries;       /* most entries in the archive (10000) */
+    uint64_t ratio;         /* most uncompressed bytes per archive byte, over what was read so far (1000) */
+} lt_archive_limits;
+
+/* The documented default limits of a role. */
+LT_API void lt_archive_default_limits(lt_archive_role role, lt_archive_limits *out);
+
+/* Apply "NAME=VALUE[,NAME=VALUE...]" (names member, entries, ratio; sizes accept K/M/G/T
+ * binary suffixes) to LIMITS; LT_ERR_USAGE naming the bad part. (The CLI feeds it the
+ * environment variable LORATOOL_ARCHIVE_LIMITS first, then each --archive-limit option.)
+ * Only member takes a suffix; entries and ratio are at least 1; an empty TEXT changes
+ * nothing.  LIMITS is left unchanged when TEXT is refused. */
+LT_API lt_status lt_archive_limits_parse(const char *text, lt_archive_limits *limits, lt_error *err);
+
+/* Is PATH a regular file in one of the archive formats loratool reads, recognized by
+ * content: zip, tar (ustar/pax/gnu), tar filtered by gzip, xz, zstd or bzip2 ONLY (enable
+ * exactly these in libarchive, never support_format_all/filter_all)?  A torch zip (a member
+ * named "<dir>/data.pkl" or "data.pkl") is NOT an archive.  *is_archive set; I/O errors
+ * come back as a status.  A file libarchive cannot read but that starts like a zip
+ * ("PK\3\4", "PK\5\6"), holds the ustar magic, or is a stream of one of the four filters
+ * counts as an archive, so that lt_archive_open names what is wrong with it; a path that
+ * is not a regular file (a directory) is not an archive (LT_OK). */
+LT_API lt_status lt_archive_probe(const char *path, bool *is_archive, lt_error *err);
+
+/* Read every header of the archive at PATH (no data spooled yet).  Refused with
+ * LT_ERR_INVALID (exit 3), message naming the member: absolute names, ".." components,
+ * symlinks, hard links, device/fifo/socket entries, encrypted members, duplicate member
+ * names, more entries than limits->entries, a member larger than limits->member_bytes,
+ * an unreadable/truncated/bad-checksum archive.  limits NULL = adapter defaults.
+ * Also refused: a name used both as a file and as a folder, a stream compressed twice.
+ * A compressed tar is decompressed through once here (its headers lie between the
+ * data), under the ratio limit.  The file stays open until lt_archive_close. */
+LT_API lt_archive *lt_archive_open(const char *path, const lt_archive_limits *limits, lt_error *err);
+
+/* Regular-file members, sorted by name (normalized: no "./", no trailing "/"), with their
+ * uncompressed sizes.  Directory entries are implied by file names (a folder is a prefix). */
+LT_API size_t lt_archive_member_count(const lt_archive *a);
+LT_API const char *lt_archive_member_name(const lt_archive *a, size_t i);
+LT_API uint64_t lt_archive_member_size(const lt_archive *a, size_t i);
+
+/* Make FOLDER ("" = the root) of the archive openable as a local path: every regular file
+ * directly inside FOLDER (not in its subfolders) is spooled, decompressed, to an unnamed
+ * temporary file (O_TMPFILE in $TMPDIR, else /tmp; never memfd, never RAM), and a private
+ * directory (mode 0700, in $TMPDIR else /tmp) holds one symlink per file to
+ * /proc/self/fd/N, so every existing reader opens it like the extracted folder.  If FOLDER
+ * names a regular-file member instead, only that file is spooled and the returned path is
+ * that file's link.  Limits are enforced while decompressing (a member growing past
+ * member_bytes, or total output / archive bytes read past ratio: LT_ERR_INVALID naming the
+ * limit and how to raise it).  Returns a path owned by A, valid until lt_archive_close;
+ * NULL with err set.  May be called for several folders.
+ * FOLDER is normalized like member names; one naming neither a folder nor a file of
+ * the archive is LT_ERR_IO ("no such file or folder in the archive"), one with a ".."
+ * component LT_ERR_USAGE.  The links resolve only inside this process. */
+LT_API const char *lt_archive_extract(lt_archive *a, const char *folder, lt_error *err);
+
+/* Async-signal-safe removal of a private directory lt_archive_extract made (the CLI's
+ * signal handler calls it with the path it saved): unlink its entries and rmdir it using
+ * only system calls on fixed buffers (open O_DIRECTORY, getdents64, unlinkat).
+ * VIEW_DIR may also be the link of a single file lt_archive_extract returned (its
+ * directory is removed).  A directory not named like the library's private ones
+ * ("loratool-archive-XXXXXX") is left alone. */
+LT_API void lt_archive_remove_view(const char *view_dir);
+
+/* Close the spooled files, remove the private directories, free.  NULL accepted. */
+LT_API void lt_archive_close(lt_archive *a);
+
+/* Writing: archives of an output directory. */
+typedef enum lt_archive_kind { LT_ARCHIVE_NONE = 0, LT_ARCHIVE_ZIP, LT_ARCHIVE_TAR,
+    LT_ARCHIVE_TAR_GZ, LT_ARCHIVE_TAR_XZ, LT_ARCHIVE_TAR_ZST, LT_ARCHIVE_TAR_BZ2 } lt_archive_kind;
+
+/* The kind PATH's suffix names (.zip .tar .tar.gz .tgz .tar.xz .tar.zst .tar.bz2; case-
+ * insensitive), LT_ARCHIVE_NONE otherwise. */
+LT_API lt_archive_kind lt_archive_kind_for_path(const char *path);
+
+/* Write the regular files directly inside DIR as an archive of KIND at OUT: members at the
+ * archive root, sorted by name (bytewise), mtime MTIME (the CLI passes SOURCE_DATE_EPOCH or
+ * 0), uid/gid 0, no user/group names, mode 0644, no atime/ctime/extra timestamps, gzip
+ * header without name or time: the same DIR contents give byte-identical archives.  Data is
+ * streamed in blocks (never a whole file in memory).  Written under the library's
+ * temporary name beside OUT (".<name>.tmp-<pid>-XXXXXX", so lt_remove_temporaries(OUT)
+ * cleans it after a signal), fsynced, renamed.  Errors as everywhere.
+ * Other entries of DIR (subdirectories, links) are not written; KIND
+ * LT_ARCHIVE_NONE or a negative MTIME is LT_ERR_USAGE. */
+LT_API lt_status lt_archive_write_dir(const char *dir, const char *out, lt_archive_kind kind, int64_t mtime, lt_error *err);
+
 #ifdef __cplusplus
 }
 #endif
