@@ -10,6 +10,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <locale.h>
 
 #include "core.h"
 
@@ -59,10 +60,14 @@ typedef struct lti_pass {
     uint64_t bytes_out;        /* member bytes decompressed by this pass */
     int io_errno;              /* a read that failed, or 0               */
     unsigned char *buf;
+    locale_t utf8, saved;      /* this thread's locale during the pass   */
 } lti_pass;
 
 /* Start a pass over FD (SIZE bytes) with exactly the formats and filters
- * loratool reads; the first header is not read yet. */
+ * loratool reads; the first header is not read yet.  Until lti_pass_end,
+ * the calling thread's locale is C.UTF-8 (uselocale: this thread only),
+ * so that libarchive hands out UTF-8 names as they are rather than failing
+ * to convert them to the process's "C" locale. */
 lt_status lti_pass_begin(lti_pass *p, const char *path, int fd, uint64_t size, lt_error *err);
 void lti_pass_end(lti_pass *p);
 /* The failure of a libarchive call as a status: LT_ERR_IO when our read

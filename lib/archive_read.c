@@ -160,6 +160,11 @@ void lti_pass_end(lti_pass *p)
     free(p->buf);
     p->ar = NULL;
     p->buf = NULL;
+    if (p->utf8) {
+        uselocale(p->saved);
+        freelocale(p->utf8);
+        p->utf8 = (locale_t)0;
+    }
 }
 
 lt_status lti_pass_begin(lti_pass *p, const char *path, int fd, uint64_t size, lt_error *err)
@@ -168,6 +173,12 @@ lt_status lti_pass_begin(lti_pass *p, const char *path, int fd, uint64_t size, l
     p->path = path;
     p->fd = fd;
     p->size = size;
+    /* libarchive converts names to the locale's character set as it
+     * makes its reader: a UTF-8 one for this thread first (without it,
+     * a non-ASCII name is refused as unreadable) */
+    p->utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    if (p->utf8)
+        p->saved = uselocale(p->utf8);
     p->buf = malloc(READ_BLOCK);
     p->ar = archive_read_new();
     if (!p->buf || !p->ar) {
@@ -470,6 +481,28 @@ static const char *refusal(struct archive_entry *e, const char **what)
     }
 }
 
+/* What the first bytes of an archive libarchive could not read suggest
+ * (its own message says "Unrecognized archive format"), or NULL. */
+static const char *first_header_hint(const lt_archive *a)
+{
+    unsigned char h[512];
+    ssize_t got = pread(a->fd, h, sizeof h, 0);
+    size_t n = got > 0 ? (size_t)got : 0;
+    if (starts_with(h, n, 0, "PK\3\4", 4))
+        return "a zip without a readable central directory (truncated or damaged)";
+    if (starts_with(h, n, 0, "PK\5\6", 4))
+        return "an empty or damaged zip";
+    if (!starts_with(h, n, 257, "ustar", 5) || n < sizeof h)
+        return NULL;
+    /* the checksum: the header's bytes summed with its own field as spaces */
+    unsigned sum = 0, stored = 0;
+    for (size_t i = 0; i < sizeof h; i++)
+        sum += i >= 148 && i < 156 ? ' ' : h[i];
+    for (size_t i = 148; i < 156 && h[i] >= '0' && h[i] <= '7'; i++)
+        stored = stored * 8 + (unsigned)(h[i] - '0');
+    return sum != stored ? "the first tar header's checksum is wrong" : NULL;
+}
+
 /* Reads every header of the pass into A; DIRS collects the names of
  * directory entries (for the file/folder check). */
 static lt_status read_headers(lt_archive *a, lti_pass *p, char ***dirs, size_t *n_dirs, size_t *cap_dirs,
@@ -486,8 +519,12 @@ static lt_status read_headers(lt_archive *a, lti_pass *p, char ***dirs, size_t *
             char context[260];
             if (last[0])
                 snprintf(context, sizeof context, "the header after member '%s'", last);
-            else
+            else {
+                const char *hint = p->io_errno ? NULL : first_header_hint(a);
+                if (hint)
+                    return lti_fail(err, LT_ERR_INVALID, "%s: not a readable archive: %s", a->path, hint);
                 snprintf(context, sizeof context, "not a readable archive");
+            }
             return lti_pass_fail(p, context, err);
         }
         if (entries == 0) {
@@ -635,6 +672,8 @@ lt_archive *lt_archive_open(const char *path, const lt_archive_limits *limits, l
     a->file_size = (uint64_t)st.st_size;
     lti_pass p;
     s = lti_pass_begin(&p, a->path, a->fd, a->file_size, err);
+    if (s == LT_ERR_INVALID && first_header_hint(a))
+        s = lti_fail(err, LT_ERR_INVALID, "%s: not a readable archive: %s", a->path, first_header_hint(a));
     char **dirs = NULL;
     size_t n_dirs = 0, cap_dirs = 0;
     if (s == LT_OK) {
