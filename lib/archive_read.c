@@ -453,11 +453,6 @@ static int by_name(const void *x, const void *y)
     return strcmp(((const lti_member *)x)->name, ((const lti_member *)y)->name);
 }
 
-static int by_string(const void *x, const void *y)
-{
-    return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
 /* Why entry E (named NAME) may not be in an archive loratool reads, or
  * NULL.  WHAT receives the link target where there is one. */
 static const char *refusal(struct archive_entry *e, const char **what)
@@ -611,12 +606,12 @@ static lt_status read_headers(lt_archive *a, lti_pass *p, char ***dirs, size_t *
  * "a/b", or a directory entry "a"). */
 static lt_status check_names(lt_archive *a, char **dirs, size_t n_dirs, lt_error *err)
 {
-    qsort(a->members, a->n_members, sizeof *a->members, by_name);
+    if (a->n_members > 1)
+        qsort(a->members, a->n_members, sizeof *a->members, by_name);
     for (size_t i = 1; i < a->n_members; i++)
         if (strcmp(a->members[i - 1].name, a->members[i].name) == 0)
             return lti_fail(err, LT_ERR_INVALID, "%s: member '%s' appears twice (refused)", a->path,
                             lti_show(a->members[i].name).text);
-    qsort(dirs, n_dirs, sizeof *dirs, by_string);
     lti_strmap files = {0};
     lt_status s = LT_OK;
     for (size_t i = 0; i < a->n_members && s == LT_OK; i++)

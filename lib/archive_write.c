@@ -92,7 +92,7 @@ static lt_status list_files(const char *dir, char ***names, size_t *n, lt_error 
     if (s == LT_OK && errno != 0)
         s = lti_fail_errno(err, dir, "cannot read directory");
     closedir(d);
-    if (s == LT_OK)
+    if (s == LT_OK && *n > 1)
         qsort(*names, *n, sizeof **names, by_string);
     return s;
 }
