@@ -1191,7 +1191,8 @@ LT_API lt_status lt_archive_probe(const char *path, bool *is_archive, lt_error *
 LT_API lt_archive *lt_archive_open(const char *path, const lt_archive_limits *limits, lt_error *err);
 
 /* Regular-file members, sorted by name (normalized: no "./", no trailing "/"), with their
- * uncompressed sizes.  Directory entries are implied by file names (a folder is a prefix). */
+ * uncompressed sizes.  Directory entries are implied by file names (a folder is a prefix).
+ * Past the end: NULL and 0. */
 LT_API size_t lt_archive_member_count(const lt_archive *a);
 LT_API const char *lt_archive_member_name(const lt_archive *a, size_t i);
 LT_API uint64_t lt_archive_member_size(const lt_archive *a, size_t i);

@@ -33,6 +33,7 @@ FUZZ_OPTS_torch_bin      = -max_len=8192
 FUZZ_OPTS_adapter_config = -max_len=4096 -dict=tests/fuzz/json.dict
 FUZZ_OPTS_sharded_index  = -max_len=2048 -dict=tests/fuzz/json.dict
 FUZZ_OPTS_regex          = -max_len=256
+FUZZ_OPTS_archive        = -max_len=16384
 FUZZ_COMMON_OPTS = -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048
 # fuzz-run: one worker (-fork=1) that carries on after a crash, so one run
 # collects every reproducer in build/fuzz/artifacts/<target>/

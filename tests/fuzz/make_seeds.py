@@ -247,3 +247,82 @@ patterns, subjects = cstrings("P"), cstrings("S")
 for i, p in enumerate(patterns):
     subj = [subjects[(i * 3 + k) % len(subjects)][:64] for k in range(2)] if subjects else []
     put("regex", "p%03d" % i, b"\0".join([p] + subj))
+
+# ---- archives: tiny adapters packed every way loratool reads, and hostile ones ----
+import gzip as _gzip
+import bz2 as _bz2
+import lzma as _lzma
+import shutil as _shutil
+import subprocess as _subprocess
+import tarfile as _tarfile
+
+ARCH_FILES = [("adapter_config.json", json.dumps({"peft_type": "LORA", "r": 1, "lora_alpha": 1,
+                                                   "target_modules": ["q"]}).encode()),
+              ("adapter_model.safetensors", safetensors([("a.lora_A.weight", "F32", [1, 2], bytes(8)),
+                                                          ("a.lora_B.weight", "F32", [2, 1], bytes(8))]))]
+
+
+def tar_bytes(entries, fmt=_tarfile.USTAR_FORMAT):
+    """entries: (name, type, data or link target); the end-of-archive
+    blocks kept, tarfile's padding to 10240 bytes cut."""
+    buf = io.BytesIO()
+    with _tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
+        for name, typ, extra in entries:
+            ti = _tarfile.TarInfo(name)
+            ti.type = typ
+            if typ == _tarfile.REGTYPE:
+                ti.size = len(extra)
+                t.addfile(ti, io.BytesIO(extra))
+            else:
+                if typ in (_tarfile.SYMTYPE, _tarfile.LNKTYPE):
+                    ti.linkname = extra
+                t.addfile(ti)
+    data = buf.getvalue().rstrip(b"\0")
+    return data + bytes(-len(data) % 512 + 1024)
+
+
+def zip_bytes(entries, method=zipfile.ZIP_STORED):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, data in entries:
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+REG = _tarfile.REGTYPE
+for layout, prefix in (("root", ""), ("folder", "run/")):
+    regs = [(prefix + n, REG, d) for n, d in ARCH_FILES]
+    for fmt_name, fmt in (("ustar", _tarfile.USTAR_FORMAT), ("pax", _tarfile.PAX_FORMAT), ("gnu", _tarfile.GNU_FORMAT)):
+        put("archive", "%s-%s.tar" % (layout, fmt_name), tar_bytes(regs, fmt))
+    plain = tar_bytes(regs)
+    put("archive", layout + ".tar.gz", _gzip.compress(plain, mtime=0))
+    put("archive", layout + ".tar.xz", _lzma.compress(plain))
+    put("archive", layout + ".tar.bz2", _bz2.compress(plain))
+    if _shutil.which("zstd"):
+        put("archive", layout + ".tar.zst", _subprocess.run(["zstd", "-q", "-c"], input=plain, check=True,
+                                                            stdout=_subprocess.PIPE).stdout)
+    put("archive", layout + "-stored.zip", zip_bytes([(prefix + n, d) for n, d in ARCH_FILES]))
+    put("archive", layout + "-deflated.zip", zip_bytes([(prefix + n, d) for n, d in ARCH_FILES], zipfile.ZIP_DEFLATED))
+put("archive", "two.zip", zip_bytes([(p + n, d) for p in ("a/", "b/") for n, d in ARCH_FILES]))
+put("archive", "dirs.tar", tar_bytes([("x", _tarfile.DIRTYPE, None), ("x/y", _tarfile.DIRTYPE, None),
+                                      ("x/y/z.json", REG, b"{}"), ("./x/w.json", REG, b"[]")]))
+cfg = ARCH_FILES[0][1]
+for name, entries in (("traversal.tar", [("../x", REG, b"x")]), ("absolute.tar", [("/tmp/x", REG, b"x")]),
+                      ("symlink.tar", [("l", _tarfile.SYMTYPE, "/etc/passwd")]),
+                      ("hardlink.tar", [("a", REG, b"a"), ("b", _tarfile.LNKTYPE, "a")]),
+                      ("fifo.tar", [("p", _tarfile.FIFOTYPE, None)]),
+                      ("duplicate.tar", [("a", REG, b"1"), ("./a", REG, b"2")]),
+                      ("file-folder.tar", [("a", REG, b"1"), ("a/b", REG, b"2")])):
+    put("archive", name, tar_bytes(entries))
+enc = bytearray(zip_bytes([("adapter_config.json", cfg)]))
+for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+    enc[enc.find(sig) + at] |= 1
+put("archive", "encrypted.zip", bytes(enc))
+good = tar_bytes([(n, REG, d) for n, d in ARCH_FILES])
+put("archive", "truncated.tar", good[:len(good) // 2])
+put("archive", "truncated.tar.gz", _gzip.compress(good, mtime=0)[:200])
+bad = bytearray(good)
+bad[148:156] = b"0000000\0"
+put("archive", "badsum.tar", bytes(bad))
+put("archive", "torch.zip", zip_bytes([("archive/data.pkl", b"\x80\x02}q\x00."), ("archive/version", b"3\n")]))
+put("archive", "gzip-not-tar", _gzip.compress(cfg, mtime=0))
