@@ -581,6 +581,69 @@ static void test_write_errors(void)
     CHECK(count_entries(fmt("%s/replace", scratch)) == 1);
 }
 
+/* ---- real adapters: packed by tar and zip, opened like their folders ---- */
+
+/* Every tensor of the adapter at A has the bytes of the same tensor at B. */
+static bool same_adapter(const char *a_path, const char *b_path, const char *what)
+{
+    lt_error err;
+    lt_adapter *a = lt_adapter_open(a_path, &err), *b = a ? lt_adapter_open(b_path, &err) : NULL;
+    CHECK_MSG(a && b, "%s: %s", what, err.message);
+    bool same = a && b && lt_adapter_module_count(a) == lt_adapter_module_count(b);
+    lt_source *sa = a ? lt_adapter_source(a) : NULL, *sb = b ? lt_adapter_source(b) : NULL;
+    same = same && lt_source_tensor_count(sa) == lt_source_tensor_count(sb);
+    for (size_t i = 0; same && i < lt_source_tensor_count(sa); i++) {
+        const lt_tensor_info *ta = lt_source_tensor(sa, i), *tb = lt_source_tensor(sb, i);
+        same = !strcmp(ta->name, tb->name) && ta->n_bytes == tb->n_bytes;
+        void *x = malloc(ta->n_bytes + 1), *y = malloc(ta->n_bytes + 1);
+        same = same && x && y && lt_source_read(sa, i, 0, x, ta->n_bytes, &err) == LT_OK &&
+               lt_source_read(sb, i, 0, y, tb->n_bytes, &err) == LT_OK && !memcmp(x, y, ta->n_bytes);
+        free(x);
+        free(y);
+    }
+    CHECK_MSG(same, "%s: tensors differ", what);
+    lt_adapter_close(a);
+    lt_adapter_close(b);
+    return same;
+}
+
+static void test_corpus_adapters(void)
+{
+    const char *corpus = "../shared/corpus/adapters";
+    struct dirent **names;
+    int n = is_dir(corpus) ? scandir(corpus, &names, NULL, alphasort) : -1;
+    if (n < 0) {
+        printf("SKIP test_corpus_adapters: no %s\n", corpus);
+        return;
+    }
+    int done = 0;
+    for (int i = 0; i < n; i++) {
+        const char *dir = fmt("%s/%s", corpus, names[i]->d_name);
+        if (names[i]->d_name[0] != '.' && exists(fmt("%s/adapter_config.json", dir))) {
+            static const char *const kinds[] = {"tar.zst", "zip"};
+            for (size_t k = 0; k < 2; k++) {
+                const char *out = fmt("%s/corpus.%s", scratch, kinds[k]);
+                remove(out);
+                const char *cmd = k == 0 ? fmt("tar --zstd -cf '%s' -C '%s' .", out, dir)
+                                         : fmt("cd '%s' && zip -q -r -X '%s' .", dir, out);
+                CHECK_MSG(system(cmd) == 0, "%s", cmd);
+                lt_error err;
+                lt_archive *a = lt_archive_open(out, NULL, &err);
+                const char *view = a ? lt_archive_extract(a, "", &err) : NULL;
+                CHECK_MSG(view != NULL, "%s.%s: %s", names[i]->d_name, kinds[k], err.message);
+                char what[300];
+                snprintf(what, sizeof what, "%s as %s", names[i]->d_name, kinds[k]);
+                if (view)
+                    done += same_adapter(dir, view, what);
+                lt_archive_close(a);
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    CHECK(done >= 20);
+}
+
 /* ---- remove_view ---- */
 
 static void test_remove_view(void)
@@ -645,6 +708,7 @@ int main(int argc, char **argv)
     RUN(test_write_reproducible);
     RUN(test_write_errors);
     RUN(test_remove_view);
+    RUN(test_corpus_adapters);
     remove_tree(scratch);
     return check_done();
 }
