@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -381,6 +382,30 @@ static void test_limits_applied(void)
     lt_archive_close(a);
 }
 
+/* 2 GiB of zeros go through the first pass (the ratio raised) in bounded
+ * memory: decompressed block by block, nothing kept */
+static void test_memory_bounded(void)
+{
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    lt_archive_limits lim;
+    lt_error err;
+    lt_archive_default_limits(LT_ARCHIVE_ADAPTER, &lim);
+    CHECK(lt_archive_limits_parse("ratio=1000000", &lim, &err) == LT_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    lt_archive *a = lt_archive_open(fmt("%s/hostile/bomb.tar.zst", arch), &lim, &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK_MSG(a && lt_archive_member_count(a) == 1 && lt_archive_member_size(a, 0) == 2ull << 30, "%s",
+              a ? "" : err.message);
+    lt_archive_close(a);
+    getrusage(RUSAGE_SELF, &after);
+    long grown_kib = after.ru_maxrss - before.ru_maxrss;
+    CHECK_MSG(grown_kib < 32 * 1024, "peak memory grew by %ld KiB", grown_kib);
+    printf("  2 GiB of zeros read through in %.2f s, peak memory +%ld KiB\n",
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9, grown_kib);
+}
+
 /* ---- limits parsing ---- */
 
 static void test_limits_parse(void)
@@ -696,6 +721,7 @@ int main(int argc, char **argv)
         return 1;
     }
     RUN(test_probe);
+    RUN(test_memory_bounded);
     RUN(test_members);
     RUN(test_extract);
     RUN(test_extract_errors);
