@@ -12,6 +12,7 @@ OUTDIR/good/<layout>-<maker>.<kind>   layout: root (files at the root),
 OUTDIR/hostile/<name>                 each refused by lt_archive_open or
                                       lt_archive_extract (tests/test_archive.c
                                       says how)
+OUTDIR/sparse/{gnu,pax}.tar, gnu.tar.gz  a sparse file (tar -S)
 OUTDIR/torch.zip                      a torch.save zip: not an archive
 OUTDIR/src/                           the adapter's files, for comparison
 
@@ -125,6 +126,20 @@ py_tar(os.path.join(GOOD, "empty.tar"), [])
 # non-ASCII names (zip's UTF-8 flag, pax's path record)
 py_zip(os.path.join(GOOD, "unicode.zip"), [("caf\u00e9/adapter_config.json", DATA["adapter_config.json"])])
 py_tar(os.path.join(GOOD, "unicode.tar"), [("caf\u00e9/adapter_config.json", DATA["adapter_config.json"])])
+
+
+# tar sparse files (GNU and pax, -S): 5 MiB with "head" at 0, "tail-data"
+# at 3 MiB, holes elsewhere
+SPARSE = os.path.join(OUT, "sparse")
+os.makedirs(SPARSE)
+with open(os.path.join(STAGE, "sparse.bin"), "wb") as f:
+    f.write(b"head")
+    f.seek(3 << 20)
+    f.write(b"tail-data")
+    f.truncate(5 << 20)
+run(["tar", "-S", "--format=gnu", "-cf", os.path.join(SPARSE, "gnu.tar"), "sparse.bin"], STAGE)
+run(["tar", "-S", "--format=pax", "-cf", os.path.join(SPARSE, "pax.tar"), "sparse.bin"], STAGE)
+run(["tar", "-S", "--format=gnu", "-czf", os.path.join(SPARSE, "gnu.tar.gz"), "sparse.bin"], STAGE)
 
 
 # ---- hostile ----

@@ -282,6 +282,31 @@ static void test_tmpdir(void)
     free(old);
 }
 
+/* tar sparse files: the holes read as zeros, the data where it was */
+static void test_sparse(void)
+{
+    static const char *const files[] = {"gnu.tar", "pax.tar", "gnu.tar.gz"};
+    for (size_t i = 0; i < 3; i++) {
+        lt_error err;
+        lt_archive *a = lt_archive_open(fmt("%s/sparse/%s", arch, files[i]), NULL, &err);
+        CHECK_MSG(a && lt_archive_member_count(a) == 1 && lt_archive_member_size(a, 0) == 5u << 20, "%s: %s",
+                  files[i], a ? "" : err.message);
+        const char *one = a ? lt_archive_extract(a, "sparse.bin", &err) : NULL;
+        size_t n = 0;
+        unsigned char *data = one ? read_file(one, &n) : NULL;
+        CHECK_MSG(data && n == 5u << 20, "%s", files[i]);
+        if (data && n == 5u << 20) {
+            unsigned char *want = calloc(n, 1);
+            memcpy(want, "head", 4);
+            memcpy(want + (3u << 20), "tail-data", 9);
+            CHECK_MSG(memcmp(data, want, n) == 0, "%s: bytes differ", files[i]);
+            free(want);
+        }
+        free(data);
+        lt_archive_close(a);
+    }
+}
+
 /* ---- refusals ---- */
 
 typedef struct refusal {
@@ -726,6 +751,7 @@ int main(int argc, char **argv)
     RUN(test_extract);
     RUN(test_extract_errors);
     RUN(test_tmpdir);
+    RUN(test_sparse);
     RUN(test_refusals);
     RUN(test_limits_applied);
     RUN(test_limits_parse);
