@@ -19,7 +19,7 @@
 #include "check.h"
 #include "loratool.h"
 
-static char arch[4096];   /* REF/archives */
+static char arch[2048];   /* REF/archives */
 static char scratch[256];
 
 static const char *const SRC_FILES[] = {"adapter_config.json", "adapter_model.safetensors"};
@@ -694,6 +694,73 @@ static void test_corpus_adapters(void)
     CHECK(done >= 20);
 }
 
+/* A model (single file, sharded with its index) through a view: every
+ * tensor as from the folder. */
+static bool same_source(const char *a_path, const char *b_path, const char *what)
+{
+    lt_error err;
+    lt_source *a = lt_source_open(a_path, &err), *b = a ? lt_source_open(b_path, &err) : NULL;
+    CHECK_MSG(a && b, "%s: %s", what, err.message);
+    bool same = a && b && lt_source_tensor_count(a) == lt_source_tensor_count(b) && lt_source_tensor_count(a) > 0 &&
+                !strcmp(lt_source_format(a), lt_source_format(b));
+    for (size_t i = 0; same && i < lt_source_tensor_count(a); i++) {
+        const lt_tensor_info *ta = lt_source_tensor(a, i), *tb = lt_source_tensor(b, i);
+        same = !strcmp(ta->name, tb->name) && ta->n_bytes == tb->n_bytes;
+        void *x = malloc(ta->n_bytes + 1), *y = malloc(ta->n_bytes + 1);
+        same = same && x && y && lt_source_read(a, i, 0, x, ta->n_bytes, &err) == LT_OK &&
+               lt_source_read(b, i, 0, y, tb->n_bytes, &err) == LT_OK && !memcmp(x, y, ta->n_bytes);
+        free(x);
+        free(y);
+    }
+    CHECK_MSG(same, "%s: tensors differ", what);
+    lt_source_close(a);
+    lt_source_close(b);
+    return same;
+}
+
+static void test_models(void)
+{
+    char sharded[4096];
+    snprintf(sharded, sizeof sharded, "%s/../safetensors/sharded", arch);
+    const char *dirs[] = {sharded, "../shared/corpus/models/lm-buddy_tiny_gpt2",
+                          "../shared/corpus/models/lm-buddy_bert_tiniest"};
+    int done = 0;
+    for (size_t i = 0; i < 3; i++) {
+        if (!exists(fmt("%s/model.safetensors", dirs[i])) && !exists(fmt("%s/model.safetensors.index.json", dirs[i])))
+            continue;
+        char abs[4096];
+        if (!realpath(dirs[i], abs))
+            continue;
+        static const char *const kinds[] = {"tar.xz", "zip"};
+        for (size_t k = 0; k < 2; k++) {
+            const char *out = fmt("%s/model.%s", scratch, kinds[k]);
+            remove(out);
+            /* tar: under a top-level folder "model" (tar -h follows the
+             * link to the folder); zip: under the folder's own name */
+            const char *link = fmt("%s/model", scratch);
+            remove(link);
+            CHECK(k == 1 || symlink(abs, link) == 0);
+            const char *cmd = k == 0 ? fmt("tar -chJf '%s' -C '%s' model", out, scratch)
+                                     : fmt("cd '%s/..' && zip -q -r -X '%s' '%s'", abs, out, strrchr(abs, '/') + 1);
+            CHECK_MSG(system(cmd) == 0, "%s", cmd);
+            lt_archive_limits lim;
+            lt_archive_default_limits(LT_ARCHIVE_MODEL, &lim);
+            lt_error err;
+            lt_archive *a = lt_archive_open(out, &lim, &err);
+            const char *folder = k == 0 ? "model" : strrchr(abs, '/') + 1;
+            const char *view = a ? lt_archive_extract(a, folder, &err) : NULL;
+            CHECK_MSG(view != NULL, "%s as %s: %s", dirs[i], kinds[k], err.message);
+            if (view)
+                done += same_source(dirs[i], view, fmt("%s as %s", dirs[i], kinds[k]));
+            lt_archive_close(a);
+        }
+    }
+    if (done == 0)
+        printf("SKIP test_models: no sharded fixture or corpus model\n");
+    else
+        CHECK(done >= 2);
+}
+
 /* ---- remove_view ---- */
 
 static void test_remove_view(void)
@@ -761,6 +828,7 @@ int main(int argc, char **argv)
     RUN(test_write_errors);
     RUN(test_remove_view);
     RUN(test_corpus_adapters);
+    RUN(test_models);
     remove_tree(scratch);
     return check_done();
 }
