@@ -132,6 +132,9 @@ void cli_guard_output(const char *out);
 /* lt_adapter_save_peft, or, when OUT's suffix names an archive (.zip,
  * .tar, .tar.gz, ...), the same directory packed as that archive
  * (lt_archive_write_dir; mtime from SOURCE_DATE_EPOCH, else 0). */
+/* The file-type suffix OUT ends in (".bin", ".zip", ".gguf", ...: a name
+ * no one gives a directory), or NULL. */
+const char *cli_file_suffix(const char *out);
 lt_status cli_save_peft(const lt_adapter *ad, const char *out, lt_dtype dtype, lt_error *err);
 void cli_install_signal_handlers(void);
 

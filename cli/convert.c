@@ -166,6 +166,9 @@ int cmd_convert(int argc, char **argv)
     if (is_adapter_dir(input)) {
         if (vocab)
             return cli_usage("convert", "--vocab is for whole models, not adapters");
+        size_t len = strlen(out);
+        if (len <= 5 || strcmp(out + len - 5, ".gguf") != 0)
+            return cli_usage("convert", "%s: an adapter directory converts to a GGUF LoRA: name it .gguf", out);
         lt_adapter *ad = lt_adapter_open(input, &err);
         if (!ad)
             return cli_fail(&err);

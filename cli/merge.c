@@ -372,6 +372,14 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
         return NULL;
     }
     bool to_dir = !ends_with(a->out, ".safetensors") || a->shard_size > 0;
+    const char *suffix = cli_file_suffix(a->out);
+    if (to_dir && suffix) { /* out.bin would become a directory: surely not meant */
+        err->status = LT_ERR_USAGE;
+        snprintf(err->message, sizeof err->message,
+                 "%s: merge writes a .safetensors file, a directory, or (from a GGUF base) a .gguf file, not '%s'",
+                 a->out, suffix);
+        return NULL;
+    }
     if (!to_dir) {
         *written = strdup(a->out);
         return lt_sink_create("safetensors", a->out, &so, err);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -234,6 +235,20 @@ void cli_install_signal_handlers(void)
 
 /* ---- adapter directories, or archives of them ---- */
 
+const char *cli_file_suffix(const char *out)
+{
+    static const char *const suffixes[] = {".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".json",
+                                           ".zip", ".tar", ".tgz", ".gz", ".xz", ".zst", ".bz2", ".txt",
+                                           ".npz", ".npy", ".h5", ".onnx"};
+    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
+    if (!dot || (slash && dot < slash) || dot == out || (slash && dot == slash + 1))
+        return NULL;
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
+        if (strcasecmp(dot, suffixes[i]) == 0)
+            return dot;
+    return NULL;
+}
+
 static void unstage(void)
 {
     have_stage = 0;
@@ -244,6 +259,13 @@ static void unstage(void)
 lt_status cli_save_peft(const lt_adapter *ad, const char *out, lt_dtype dtype, lt_error *err)
 {
     lt_archive_kind kind = lt_archive_kind_for_path(out);
+    const char *suffix = kind == LT_ARCHIVE_NONE ? cli_file_suffix(out) : NULL;
+    if (suffix) { /* adapter.bin would become a directory: surely not meant */
+        snprintf(err->message, sizeof err->message,
+                 "%s: an adapter is written as a directory, or an archive of one (.zip, .tar, .tar.gz, .tgz, "
+                 ".tar.xz, .tar.zst, .tar.bz2), not '%s'", out, suffix);
+        return err->status = LT_ERR_USAGE;
+    }
     if (kind == LT_ARCHIVE_NONE)
         return lt_adapter_save_peft(ad, out, dtype, err);
     /* The directory is written beside OUT (its filesystem, not a RAM /tmp),

@@ -152,4 +152,12 @@ run lone-weights-file 3 "$LORATOOL" merge base lone/adapter_model.safetensors -o
 if grep -q "lone/adapter_model.safetensors" "$tmp/err" 2>/dev/null; then pass lone-weights-file; else
     fail lone-weights-file "a weights file without its config is not taken for a directory: $(cat "$tmp/err")"; fi
 
+# ---- an output name that says "file" is never made a directory ----
+run out-merge-bin 2 "$LORATOOL" merge base adapter -o out.bin && says out-merge-bin "not '.bin'"
+run out-resize-pt 2 "$LORATOOL" resize adapter --rank 2 -o small.pt && says out-resize-pt "not '.pt'"
+run out-convert-txt 2 "$LORATOOL" convert adapter --base base -o adapter.txt && says out-convert-txt "name it .gguf"
+for f in out.bin small.pt adapter.txt; do
+    [ -e "$tmp/$f" ] && fail "out-nothing-written" "$f exists"
+done
+
 exit $failed
