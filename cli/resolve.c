@@ -10,6 +10,7 @@
  * same path without opening the archive again. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -181,6 +182,19 @@ static bool is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The first SIZE bytes of a regular file (never waiting on a FIFO);
+ * the count read, or -1. */
+static ssize_t read_head(const char *path, void *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    ssize_t got = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? read(fd, buf, size) : -1;
+    close(fd);
+    return got;
+}
+
 static char *join(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -233,10 +247,10 @@ static int hub_snapshot(const char *verb, const char *shown, const char *repo, c
     }
     char refs[PATH_MAX], commit[256] = "";
     snprintf(refs, sizeof refs, "%s/refs/%s", repo, want);
-    FILE *f = is_file(refs) ? fopen(refs, "r") : NULL;
-    if (f) {
-        size_t got = fread(commit, 1, sizeof commit - 1, f);
-        fclose(f);
+    ssize_t n = read_head(refs, commit, sizeof commit - 1);
+    bool from_ref = n >= 0;
+    if (from_ref) {
+        size_t got = (size_t)n;
         commit[got] = '\0';
         while (got > 0 && isspace((unsigned char)commit[got - 1]))
             commit[--got] = '\0';
@@ -252,7 +266,7 @@ static int hub_snapshot(const char *verb, const char *shown, const char *repo, c
     char snap[PATH_MAX];
     snprintf(snap, sizeof snap, "%s/snapshots/%s", repo, commit);
     if (!is_dir(snap)) {
-        if (f)
+        if (from_ref)
             return cli_error(EXIT_IO, "%s: revision '%s' is commit %s, which has no snapshot in %s/snapshots", shown, want,
                              commit, repo);
         return cli_error(EXIT_IO, "%s: no revision '%s' in the Hugging Face cache (looked in %s/refs and %s/snapshots)",
@@ -541,10 +555,7 @@ static lt_status archive_limits(cli_role role, lt_archive_limits *limits, lt_err
 static bool magic_is_tensor_file(const char *path)
 {
     unsigned char head[9];
-    FILE *f = fopen(path, "rb");
-    size_t got = f ? fread(head, 1, sizeof head, f) : 0;
-    if (f)
-        fclose(f);
+    ssize_t got = read_head(path, head, sizeof head);
     if (got >= 4 && memcmp(head, "GGUF", 4) == 0)
         return true;
     return got == 9 && head[8] == '{'; /* safetensors: header length, then JSON */
@@ -589,11 +600,10 @@ static int open_archive(const char *verb, const located *l, cli_role role, char 
     *path = NULL;
     lt_error err;
     bool archive = false;
-    if (l->inner || !magic_is_tensor_file(l->local)) {
-        struct stat st;
-        if (stat(l->local, &st) == 0 && S_ISREG(st.st_mode) && lt_archive_probe(l->local, &archive, &err) != LT_OK)
-            return cli_fail(&err);
-    }
+    /* only regular files are probed: a FIFO is refused by its reader, never waited on */
+    if (is_file(l->local) && (l->inner || !magic_is_tensor_file(l->local)) &&
+        lt_archive_probe(l->local, &archive, &err) != LT_OK)
+        return cli_fail(&err);
     if (!archive) {
         if (l->inner) {
             return cli_error(EXIT_INPUT, "%s: not an archive (ARCHIVE#PATH names a folder or file inside a .zip or .tar)",
