@@ -135,6 +135,9 @@ void cli_guard_output(const char *out);
 /* The file-type suffix OUT ends in (".bin", ".zip", ".gguf", ...: a name
  * no one gives a directory), or NULL. */
 const char *cli_file_suffix(const char *out);
+/* 0 when OUT names an adapter directory, an archive, or (GGUF_OK) a .gguf
+ * file; else a usage error (checked before any work is done). */
+int cli_check_adapter_out(const char *verb, const char *out, bool gguf_ok);
 lt_status cli_save_peft(const lt_adapter *ad, const char *out, lt_dtype dtype, lt_error *err);
 void cli_install_signal_handlers(void);
 

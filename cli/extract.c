@@ -69,7 +69,7 @@ int cmd_extract(int argc, char **argv)
         return cli_usage("extract", "missing -o OUT_DIR");
     if (opts.rule.kind == LT_RANK_KEEP)
         return cli_usage("extract", "give --rank or --energy");
-    if ((rc = cli_check_output("extract", out, NULL, 2, argv + optind)))
+    if ((rc = cli_check_adapter_out("extract", out, false)) || (rc = cli_check_output("extract", out, NULL, 2, argv + optind)))
         return rc;
     const char *base_path, *tuned_path;
     if ((rc = cli_resolve("extract", argv[optind], CLI_INPUT_MODEL, &base_path)) ||

@@ -256,6 +256,16 @@ static void unstage(void)
     rmdir(stage);
 }
 
+int cli_check_adapter_out(const char *verb, const char *out, bool gguf_ok)
+{
+    const char *suffix = cli_file_suffix(out);
+    if (!suffix || lt_archive_kind_for_path(out) != LT_ARCHIVE_NONE || (gguf_ok && strcasecmp(suffix, ".gguf") == 0))
+        return 0;
+    return cli_usage(verb,
+                     "%s: an adapter is written as a directory%s, or an archive of one (.zip, .tar, .tar.gz, .tgz, "
+                     ".tar.xz, .tar.zst, .tar.bz2), not '%s'", out, gguf_ok ? ", a .gguf file" : "", suffix);
+}
+
 lt_status cli_save_peft(const lt_adapter *ad, const char *out, lt_dtype dtype, lt_error *err)
 {
     lt_archive_kind kind = lt_archive_kind_for_path(out);
