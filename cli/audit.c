@@ -171,19 +171,28 @@ int cmd_audit(int argc, char **argv)
     if (lim.has_max_percent && !opts.base_path)
         return cli_usage("audit", "--max-percent needs --base");
 
+    const char *path;
+    int rc = cli_resolve("audit", argv[optind], CLI_INPUT_ADAPTER, &path);
+    if (rc == 0 && opts.base_path)
+        rc = cli_resolve("audit", opts.base_path, CLI_INPUT_MODEL, &opts.base_path);
+    if (rc)
+        return rc;
     lt_error err;
     /* an adapter, or refused (the base and loralib options come below) */
     loralib.open.describe_only = true;
-    lt_adapter *ad = lt_adapter_open_with(argv[optind], &loralib.open, &err);
+    lt_adapter *ad = lt_adapter_open_with(path, &loralib.open, &err);
     if (!ad)
         return cli_fail(&err);
     lt_adapter_close(ad);
     ad = NULL;
     opts.adapter_opts = &loralib.open;
     lt_source *base = NULL;
-    cJSON *desc = cli_describe(argv[optind], &opts, &ad, &base, &err);
+    cJSON *desc = cli_describe(path, &opts, &ad, &base, &err);
     if (!desc)
         return cli_fail(&err);
+    /* "path" is the argument as given (spec/cli.md), not where it resolved */
+    if (strcmp(path, argv[optind]) != 0)
+        cJSON_ReplaceItemInObjectCaseSensitive(desc, "path", cJSON_CreateString(argv[optind]));
     cJSON *violations = cJSON_CreateArray();
     if (base)
         check_against_base(ad, base, opts.base_path, violations);
@@ -193,7 +202,6 @@ int cmd_audit(int argc, char **argv)
     bool passed = cJSON_GetArraySize(violations) == 0;
     lt_adapter_close(ad);
     lt_source_close(base);
-    int rc;
     if (json) {
         cJSON_AddItemToObject(desc, "violations", violations);
         cJSON_AddBoolToObject(desc, "passed", passed);

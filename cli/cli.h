@@ -38,6 +38,8 @@ int cmd_diff(int argc, char **argv);
 char *cli_escape(const char *text);
 /* Print "loratool: <message>" for a library error; return its exit code. */
 int cli_fail(const lt_error *err);
+/* Print "loratool: <formatted>" (escaped); return EXIT_CODE. */
+int cli_error(int exit_code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print "loratool: <formatted>" plus a hint to --help; return EXIT_USAGE. */
 int cli_usage(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a warning line "loratool: warning: ..." on stderr. */
@@ -70,11 +72,45 @@ cJSON *cli_describe(const char *path, const cli_describe_opts *opts, lt_adapter 
 /* Print the description as human-readable text on stdout. */
 void cli_print_description(const cJSON *desc);
 
-/* "dir:0.5" -> ("dir", 0.5) when the whole argument is not an existing
- * path and the text after the last colon is a finite decimal number; else
- * (arg, 1).  When the part before the colon exists but the scale is not
- * such a number (nan, inf, 1e400, abc, 0x1p0) it prints a usage error and
- * returns EXIT_USAGE with *path NULL; else 0 with *path malloc'd. */
+/* ---- resolve.c: one grammar for every input argument ----
+ * spec/cli.md, "Input arguments": an existing path wins; ARCHIVE#PATH picks
+ * a folder or file inside an archive; a models--org--name cache folder,
+ * PATH@REV or a hub id (org/name[@REV]) opens its snapshot in the Hugging
+ * Face cache (offline); a trailing :SCALE is split off where the rest
+ * resolves.  An archive input is spooled (lt_archive_extract) and stays
+ * open until exit.  The role picks the archive limits, and for adapters a
+ * file of an adapter directory (adapter_model.safetensors, ...) names the
+ * directory. */
+typedef enum cli_role {
+    CLI_INPUT_ADAPTER,  /* adapter limits; a file of an adapter directory names it */
+    CLI_INPUT_MODEL,    /* model limits */
+    CLI_INPUT_ANY,      /* an adapter or a model (convert): model limits, adapter files name their directory */
+    CLI_INPUT_FILE,     /* described as given (inspect, diff): model limits */
+} cli_role;
+
+/* 0 with *path the local path to open (owned by the resolver, valid until
+ * exit); else the exit code after printing the error. */
+int cli_resolve(const char *verb, const char *arg, cli_role role, const char **path);
+/* The same with :SCALE allowed: *scale is 1 unless ARG carries one.  When
+ * the part before the colon resolves but the scale is no finite decimal
+ * number (nan, inf, 1e400, abc, 0x1p0) it is a usage error. */
+int cli_resolve_scaled(const char *verb, const char *arg, cli_role role, const char **path, double *scale);
+/* The file or directory on disk ARG comes from (the archive itself, the
+ * cache snapshot), without opening anything; malloc'd, NULL when ARG does
+ * not resolve.  For the output clash checks. */
+char *cli_input_origin(const char *arg);
+/* TEXT with the private paths of opened archives written as ARCHIVE#PATH;
+ * malloc'd (NULL when out of memory). */
+char *cli_shown_paths(const char *text);
+/* Take the options every verb accepts (--archive-limit NAME=VALUE, kept
+ * for the archives opened later) out of argv.  0, or EXIT_USAGE after
+ * printing why. */
+int cli_take_global_options(int *argc, char **argv);
+/* Async-signal-safe: remove the private folders of opened archives. */
+void cli_remove_archive_views(void);
+
+/* "dir:0.5" -> ("dir", 0.5) by cli_resolve_scaled for an adapter input;
+ * *path malloc'd.  0, or the exit code after printing the error. */
 int cli_split_scale(const char *verb, const char *arg, char **path, double *weight);
 
 /* ---- outputs.c ---- */
@@ -93,6 +129,16 @@ int cli_check_output(const char *verb, const char *out, const char *extra, int n
  * (SIGBUS, a mapped input truncated: "input file changed or truncated
  * while reading", exit 4; the others die of their signal). */
 void cli_guard_output(const char *out);
+/* lt_adapter_save_peft, or, when OUT's suffix names an archive (.zip,
+ * .tar, .tar.gz, ...), the same directory packed as that archive
+ * (lt_archive_write_dir; mtime from SOURCE_DATE_EPOCH, else 0). */
+/* The file-type suffix OUT ends in (".bin", ".zip", ".gguf", ...: a name
+ * no one gives a directory), or NULL. */
+const char *cli_file_suffix(const char *out);
+/* 0 when OUT names an adapter directory, an archive, or (GGUF_OK) a .gguf
+ * file; else a usage error (checked before any work is done). */
+int cli_check_adapter_out(const char *verb, const char *out, bool gguf_ok);
+lt_status cli_save_peft(const lt_adapter *ad, const char *out, lt_dtype dtype, lt_error *err);
 void cli_install_signal_handlers(void);
 
 /* ---- adapter_gguf.c ---- */

@@ -78,7 +78,10 @@ int cmd_combine(int argc, char **argv)
         return cli_usage("combine", "expected at least one ADAPTER");
     if (!out)
         return cli_usage("combine", "missing -o OUT_DIR");
-    if ((rc = cli_check_output("combine", out, NULL, argc - optind, argv + optind)))
+    if ((rc = cli_check_adapter_out("combine", out, true)) ||
+        (rc = cli_check_output("combine", out, NULL, argc - optind, argv + optind)))
+        return rc;
+    if (a.base && (rc = cli_resolve("combine", a.base, CLI_INPUT_MODEL, &a.base)))
         return rc;
     size_t n = (size_t)(argc - optind);
     lt_adapter **ads = calloc(n, sizeof *ads);

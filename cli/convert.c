@@ -97,7 +97,7 @@ static int convert_loralib(const char *input, const char *out, const char *base_
         }
     }
     if (ad && s == LT_OK)
-        s = lt_adapter_save_peft(ad, out, outtype, &err);
+        s = cli_save_peft(ad, out, outtype, &err);
     size_t modules = ad ? lt_adapter_module_count(ad) : 0, replaced = ad ? lt_adapter_replacement_count(ad) : 0;
     lt_adapter_close(ad);
     lt_source_close(base);
@@ -152,7 +152,11 @@ int cmd_convert(int argc, char **argv)
     int clash = cli_check_output("convert", out, base, 1, argv + optind);
     if (clash)
         return clash;
-    const char *input = argv[optind];
+    const char *input;
+    if ((clash = cli_resolve("convert", argv[optind], CLI_INPUT_ANY, &input)) ||
+        (clash = cli_resolve("convert", base, CLI_INPUT_MODEL, &base)) ||
+        (vocab && (clash = cli_resolve("convert", vocab, CLI_INPUT_MODEL, &vocab))))
+        return clash;
     if (cli_is_loralib(input))
         return convert_loralib(input, out, base, outtype_given ? outtype : LT_DTYPE_INVALID, &loralib);
     lt_error err;
@@ -162,6 +166,9 @@ int cmd_convert(int argc, char **argv)
     if (is_adapter_dir(input)) {
         if (vocab)
             return cli_usage("convert", "--vocab is for whole models, not adapters");
+        size_t len = strlen(out);
+        if (len <= 5 || strcmp(out + len - 5, ".gguf") != 0)
+            return cli_usage("convert", "%s: an adapter directory converts to a GGUF LoRA: name it .gguf", out);
         lt_adapter *ad = lt_adapter_open(input, &err);
         if (!ad)
             return cli_fail(&err);
@@ -238,7 +245,7 @@ int cmd_convert(int argc, char **argv)
     lt_source_close(src);
     lt_adapter *gguf = lt_adapter_open(input, &err);
     lt_adapter *hf = gguf ? lt_adapter_to_hf(gguf, &arch, &err) : NULL;
-    lt_status s = hf ? lt_adapter_save_peft(hf, out, LT_F32, &err) : LT_ERR_INVALID;
+    lt_status s = hf ? cli_save_peft(hf, out, LT_F32, &err) : LT_ERR_INVALID;
     lt_adapter_close(hf);
     lt_adapter_close(gguf);
     if (s != LT_OK)

@@ -140,7 +140,14 @@ int cmd_diff(int argc, char **argv)
         return cli_usage("diff", "diff wants two files, A and B");
     if (json && diffable)
         return cli_usage("diff", "--json and --diffable exclude each other");
-    const char *path_a = argv[optind], *path_b = argv[optind + 1];
+    const char *path_a, *path_b;
+    int rc = cli_resolve("diff", argv[optind], CLI_INPUT_FILE, &path_a);
+    if (rc == 0)
+        rc = cli_resolve("diff", argv[optind + 1], CLI_INPUT_FILE, &path_b);
+    if (rc == 0 && base_path)
+        rc = cli_resolve("diff", base_path, CLI_INPUT_MODEL, &base_path);
+    if (rc)
+        return rc;
     lt_error err;
     lt_source *a = lt_source_open(path_a, &err), *b = NULL;
     if (!a)
@@ -150,7 +157,6 @@ int cmd_diff(int argc, char **argv)
         return cli_fail(&err);
     }
     lt_name_map *map = NULL;
-    int rc = 0;
     if (base_path) {
         lt_arch_info arch;
         if (strcmp(lt_source_format(b), "gguf") != 0 || strcmp(lt_source_format(a), "gguf") == 0)

@@ -69,13 +69,17 @@ int cmd_extract(int argc, char **argv)
         return cli_usage("extract", "missing -o OUT_DIR");
     if (opts.rule.kind == LT_RANK_KEEP)
         return cli_usage("extract", "give --rank or --energy");
-    if ((rc = cli_check_output("extract", out, NULL, 2, argv + optind)))
+    if ((rc = cli_check_adapter_out("extract", out, false)) || (rc = cli_check_output("extract", out, NULL, 2, argv + optind)))
+        return rc;
+    const char *base_path, *tuned_path;
+    if ((rc = cli_resolve("extract", argv[optind], CLI_INPUT_MODEL, &base_path)) ||
+        (rc = cli_resolve("extract", argv[optind + 1], CLI_INPUT_MODEL, &tuned_path)))
         return rc;
     lt_error err;
-    lt_source *base = lt_source_open(argv[optind], &err);
+    lt_source *base = lt_source_open(base_path, &err);
     if (!base)
         return cli_fail(&err);
-    lt_source *tuned = lt_source_open(argv[optind + 1], &err);
+    lt_source *tuned = lt_source_open(tuned_path, &err);
     if (!tuned) {
         lt_source_close(base);
         return cli_fail(&err);

@@ -1,6 +1,7 @@
 /* inspect.c - `loratool inspect PATH [--json] [--tensors] [--base BASE]` */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -43,12 +44,21 @@ int cmd_inspect(int argc, char **argv)
     }
     if (optind + 1 != argc)
         return cli_usage("inspect", "expected exactly one PATH");
+    const char *path;
+    int rc = cli_resolve("inspect", argv[optind], CLI_INPUT_FILE, &path);
+    if (rc == 0 && opts.base_path)
+        rc = cli_resolve("inspect", opts.base_path, CLI_INPUT_MODEL, &opts.base_path);
+    if (rc)
+        return rc;
     lt_error err;
     lt_adapter *ad = NULL;
     opts.adapter_opts = &loralib.open;
-    cJSON *desc = cli_describe(argv[optind], &opts, &ad, NULL, &err);
+    cJSON *desc = cli_describe(path, &opts, &ad, NULL, &err);
     if (!desc)
         return cli_fail(&err);
+    /* "path" is the argument as given (spec/cli.md), not where it resolved */
+    if (strcmp(path, argv[optind]) != 0)
+        cJSON_ReplaceItemInObjectCaseSensitive(desc, "path", cJSON_CreateString(argv[optind]));
     for (size_t i = 0; ad && i < lt_adapter_warning_count(ad); i++)
         cli_warn("%s: %s", argv[optind], lt_adapter_warning(ad, i));
     lt_adapter_close(ad);

@@ -60,7 +60,9 @@ static void print_line(const char *prefix, const char *suffix, const char *fmt, 
 {
     char text[2 * LT_ERROR_MAX];
     vsnprintf(text, sizeof text, fmt, ap);
-    char *shown = cli_escape(text);
+    char *mapped = cli_shown_paths(text);
+    char *shown = cli_escape(mapped ? mapped : text);
+    free(mapped);
     fprintf(stderr, "loratool: %s%s%s\n", prefix, shown ? shown : "(out of memory)", suffix);
     free(shown);
 }
@@ -77,6 +79,15 @@ int cli_fail(const lt_error *err)
 {
     print_escaped("", "", "%s", err->message);
     return lt_status_exit_code(err->status);
+}
+
+int cli_error(int exit_code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_line("", "", fmt, ap);
+    va_end(ap);
+    return exit_code;
 }
 
 int cli_usage(const char *verb, const char *fmt, ...)
@@ -120,41 +131,14 @@ int cli_print_json(cJSON *value)
     return cli_finish_stdout();
 }
 
-/* A scale as a user writes one: a finite decimal number, all of text. */
-static bool parse_scale(const char *text, double *out)
-{
-    if (!*text || strpbrk(text, "xXpP"))
-        return false; /* hexadecimal floats are no scale anyone means */
-    char *end;
-    errno = 0;
-    double w = strtod(text, &end);
-    if (*end != '\0' || errno == ERANGE || !isfinite(w))
-        return false;
-    *out = w;
-    return true;
-}
-
 int cli_split_scale(const char *verb, const char *arg, char **path, double *weight)
 {
-    *weight = 1.0;
+    const char *resolved;
+    int rc = cli_resolve_scaled(verb, arg, CLI_INPUT_ADAPTER, &resolved, weight);
     *path = NULL;
-    const char *colon = strrchr(arg, ':');
-    struct stat st;
-    if (colon && stat(arg, &st) != 0) {
-        double w;
-        if (parse_scale(colon + 1, &w)) {
-            *path = strndup(arg, (size_t)(colon - arg));
-            *weight = w;
-            return *path ? 0 : cli_usage(verb, "out of memory");
-        }
-        char *before = strndup(arg, (size_t)(colon - arg));
-        bool exists = before && stat(before, &st) == 0;
-        free(before);
-        if (exists)
-            return cli_usage(verb, "%s: the scale after ':' must be a finite decimal number", arg);
-    }
-    *path = strdup(arg);
-    return *path ? 0 : cli_usage(verb, "out of memory");
+    if (rc)
+        return rc;
+    return (*path = strdup(resolved)) ? 0 : cli_usage(verb, "out of memory");
 }
 
 const char *cli_count(uint64_t n, char *buf, size_t size)
@@ -178,6 +162,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     cli_install_signal_handlers();
+    if (cli_take_global_options(&argc, argv))
+        return EXIT_USAGE;
     /* The verbs allocate and free per-tensor buffers of a few MiB hundreds
      * of times; glibc would mmap and unmap each (a page fault per 4 KiB,
      * a fifth of a resize's time).  Keep them in the heap and keep freed

@@ -329,7 +329,9 @@ static int parse_args(int argc, char **argv, merge_args *a)
         return cli_usage("merge", "expected BASE and at least one ADAPTER");
     if (!a->out && !a->dry_run)
         return cli_usage("merge", "missing -o OUT");
-    a->base = argv[optind];
+    int rc = cli_resolve("merge", argv[optind], CLI_INPUT_MODEL, &a->base);
+    if (rc)
+        return rc;
     a->n_adapters = (size_t)(argc - optind - 1);
     a->adapters = calloc(a->n_adapters, sizeof *a->adapters);
     a->weights = calloc(a->n_adapters, sizeof *a->weights);
@@ -337,12 +339,12 @@ static int parse_args(int argc, char **argv, merge_args *a)
         return cli_usage("merge", "out of memory");
     for (size_t i = 0; i < a->n_adapters; i++) {
         char *path;
-        if (cli_split_scale("merge", argv[optind + 1 + (int)i], &path, &a->weights[i])) {
+        if ((rc = cli_split_scale("merge", argv[optind + 1 + (int)i], &path, &a->weights[i]))) {
             while (i > 0)
                 free((char *)a->adapters[--i]);
             free(a->adapters);
             free(a->weights);
-            return EXIT_USAGE;
+            return rc;
         }
         a->adapters[i] = path;
     }
@@ -370,6 +372,14 @@ static lt_sink *create_sink(const merge_args *a, const lt_source *base, char **w
         return NULL;
     }
     bool to_dir = !ends_with(a->out, ".safetensors") || a->shard_size > 0;
+    const char *suffix = cli_file_suffix(a->out);
+    if (to_dir && suffix) { /* out.bin would become a directory: surely not meant */
+        err->status = LT_ERR_USAGE;
+        snprintf(err->message, sizeof err->message,
+                 "%s: merge writes a .safetensors file, a directory, or (from a GGUF base) a .gguf file, not '%s'",
+                 a->out, suffix);
+        return NULL;
+    }
     if (!to_dir) {
         *written = strdup(a->out);
         return lt_sink_create("safetensors", a->out, &so, err);

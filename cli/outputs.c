@@ -3,11 +3,13 @@
  * and inode, after following symlinks), so a symlink or a hard link to an
  * input is that input. */
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,11 +143,7 @@ int cli_check_output(const char *verb, const char *out, const char *extra, int n
         const char *input = i < n_inputs ? inputs[i] : extra;
         if (!input)
             continue;
-        struct stat in_st;
-        char *path = NULL;
-        const char *colon = strrchr(input, ':');
-        if (stat(input, &in_st) != 0 && colon) /* ADAPTER:SCALE */
-            path = strndup(input, (size_t)(colon - input));
+        char *path = cli_input_origin(input); /* ADAPTER:SCALE, ARCHIVE#PATH, org/name */
         collect_input(&set, path ? path : input, input);
         if (S_ISDIR(st.st_mode) && holds(out, path ? path : input)) {
             int rc = cli_usage(verb, "%s: output would replace a directory holding input '%s'", out, input);
@@ -172,6 +170,9 @@ int cli_check_output(const char *verb, const char *out, const char *extra, int n
 
 static char guarded_out[PATH_MAX];
 static volatile sig_atomic_t have_guarded_out;
+/* An archive output's directory while it is written: STAGE/adapter. */
+static char staged_dir[PATH_MAX + 16], stage[PATH_MAX];
+static volatile sig_atomic_t have_stage;
 
 static void write_all(const char *text)
 {
@@ -189,6 +190,12 @@ static void on_fatal_signal(int sig)
 {
     if (have_guarded_out)
         lt_remove_temporaries(guarded_out);
+    if (have_stage) {
+        lt_remove_temporaries(staged_dir);
+        lt_archive_remove_view(staged_dir);
+        rmdir(stage);
+    }
+    cli_remove_archive_views();
     if (sig == SIGBUS) {
         /* a mapped input shrank under us (another process truncated it) */
         write_all("loratool: input file changed or truncated while reading\n");
@@ -224,4 +231,84 @@ void cli_install_signal_handlers(void)
             continue;
         sigaction(signals[i], &sa, NULL);
     }
+}
+
+/* ---- adapter directories, or archives of them ---- */
+
+const char *cli_file_suffix(const char *out)
+{
+    static const char *const suffixes[] = {".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt", ".json",
+                                           ".zip", ".tar", ".tgz", ".gz", ".xz", ".zst", ".bz2", ".txt",
+                                           ".npz", ".npy", ".h5", ".onnx"};
+    const char *slash = strrchr(out, '/'), *dot = strrchr(out, '.');
+    if (!dot || (slash && dot < slash) || dot == out || (slash && dot == slash + 1))
+        return NULL;
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
+        if (strcasecmp(dot, suffixes[i]) == 0)
+            return dot;
+    return NULL;
+}
+
+static void unstage(void)
+{
+    have_stage = 0;
+    lt_archive_remove_view(staged_dir);
+    rmdir(stage);
+}
+
+int cli_check_adapter_out(const char *verb, const char *out, bool gguf_ok)
+{
+    const char *suffix = cli_file_suffix(out);
+    if (!suffix || lt_archive_kind_for_path(out) != LT_ARCHIVE_NONE || (gguf_ok && strcasecmp(suffix, ".gguf") == 0))
+        return 0;
+    return cli_usage(verb,
+                     "%s: an adapter is written as a directory%s, or an archive of one (.zip, .tar, .tar.gz, .tgz, "
+                     ".tar.xz, .tar.zst, .tar.bz2), not '%s'", out, gguf_ok ? ", a .gguf file" : "", suffix);
+}
+
+lt_status cli_save_peft(const lt_adapter *ad, const char *out, lt_dtype dtype, lt_error *err)
+{
+    lt_archive_kind kind = lt_archive_kind_for_path(out);
+    const char *suffix = kind == LT_ARCHIVE_NONE ? cli_file_suffix(out) : NULL;
+    if (suffix) { /* adapter.bin would become a directory: surely not meant */
+        snprintf(err->message, sizeof err->message,
+                 "%s: an adapter is written as a directory, or an archive of one (.zip, .tar, .tar.gz, .tgz, "
+                 ".tar.xz, .tar.zst, .tar.bz2), not '%s'", out, suffix);
+        return err->status = LT_ERR_USAGE;
+    }
+    if (kind == LT_ARCHIVE_NONE)
+        return lt_adapter_save_peft(ad, out, dtype, err);
+    /* The directory is written beside OUT (its filesystem, not a RAM /tmp),
+     * packed, and removed. */
+    int64_t mtime = 0;
+    const char *epoch = getenv("SOURCE_DATE_EPOCH");
+    if (epoch && *epoch) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(epoch, &end, 10);
+        if (*end || errno || v < 0) {
+            snprintf(err->message, sizeof err->message, "SOURCE_DATE_EPOCH: '%s' is not a number of seconds", epoch);
+            return err->status = LT_ERR_USAGE;
+        }
+        mtime = v;
+    }
+    const char *slash = strrchr(out, '/');
+    int dir_len = slash ? (int)(slash - out) : 1;
+    const char *dir = slash ? out : ".";
+    if (slash == out)
+        dir_len = 1;
+    int n = snprintf(stage, sizeof stage, "%.*s/.%s.stage-%ld-XXXXXX", dir_len, dir, slash ? slash + 1 : out,
+                     (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof stage - 16 || !mkdtemp(stage)) {
+        snprintf(err->message, sizeof err->message, "%s: cannot make a directory beside it: %s", out,
+                 n < 0 || (size_t)n >= sizeof stage - 16 ? "name too long" : strerror(errno));
+        return err->status = LT_ERR_IO;
+    }
+    snprintf(staged_dir, sizeof staged_dir, "%s/adapter", stage);
+    have_stage = 1;
+    lt_status s = lt_adapter_save_peft(ad, staged_dir, dtype, err);
+    if (s == LT_OK)
+        s = lt_archive_write_dir(staged_dir, out, kind, mtime, err);
+    unstage();
+    return s;
 }

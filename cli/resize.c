@@ -44,10 +44,14 @@ int cmd_resize(int argc, char **argv)
         return cli_usage("resize", "missing -o OUT_DIR");
     if (rule.kind == LT_RANK_KEEP)
         return cli_usage("resize", "give --rank, --energy or --sv-ratio");
-    if ((rc = cli_check_output("resize", out, NULL, 1, argv + optind)))
+    if ((rc = cli_check_adapter_out("resize", out, true)) || (rc = cli_check_output("resize", out, NULL, 1, argv + optind)))
+        return rc;
+    const char *path;
+    if ((rc = cli_resolve("resize", argv[optind], CLI_INPUT_ADAPTER, &path)) ||
+        (a.base && (rc = cli_resolve("resize", a.base, CLI_INPUT_MODEL, &a.base))))
         return rc;
     lt_error err;
-    lt_adapter *ad = lt_adapter_open(argv[optind], &err);
+    lt_adapter *ad = lt_adapter_open(path, &err);
     if (!ad)
         return cli_fail(&err);
     lt_surgery_report report = {0};

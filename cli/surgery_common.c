@@ -79,7 +79,7 @@ int cli_print_surgery_report(const char *out_dir, const lt_surgery_report *r, bo
 static lt_status save_peft(const lt_adapter *model, const char *out, const char *base, lt_error *err)
 {
     if (!lt_adapter_gguf_arch(model))
-        return lt_adapter_save_peft(model, out, LT_F32, err);
+        return cli_save_peft(model, out, LT_F32, err);
     if (!base) {
         snprintf(err->message, sizeof err->message,
                  "%s: GGUF LoRA inputs saved as a PEFT directory need --base (config.json, model directory or GGUF "
@@ -90,7 +90,7 @@ static lt_status save_peft(const lt_adapter *model, const char *out, const char 
     lt_status s = lt_arch_info_read(base, &arch, err);
     lt_adapter *hf = s == LT_OK ? lt_adapter_to_hf(model, &arch, err) : NULL;
     if (s == LT_OK)
-        s = hf ? lt_adapter_save_peft(hf, out, LT_F32, err) : err->status;
+        s = hf ? cli_save_peft(hf, out, LT_F32, err) : err->status;
     lt_adapter_close(hf);
     return s;
 }

@@ -265,6 +265,11 @@ int cmd_verify(int argc, char **argv)
     }
     if (adapter_out && out_path)
         return cli_usage("verify", "--merged and --adapter exclude each other");
+    int rc = 0;
+    if ((out_path && (rc = cli_resolve("verify", out_path, CLI_INPUT_MODEL, &out_path))) ||
+        (adapter_out && (rc = cli_resolve("verify", adapter_out, CLI_INPUT_ADAPTER, &adapter_out))) ||
+        (arch_base && (rc = cli_resolve("verify", arch_base, CLI_INPUT_MODEL, &arch_base))))
+        return rc;
     if (adapter_out)
         return verify_adapter(argc - optind, argv + optind, adapter_out, arch_base, rtol, json);
     if (arch_base || rtol > 0)
@@ -273,13 +278,14 @@ int cmd_verify(int argc, char **argv)
         return cli_usage("verify", "verify wants --merged OUT");
     if (argc - optind < 2)
         return cli_usage("verify", "verify wants BASE and at least one ADAPTER");
-    const char *base_path = argv[optind];
+    const char *base_path;
+    if ((rc = cli_resolve("verify", argv[optind], CLI_INPUT_MODEL, &base_path)))
+        return rc;
     size_t n_inputs = (size_t)(argc - optind - 1);
     lt_merge_input *inputs = calloc(n_inputs, sizeof *inputs);
     char **paths = calloc(n_inputs, sizeof *paths);
     lt_adapter **originals = calloc(n_inputs, sizeof *originals); /* of GGUF views */
     lt_error err;
-    int rc = 0;
     lt_source *base = NULL, *out = NULL;
     lt_name_map *map = NULL;
     if (!inputs || !paths || !originals) {
