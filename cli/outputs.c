@@ -3,6 +3,9 @@
  * and inode, after following symlinks), so a symlink or a hard link to an
  * input is that input. */
 #include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -186,13 +189,42 @@ static void write_all(const char *text)
     }
 }
 
+/* Remove the regular files of directory DIR, then DIR (not recursive).
+ * Async-signal-safe: system calls on a fixed buffer. */
+static void remove_flat_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[4096] __attribute__((aligned(8)));
+        for (;;) {
+            long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
+            if (got <= 0)
+                break;
+            for (long off = 0; off < got;) {
+                const struct linux_dirent64 {
+                    uint64_t ino;
+                    int64_t off;
+                    unsigned short reclen;
+                    unsigned char type;
+                    char name[];
+                } *e = (const void *)(buf + off);
+                if (!(e->name[0] == '.' && (e->name[1] == '\0' || (e->name[1] == '.' && e->name[2] == '\0'))))
+                    unlinkat(fd, e->name, 0);
+                off += e->reclen;
+            }
+        }
+        close(fd);
+    }
+    rmdir(dir);
+}
+
 static void on_fatal_signal(int sig)
 {
     if (have_guarded_out)
         lt_remove_temporaries(guarded_out);
     if (have_stage) {
         lt_remove_temporaries(staged_dir);
-        lt_archive_remove_view(staged_dir);
+        remove_flat_dir(staged_dir);
         rmdir(stage);
     }
     cli_remove_archive_views();
@@ -252,7 +284,7 @@ const char *cli_file_suffix(const char *out)
 static void unstage(void)
 {
     have_stage = 0;
-    lt_archive_remove_view(staged_dir);
+    remove_flat_dir(staged_dir);
     rmdir(stage);
 }
 

@@ -40,7 +40,11 @@ enum { MAX_VIEWS = 64 };
 static struct {
     resolved *items;
     size_t n, cap;
-    lt_archive **archives;
+    struct opened_archive {
+        lt_archive *archive;
+        char *path;             /* as located */
+        cli_role role;          /* its limits */
+    } *archives;
     size_t n_archives;
     view_name views[MAX_VIEWS];
     size_t n_views;
@@ -64,8 +68,10 @@ void cli_remove_archive_views(void)
 static void close_all(void)
 {
     n_signal_views = 0;
-    for (size_t i = 0; i < reg.n_archives; i++)
-        lt_archive_close(reg.archives[i]);
+    for (size_t i = 0; i < reg.n_archives; i++) {
+        lt_archive_close(reg.archives[i].archive);
+        free(reg.archives[i].path);
+    }
     free(reg.archives);
     for (size_t i = 0; i < reg.n; i++) {
         free(reg.items[i].arg);
@@ -593,9 +599,57 @@ static void list_folders(char *buf, size_t size, const folder_list *c)
         snprintf(buf + n, size - n, ", ...");
 }
 
+/* The archive at PATH opened with ROLE's limits, once per program. */
+static int archive_for(const char *verb, const char *path, cli_role role, lt_archive **out)
+{
+    bool model = role != CLI_INPUT_ADAPTER;
+    for (size_t i = 0; i < reg.n_archives; i++)
+        if ((reg.archives[i].role != CLI_INPUT_ADAPTER) == model && !strcmp(reg.archives[i].path, path)) {
+            *out = reg.archives[i].archive;
+            return 0;
+        }
+    lt_error err;
+    lt_archive_limits limits;
+    if (archive_limits(role, &limits, &err) != LT_OK)
+        return cli_usage(verb, "%s", err.message);
+    struct opened_archive *grown = realloc(reg.archives, (reg.n_archives + 1) * sizeof *grown);
+    if (!grown)
+        return out_of_memory(verb);
+    reg.archives = grown;
+    char *copy = strdup(path);
+    if (!copy)
+        return out_of_memory(verb);
+    lt_archive *a = lt_archive_open(path, &limits, &err);
+    if (!a) {
+        free(copy);
+        return cli_fail(&err);
+    }
+    reg.archives[reg.n_archives++] = (struct opened_archive){a, copy, role};
+    *out = a;
+    return 0;
+}
+
+static bool is_adapter_file(const char *name)
+{
+    return !strcmp(name, "adapter_model.safetensors") || !strcmp(name, "adapter_model.bin") ||
+           !strcmp(name, "adapter_config.json");
+}
+
+static bool has_member(const lt_archive *a, const char *name)
+{
+    for (size_t i = 0; i < lt_archive_member_count(a); i++)
+        if (!strcmp(lt_archive_member_name(a, i), name))
+            return true;
+    return false;
+}
+
+enum { INNER_MISSING = -1 };
+
 /* Open LOCAL as an archive when it is one; *path receives what to open
- * (malloc'd): the spooled folder or file, else LOCAL itself. */
-static int open_archive(const char *verb, const located *l, cli_role role, char **path)
+ * (malloc'd): the spooled folder or file, else LOCAL itself.  With QUIET,
+ * an ARCHIVE#PATH whose PATH is not in the archive returns INNER_MISSING
+ * and prints nothing (the caller then tries PATH without a :SCALE). */
+static int open_archive(const char *verb, const located *l, cli_role role, bool quiet, char **path)
 {
     *path = NULL;
     lt_error err;
@@ -611,17 +665,10 @@ static int open_archive(const char *verb, const located *l, cli_role role, char 
         }
         return (*path = strdup(l->local)) ? 0 : out_of_memory(verb);
     }
-    lt_archive_limits limits;
-    if (archive_limits(role, &limits, &err) != LT_OK)
-        return cli_usage(verb, "%s", err.message);
-    lt_archive **grown = realloc(reg.archives, (reg.n_archives + 1) * sizeof *grown);
-    if (!grown)
-        return out_of_memory(verb);
-    reg.archives = grown;
-    lt_archive *a = lt_archive_open(l->local, &limits, &err);
-    if (!a)
-        return cli_fail(&err);
-    reg.archives[reg.n_archives++] = a;
+    lt_archive *a = NULL;
+    int rc = archive_for(verb, l->local, role, &a);
+    if (rc)
+        return rc;
 
     char want[PATH_MAX] = "";
     if (l->inner) { /* "./x/" and "x" name the same folder */
@@ -642,6 +689,12 @@ static int open_archive(const char *verb, const located *l, cli_role role, char 
     char folder[PATH_MAX];
     if (member) {
         folder_of(member, folder, sizeof folder);
+        /* an adapter's file names its folder, which must come along */
+        char config[PATH_MAX + 32];
+        snprintf(config, sizeof config, "%s%sadapter_config.json", folder, folder[0] ? "/" : "");
+        if ((role == CLI_INPUT_ADAPTER || role == CLI_INPUT_ANY) && is_adapter_file(base_name(member)) &&
+            has_member(a, config))
+            member = NULL;
     } else {
         folder_list c;
         find_candidates(a, want, &c);
@@ -651,6 +704,8 @@ static int open_archive(const char *verb, const located *l, cli_role role, char 
             bool exists = false;
             for (size_t i = 0; i < lt_archive_member_count(a) && !exists; i++)
                 exists = under(lt_archive_member_name(a, i), want);
+            if (!exists && quiet)
+                return INNER_MISSING;
             return cli_error(EXIT_INPUT, "%s: %s%s%s", l->local,
                              exists ? "holds no adapter or model files" : "no member or folder '", exists ? "" : want,
                              exists ? (want[0] ? " in that folder" : "") : "' in the archive");
@@ -676,8 +731,7 @@ static int open_archive(const char *verb, const located *l, cli_role role, char 
         if (slash)
             *slash = '\0';
     }
-    int rc = remember_view(verb, view, l->local, folder);
-    if (rc)
+    if ((rc = remember_view(verb, view, l->local, folder)))
         return rc;
     return (*path = strdup(opened)) ? 0 : out_of_memory(verb);
 }
@@ -687,8 +741,7 @@ static int open_archive(const char *verb, const located *l, cli_role role, char 
 static char *adapter_directory(const char *path)
 {
     const char *name = base_name(path);
-    if (strcmp(name, "adapter_model.safetensors") != 0 && strcmp(name, "adapter_model.bin") != 0 &&
-        strcmp(name, "adapter_config.json") != 0)
+    if (!is_adapter_file(name))
         return NULL;
     char *dir = name == path ? strdup(".") : strndup(path, (size_t)(name - path - 1));
     if (dir && !*dir) { /* "/adapter_config.json" */
@@ -724,7 +777,31 @@ static int resolve(const char *verb, const char *arg, cli_role role, const char 
         return 0;
     }
     char *opened = NULL;
-    rc = open_archive(verb, &l, role, &opened);
+    /* "a.zip#ckpt:0.7": a member named "ckpt:0.7" wins, else the scale is split off */
+    const char *colon = scale && l.inner ? strrchr(l.inner, ':') : NULL;
+    double w;
+    bool scaled = colon && parse_scale(colon + 1, &w);
+    rc = open_archive(verb, &l, role, scaled, &opened);
+    if (rc == INNER_MISSING) {
+        l.inner[colon - l.inner] = '\0';
+        char *shorter = strndup(bare, strlen(bare) - strlen(colon));
+        if (!shorter) {
+            located_free(&l);
+            free(bare);
+            return out_of_memory(verb);
+        }
+        free(bare);
+        bare = shorter;
+        *scale = w;
+        const char *again = recall(bare, role);
+        rc = again ? 0 : open_archive(verb, &l, role, false, &opened);
+        if (again) {
+            located_free(&l);
+            free(bare);
+            *path = again;
+            return 0;
+        }
+    }
     located_free(&l);
     if (rc == 0 && (role == CLI_INPUT_ADAPTER || role == CLI_INPUT_ANY)) {
         char *dir = adapter_directory(opened);
