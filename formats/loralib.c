@@ -4,12 +4,14 @@
  * the shapes, lora_alpha, merged-layer groups and fan_in_fan_out from the
  * caller (lt_adapter_open_options), layer kinds and replacements from the
  * base model's shapes.  The result is a plain LoRA model (lib/adapter.h);
- * merged layers are expanded by formats/merged_linear.c. */
+ * merged layers are expanded by formats/merged_linear.c, conv layers
+ * (ConvLoRA) by formats/loralib_conv.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loralib_conv.h"
 #include "merged_linear.h"
 
 #define ENABLE_MAX 64
@@ -83,9 +85,9 @@ static lt_status plain_layer(const char *path, const lt_source *base, lt_lora_mo
     if (fit == LT_FIT_NONE) {
         char shape[96];
         shape_text(w, shape, sizeof shape);
-        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': delta [%llu, %llu] does not fit base '%s' %s%s", path,
-                       m->name, (unsigned long long)m->out_features, (unsigned long long)m->in_features,
-                       w->name, shape, w->n_dims > 2 ? " (ConvLoRA layers are not supported)" : "");
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': delta [%llu, %llu] does not fit base '%s' %s", path,
+                       m->name, (unsigned long long)m->out_features, (unsigned long long)m->in_features, w->name,
+                       shape);
     }
     if (fit == LT_FIT_DIRECT)
         return LT_OK;
@@ -227,6 +229,11 @@ static lt_status check_layer(lt_adapter *ad, lt_source *mem, const lt_adapter_op
     m->n_params = a->n_elems + b->n_elems;
     if (a->shape[0] != b->shape[1])
         return merged_layer(ad, mem, o, m, alpha, err);
+    /* a conv weight (3-D to 5-D) makes it a ConvLoRA: A [r k, in k],
+     * B [out / groups k, r k] (so A's rows equal B's columns, as here) */
+    long bi = o->base ? lt_base_find(o->base, m->target) : -1;
+    if (bi >= 0 && lt_source_tensor(o->base, (size_t)bi)->n_dims >= 3)
+        return lti_loralib_conv_expand(mem, m, lt_source_tensor(o->base, (size_t)bi), alpha, err);
     m->rank = (uint32_t)a->shape[0];
     m->out_features = b->shape[0];
     m->in_features = a->shape[1];

@@ -403,6 +403,9 @@ typedef struct lt_lora_module {
     long tensor_magnitude;   /* DoRA lora_magnitude_vector, or -1            */
     long tensor_bias;        /* lora_B.bias (lora_bias), or -1               */
     uint64_t n_params;       /* elements of all this module's tensors        */
+    uint32_t conv_groups;    /* conv: groups of the base conv the delta is
+                                for, 0 read as 1; a loralib ConvLoRA on a
+                                grouped conv (> 1) has no PEFT form         */
 } lt_lora_module;
 
 typedef enum lt_replacement_kind {
