@@ -20,6 +20,10 @@ OUT_DIR:
                          tensor that matches no base tensor by name / shape
   refuse_conv_shape.safetensors: the conv checkpoint with a lora_B whose
                          rows fit no ConvLoRA on its base conv
+  conv_bias_all.safetensors: the conv checkpoint with each conv bias saved
+                         a second time as "<m>.conv.bias" (bias='all')
+  refuse_conv_alias.safetensors: the same with a "<m>.conv.bias" that
+                         differs from "<m>.bias"
   bloom_full_base.safetensors   header of BLOOM-560m's 24 query_key_value
                          weights [3072, 1024] F16, data a sparse hole
   bloom_two_base.safetensors    layers 0 and 23 only, random F16 values
@@ -117,6 +121,13 @@ def case_reference(out, case):
         # conv_in's lora_B with 16 rows: no out / groups x kernel for [8, 3, 3, 3]
         shape = [(k, np.zeros((16, 6), np.float32) if k == "conv_in.lora_B" else v) for k, v in state.items()]
         stwrite.write(os.path.join(out, "refuse_conv_shape.safetensors"), shape)
+        # bias='all' of a ConvLoRA model: each conv bias also as "<m>.conv.bias"
+        # (ConvLoRA registers its conv's parameters twice), the same values
+        twice = list(state.items()) + [(k[:-len("bias")] + "conv.bias", v) for k, v in state.items()
+                                       if k.endswith(".bias")]
+        stwrite.write(os.path.join(out, "conv_bias_all.safetensors"), twice)
+        differs = list(state.items()) + [("conv_in.conv.bias", state["conv_in.bias"] + np.float32(1))]
+        stwrite.write(os.path.join(out, "refuse_conv_alias.safetensors"), differs)
     if case == "roberta_head":
         extra = list(state.items()) + [("roberta.pooler.dense.weight", np.zeros((16, 16), np.float32))]
         stwrite.write(os.path.join(out, "refuse_extra.safetensors"), extra)

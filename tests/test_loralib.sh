@@ -166,6 +166,15 @@ else
     fail verify_converted_conv "$(tail -1 "$tmp/out")"
 fi
 
+# bias='all' of a ConvLoRA model names each conv bias twice ("<m>.bias",
+# "<m>.conv.bias": one parameter): merged once, the same bytes
+if $LORATOOL merge "$cb" "$ref/conv_bias_all.safetensors" -o "$tmp/conv.all.safetensors" --alpha 4 >"$tmp/out" 2>&1 &&
+    why=$($check same "$tmp/conv.pt.safetensors" "$tmp/conv.all.safetensors" 2>&1); then
+    pass merge_conv_bias_all
+else
+    fail merge_conv_bias_all "${why:-$(tail -1 "$tmp/out")}"
+fi
+
 # what the file cannot tell is never guessed
 expect() {  # name, expected exit code, word in stderr, command...
     name=$1 code=$2 word=$3
@@ -201,6 +210,8 @@ expect refuse_conv_view 3 "view of one as the other fails" \
 expect refuse_conv_shape 3 "lora_B has 16 rows" \
     $LORATOOL merge "$cb" "$ref/refuse_conv_shape.safetensors" -o "$tmp/x.safetensors" --alpha 4
 expect audit_conv_shape 3 "lora_B has 16 rows" $LORATOOL audit "$ref/refuse_conv_shape.safetensors" --base "$cb" --alpha 4
+expect refuse_conv_alias 3 "tensor 'conv_in.conv.bias' \\[8\\] is no LoRA factor" \
+    $LORATOOL merge "$cb" "$ref/refuse_conv_alias.safetensors" -o "$tmp/x.safetensors" --alpha 4
 expect convert_conv_missing_base 2 "missing --base" $LORATOOL convert "$fix/conv.pt" -o "$tmp/x.peft" --alpha 4
 expect convert_conv_missing_alpha 2 "give --alpha" $LORATOOL convert "$fix/conv.pt" -o "$tmp/x.peft" --base "$cb"
 if [ -e "$tmp/x.safetensors" ] || [ -e "$tmp/x.peft" ]; then
