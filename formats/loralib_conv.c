@@ -90,41 +90,64 @@ static lt_status conv_sizes(const char *path, const lt_lora_module *m, const lt_
     return LT_OK;
 }
 
+/* Bounds of the conv form, so a hostile or huge file is refused rather
+ * than expanded without limit: (row, product row) pairs, and elements of
+ * A' and B' together.  A groups-1 Conv2d of a UNet (1280 channels, 3x3,
+ * r 8) needs about 10^6 elements; grouped convs need more. */
+#define CONV_MAX_PAIRS ((uint64_t)1 << 24)
+#define CONV_MAX_ELEMS ((uint64_t)1 << 28)
+
+static int by_shift_descending(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a < b) - (a > b);
+}
+
 /* The offsets at which rows of B @ A ([b_rows, a_cols], row-major) start
  * relative to the rows of W ([out, row]): for W row o and the product rows
  * p it overlaps, shift = o row - p a_cols, so W[o, f] = (B @ A)[p, f + shift].
- * Distinct shifts in order of first appearance; *n_shifts of them. */
-static lt_status find_shifts(const conv_dims *c, int64_t **out, size_t *n_shifts, lt_error *err, const char *path)
+ * Distinct shifts, largest first (with groups 1: 0, -in k, -2 in k, ...,
+ * so that B' is B's bytes); *n_shifts of them, or LT_ERR_UNSUPPORTED past
+ * the bounds above. */
+static lt_status find_shifts(const conv_dims *c, int64_t **out, size_t *n_shifts, const char *path,
+                             const lt_lora_module *m, lt_error *err)
 {
-    size_t n = 0, cap = 0;
-    int64_t *list = NULL;
+    uint64_t pairs = 0;
+    for (uint64_t o = 0; o < c->out && pairs <= CONV_MAX_PAIRS; o++)
+        pairs += ((o + 1) * c->row - 1) / c->a_cols - o * c->row / c->a_cols + 1;
+    if (pairs > CONV_MAX_PAIRS || c->out > CONV_MAX_ELEMS / c->a_rows)
+        return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: ConvLoRA layer '%s': its conv form is too large", path, m->name);
+    int64_t *list = malloc((size_t)pairs * sizeof *list + 1);
+    if (!list)
+        return lti_fail_nomem(err, path);
+    size_t n = 0;
     for (uint64_t o = 0; o < c->out; o++) {
         uint64_t start = o * c->row, end = start + c->row;
-        for (uint64_t p = start / c->a_cols; p <= (end - 1) / c->a_cols; p++) {
-            int64_t shift = (int64_t)start - (int64_t)(p * c->a_cols);
-            size_t j = 0;
-            while (j < n && list[j] != shift)
-                j++;
-            if (j < n)
-                continue;
-            if (!lti_grow((void **)&list, &cap, n + 1, sizeof *list)) {
-                free(list);
-                return lti_fail_nomem(err, path);
-            }
-            list[n++] = shift;
-        }
+        for (uint64_t p = start / c->a_cols; p <= (end - 1) / c->a_cols; p++)
+            list[n++] = (int64_t)start - (int64_t)(p * c->a_cols);
     }
+    qsort(list, n, sizeof *list, by_shift_descending);
+    size_t unique = 0;
+    for (size_t i = 0; i < n; i++)
+        if (unique == 0 || list[unique - 1] != list[i])
+            list[unique++] = list[i];
     *out = list;
-    *n_shifts = n;
+    *n_shifts = unique;
     return LT_OK;
 }
 
+/* The index of SHIFT in the descending LIST (present by construction). */
 static size_t shift_index(const int64_t *list, size_t n, int64_t shift)
 {
-    size_t j = 0;
-    while (j < n && list[j] != shift)
-        j++;
-    return j;
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (list[mid] >= shift)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 static lt_status read_all(lt_source *mem, long index, unsigned char **out, lt_error *err)
@@ -185,13 +208,13 @@ lt_status lti_loralib_conv_expand(lt_source *mem, lt_lora_module *m, const lt_te
         return s;
     int64_t *shifts = NULL;
     size_t n_shifts = 0;
-    if ((s = find_shifts(&c, &shifts, &n_shifts, err, path)) != LT_OK)
+    if ((s = find_shifts(&c, &shifts, &n_shifts, path, m, err)) != LT_OK)
         return s;
     size_t es_a = lt_dtype_block_bytes(a.dtype), es_b = lt_dtype_block_bytes(b.dtype);
     uint64_t rank = 0, a_elems = 0, b_elems = 0, a_bytes = 0, b_bytes = 0;
     if (!lti_mul_u64(n_shifts, c.a_rows, &rank) || rank > 0xFFFFFFFFu || !lti_mul_u64(rank, c.row, &a_elems) ||
         !lti_mul_u64(c.out, rank, &b_elems) || !lti_mul_u64(a_elems, es_a, &a_bytes) ||
-        !lti_mul_u64(b_elems, es_b, &b_bytes) || a_bytes > SIZE_MAX / 2 || b_bytes > SIZE_MAX / 2) {
+        !lti_mul_u64(b_elems, es_b, &b_bytes) || a_elems > CONV_MAX_ELEMS - b_elems || b_elems > CONV_MAX_ELEMS) {
         free(shifts);
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: ConvLoRA layer '%s': its conv form (rank %zu x %llu) is too large",
                        path, m->name, n_shifts, (unsigned long long)c.a_rows);

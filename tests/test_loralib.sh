@@ -147,7 +147,7 @@ if why=$($check peft "$tmp/conv.peft" "$fix/conv.npz" 2>&1); then
 else
     fail convert_peft_conv_delta "$why"
 fi
-if $py - "$tmp/conv.peft" <<'EOF'
+if $py - "$tmp/conv.peft" "$fix/conv.npz" <<'EOF'
 import json, os, struct, sys
 c = json.load(open(os.path.join(sys.argv[1], "adapter_config.json")))
 assert c["r"] == 2 and c["lora_alpha"] == 4, c
@@ -157,6 +157,19 @@ h = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
 assert h["base_model.model.conv_in.lora_A.weight"]["shape"] == [18, 3, 3, 3], h
 assert h["base_model.model.conv_in.lora_B.weight"]["shape"] == [8, 18, 1, 1], h
 assert h["base_model.model.temporal.mix.lora_B.weight"]["shape"] == [5, 2, 1], h
+# groups 1: lora_B is loralib's B read as [out, k r k], lora_A k copies of A on the diagonal
+import numpy as np
+z = np.load(sys.argv[2])
+def tensor(name):
+    a, b = h[name]["data_offsets"]
+    base = 8 + struct.unpack("<Q", raw[:8])[0]
+    return np.frombuffer(raw[base + a:base + b], dtype=np.float32).reshape(h[name]["shape"])
+a, b = z["conv_in.lora_A"], z["conv_in.lora_B"]
+assert np.array_equal(tensor("base_model.model.conv_in.lora_B.weight").reshape(8, 18), b.reshape(8, 18))
+want = np.zeros((18, 27), np.float32)
+for t in range(3):
+    want[6 * t:6 * t + 6, 9 * t:9 * t + 9] = a
+assert np.array_equal(tensor("base_model.model.conv_in.lora_A.weight").reshape(18, 27), want)
 EOF
 then pass convert_peft_conv_config; else fail convert_peft_conv_config "unexpected PEFT conv layout"; fi
 if $LORATOOL verify "$cb" "$tmp/conv.peft" --merged "$tmp/conv.pt.safetensors" >"$tmp/out" 2>&1 &&
