@@ -166,6 +166,8 @@ static void describe_adapter(cJSON *out, const lt_adapter *ad)
             cJSON_AddBoolToObject(item, "dora", true);
         if (m->tensor_bias >= 0)
             cJSON_AddBoolToObject(item, "lora_bias", true);
+        if (m->conv_groups > 1)
+            cJSON_AddNumberToObject(item, "conv_groups", m->conv_groups);
         cJSON_AddItemToArray(modules, item);
     }
     cJSON *repl = cJSON_AddArrayToObject(a, "replacement_list");
@@ -395,7 +397,10 @@ static void print_module_groups(const cJSON *modules)
         else
             printf("alpha %g  scale %g  %s ", num(mi, "alpha"), num(mi, "scale"), str(mi, "kind"));
         print_shape(cJSON_GetObjectItem(mi, "shape"));
-        printf("%s%s\n", flag(mi, "dora") ? " dora" : "", flag(mi, "lora_bias") ? " lora_bias" : "");
+        printf("%s%s", flag(mi, "dora") ? " dora" : "", flag(mi, "lora_bias") ? " lora_bias" : "");
+        if (cJSON_GetObjectItem(mi, "conv_groups"))
+            printf(" groups %.0f", num(mi, "conv_groups"));
+        printf("\n");
     }
     free(done);
 }

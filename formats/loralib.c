@@ -4,12 +4,14 @@
  * the shapes, lora_alpha, merged-layer groups and fan_in_fan_out from the
  * caller (lt_adapter_open_options), layer kinds and replacements from the
  * base model's shapes.  The result is a plain LoRA model (lib/adapter.h);
- * merged layers are expanded by formats/merged_linear.c. */
+ * merged layers are expanded by formats/merged_linear.c, conv layers
+ * (ConvLoRA) by formats/loralib_conv.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loralib_conv.h"
 #include "merged_linear.h"
 
 #define ENABLE_MAX 64
@@ -83,9 +85,9 @@ static lt_status plain_layer(const char *path, const lt_source *base, lt_lora_mo
     if (fit == LT_FIT_NONE) {
         char shape[96];
         shape_text(w, shape, sizeof shape);
-        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': delta [%llu, %llu] does not fit base '%s' %s%s", path,
-                       m->name, (unsigned long long)m->out_features, (unsigned long long)m->in_features,
-                       w->name, shape, w->n_dims > 2 ? " (ConvLoRA layers are not supported)" : "");
+        return lti_fail(err, LT_ERR_INVALID, "%s: module '%s': delta [%llu, %llu] does not fit base '%s' %s", path,
+                       m->name, (unsigned long long)m->out_features, (unsigned long long)m->in_features, w->name,
+                       shape);
     }
     if (fit == LT_FIT_DIRECT)
         return LT_OK;
@@ -227,6 +229,11 @@ static lt_status check_layer(lt_adapter *ad, lt_source *mem, const lt_adapter_op
     m->n_params = a->n_elems + b->n_elems;
     if (a->shape[0] != b->shape[1])
         return merged_layer(ad, mem, o, m, alpha, err);
+    /* a conv weight (3-D to 5-D) makes it a ConvLoRA: A [r k, in k],
+     * B [out / groups k, r k] (so A's rows equal B's columns, as here) */
+    long bi = o->base ? lt_base_find(o->base, m->target) : -1;
+    if (bi >= 0 && lt_source_tensor(o->base, (size_t)bi)->n_dims >= 3)
+        return lti_loralib_conv_expand(mem, m, lt_source_tensor(o->base, (size_t)bi), alpha, err);
     m->rank = (uint32_t)a->shape[0];
     m->out_features = b->shape[0];
     m->in_features = a->shape[1];
@@ -238,6 +245,50 @@ static lt_status check_layer(lt_adapter *ad, lt_source *mem, const lt_adapter_op
 /* A tensor that is not a LoRA factor: a replacement when the base has a
  * tensor of its name and shape (a bias saved with bias='all'/'lora_only',
  * a classifier head, the rest of a full state dict). */
+/* Whether the file's bytes of tensors I and J are the same. */
+static lt_status same_bytes(lt_source *mem, size_t i, size_t j, bool *same, lt_error *err)
+{
+    uint64_t n = lt_source_tensor(mem, i)->n_bytes;
+    *same = false;
+    if (n != lt_source_tensor(mem, j)->n_bytes || n > SIZE_MAX / 4)
+        return LT_OK;
+    unsigned char *x = malloc((size_t)n + 1), *y = malloc((size_t)n + 1);
+    lt_status s = x && y ? lt_source_read(mem, i, 0, x, (size_t)n, err) : lti_fail_nomem(err, lt_source_path(mem));
+    if (s == LT_OK)
+        s = lt_source_read(mem, j, 0, y, (size_t)n, err);
+    if (s == LT_OK)
+        *same = memcmp(x, y, (size_t)n) == 0;
+    free(x);
+    free(y);
+    return s;
+}
+
+/* loralib's ConvLoRA registers its conv's parameters on itself too, so a
+ * state dict holds "<m>.bias" and "<m>.conv.bias" (bias='all'), or
+ * "<m>.weight" and "<m>.conv.weight", for the same tensor.  True when T is
+ * such a second name: "<m>.conv.<p>" with "<m>.lora_A" and "<m>.<p>" (same
+ * shape and bytes) in the file. */
+static lt_status conv_alias(lt_source *mem, size_t index, bool *alias, lt_error *err)
+{
+    const char *name = lt_source_tensor(mem, index)->name;
+    const char *conv = NULL; /* the last ".conv.": "<m>" may hold one */
+    for (const char *at = strstr(name, ".conv."); at; at = strstr(at + 1, ".conv."))
+        conv = at;
+    *alias = false;
+    if (!conv || conv == name)
+        return LT_OK;
+    char *lora_a = lti_asprintf("%.*s.lora_A", (int)(conv - name), name);
+    char *first = lti_asprintf("%.*s%s", (int)(conv - name), name, conv + strlen(".conv"));
+    lt_status s = lora_a && first ? LT_OK : lti_fail_nomem(err, lt_source_path(mem));
+    long k = s == LT_OK ? lt_source_find(mem, first) : -1;
+    if (s == LT_OK && lt_source_find(mem, lora_a) >= 0 && k >= 0 &&
+        same_shape(lt_source_tensor(mem, index), lt_source_tensor(mem, (size_t)k)))
+        s = same_bytes(mem, index, (size_t)k, alias, err);
+    free(lora_a);
+    free(first);
+    return s;
+}
+
 static lt_status other_tensor(lt_adapter *ad, lt_source *mem, const lt_source *base, long index, lt_error *err)
 {
     const lt_tensor_info *t = lt_source_tensor(mem, (size_t)index);
@@ -246,6 +297,14 @@ static lt_status other_tensor(lt_adapter *ad, lt_source *mem, const lt_source *b
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: unrecognized LoRA key '%s'", path, t->name);
     if (base) {
         long bi = lt_base_find(base, t->name);
+        bool alias = false;
+        if (bi < 0) {
+            lt_status s = conv_alias(mem, (size_t)index, &alias, err);
+            if (s != LT_OK)
+                return s;
+        }
+        if (alias)
+            return LT_OK; /* the same parameter, merged under its first name */
         if (bi < 0 || !same_shape(t, lt_source_tensor(base, (size_t)bi))) {
             char shape[96];
             shape_text(t, shape, sizeof shape);

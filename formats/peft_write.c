@@ -14,7 +14,9 @@ typedef struct save_module {
     uint32_t rank;
     double alpha;
     bool embedding;              /* saved as lora_embedding_A/B          */
-    uint64_t a_shape[2], b_shape[2];
+    uint32_t n_dims;             /* 2, or a conv's 3 to 5 (both factors) */
+    uint64_t a_shape[LT_MAX_DIMS], b_shape[LT_MAX_DIMS];
+    uint64_t a_elems, b_elems;
     float *a, *b;
 } save_module;
 
@@ -156,8 +158,8 @@ static lt_status write_weights(const char *dir, const save_spec *spec, lt_error 
                                     : lti_asprintf("base_model.model.%s.lora_B.weight", m->name);
         if (!a_name || !b_name)
             s = lti_fail_nomem(err, dir);
-        else if (lt_sink_add_tensor(sink, a_name, spec->dtype, 2, a_shape, err) < 0 ||
-                 lt_sink_add_tensor(sink, b_name, spec->dtype, 2, b_shape, err) < 0)
+        else if (lt_sink_add_tensor(sink, a_name, spec->dtype, m->n_dims, a_shape, err) < 0 ||
+                 lt_sink_add_tensor(sink, b_name, spec->dtype, m->n_dims, b_shape, err) < 0)
             s = err ? err->status : LT_ERR_USAGE;
         free(a_name);
         free(b_name);
@@ -186,7 +188,7 @@ static lt_status write_weights(const char *dir, const save_spec *spec, lt_error 
     for (size_t i = 0; i < spec->n_modules && s == LT_OK; i++) {
         const save_module *m = &spec->modules[i];
         const float *factor[2] = {m->a, m->b};
-        uint64_t count[2] = {m->a_shape[0] * m->a_shape[1], m->b_shape[0] * m->b_shape[1]};
+        uint64_t count[2] = {m->a_elems, m->b_elems};
         for (int f = 0; f < 2 && s == LT_OK; f++) {
             void *bytes = malloc((size_t)count[f] * elem + 1);
             if (!bytes) {
@@ -205,18 +207,42 @@ static lt_status write_weights(const char *dir, const save_spec *spec, lt_error 
     return lt_sink_commit(sink, err);
 }
 
+/* A conv module in PEFT's form: lora_A [r, in, k...], lora_B [out, r, 1...]
+ * (PEFT's lora_A is the base conv's kernel with r outputs, lora_B a
+ * 1x1 conv).  A grouped base conv has no such form: PEFT's lora_A then
+ * takes every input channel (its delta is no weight of the base's shape). */
+static lt_status check_conv(const char *path, const lt_lora_module *m, const lt_tensor_info *a,
+                            const lt_tensor_info *b, lt_error *err)
+{
+    if (m->conv_groups > 1)
+        return lti_fail(err, LT_ERR_UNSUPPORTED,
+                        "%s: module '%s' is a conv layer with %u groups (loralib's grouped ConvLoRA): PEFT's conv LoRA "
+                        "cannot hold its delta (use 'loratool merge')",
+                        path, m->name, m->conv_groups);
+    bool ok = a->n_dims >= 3 && a->n_dims <= 5 && b->n_dims == a->n_dims && a->shape[0] == m->rank &&
+              b->shape[1] == m->rank && b->shape[0] == m->out_features;
+    for (uint32_t d = 2; ok && d < b->n_dims; d++)
+        ok = b->shape[d] == 1;
+    if (!ok)
+        return lti_fail(err, LT_ERR_UNSUPPORTED,
+                        "%s: module '%s': conv factors are not lora_A [r, in, k...] and lora_B [out, r, 1...]", path,
+                        m->name);
+    return LT_OK;
+}
+
 /* What a PEFT LoRA directory cannot hold, as LT_ERR_UNSUPPORTED. */
 static lt_status check_saveable(const lt_adapter *ad, const lt_lora_module *m, lt_error *err)
 {
     const char *path = lt_source_path(lt_adapter_source(ad));
     const char *what = m->tensor_e >= 0 ? "AdaLoRA's lora_E" : m->tensor_magnitude >= 0 ? "DoRA magnitudes"
-                       : m->tensor_bias >= 0 ? "a lora bias" : m->kind == LT_MODULE_CONV ? "a conv layer"
-                       : m->a_transposed ? "a transposed lora_A" : NULL;
+                       : m->tensor_bias >= 0 ? "a lora bias" : m->a_transposed ? "a transposed lora_A" : NULL;
     if (what)
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s' has %s: not saved as a plain PEFT LoRA", path,
                         m->name, what);
     const lt_tensor_info *a = lt_source_tensor(lt_adapter_source(ad), (size_t)m->tensor_a);
     const lt_tensor_info *b = lt_source_tensor(lt_adapter_source(ad), (size_t)m->tensor_b);
+    if (m->kind == LT_MODULE_CONV && m->rank > 0)
+        return check_conv(path, m, a, b, err);
     if (a->n_dims != 2 || b->n_dims != 2 || m->rank == 0)
         return lti_fail(err, LT_ERR_UNSUPPORTED, "%s: module '%s': factors are not 2-D matrices of rank >= 1", path,
                         m->name);
@@ -248,8 +274,10 @@ lt_status lt_adapter_save_peft(const lt_adapter *ad, const char *dir, lt_dtype d
         const lt_tensor_info *b = lt_source_tensor(src, (size_t)m->tensor_b);
         save_module *sm = &spec.modules[spec.n_modules++];
         *sm = (save_module){.name = m->name, .rank = m->rank, .alpha = m->alpha,
-                            .embedding = m->kind == LT_MODULE_EMBEDDING,
-                            .a_shape = {a->shape[0], a->shape[1]}, .b_shape = {b->shape[0], b->shape[1]}};
+                            .embedding = m->kind == LT_MODULE_EMBEDDING, .n_dims = a->n_dims,
+                            .a_elems = a->n_elems, .b_elems = b->n_elems};
+        memcpy(sm->a_shape, a->shape, sizeof sm->a_shape);
+        memcpy(sm->b_shape, b->shape, sizeof sm->b_shape);
         s = read_factor(src, m->tensor_a, &sm->a, err);
         if (s == LT_OK)
             s = read_factor(src, m->tensor_b, &sm->b, err);

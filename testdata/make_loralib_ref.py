@@ -10,11 +10,20 @@ OUT_DIR:
                          (alpha / r) * delta by loralib's formulas written
                          here from spec/loralib.md (per enabled group
                          B_g @ A_g, zero rows elsewhere, transposed for
-                         fan_in_fan_out and Embedding), replaced tensors as
-                         saved; checked against torch's delta first
+                         fan_in_fan_out and Embedding; ConvLoRA:
+                         (B @ A) laid over the conv weight's elements in
+                         row-major order, scale alpha / (rows of A / kernel)),
+                         replaced tensors as saved; checked against torch's
+                         delta first
   <case>.safetensors     the same checkpoint as a safetensors file
   refuse_extra.safetensors, refuse_shape.safetensors: checkpoints holding a
                          tensor that matches no base tensor by name / shape
+  refuse_conv_shape.safetensors: the conv checkpoint with a lora_B whose
+                         rows fit no ConvLoRA on its base conv
+  conv_bias_all.safetensors: the conv checkpoint with each conv bias saved
+                         a second time as "<m>.conv.bias" (bias='all')
+  refuse_conv_alias.safetensors: the same with a "<m>.conv.bias" that
+                         differs from "<m>.bias"
   bloom_full_base.safetensors   header of BLOOM-560m's 24 query_key_value
                          weights [3072, 1024] F16, data a sparse hole
   bloom_two_base.safetensors    layers 0 and 23 only, random F16 values
@@ -44,6 +53,8 @@ CASES = {
     "roberta_head": (16.0, None, False),
     "roberta_lora_only": (16.0, None, False),
     "fused_qkv": (8.0, None, False),
+    "conv": (4.0, None, False),
+    "conv_grouped": (6.0, None, False),
 }
 
 
@@ -85,7 +96,9 @@ def case_reference(out, case):
         a = state[name + ".lora_A"].astype(np.float64)
         b = state[name + ".lora_B"].astype(np.float64)
         w = base[name + ".weight"]
-        if a.shape[0] != b.shape[1]:               # MergedLinear
+        if w.ndim >= 3:                             # ConvLoRA: A [r k, in k], k the kernel size
+            delta = (b @ a).reshape(w.shape) * (alpha / (a.shape[0] // w.shape[2]))
+        elif a.shape[0] != b.shape[1]:             # MergedLinear
             transposed = w.shape[0] == a.shape[1] and w.shape[1] != a.shape[1]
             n_out = w.shape[1] if transposed else w.shape[0]
             delta = merged_delta(a, b, mask or [True] * (a.shape[0] // b.shape[1]), n_out) * (alpha / b.shape[1])
@@ -104,6 +117,17 @@ def case_reference(out, case):
             expected[k] = v.astype(np.float64)
     np.savez(os.path.join(out, case + ".expected.npz"), **expected)
     stwrite.write(os.path.join(out, case + ".safetensors"), [(k, v) for k, v in state.items()])
+    if case == "conv":
+        # conv_in's lora_B with 16 rows: no out / groups x kernel for [8, 3, 3, 3]
+        shape = [(k, np.zeros((16, 6), np.float32) if k == "conv_in.lora_B" else v) for k, v in state.items()]
+        stwrite.write(os.path.join(out, "refuse_conv_shape.safetensors"), shape)
+        # bias='all' of a ConvLoRA model: each conv bias also as "<m>.conv.bias"
+        # (ConvLoRA registers its conv's parameters twice), the same values
+        twice = list(state.items()) + [(k[:-len("bias")] + "conv.bias", v) for k, v in state.items()
+                                       if k.endswith(".bias")]
+        stwrite.write(os.path.join(out, "conv_bias_all.safetensors"), twice)
+        differs = list(state.items()) + [("conv_in.conv.bias", state["conv_in.bias"] + np.float32(1))]
+        stwrite.write(os.path.join(out, "refuse_conv_alias.safetensors"), differs)
     if case == "roberta_head":
         extra = list(state.items()) + [("roberta.pooler.dense.weight", np.zeros((16, 16), np.float32))]
         stwrite.write(os.path.join(out, "refuse_extra.safetensors"), extra)

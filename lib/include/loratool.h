@@ -403,6 +403,9 @@ typedef struct lt_lora_module {
     long tensor_magnitude;   /* DoRA lora_magnitude_vector, or -1            */
     long tensor_bias;        /* lora_B.bias (lora_bias), or -1               */
     uint64_t n_params;       /* elements of all this module's tensors        */
+    uint32_t conv_groups;    /* conv: groups of the base conv the delta is
+                                for, 0 read as 1; a loralib ConvLoRA on a
+                                grouped conv (> 1) has no PEFT form         */
 } lt_lora_module;
 
 typedef enum lt_replacement_kind {
@@ -524,9 +527,11 @@ LT_API lt_fit lt_module_fit(const lt_lora_module *m, const lt_tensor_info *base)
  * entries (their full names, regex-escaped), so PEFT and loratool compute
  * the same scale; use_rslora, fan_in_fan_out, base model, task type and
  * modules_to_save come from the model's config.  target_modules lists the
- * distinct last name components.  Modules a plain PEFT LoRA cannot hold
- * (AdaLoRA's E, DoRA, lora biases, conv layers, a transposed A) are
- * LT_ERR_UNSUPPORTED.  Each file appears only complete. */
+ * distinct last name components.  Conv modules are saved in PEFT's conv
+ * form (lora_A [r, in, k...], lora_B [out, r, 1...]).  Modules a plain
+ * PEFT LoRA cannot hold (AdaLoRA's E, DoRA, lora biases, a conv module
+ * with conv_groups > 1, a transposed A) are LT_ERR_UNSUPPORTED.  Each
+ * file appears only complete. */
 LT_API lt_status lt_adapter_save_peft(const lt_adapter *ad, const char *dir, lt_dtype dtype, lt_error *err);
 
 /* ------------------------------------------------------------------ */

@@ -6,9 +6,18 @@
       file holds no other tensor
   check_loralib.py same A.safetensors B.safetensors
       the same tensors (names, dtypes, shapes, bytes); metadata may differ
+  check_loralib.py peft ADAPTER_DIR CASE.npz
+      the PEFT directory's delta per module, by PEFT's formulas (Linear
+      B @ A; conv: sum over r of lora_B[o, r] lora_A[r, ...], i.e. its
+      conv of lora_A^T with the 1x1 lora_B; times lora_alpha / r, from
+      rank_pattern / alpha_pattern matched as PEFT does) is, in float64,
+      the delta torch computed by loralib's formula ("delta:<module>" in
+      the fixture's npz), every module of the npz present
 Exit 0 when the check holds, else 1 with one line saying why.
 """
 import json
+import os
+import re
 import struct
 import sys
 
@@ -42,8 +51,45 @@ def ulps(got, want64):
     return np.abs(ordered(got) - ordered(want))
 
 
+def pattern_value(patterns, name, default):
+    """PEFT picks the first pattern key k with re.match(rf"(.*\.)?({k})$", name)."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", name):
+            return value
+    return default
+
+
+def peft(directory, npz):
+    cfg = json.load(open(os.path.join(directory, "adapter_config.json")))
+    tensors = read(os.path.join(directory, "adapter_model.safetensors"))
+    want = np.load(npz)
+    prefix, suffix = "base_model.model.", ".lora_A.weight"
+    seen = set()
+    for key, (dtype, shape, raw) in tensors.items():
+        if not key.endswith(suffix):
+            continue
+        name = key[len(prefix):-len(suffix)]
+        a = np.frombuffer(raw, dtype=TYPES[dtype]).reshape(shape).astype(np.float64)
+        bd, bs, braw = tensors[prefix + name + ".lora_B.weight"]
+        b = np.frombuffer(braw, dtype=TYPES[bd]).reshape(bs).astype(np.float64)
+        r = pattern_value(cfg.get("rank_pattern") or {}, name, cfg["r"])
+        alpha = pattern_value(cfg.get("alpha_pattern") or {}, name, cfg["lora_alpha"])
+        if a.shape[0] != r or b.shape[1] != r or any(d != 1 for d in b.shape[2:]):
+            sys.exit(f"{name}: lora_A {list(a.shape)} / lora_B {list(b.shape)} do not have rank {r}")
+        delta = np.einsum("or,r...->o...", b.reshape(b.shape[:2]), a) * (alpha / r)
+        expected = want["delta:" + name]
+        if delta.shape != expected.shape or not np.allclose(delta, expected, rtol=1e-12, atol=1e-12):
+            sys.exit(f"{name}: PEFT's delta differs from loralib's")
+        seen.add(name)
+    missing = {k[len("delta:"):] for k in want.files if k.startswith("delta:")} - seen
+    if missing:
+        sys.exit(f"modules missing from the PEFT directory: {sorted(missing)}")
+
+
 def main():
     mode, x, y = sys.argv[1:4]
+    if mode == "peft":
+        return peft(x, y)
     a = read(x)
     if mode == "same":
         b = read(y)

@@ -8,8 +8,9 @@ and commit what it writes, so `make test` needs no torch.  It re-creates
 the layers of loralib (loralib/layers.py, written here from the facts in
 spec/loralib.md, not copied): Linear, Embedding and MergedLinear with their
 lora_A / lora_B parameters, fan_in_fan_out, and the merged layer's grouped
-conv1d + zero_pad; builds small models shaped like GPT-2, RoBERTa with a
-classifier head and a fused-QKV encoder; fills the LoRA factors with random
+conv1d + zero_pad, and ConvLoRA (Conv1d/2d/3d, grouped too); builds small
+models shaped like GPT-2, RoBERTa with a classifier head, a fused-QKV
+encoder and a conv stack; fills the LoRA factors with random
 values (B is zero after loralib's init, which would test nothing); and
 torch.save()s state dicts as loralib.lora_state_dict() makes them.
 
@@ -94,7 +95,26 @@ class LoraMergedLinear(torch.nn.Module):
         return full.T if self.fan_in_fan_out else full
 
 
-def save_case(out, case, base, layers, extra, alpha):
+class LoraConv(torch.nn.Module):
+    """loralib.Conv1d/Conv2d/Conv3d (ConvLoRA): a conv with one int
+    kernel_size k, lora_A [r k, in k], lora_B [out / groups k, r k]; merged
+    delta (B @ A).view(weight.shape) * alpha / r.  The conv's weight and
+    bias are this module's own (loralib registers them on the wrapper)."""
+
+    def __init__(self, dims, n_in, n_out, k, r, groups=1):
+        super().__init__()
+        conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[dims](n_in, n_out, k, groups=groups)
+        self.weight = torch.nn.Parameter(conv.weight.detach().clone())
+        self.bias = torch.nn.Parameter(conv.bias.detach().clone())
+        self.lora_A = torch.nn.Parameter(torch.randn(r * k, n_in * k))
+        self.lora_B = torch.nn.Parameter(torch.randn(n_out // groups * k, r * k))
+        self.r = r
+
+    def delta(self, alpha):
+        return (self.lora_B.double() @ self.lora_A.double()).view(self.weight.shape) * (alpha / self.r)
+
+
+def save_case(out, case, base, layers, extra, alpha, with_delta=True):
     """base: dict name -> tensor; layers: dict module -> lora layer;
     extra: dict name -> tensor saved next to the LoRA factors."""
     state = {}
@@ -110,7 +130,8 @@ def save_case(out, case, base, layers, extra, alpha):
                   [(k, v.numpy().astype(np.float32)) for k, v in sorted(base.items())])
     arrays = {k: v.numpy().astype(np.float32) for k, v in state.items()}
     for name, layer in layers.items():
-        arrays["delta:" + name] = layer.delta(alpha).detach().numpy()
+        if with_delta:
+            arrays["delta:" + name] = layer.delta(alpha).detach().numpy()
     np.savez(os.path.join(out, case + ".npz"), **arrays)
 
 
@@ -165,6 +186,33 @@ def fused_qkv(out):
     save_case(out, "fused_qkv", {"encoder.norm.weight": torch.ones(d)}, layers, {}, 8.0)
 
 
+def conv(out):
+    """A small UNet-like stack of loralib conv layers, groups 1: Conv2d
+    3x3 (r 2) and 1x1, Conv1d and Conv3d with kernel_size 1 (the only
+    kernel their view allows), next to a Linear; bias='lora_only'."""
+    layers = {"conv_in": LoraConv(2, 3, 8, 3, 2), "down.0.conv": LoraConv(2, 8, 6, 3, 1),
+              "down.0.proj": LoraConv(2, 6, 4, 1, 2), "temporal.mix": LoraConv(1, 4, 5, 1, 2),
+              "volume.mix": LoraConv(3, 4, 3, 1, 1), "head.fc": LoraLinear(12, 5, 2)}
+    extra = {name + ".bias": layers[name].bias.detach() + 0.25 for name in ("conv_in", "down.0.conv")}
+    save_case(out, "conv", {"norm.weight": torch.ones(8)}, layers, extra, 4.0)
+
+
+def conv_grouped(out):
+    """Grouped ConvLoRA: Conv2d 3x3 with groups 2, a depthwise one (groups =
+    in_channels), and a grouped 2x2 one.  loralib's view lays (B @ A) over
+    the weight's elements; PEFT has no form for it (convert refuses)."""
+    layers = {"block.conv": LoraConv(2, 4, 8, 3, 2, groups=2), "block.depthwise": LoraConv(2, 4, 8, 3, 1, groups=4),
+              "block.pair": LoraConv(2, 6, 6, 2, 3, groups=3)}
+    save_case(out, "conv_grouped", {}, layers, {}, 6.0)
+
+
+def conv_unviewable(out):
+    """A Conv1d with kernel_size 3: its factors have loralib's shapes but
+    (B @ A) has 3 times the weight's elements, so loralib's own view fails
+    (refused, never merged)."""
+    save_case(out, "conv_unviewable", {}, {"seq.conv": LoraConv(1, 4, 6, 3, 2)}, {}, 2.0, with_delta=False)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -173,6 +221,9 @@ def main():
     roberta(out, "roberta_head", "head")
     roberta(out, "roberta_lora_only", "lora_only")
     fused_qkv(out)
+    conv(out)
+    conv_grouped(out)
+    conv_unviewable(out)
 
 
 if __name__ == "__main__":
