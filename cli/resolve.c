@@ -767,8 +767,11 @@ static int resolve(const char *verb, const char *arg, cli_role role, const char 
     located l;
     char *bare;
     int rc = locate_scaled(verb, arg, scale, &l, &bare);
-    if (rc)
+    if (rc) {
+        located_free(&l);
+        free(bare);
         return rc;
+    }
     const char *known = recall(bare, role);
     if (known) {
         located_free(&l);
