@@ -5,7 +5,9 @@
 #   LORATOOL=build/loratool REF=build/testdata sh tests/test_bnb.sh
 #
 # Per case (nf4/fp4 x double quant or not x blocksize 64/128 x bf16/f16,
-# int8 x f16/bf16, one sharded):
+# int8 x f16/bf16, one sharded, one with BF16 quant_storage, one whose pad
+# nibble is 15, two with all-zero blocks quantized as bitsandbytes' CUDA
+# kernel does; every case has all-zero blocks as its default backend does):
 #   inspect:<case>  inspect --json: format, parameter count (dequantized
 #                   elements), bytes on disk, the quantization object, the
 #                   tensor list's NF4/FP4/INT8 entries and their parts
