@@ -154,7 +154,11 @@ def dequantize_4bit(t, w):
     nib = np.empty(packed.size * 2, dtype=np.int64)
     nib[0::2] = packed >> 4
     nib[1::2] = packed & 15
-    vals = (code[nib[:n]] * absmax[np.arange(n) // bs]).astype(F32)
+    cv = code[nib[:n]]
+    if w + ".quant_state.bitsandbytes__fp4" in t:
+        # the kernels' sign rule: code 8 (sign bit, zero magnitude) is -0.0
+        cv = np.where(nib[:n] == 8, F32(-0.0), cv).astype(F32)
+    vals = (cv * absmax[np.arange(n) // bs]).astype(F32)
     return vals.reshape(state["shape"]), state
 
 
@@ -416,6 +420,100 @@ def write_sharded(root, from_case):
             f_out.write(f_in.read())
 
 
+REAL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bnb_real")
+
+
+def read_real(path):
+    """One fixture of testdata/bnb_real (README.md there): the layout is
+    anamnesis' tests/fixtures/bnb_reference/generate_bnb.py, read here from
+    its header fields, every length checked against the file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    fmt = struct.unpack_from("<I", data, 0)[0]
+    if fmt == 1:
+        rows, cols, wl, sl, el = struct.unpack_from("<5I", data, 4)
+        at = 24
+        assert at + wl + sl + el == len(data) and wl == rows * cols and sl == 4 * rows and el == 2 * wl
+        w = np.frombuffer(data, np.int8, wl, at).reshape(rows, cols)
+        scb = np.frombuffer(data, F32, rows, at + wl)
+        expect = data[at + wl + sl:]
+        return {"kind": "int8", "weight": w, "scb": scb, "expect": expect}
+    n, bs, wl, al, ql, nal, nql, el = struct.unpack_from("<8I", data, 4)
+    offset = struct.unpack_from("<f", data, 36)[0]
+    at = 40
+    assert fmt in (0, 2) and at + wl + al + ql + nal + nql + el == len(data)
+    assert wl * 2 == n and ql == 64 and el == 2 * n
+    parts = {"": np.frombuffer(data, np.uint8, wl, at).reshape(-1, 1)}
+    at += wl
+    parts[".absmax"] = np.frombuffer(data, np.uint8 if fmt == 2 else F32, al if fmt == 2 else al // 4, at)
+    at += al
+    parts[".quant_map"] = np.frombuffer(data, F32, 16, at)
+    at += ql
+    if fmt == 2:
+        parts[".nested_absmax"] = np.frombuffer(data, F32, nal // 4, at)
+        parts[".nested_quant_map"] = np.frombuffer(data, F32, nql // 4, at + nal)
+    at += nal + nql
+    kinds = [k for k in ("nf4", "fp4") if np.array_equal(parts[".quant_map"], code_4bit(k))]
+    assert len(kinds) == 1, "quant_map is neither bitsandbytes' NF4 nor its FP4 table"
+    state = {"quant_type": kinds[0], "blocksize": bs, "dtype": "float32", "shape": [n // 64, 64]}
+    if fmt == 2:
+        state.update({"nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": float(offset)})
+    return {"kind": kinds[0], "parts": parts, "state": state, "expect": data[at:]}
+
+
+def write_real(root, rng):
+    """Model directories around the real bitsandbytes tensors of
+    testdata/bnb_real: the weight as model.layers.0.mlp.gate_proj, the
+    quant state's dtype float32 (so merge writes the float32 products and
+    the test rounds them), an adapter on a plain tensor beside it (the
+    merge writes the weight as read) and one on the weight itself."""
+    name = "model.layers.0.mlp.gate_proj.weight"
+    for fname in sorted(os.listdir(REAL_DIR)):
+        if not fname.endswith(".bin"):
+            continue
+        r = read_real(os.path.join(REAL_DIR, fname))
+        d = os.path.join(root, "real", fname[:-4])
+        os.makedirs(os.path.join(d, "model"))
+        if r["kind"] == "int8":
+            entries = [(name, r["weight"]), ("model.layers.0.mlp.gate_proj.SCB", r["scb"]),
+                       ("model.layers.0.mlp.gate_proj.weight_format", np.array(0, np.uint8))]
+            shape = list(r["weight"].shape)
+        else:
+            entries = [(name + s, a) for s, a in r["parts"].items()]
+            blob = np.frombuffer(json.dumps(r["state"]).encode(), np.uint8)
+            entries.append((name + ".quant_state.bitsandbytes__" + r["kind"], blob))
+            shape = r["state"]["shape"]
+        entries.append(("model.layers.0.self_attn.k_proj.weight", np.zeros((4, 8), F32)))
+        stwrite.write(os.path.join(d, "model", "model.safetensors"), entries, {"format": "pt"})
+        with open(os.path.join(d, "model", "config.json"), "w") as f:
+            json.dump({"model_type": "llama", "torch_dtype": "float32",
+                       "quantization_config": {"quant_method": "bitsandbytes"}}, f)
+        with open(os.path.join(d, "bitsandbytes_bf16.bin"), "wb") as f:
+            f.write(r["expect"])
+        # the independent numpy dequantization of the file just written
+        t = parse_st(os.path.join(d, "model", "model.safetensors"))
+        if r["kind"] == "int8":
+            vals = dequantize_int8(t[name], t["model.layers.0.mlp.gate_proj.SCB"])
+        else:
+            vals, _ = dequantize_4bit(t, name)
+        stwrite.write(os.path.join(d, "numpy_f32.safetensors"), [(name, vals.astype(F32))])
+        with open(os.path.join(d, "case.json"), "w") as f:
+            json.dump({"type": r["kind"], "shape": shape, "parameters": int(np.prod(shape)) + 32,
+                       "double_quant": ".nested_absmax" in r.get("parts", {})}, f)
+        cfg = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "bias": "none", "fan_in_fan_out": False,
+               "task_type": "CAUSAL_LM", "target_modules": ["gate_proj"]}
+        for sub, module, dims in (("adapter_plain", "self_attn.k_proj", [4, 8]), ("adapter", "mlp.gate_proj", shape)):
+            ad = os.path.join(d, sub)
+            os.makedirs(ad)
+            with open(os.path.join(ad, "adapter_config.json"), "w") as f:
+                json.dump(dict(cfg, target_modules=[module.split(".")[1]]), f)
+            a = (rng.standard_normal((4, dims[1])) * 0.1).astype(F32)
+            b = (rng.standard_normal((dims[0], 4)) * 0.01).astype(F32)
+            key = "base_model.model.model.layers.0." + module
+            stwrite.write(os.path.join(ad, "adapter_model.safetensors"),
+                          [(key + ".lora_A.weight", a), (key + ".lora_B.weight", b)], {"format": "pt"})
+
+
 def main():
     root = sys.argv[1]
     shutil.rmtree(root, ignore_errors=True)  # no file of an earlier version survives
@@ -437,6 +535,7 @@ def main():
     write_pad_variant(root, "nf4_plain_bs64_bf16")
     write_adapters(root, rng)
     write_hostile(root, rng)
+    write_real(root, np.random.default_rng(20261205))
     # bnb names only in a metadata value: still a plain safetensors file
     stwrite.write(os.path.join(root, "plain_meta.safetensors"), [("a.weight", np.zeros((2, 2), F32))],
                   {"note": "x.weight.quant_state.bitsandbytes__nf4 and y.SCB\""})
