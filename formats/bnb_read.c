@@ -16,11 +16,11 @@
 
 #include "bnb.h"
 
-/* Elements per chunk of a read: 16 Ki, so each scratch buffer (at most
- * 128 KiB) stays below malloc's mmap threshold and is reused, not mapped
- * afresh, while a chunk costs three preads (4 Ki measured 10% of a merge's
- * time in system calls). */
-#define CHUNK_ELEMS ((size_t)1 << 14)
+/* Elements per chunk of a read: 64 Ki.  A chunk costs three preads, and
+ * system calls are dear (4 Ki chunks spent 10% of a merge's time in
+ * them); the scratch, about 1 MiB, is allocated once per read, and a
+ * merge reads a million elements at a time. */
+#define CHUNK_ELEMS ((size_t)1 << 16)
 
 /* Two code values, the products of one packed byte (a vector of two
  * floats: both multiplied by the block's scale at once, each product the
