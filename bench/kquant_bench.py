@@ -138,8 +138,8 @@ def main():
     elems = args.layers * sum(r * c for r, c in merge_bench.SHAPES.values())
     llama = find_llama_quantize()
     out = os.path.join(args.work, "kq_out.gguf")
-    print("K-quant benchmark: F16 llama-shaped GGUF, %d layers, %.1f M elements in the 7 projections "
-          "a layer, %d threads, %d alternating runs, medians" % (args.layers, elems / 1e6, args.threads, args.repeats))
+    print("K-quant benchmark: F16 llama-shaped GGUF, %d layers, %.1f M elements quantized (7 projections a layer), "
+          "%d threads, %d alternating runs, medians" % (args.layers, elems / 1e6, args.threads, args.repeats))
     if not llama:
         print("  llama-quantize: not measured: llama-quantize not found (set LLAMA_QUANTIZE or PATH)")
     for qtype in args.types.split(","):
