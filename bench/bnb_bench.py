@@ -119,7 +119,7 @@ def main():
         print(f"  {name:10s} {statistics.median(t for t, _, _ in v):7.2f} s   "
               f"CPU {statistics.median(c for _, _, c in v):6.2f} s   peak RSS {max(r for _, r, _ in v):8.1f} MiB")
     print(f"  ratio loratool / cp of the output {ratio:.2f}x   (target <= 1.5x)")
-    print(f"  runs (loratool / cp, wall s): "
+    print("  runs (loratool / cp, wall s): "
           + "  ".join(f"{a[0]:.1f}/{b[0]:.1f}" for a, b in zip(runs["loratool"], runs["cp"])))
 
 
