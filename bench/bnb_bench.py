@@ -14,7 +14,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -69,6 +71,21 @@ def make_base(directory, layers):
     return path
 
 
+def timed(cmd, work):
+    """merge_bench.timed plus the command's CPU seconds (user + system):
+    wall time on a shared machine depends on the other load, CPU time much
+    less, so both are printed."""
+    report = os.path.join(work, "time_cpu.txt")
+    start = time.perf_counter()
+    status = subprocess.call(["/usr/bin/time", "-f", "%M %U %S", "-o", report] + cmd, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        sys.exit(f"benchmark command failed ({status}): {' '.join(cmd)}")
+    with open(report) as f:
+        rss, user, system = f.read().split()[-3:]
+    return elapsed, int(rss) / 1024.0, float(user) + float(system)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", default="build/loratool")
@@ -89,8 +106,8 @@ def main():
         for path in (merged, copy):
             if os.path.exists(path):
                 os.unlink(path)
-        runs["loratool"].append(merge_bench.timed([args.tool, "merge", base_dir, adapter, "-o", out_dir], args.work))
-        runs["cp"].append(merge_bench.timed(["cp", merged, copy], args.work))
+        runs["loratool"].append(timed([args.tool, "merge", base_dir, adapter, "-o", out_dir], args.work))
+        runs["cp"].append(timed(["cp", merged, copy], args.work))
     out_size = os.path.getsize(merged)
     for path in (merged, copy):
         os.unlink(path)
@@ -99,8 +116,11 @@ def main():
           f"({args.layers} llama layers), rank-16 adapter on 7 projections, output BF16 "
           f"{out_size / 1e9:.2f} GB; {args.repeats} alternating runs, medians")
     for name, v in runs.items():
-        print(f"  {name:10s} {statistics.median(t for t, _ in v):7.2f} s   peak RSS {max(r for _, r in v):8.1f} MiB")
+        print(f"  {name:10s} {statistics.median(t for t, _, _ in v):7.2f} s   "
+              f"CPU {statistics.median(c for _, _, c in v):6.2f} s   peak RSS {max(r for _, r, _ in v):8.1f} MiB")
     print(f"  ratio loratool / cp of the output {ratio:.2f}x   (target <= 1.5x)")
+    print("  runs (loratool / cp, wall s): "
+          + "  ".join(f"{a[0]:.1f}/{b[0]:.1f}" for a, b in zip(runs["loratool"], runs["cp"])))
 
 
 if __name__ == "__main__":

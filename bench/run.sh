@@ -17,5 +17,9 @@ echo
 echo
 /usr/bin/python3 bench/verify_bench.py --tool "$tool" --work build/bench
 echo
+# K-quant re-quantization beside llama-quantize ($LLAMA_QUANTIZE or PATH; a
+# local llama.cpp build, reported "not measured" without one)
+/usr/bin/python3 bench/kquant_bench.py --tool "$tool" --work build/bench
+echo
 # quantizer throughput; the ggml peer only where GGML_BASE_LIB names a local build
 sh bench/quant_bench.sh

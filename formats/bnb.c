@@ -271,6 +271,11 @@ static lt_status check_4bit(open_ctx *c, size_t state_index, bnb_tensor *q, char
     for (int k = 0; k < 16; k++)
         if (saved[k] != q->code[k])
             return bad(c, w, "quant_map differs from bitsandbytes' table for its quant_type");
+    /* FP4 code 8 is sign bit + zero: the CUDA kernel (dDequantizeFP4Tree:
+     * magnitude times -1) and the C++ scalar CPU kernel give -0.0 where the
+     * Python table holds +0 (spec/bnb.md); read it as they do */
+    if (q->kind == BNB_FP4)
+        q->code[8] = -0.0f;
     q->part[BNB_PART_WEIGHT] = (size_t)wi;
     for (int p = BNB_PART_ABSMAX; p <= BNB_PART_NESTED_QUANT_MAP; p++)
         q->part[p] = part[p] >= 0 ? (size_t)part[p] : BNB_ABSENT;

@@ -1,8 +1,10 @@
 """Fixtures for bitsandbytes checkpoints (spec/bnb.md), numpy only.
 
 A numpy implementation of bitsandbytes' quantizers, written from the facts
-in spec/bnb.md (blockwise absmax, nearest code by midpoints, FP4's code
-order, two codes a byte with the first element in the high nibble, double
+in spec/bnb.md (its default torch backend: blockwise absmax with the 1e-38
+clamp, nearest code by midpoints, a padded zero value for an odd count; the
+CUDA kernel's code 0 for an all-zero block where a case asks for it; FP4's
+code order, two codes a byte with the first element in the high nibble, double
 quantization of absmax around its mean with the 8-bit dynamic table in
 blocks of 256, LLM.int8 row scales), writing the tensors transformers
 saves.  The expected values are an independent numpy dequantization that
@@ -67,36 +69,62 @@ def dynamic_map():
     return np.sort(np.array(data, dtype=F32))
 
 
-def blockwise_absmax(flat, bs):
-    n = flat.size
-    nb = -(-n // bs)
-    padded = np.zeros(nb * bs, dtype=F32)
-    padded[:n] = np.abs(flat)
-    return padded.reshape(nb, bs).max(axis=1).astype(F32)
-
-
 def nearest_code(scaled, code):
-    """Index of the nearest code value (midpoint bucketing over sorted codes)."""
+    """Index of the nearest code value: bucketing over the midpoints of the
+    sorted codes, a tie to the lower one (torch.bucketize, right=False).  The
+    sort is stable, so FP4's zero (entries 0 and 8, both +0) is entry 0."""
     order = np.argsort(code, kind="stable")
     srt = code[order]
     mids = ((srt[:-1] + srt[1:]) / F32(2)).astype(F32)
     return order[np.searchsorted(mids, scaled, side="left")].astype(np.uint8)
 
 
+def scale_blocks(flat, bs):
+    """bitsandbytes' default backend (backends/default/ops.py, quantize_4bit
+    and quantize_blockwise): whole blocks are multiplied by 1 / max(absmax,
+    1e-38), the partial last block divided by its own clamped absmax, both
+    clipped to [-1, 1]; a whole block's absmax is stored unclamped, the
+    partial block's clamped (an all-zero partial block stores 1e-38).
+    -> (scaled, absmax) in float32."""
+    n = flat.size
+    full = n - n % bs
+    blocks = flat[:full].reshape(-1, bs)
+    absmax = np.abs(blocks).max(axis=1).astype(F32) if full else np.zeros(0, F32)
+    inv = (F32(1) / np.maximum(absmax, F32(1e-38))).astype(F32)
+    scaled = np.clip((blocks * inv[:, None]).astype(F32), -1, 1).reshape(-1)
+    if full < n:
+        am = max(F32(np.abs(flat[full:]).max()), F32(1e-38))
+        absmax = np.concatenate([absmax, np.array([am], F32)])
+        scaled = np.concatenate([scaled, np.clip((flat[full:] / am).astype(F32), -1, 1)])
+    return scaled.astype(F32), absmax
+
+
 def quantize_blockwise(flat, code, bs):
-    absmax = blockwise_absmax(flat, bs)
-    idx = np.arange(flat.size) // bs
-    scaled = np.clip(flat * (F32(1) / np.maximum(absmax, F32(1e-38)))[idx], -1, 1).astype(F32)
+    scaled, absmax = scale_blocks(flat, bs)
     return nearest_code(scaled, code), absmax
 
 
-def quantize_4bit(w, kind, bs, nested):
-    """-> dict of suffix -> array, plus the non-tensor state."""
+def quantize_4bit(w, kind, bs, nested, backend="default"):
+    """-> dict of suffix -> array, plus the non-tensor state.
+
+    backend "default" is bitsandbytes' torch backend (what a CPU runs); an odd
+    element count is padded with a scaled 0, so the unused low nibble is the
+    code of 0 (NF4 7, FP4 0).  backend "cuda" models kQuantizeBlockwise where
+    it differs: absmax is stored unclamped, and a block whose absmax is 0
+    scales by 1/0 = inf, 0 * inf is NaN, and dQuantizeNF4/dQuantizeFP4 map NaN
+    to code 0 (NF4's -1), so such a block (and its pad nibble) holds code 0."""
     flat = w.astype(F32).reshape(-1)
     code = code_4bit(kind)
-    q, absmax = quantize_blockwise(flat, code, bs)
-    if q.size % 2:
-        q = np.concatenate([q, np.zeros(1, np.uint8)])
+    scaled, absmax = scale_blocks(flat, bs)
+    if flat.size % 2:
+        scaled = np.concatenate([scaled, np.zeros(1, F32)])
+    q = nearest_code(scaled, code)
+    if backend == "cuda":
+        raw = np.zeros(-(-flat.size // bs) * bs, F32)
+        raw[:flat.size] = np.abs(flat)
+        absmax = raw.reshape(-1, bs).max(axis=1).astype(F32)
+        zero = np.repeat(absmax == 0, bs)[:q.size]   # the pad nibble is in the last block
+        q = np.where(zero, np.uint8(0), q).astype(np.uint8)
     packed = ((q[0::2] << 4) | q[1::2]).astype(np.uint8).reshape(-1, 1)
     parts = {"": packed, ".absmax": absmax, ".quant_map": code}
     state = {"quant_type": kind, "blocksize": bs, "dtype": None, "shape": list(w.shape)}
@@ -126,14 +154,20 @@ def dequantize_4bit(t, w):
     nib = np.empty(packed.size * 2, dtype=np.int64)
     nib[0::2] = packed >> 4
     nib[1::2] = packed & 15
-    vals = (code[nib[:n]] * absmax[np.arange(n) // bs]).astype(F32)
+    cv = code[nib[:n]]
+    if w + ".quant_state.bitsandbytes__fp4" in t:
+        # the kernels' sign rule: code 8 (sign bit, zero magnitude) is -0.0
+        cv = np.where(nib[:n] == 8, F32(-0.0), cv).astype(F32)
+    vals = (cv * absmax[np.arange(n) // bs]).astype(F32)
     return vals.reshape(state["shape"]), state
 
 
 def quantize_int8(w):
+    """Row-wise absmax to int8; an all-zero row (0 * 127/0) is written as 0s."""
     scb = np.abs(w).max(axis=1).astype(F32)
-    q = np.round(w * (F32(127) / scb)[:, None]).astype(np.int8)
-    return q, scb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.round(w * (F32(127) / scb)[:, None])
+    return np.where(scb[:, None] > 0, q, 0).astype(np.int8), scb
 
 
 def dequantize_int8(q, scb):
@@ -179,10 +213,14 @@ def model_weights(rng, dtype):
     for name, shape, _ in LAYOUT:
         w = rng.standard_normal(shape).astype(F32) * F32(0.05)
         ws[name] = stored_f64(w, dtype).astype(F32)   # what the unquantized model held
+    # all-zero blocks, where the quantizers clamp or divide by zero: a whole
+    # one (o_proj 64..127) and a partial last one (down_proj 128..132)
+    ws["model.layers.0.self_attn.o_proj.weight"].reshape(-1)[64:128] = 0
+    ws["model.layers.0.mlp.down_proj.weight"].reshape(-1)[128:] = 0
     return ws
 
 
-def write_case(root, name, kind, bs, nested, dtype, rng):
+def write_case(root, name, kind, bs, nested, dtype, rng, backend="default"):
     d = os.path.join(root, "cases", name)
     md = os.path.join(d, "model")
     os.makedirs(md, exist_ok=True)
@@ -196,7 +234,7 @@ def write_case(root, name, kind, bs, nested, dtype, rng):
             prefix = wname[:-len(".weight")]
             entries += [(wname, q), (prefix + ".SCB", scb), (prefix + ".weight_format", np.array(0, np.uint8))]
         else:
-            parts, state = quantize_4bit(ws[wname], kind, bs, nested)
+            parts, state = quantize_4bit(ws[wname], kind, bs, nested, backend)
             state["dtype"] = TORCH_NAME[dtype]
             for suffix, arr in parts.items():
                 entries.append((wname + suffix, arr))
@@ -330,6 +368,25 @@ def write_storage_variant(root, from_case):
             f_out.write(f_in.read())
 
 
+def write_pad_variant(root, from_case):
+    """The same model with the unused low nibble of the odd-sized down_proj
+    set to 15: no reader looks at it (default backend: [:n]; C++/CUDA
+    kernels: valid_items), so the values must not change."""
+    src = os.path.join(root, "cases", from_case)
+    d = os.path.join(root, "cases", from_case + "_pad15")
+    shutil.copytree(src, d)
+    path = os.path.join(d, "model", "model.safetensors")
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    n = struct.unpack("<Q", data[:8])[0]
+    e = json.loads(data[8:8 + n])["model.layers.0.mlp.down_proj.weight"]
+    last = 8 + n + e["data_offsets"][1] - 1
+    assert data[last] & 15 == 7, "the NF4 pad nibble should be the code of 0"
+    data[last] |= 15
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def write_sharded(root, from_case):
     """The same model in two shards, split between the parts of one weight."""
     src = os.path.join(root, "cases", from_case)
@@ -363,6 +420,100 @@ def write_sharded(root, from_case):
             f_out.write(f_in.read())
 
 
+REAL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bnb_real")
+
+
+def read_real(path):
+    """One fixture of testdata/bnb_real (README.md there): the layout is
+    anamnesis' tests/fixtures/bnb_reference/generate_bnb.py, read here from
+    its header fields, every length checked against the file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    fmt = struct.unpack_from("<I", data, 0)[0]
+    if fmt == 1:
+        rows, cols, wl, sl, el = struct.unpack_from("<5I", data, 4)
+        at = 24
+        assert at + wl + sl + el == len(data) and wl == rows * cols and sl == 4 * rows and el == 2 * wl
+        w = np.frombuffer(data, np.int8, wl, at).reshape(rows, cols)
+        scb = np.frombuffer(data, F32, rows, at + wl)
+        expect = data[at + wl + sl:]
+        return {"kind": "int8", "weight": w, "scb": scb, "expect": expect}
+    n, bs, wl, al, ql, nal, nql, el = struct.unpack_from("<8I", data, 4)
+    offset = struct.unpack_from("<f", data, 36)[0]
+    at = 40
+    assert fmt in (0, 2) and at + wl + al + ql + nal + nql + el == len(data)
+    assert wl * 2 == n and ql == 64 and el == 2 * n
+    parts = {"": np.frombuffer(data, np.uint8, wl, at).reshape(-1, 1)}
+    at += wl
+    parts[".absmax"] = np.frombuffer(data, np.uint8 if fmt == 2 else F32, al if fmt == 2 else al // 4, at)
+    at += al
+    parts[".quant_map"] = np.frombuffer(data, F32, 16, at)
+    at += ql
+    if fmt == 2:
+        parts[".nested_absmax"] = np.frombuffer(data, F32, nal // 4, at)
+        parts[".nested_quant_map"] = np.frombuffer(data, F32, nql // 4, at + nal)
+    at += nal + nql
+    kinds = [k for k in ("nf4", "fp4") if np.array_equal(parts[".quant_map"], code_4bit(k))]
+    assert len(kinds) == 1, "quant_map is neither bitsandbytes' NF4 nor its FP4 table"
+    state = {"quant_type": kinds[0], "blocksize": bs, "dtype": "float32", "shape": [n // 64, 64]}
+    if fmt == 2:
+        state.update({"nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": float(offset)})
+    return {"kind": kinds[0], "parts": parts, "state": state, "expect": data[at:]}
+
+
+def write_real(root, rng):
+    """Model directories around the real bitsandbytes tensors of
+    testdata/bnb_real: the weight as model.layers.0.mlp.gate_proj, the
+    quant state's dtype float32 (so merge writes the float32 products and
+    the test rounds them), an adapter on a plain tensor beside it (the
+    merge writes the weight as read) and one on the weight itself."""
+    name = "model.layers.0.mlp.gate_proj.weight"
+    for fname in sorted(os.listdir(REAL_DIR)):
+        if not fname.endswith(".bin"):
+            continue
+        r = read_real(os.path.join(REAL_DIR, fname))
+        d = os.path.join(root, "real", fname[:-4])
+        os.makedirs(os.path.join(d, "model"))
+        if r["kind"] == "int8":
+            entries = [(name, r["weight"]), ("model.layers.0.mlp.gate_proj.SCB", r["scb"]),
+                       ("model.layers.0.mlp.gate_proj.weight_format", np.array(0, np.uint8))]
+            shape = list(r["weight"].shape)
+        else:
+            entries = [(name + s, a) for s, a in r["parts"].items()]
+            blob = np.frombuffer(json.dumps(r["state"]).encode(), np.uint8)
+            entries.append((name + ".quant_state.bitsandbytes__" + r["kind"], blob))
+            shape = r["state"]["shape"]
+        entries.append(("model.layers.0.self_attn.k_proj.weight", np.zeros((4, 8), F32)))
+        stwrite.write(os.path.join(d, "model", "model.safetensors"), entries, {"format": "pt"})
+        with open(os.path.join(d, "model", "config.json"), "w") as f:
+            json.dump({"model_type": "llama", "torch_dtype": "float32",
+                       "quantization_config": {"quant_method": "bitsandbytes"}}, f)
+        with open(os.path.join(d, "bitsandbytes_bf16.bin"), "wb") as f:
+            f.write(r["expect"])
+        # the independent numpy dequantization of the file just written
+        t = parse_st(os.path.join(d, "model", "model.safetensors"))
+        if r["kind"] == "int8":
+            vals = dequantize_int8(t[name], t["model.layers.0.mlp.gate_proj.SCB"])
+        else:
+            vals, _ = dequantize_4bit(t, name)
+        stwrite.write(os.path.join(d, "numpy_f32.safetensors"), [(name, vals.astype(F32))])
+        with open(os.path.join(d, "case.json"), "w") as f:
+            json.dump({"type": r["kind"], "shape": shape, "parameters": int(np.prod(shape)) + 32,
+                       "double_quant": ".nested_absmax" in r.get("parts", {})}, f)
+        cfg = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "bias": "none", "fan_in_fan_out": False,
+               "task_type": "CAUSAL_LM", "target_modules": ["gate_proj"]}
+        for sub, module, dims in (("adapter_plain", "self_attn.k_proj", [4, 8]), ("adapter", "mlp.gate_proj", shape)):
+            ad = os.path.join(d, sub)
+            os.makedirs(ad)
+            with open(os.path.join(ad, "adapter_config.json"), "w") as f:
+                json.dump(dict(cfg, target_modules=[module.split(".")[1]]), f)
+            a = (rng.standard_normal((4, dims[1])) * 0.1).astype(F32)
+            b = (rng.standard_normal((dims[0], 4)) * 0.01).astype(F32)
+            key = "base_model.model.model.layers.0." + module
+            stwrite.write(os.path.join(ad, "adapter_model.safetensors"),
+                          [(key + ".lora_A.weight", a), (key + ".lora_B.weight", b)], {"format": "pt"})
+
+
 def main():
     root = sys.argv[1]
     shutil.rmtree(root, ignore_errors=True)  # no file of an earlier version survives
@@ -373,12 +524,18 @@ def main():
                 for dtype in ("BF16", "F16"):
                     name = "%s_%s_bs%d_%s" % (kind, "dq" if nested else "plain", bs, dtype.lower())
                     write_case(root, name, kind, bs, nested, dtype, rng)
+    # as bitsandbytes' CUDA kernel writes an all-zero block: code 0 (NF4 -1)
+    # times an absmax of 0, or of whatever double quantization gives back
+    write_case(root, "nf4_dq_bs64_bf16_cuda", "nf4", 64, True, "BF16", rng, backend="cuda")
+    write_case(root, "fp4_plain_bs64_f16_cuda", "fp4", 64, False, "F16", rng, backend="cuda")
     write_case(root, "int8_f16", "int8", 0, False, "F16", rng)
     write_case(root, "int8_bf16", "int8", 0, False, "BF16", rng)
     write_sharded(root, "nf4_dq_bs64_bf16")
     write_storage_variant(root, "nf4_plain_bs64_bf16")
+    write_pad_variant(root, "nf4_plain_bs64_bf16")
     write_adapters(root, rng)
     write_hostile(root, rng)
+    write_real(root, np.random.default_rng(20261205))
     # bnb names only in a metadata value: still a plain safetensors file
     stwrite.write(os.path.join(root, "plain_meta.safetensors"), [("a.weight", np.zeros((2, 2), F32))],
                   {"note": "x.weight.quant_state.bitsandbytes__nf4 and y.SCB\""})

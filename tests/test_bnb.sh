@@ -5,7 +5,9 @@
 #   LORATOOL=build/loratool REF=build/testdata sh tests/test_bnb.sh
 #
 # Per case (nf4/fp4 x double quant or not x blocksize 64/128 x bf16/f16,
-# int8 x f16/bf16, one sharded):
+# int8 x f16/bf16, one sharded, one with BF16 quant_storage, one whose pad
+# nibble is 15, two with all-zero blocks quantized as bitsandbytes' CUDA
+# kernel does; every case has all-zero blocks as its default backend does):
 #   inspect:<case>  inspect --json: format, parameter count (dequantized
 #                   elements), bytes on disk, the quantization object, the
 #                   tensor list's NF4/FP4/INT8 entries and their parts
@@ -15,6 +17,10 @@
 #   merge:<case>    merge of an adapter on every quantized weight: within
 #                   1 ulp of the float64 sum rounded once, config.json
 #                   without quantization_config and with torch_dtype
+#   real:<name>     a real bitsandbytes tensor (testdata/bnb_real): inspect,
+#                   the weight read bit for bit as numpy dequantizes it and,
+#                   rounded to BF16, as bitsandbytes' CUDA kernel did; merge
+#                   within 1 ulp
 # plus merge --dtype f32, and every hostile file refused with exit 3.
 set -u
 LORATOOL=${LORATOOL:-build/loratool}
@@ -169,8 +175,46 @@ def check_merge(case_dir, out_dir, adapter_dir, out_dtype):
         fail("config.json keeps quantization_config or torch_dtype %s" % cfg_out.get("torch_dtype"))
 
 
+def check_real(case_dir, desc_path, plain_out, merged_out):
+    """A real bitsandbytes tensor (testdata/bnb_real): inspect, the weight
+    as read (float32) equal to numpy's dequantization bit for bit and, rounded
+    to BF16, to bitsandbytes' own output; the merge within 1 ulp."""
+    case = json.load(open(os.path.join(case_dir, "case.json")))
+    d = json.load(open(desc_path))
+    q = d.get("quantization") or {}
+    if d["format"] != "bitsandbytes" or d["parameters"] != case["parameters"] or q.get("type") != case["type"]:
+        fail("inspect: format %s parameters %s quantization %s" % (d["format"], d["parameters"], q))
+    if q.get("double_quant") != case["double_quant"]:
+        fail("inspect: double_quant %s" % q.get("double_quant"))
+    name = "model.layers.0.mlp.gate_proj.weight"
+    got = read_st(plain_out)[name]
+    want = read_st(os.path.join(case_dir, "numpy_f32.safetensors"))[name]
+    if got[0] != "F32" or got[1] != case["shape"]:
+        fail("%s %s" % got[:2])
+    if got[2] != want[2]:
+        g, e = (np.frombuffer(x[2], np.uint32) for x in (got, want))
+        k = int(np.argmax(g != e))
+        fail("element %d: %08x, numpy %08x (%d differ)" % (k, g[k], e[k], int((g != e).sum())))
+    bnb = np.frombuffer(open(os.path.join(case_dir, "bitsandbytes_bf16.bin"), "rb").read(), np.uint16)
+    ours = np.frombuffer(to_dtype("BF16", np.frombuffer(got[2], np.float32)), np.uint16)
+    if not np.array_equal(ours, bnb):
+        k = int(np.argmax(ours != bnb))
+        fail("BF16 element %d: %04x, bitsandbytes %04x (%d differ)" % (k, ours[k], bnb[k], int((ours != bnb).sum())))
+    ad = read_st(os.path.join(case_dir, "adapter", "adapter_model.safetensors"))
+    key = "base_model.model.model.layers.0.mlp.gate_proj"
+    a = as_f64("F32", ad[key + ".lora_A.weight"][2]).reshape(ad[key + ".lora_A.weight"][1])
+    b = as_f64("F32", ad[key + ".lora_B.weight"][2]).reshape(ad[key + ".lora_B.weight"][1])
+    x = as_f64("F32", want[2]).reshape(case["shape"]) + 2.0 * (b @ a)
+    m = read_st(merged_out)[name]
+    dist = np.abs(ordered("F32", m[2]) - ordered("F32", to_dtype("F32", x.reshape(-1))))
+    if m[0] != "F32" or dist.max() > 1:
+        fail("merge: %s, %d ulp from the float64 merge" % (m[0], dist.max()))
+
+
 what = sys.argv[1]
-if what == "inspect":
+if what == "real":
+    check_real(*sys.argv[2:6])
+elif what == "inspect":
     check_inspect(sys.argv[2], sys.argv[3])
 elif what == "dequant":
     check_dequant(sys.argv[2], sys.argv[3])
@@ -208,6 +252,23 @@ for case_dir in "$ref"/cases/*/; do
         result "merge:$name" 1 "merge failed: $(cat "$tmp/err")"
     fi
 done
+
+# real bitsandbytes tensors (testdata/bnb_real: slices of published
+# checkpoints with bitsandbytes' own dequantization, see its README.md)
+for case_dir in "$ref"/real/*/; do
+    case_dir=${case_dir%/}
+    name=$(basename "$case_dir")
+    rm -rf "$tmp/plain" "$tmp/merged"
+    if "$LORATOOL" inspect --json "$case_dir/model" >"$tmp/desc.json" 2>"$tmp/err" &&
+        "$LORATOOL" merge "$case_dir/model" "$case_dir/adapter_plain" -o "$tmp/plain" >/dev/null 2>>"$tmp/err" &&
+        "$LORATOOL" merge "$case_dir/model" "$case_dir/adapter" -o "$tmp/merged" >/dev/null 2>>"$tmp/err"; then
+        why=$($py "$tmp/check.py" real "$case_dir" "$tmp/desc.json" "$tmp/plain" "$tmp/merged" 2>&1)
+        result "real:$name" $? "$why"
+    else
+        result "real:$name" 1 "$(cat "$tmp/err")"
+    fi
+done
+[ -d "$ref/real" ] || result "real" 1 "no fixtures in $ref/real"
 
 # --dtype chooses the output dtype; config.json follows it
 case_dir="$ref/cases/fp4_dq_bs128_f16"
