@@ -551,6 +551,30 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
                            lt_combine_method method, double density, uint64_t seed, uint32_t rank,
                            lt_adapter **out, lt_surgery_report *report, lt_error *err)
 {
+    return lt_combine_dense_with(ads, weights, n_ads, method, density, seed, rank, NULL, NULL, out, report, err);
+}
+
+/* The number of distinct module names over all adapters (the modules
+ * lt_combine_dense_with writes), for progress. */
+static size_t count_unique_modules(const lt_adapter *const *ads, size_t n_ads)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n_ads; i++)
+        for (size_t k = 0; k < lt_adapter_module_count(ads[i]); k++) {
+            const char *name = lt_adapter_module(ads[i], k)->name;
+            bool seen = module_index(ads[i], name) < (long)k;
+            for (size_t e = 0; e < i && !seen; e++)
+                seen = module_index(ads[e], name) >= 0;
+            total += !seen;
+        }
+    return total;
+}
+
+lt_status lt_combine_dense_with(const lt_adapter *const *ads, const double *weights, size_t n_ads,
+                                lt_combine_method method, double density, uint64_t seed, uint32_t rank,
+                                lt_progress_fn progress, void *ctx, lt_adapter **out,
+                                lt_surgery_report *report, lt_error *err)
+{
     *out = NULL;
     const char *label = lti_adapter_path(ads[0]);
     if (!(density > 0 && density <= 1))
@@ -565,6 +589,7 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
     }
     if (rank == 0)
         rank = max_rank;
+    size_t total_modules = progress ? count_unique_modules(ads, n_ads) : 0;
     lti_out_module *mods = calloc(cap + 1, sizeof *mods);
     float **tau = calloc(n_ads + 1, sizeof *tau);
     lt_status s = mods && tau ? report_init(report, cap, err) : lti_fail_nomem(err, label);
@@ -627,6 +652,8 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
                 rep->old_rank = input_rank;
                 report->params_after += (uint64_t)om->rank * (om->b_rows + om->a_cols);
             }
+            if (s == LT_OK && progress)
+                progress(ctx, n_out, total_modules);
             for (size_t a = 0; a < n_tau; a++)
                 free(tau[a]);
             free(merged);
