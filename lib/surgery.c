@@ -135,7 +135,7 @@ static size_t choose_for_svd(void *ctx, double *s, size_t n)
 }
 
 /* Truncate b (m x R) a (R x n) by RULE into om, filling the report entry. */
-static lt_status truncate_product(const double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
+static lt_status truncate_product(double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
                                   const lt_rank_rule *rule, lti_out_module *om, lt_surgery_module *rep,
                                   lt_error *err)
 {
@@ -144,8 +144,8 @@ static lt_status truncate_product(const double *b, const double *a, uint64_t m, 
     lt_status s = u && v && sv ? LT_OK : lti_fail_nomem(err, om->name);
     rule_ctx rc = {rule, frobenius(b, m * r) * frobenius(a, r * n)};
     size_t k = 0;
-    if (s == LT_OK)
-        s = lti_lowrank_svd_rule_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, choose_for_svd,
+    if (s == LT_OK) /* b is the caller's to free: factored in place */
+        s = lti_lowrank_svd_rule_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, true, a, (size_t)n, choose_for_svd,
                                     &rc, &k, u, (size_t)r, sv, v, (size_t)r, err);
     if (s == LT_OK) {
         double total = 0, kept = 0;
@@ -242,6 +242,7 @@ static lt_status gather(const lt_adapter *const *ads, const double *weights, siz
     uint64_t m = first->kind == LT_MODULE_EMBEDDING ? first->in_features : first->out_features;
     uint64_t n = first->kind == LT_MODULE_EMBEDDING ? first->out_features : first->in_features;
     uint64_t total_r = 0;
+    size_t n_from = 0, only = 0; /* adapters that have the module */
     for (size_t i = 0; i < n_ads; i++) {
         long k = module_index(ads[i], first->name);
         if (k < 0)
@@ -255,6 +256,13 @@ static lt_status gather(const lt_adapter *const *ads, const double *weights, siz
                            (unsigned long long)mk->out_features, (unsigned long long)mk->in_features,
                            (unsigned long long)first->out_features, (unsigned long long)first->in_features);
         total_r += mk->rank;
+        n_from++;
+        only = i;
+    }
+    if (n_from == 1) { /* resize: the one adapter's factors as they are */
+        const lt_lora_module *mk = lt_adapter_module(ads[only], (size_t)module_index(ads[only], first->name));
+        *r_out = total_r;
+        return load_scaled_factors(ads[only], mk, weights[only], b_out, a_out, err);
     }
     double *b = calloc((size_t)(m * total_r) + 1, sizeof *b), *a = calloc((size_t)(total_r * n) + 1, sizeof *a);
     if (!a || !b) {
