@@ -43,7 +43,7 @@ deps:
 
 # The float32 merge kernel bounds its error fused or not (lib/merge_fast.c),
 # so it may use FMA.
-$(BUILD)/obj/lib/merge_fast.o: CFLAGS_ALL += -ffp-contract=fast
+$(BUILD)/obj/lib/merge_fast.o $(BUILD)/generic/obj/lib/merge_fast.o: CFLAGS_ALL += -ffp-contract=fast
 
 # The quantizers', linear algebra's and verify's 32-byte vector helpers are
 # static inline: no ABI crosses a file, so GCC's note about AVX vector

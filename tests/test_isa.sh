@@ -1,9 +1,11 @@
 #!/bin/sh
 # The same bytes on every CPU: resize, combine, extract and merge written by
 # the dispatching loratool (AVX2 clones of the GEMM, QR, conversion and merge
-# kernels where the CPU has AVX2, lib/core.h LT_TARGET_CLONES) and by the
-# same sources built with the clones left out (-DLT_NO_TARGET_CLONES,
-# BUILD/generic/loratool, made by `make test-build`) must be identical.
+# kernels where the CPU has AVX2, lib/core.h LT_TARGET_CLONES; merge's
+# float32 kernel in its x86-64-v3/v4 builds, lib/merge_fast.c) and by the
+# same sources built with -DLT_NO_TARGET_CLONES (BUILD/generic/loratool,
+# made by `make test-build`: no clones, baseline merge kernel) must be
+# identical.
 # Usage, from the repository root:
 #
 #   LORATOOL=build/loratool sh tests/test_isa.sh
