@@ -162,12 +162,14 @@ static lt_status truncate_product(double *b, const double *a, uint64_t m, uint64
         om->a = malloc((size_t)(k * n) * sizeof(float) + 1);
         if (!om->a || !om->b)
             s = lti_fail_nomem(err, om->name);
+        for (size_t j = 0; j < k; j++) /* sv[j] is sqrt(s_j) from here on */
+            sv[j] = sqrt(sv[j]);
         for (uint64_t i = 0; s == LT_OK && i < m; i++)
             for (size_t j = 0; j < k; j++)
-                om->b[i * k + j] = (float)(u[i * r + j] * sqrt(sv[j]));
+                om->b[i * k + j] = (float)(u[i * r + j] * sv[j]);
         for (size_t j = 0; s == LT_OK && j < k; j++)
             for (uint64_t c = 0; c < n; c++)
-                om->a[j * n + c] = (float)(sqrt(sv[j]) * v[c * r + j]);
+                om->a[j * n + c] = (float)(sv[j] * v[c * r + j]);
     }
     free(u);
     free(v);
