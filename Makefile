@@ -43,7 +43,7 @@ deps:
 
 # The float32 merge kernel bounds its error fused or not (lib/merge_fast.c),
 # so it may use FMA.
-$(BUILD)/obj/lib/merge_fast.o: CFLAGS_ALL += -ffp-contract=fast
+$(BUILD)/obj/lib/merge_fast.o $(BUILD)/generic/obj/lib/merge_fast.o: CFLAGS_ALL += -ffp-contract=fast
 
 # The quantizers', linear algebra's and verify's 32-byte vector helpers are
 # static inline: no ABI crosses a file, so GCC's note about AVX vector
@@ -68,6 +68,23 @@ $(BUILD)/obj/cli/%.o: cli/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS_ALL) $(INC_CLI) $(CFLAGS_ALL) -c $< -o $@
+
+# The test build's second loratool, built from the same sources with the
+# AVX2 clones left out (core.h, LT_TARGET_CLONES): tests/test_isa.sh checks
+# that it writes the same bytes as the dispatching one.  Only the files
+# that build clones (directly or through a header) are compiled again.
+CLONE_HDRS  := $(filter-out lib/core.h,$(shell grep -l LT_TARGET_CLONES lib/*.h))
+CLONED_SRC  := $(shell grep -l -e LT_TARGET_CLONES $(foreach h,$(CLONE_HDRS),-e '"$(notdir $(h))"') $(LIB_SRC))
+GENERIC_OBJ := $(CLONED_SRC:%.c=$(BUILD)/generic/obj/%.o) $(filter-out $(CLONED_SRC:%.c=$(BUILD)/obj/%.o),$(LIB_OBJ))
+
+$(BUILD)/generic/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) -DLT_NO_TARGET_CLONES $(INC_FORMATS) $(CFLAGS_ALL) -Wno-psabi -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/generic/loratool: $(CLI_OBJ) $(GENERIC_OBJ)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(GENERIC_OBJ) $(LDLIBS_ALL)
 
 $(BUILD)/libloratool.a: $(LIB_OBJ)
 	@rm -f $@
@@ -94,7 +111,7 @@ test:
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 	@tests/run.sh build build/asan
 
-test-build: $(BUILD)/loratool $(BUILD)/libloratool.a $(TEST_BIN)
+test-build: $(BUILD)/loratool $(BUILD)/libloratool.a $(TEST_BIN) $(BUILD)/generic/loratool
 
 # The threaded merge once under ThreadSanitizer (not part of `make test`:
 # TSan builds are slow and may not mix with ASan): a merge on 1, 2 and 4

@@ -9,18 +9,23 @@ numpy dense-SVD baseline that PEFT's svd combination and kohya's resize use.
 3. extract from a 4096 x 4096 rank-8 delta plus small noise: loratool
    (randomized SVD) vs numpy's dense SVD: time and relative error.
 4. against numpy doing the same methods (bench/surgery_baseline.py, OpenBLAS
-   on 2 threads), medians of --runs runs, wall and CPU seconds: resize of
-   (1), combine of two such adapters with --rank 16, extract rank 16 from 4
-   layers of 7B-shaped BF16 base / fine-tuned pairs.
+   on 2 threads), medians of --runs rounds that each run every command once
+   (interleaved), wall and CPU seconds and peak RSS: resize of (1) with
+   --rank 16, and on an adapter whose products have 16 dominant values with
+   --rank 16, --energy 0.999 and --sv-ratio 100, which all keep 16 (the
+   rules must cost the same as a fixed rank), combine of two such adapters
+   with --rank 16, extract rank 16 from 4 layers of 7B-shaped BF16 base /
+   fine-tuned pairs; each ratio against its target in issue 17, met or not,
+   and numpy's BLAS library, build and kernel.
 """
 import argparse
 import json
 import os
-import resource
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -70,14 +75,16 @@ def read_factors(path, name):
 
 
 def timed(cmd, env=None):
-    """Wall seconds, CPU seconds (user + sys) and the child's stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, env=env)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, res.stdout
+    """Wall seconds, CPU seconds (user + sys), peak resident MiB and stdout
+    of one command.  GNU time measures it: the rusage of a child of this
+    (large) Python process would start from this process's peak RSS."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        start = time.perf_counter()
+        res = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", tf.name] + cmd, check=True,
+                             stdout=subprocess.PIPE, env=env)
+        wall = time.perf_counter() - start
+        user, sys_s, rss_kb = tf.read().split()[-3:]
+    return wall, float(user) + float(sys_s), int(rss_kb) / 1024, res.stdout
 
 
 def numpy_env():
@@ -89,15 +96,19 @@ def numpy_env():
     return env
 
 
-def make_adapter_7b(path, seed):
+def make_adapter_7b(path, seed, gap=False):
+    """224 modules of rank 64, BF16.  gap: B's columns 16.. scaled by 1e-3,
+    so every module's product has 16 values far above the rest and the
+    rank rules of section 4 keep exactly 16 everywhere, as --rank 16 does."""
     if os.path.exists(os.path.join(path, "adapter_model.safetensors")):
         return
     rng = np.random.default_rng(seed)
     modules = {}
+    col_scale = np.where(np.arange(64) < 16, 1.0, 1e-3).astype(np.float32) if gap else np.float32(1)
     for layer in range(32):
         for mod, (out_f, in_f) in SHAPES.items():
             a = rng.standard_normal((64, in_f), dtype=np.float32) * 0.01
-            b = rng.standard_normal((out_f, 64), dtype=np.float32) * 0.01
+            b = rng.standard_normal((out_f, 64), dtype=np.float32) * 0.01 * col_scale
             modules[f"model.layers.{layer}.{mod}"] = (a, b)
     write_adapter(path, modules, 64, 128, "BF16")
 
@@ -127,56 +138,110 @@ def make_models_7b(work, layers):
     return base, tuned
 
 
+def read_factors_any(path, name):
+    """B and A of one module, F32 or BF16, as float64."""
+    with open(os.path.join(path, "adapter_model.safetensors"), "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    def get(key):
+        info = header[key]
+        s, e = info["data_offsets"]
+        raw = data[s:e]
+        if info["dtype"] == "BF16":
+            x = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            x = np.frombuffer(raw, np.float32)
+        return x.reshape(info["shape"]).astype(np.float64)
+    key = "base_model.model." + name
+    return get(key + ".lora_B.weight"), get(key + ".lora_A.weight")
+
+
+def mean_rank(report):
+    mods = json.loads(report)["modules"]
+    return sum(m["new_rank"] for m in mods) / len(mods)
+
+
+def verdict(value, limit):
+    return f"{value:.2f} (target <= {limit:g}: {'met' if value <= limit else 'NOT MET'})"
+
+
 def versus_numpy(args, big):
-    """Section 4: loratool and the numpy baselines side by side."""
+    """Section 4: loratool and the numpy baselines side by side, every run
+    of every command interleaved (one round runs each once), medians."""
     runs = args.runs
     other = os.path.join(args.work, "adapter_7b_r64_b")
     make_adapter_7b(other, 12)
+    gap = os.path.join(args.work, "adapter_7b_r64_gap16")
+    make_adapter_7b(gap, 13, gap=True)
     base, tuned = make_models_7b(args.work, 4)
     out = os.path.join(args.work, "vs_numpy_out")
     baseline = os.path.join(os.path.dirname(os.path.abspath(__file__)), "surgery_baseline.py")
-    cases = [
-        ("resize r64 -> 16", [args.tool, "resize", big, "-o", out, "--rank", "16"],
-         ["resize", big, "16"]),
-        ("combine 2 x r64 --rank 16", [args.tool, "combine", big, other, "-o", out, "--rank", "16"],
-         ["combine", "16", big, other]),
-        ("extract rank 16, 4 layers", [args.tool, "extract", base, tuned, "-o", out, "--rank", "16"],
-         ["extract", base, tuned, "16", "4"]),
+    lt = lambda *a: [args.tool] + list(a) + ["-o", out, "--json"]
+    npy = lambda *a: [sys.executable, baseline] + list(a)
+    cases = [  # label, command, numpy?
+        ("resize --rank 16", lt("resize", big, "--rank", "16"), False),
+        ("resize numpy", npy("resize", big, "16"), True),
+        ("gap16: resize --rank 16", lt("resize", gap, "--rank", "16"), False),
+        ("gap16: resize --energy 0.999", lt("resize", gap, "--energy", "0.999"), False),
+        ("gap16: resize --sv-ratio 100", lt("resize", gap, "--sv-ratio", "100"), False),
+        ("combine --rank 16", lt("combine", big, other, "--rank", "16"), False),
+        ("combine numpy", npy("combine", "16", big, other), True),
+        ("extract --rank 16", lt("extract", base, tuned, "--rank", "16"), False),
+        ("extract numpy", npy("extract", base, tuned, "16", "4"), True),
     ]
-    print(f"\n4. loratool vs numpy doing the same method (median of {runs} runs; CPU = user + sys)")
-    blas = None
-    results = {}
-    for label, lt_cmd, np_args in cases:
-        lt, nps = [], []
-        for _ in range(runs):
+    print(f"\n4. loratool vs numpy doing the same method: medians of {runs} rounds, each round running "
+          f"every command once, interleaved\n   (wall and CPU = user + sys seconds, peak RSS of the process; "
+          f"resize/combine: 7B-shaped r64 BF16 adapters; gap16: one whose\n   "
+          f"products have 16 dominant values, so each rule keeps 16 everywhere; extract: 4 7B-shaped BF16 layers)")
+    blas, samples, ranks = None, {c[0]: [] for c in cases}, {}
+    for _ in range(runs):
+        for label, cmd, is_numpy in cases:
             subprocess.run(["rm", "-rf", out], check=True)
-            lt.append(timed(lt_cmd)[:2])
-            w, c, text = timed([sys.executable, baseline] + np_args, env=numpy_env())
-            nps.append((w, c))
-            blas = json.loads(text)["blas"]
-        lw, lc = statistics.median(x[0] for x in lt), statistics.median(x[1] for x in lt)
-        nw, nc = statistics.median(x[0] for x in nps), statistics.median(x[1] for x in nps)
-        results[label] = (lw, lc, nw, nc)
-        print(f"   {label:27s} loratool {lw:6.2f} s wall {lc:6.2f} s CPU | numpy {nw:6.2f} s wall "
-              f"{nc:6.2f} s CPU | ratio wall {lw / nw:.2f} CPU {lc / nc:.2f}")
-    rz = results["resize r64 -> 16"]
-    cb = results["combine 2 x r64 --rank 16"]
-    ex = results["extract rank 16, 4 layers"]
-    print(f"   targets: resize wall ratio {rz[0] / rz[2]:.2f} (<= 0.35); combine / resize {cb[0] / rz[0]:.2f} (<= 4); "
-          f"extract wall ratio {ex[0] / ex[2]:.2f} (<= 1)")
-    print("   numpy's BLAS (OPENBLAS_NUM_THREADS=2, OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset):")
+            wall, cpu, rss, text = timed(cmd, env=numpy_env() if is_numpy else None)
+            samples[label].append((wall, cpu, rss))
+            if is_numpy:
+                blas = json.loads(text)["blas"]
+            elif "resize" in label:
+                ranks[label] = mean_rank(text)
+    med = {}
+    for label, _, _ in cases:
+        xs = samples[label]
+        med[label] = tuple(statistics.median(x[i] for x in xs) for i in range(2)) + (max(x[2] for x in xs),)
+        w, c, r = med[label]
+        spread = f"{min(x[0] for x in xs):.2f}-{max(x[0] for x in xs):.2f}"
+        extra = f"  mean new rank {ranks[label]:.2f}" if label in ranks else ""
+        print(f"   {label:32s} {w:7.2f} s wall ({spread}) {c:7.2f} s CPU {r:7.0f} MiB{extra}")
+    rz, rn = med["resize --rank 16"], med["resize numpy"]
+    cb, cn = med["combine --rank 16"], med["combine numpy"]
+    ex, en = med["extract --rank 16"], med["extract numpy"]
+    rg = med["gap16: resize --rank 16"]
+    re, rr = med["gap16: resize --energy 0.999"], med["gap16: resize --sv-ratio 100"]
+    print("   targets (issue 17), on medians:")
+    print(f"     resize wall / numpy wall         {verdict(rz[0] / rn[0], 0.35)}; CPU ratio {rz[1] / rn[1]:.2f}")
+    print(f"     gap16 --energy / --rank wall     {verdict(re[0] / rg[0], 1.1)}; CPU ratio {re[1] / rg[1]:.2f}")
+    print(f"     gap16 --sv-ratio / --rank wall   {verdict(rr[0] / rg[0], 1.1)}; CPU ratio {rr[1] / rg[1]:.2f}")
+    print(f"     combine wall / resize wall       {verdict(cb[0] / rz[0], 4)}; CPU ratio {cb[1] / rz[1]:.2f}; "
+          f"vs numpy wall {cb[0] / cn[0]:.2f}")
+    print(f"     extract wall / numpy wall        {verdict(ex[0] / en[0], 1)}; CPU ratio {ex[1] / en[1]:.2f}")
+    print(f"     extract peak RSS {ex[2]:.0f} MiB (numpy {en[2]:.0f} MiB; the two models are "
+          f"{2 * os.path.getsize(base) / 2**20:.0f} MiB)")
+    print(f"   numpy {np.__version__}; its BLAS (OPENBLAS_NUM_THREADS=2, OPENBLAS_CORETYPE and "
+          f"OPENBLAS_L2_SIZE unset):")
     seen = set()
     for line in blas or []:
-        if line.strip().startswith("config:") and line not in seen:
+        if line not in seen:
             seen.add(line)
             print("     " + line.strip())
+    load = os.getloadavg()
+    print(f"   load average at the end {load[0]:.1f} on {os.cpu_count()} CPUs (a busy machine inflates walls)")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tool", default="build/loratool")
     ap.add_argument("--work", default="build/bench")
-    ap.add_argument("--runs", type=int, default=3, help="runs per case of section 4 (medians)")
+    ap.add_argument("--runs", type=int, default=5, help="runs per case of section 4 (medians)")
     ap.add_argument("--only-numpy", action="store_true", help="section 4 alone")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)

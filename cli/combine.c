@@ -103,10 +103,11 @@ int cmd_combine(int argc, char **argv)
         lt_adapter *model = NULL;
         cli_progress pr;
         lt_progress_fn shown = cli_progress_start(&pr, "combining", "modules", json);
-        lt_status s = dense ? lt_combine_dense((const lt_adapter *const *)ads, weights, n,
-                                               strcmp(method, "ties") == 0 ? LT_COMBINE_TIES : LT_COMBINE_DARE,
-                                               density, seed, rule.kind == LT_RANK_FIXED ? (uint32_t)rule.value : 0,
-                                               &model, &report, &err)
+        lt_status s = dense ? lt_combine_dense_with((const lt_adapter *const *)ads, weights, n,
+                                                    strcmp(method, "ties") == 0 ? LT_COMBINE_TIES : LT_COMBINE_DARE,
+                                                    density, seed,
+                                                    rule.kind == LT_RANK_FIXED ? (uint32_t)rule.value : 0, shown,
+                                                    &pr, &model, &report, &err)
                             : lt_combine_with((const lt_adapter *const *)ads, weights, n, &rule, shown, &pr, &model,
                                               &report, &err);
         rc = cli_finish_surgery(s, model, out, true, a.base, &report, json, &err);

@@ -18,6 +18,20 @@
 #define LT_PRINTF(a, b)
 #endif
 
+/* Hot loops built twice, for AVX2 and for baseline x86-64, the one the CPU
+ * runs chosen at load time.  Both do the same IEEE operations in the same
+ * order (nothing fused: -ffp-contract=off, and "avx2" does not enable FMA),
+ * so the output bytes do not depend on the CPU.  -DLT_NO_TARGET_CLONES
+ * builds the baseline code alone: the test build links such a second
+ * loratool (BUILD/generic/loratool) and tests/test_isa.sh compares its
+ * output with the dispatching one's. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__) && \
+    !defined(LT_NO_TARGET_CLONES)
+#define LT_TARGET_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LT_TARGET_CLONES
+#endif
+
 /* ---- errors (lib/error.c) ---- */
 
 /* Fill err (if not NULL) with status and a formatted message; returns

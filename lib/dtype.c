@@ -504,11 +504,7 @@ static lt_status f64_to_blocks(lt_dtype t, const double *src, unsigned char *out
 /* The merge kernel's conversions, built for AVX2 and baseline x86-64
  * (chosen at load time): the same IEEE operations either way, so the
  * same bytes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define LT_CONVERT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LT_CONVERT_CLONES
-#endif
+#define LT_CONVERT_CLONES LT_TARGET_CLONES /* core.h */
 
 /* (static, so the clones' resolver stays internal to the library) */
 LT_CONVERT_CLONES

@@ -146,12 +146,14 @@ lt_status lti_factors_from_dense(const lt_extract_options *opts, const float *di
         float *a = *a_out = malloc((size_t)(keep * n) * sizeof(float) + 1);
         if (!a || !b)
             s = lti_fail_nomem(err, "svd");
+        for (uint64_t j = 0; j < keep; j++) /* sv[j] is sqrt(s_j) from here on */
+            sv[j] = sqrt(sv[j]);
         for (uint64_t i = 0; s == LT_OK && i < m; i++)
             for (uint64_t j = 0; j < keep; j++)
-                b[i * keep + j] = (float)(u[i * k + j] * sqrt(sv[j]));
+                b[i * keep + j] = (float)(u[i * k + j] * sv[j]);
         for (uint64_t j = 0; s == LT_OK && j < keep; j++)
             for (uint64_t c = 0; c < n; c++)
-                a[j * n + c] = (float)(sqrt(sv[j]) * v[c * k + j]);
+                a[j * n + c] = (float)(sv[j] * v[c * k + j]);
     }
     free(u);
     free(v);

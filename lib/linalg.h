@@ -66,8 +66,11 @@ lt_status lti_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, siz
  * triples, kk = choose(ctx, s, r) capped at min(m, n, r): the rank rule
  * sees every value (and may edit them, e.g. zero rounding noise) before any
  * vector is formed.  U is m x kk and V n x kk in arrays with ldu, ldv >= r
- * (columns kk.. untouched); *kk_out gets kk.  choose NULL keeps r. */
-lt_status lti_lowrank_svd_rule_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
+ * (columns kk.. untouched); *kk_out gets kk.  choose NULL keeps r.
+ * b_scratch: B is the caller's to lose (with ldb == r it is factored in
+ * place instead of copied, and holds garbage afterwards); else B is only
+ * read.  The results are the same bytes either way. */
+lt_status lti_lowrank_svd_rule_f64(size_t m, size_t n, size_t r, double *b, size_t ldb, bool b_scratch,
                                   const double *a, size_t lda,
                                   size_t (*choose)(void *ctx, double *s, size_t n_s), void *ctx,
                                   size_t *kk_out, double *u, size_t ldu, double *s, double *v,

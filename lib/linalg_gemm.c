@@ -33,11 +33,7 @@
 /* Below this many multiply-adds a product runs on the calling thread. */
 #define GEMM_SERIAL_WORK (1u << 18)
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define LT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LT_CLONES
-#endif
+#define LT_CLONES LT_TARGET_CLONES /* core.h */
 
 typedef struct gemm_job {
     bool f64;

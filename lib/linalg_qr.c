@@ -67,11 +67,7 @@ double lti_norm2(const double *x, size_t n, size_t inc)
  * n doubles. */
 /* AVX2 and baseline builds of the reflector loops (element-wise, so both
  * give identical results; no FMA contraction). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define LT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LT_CLONES
-#endif
+#define LT_CLONES LT_TARGET_CLONES /* core.h */
 
 /* Apply H_j = I - tau v v^T, v = (1, w[j+1.., j]) stored below the
  * diagonal of column j of W, to rows j.. and columns c0 .. c0 + nc of A:

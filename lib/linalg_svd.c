@@ -395,8 +395,8 @@ static void copy_scaled(const double *x, size_t rows, size_t cols, size_t ld, in
  * choose, else min(k, p)).  Factors with at least r rows each take the
  * tall-skinny QR, whose Q is applied to the kept columns only; others the
  * plain QR with Q formed. */
-static lt_status lowrank(size_t m, size_t n, size_t r, const double *b, size_t ldb, const double *a,
-                         size_t lda, size_t k, size_t (*choose)(void *, double *, size_t), void *ctx,
+static lt_status lowrank(size_t m, size_t n, size_t r, const double *b, size_t ldb, double *b_scratch,
+                         const double *a, size_t lda, size_t k, size_t (*choose)(void *, double *, size_t), void *ctx,
                          size_t *kk_out, double *u, size_t ldu, double *s, double *v, size_t ldv,
                          const char *fn, lt_error *err)
 {
@@ -414,7 +414,8 @@ static lt_status lowrank(size_t m, size_t n, size_t r, const double *b, size_t l
     const size_t kb = min_sz(m, r), ka = min_sz(n, r);
     const int eb = scale_exp(mb), ea = scale_exp(ma);
     bool fail = false;
-    double *wb = dalloc(m, r, &fail), *wa = dalloc(n, r, &fail);
+    /* B's copy may be B itself (the caller's scratch, leading dimension r) */
+    double *wb = b_scratch ? b_scratch : dalloc(m, r, &fail), *wa = dalloc(n, r, &fail);
     double *taub = dalloc(ts ? lti_tsqr_aux_count(m, r) : kb, 1, &fail);
     double *taua = dalloc(ts ? lti_tsqr_aux_count(n, r) : ka, 1, &fail), *work = dalloc(r, 1, &fail);
     double *rb = dalloc(kb, r, &fail), *ra = dalloc(ka, r, &fail), *core = dalloc(kb, ka, &fail);
@@ -486,7 +487,9 @@ static lt_status lowrank(size_t m, size_t n, size_t r, const double *b, size_t l
                 v[i * ldv + c] = 0;
         }
 out:
-    free(wb), free(wa), free(taub), free(taua), free(work), free(rb), free(ra), free(core);
+    if (!b_scratch)
+        free(wb);
+    free(wa), free(taub), free(taua), free(work), free(rb), free(ra), free(core);
     free(uc), free(vc), free(sc);
     return st;
 }
@@ -514,10 +517,10 @@ lt_status lti_lowrank_svd_f64(size_t m, size_t n, size_t r, const double *b, siz
     lt_status st = lowrank_args(m, n, r, b, ldb, a, lda, k, u, ldu, s, v, ldv, fn, err);
     if (st != LT_OK || k == 0)
         return st;
-    return lowrank(m, n, r, b, ldb, a, lda, k, NULL, NULL, &kk, u, ldu, s, v, ldv, fn, err);
+    return lowrank(m, n, r, b, ldb, NULL, a, lda, k, NULL, NULL, &kk, u, ldu, s, v, ldv, fn, err);
 }
 
-lt_status lti_lowrank_svd_rule_f64(size_t m, size_t n, size_t r, const double *b, size_t ldb,
+lt_status lti_lowrank_svd_rule_f64(size_t m, size_t n, size_t r, double *b, size_t ldb, bool b_scratch,
                                   const double *a, size_t lda,
                                   size_t (*choose)(void *ctx, double *s, size_t n_s), void *ctx,
                                   size_t *kk_out, double *u, size_t ldu, double *s, double *v,
@@ -528,7 +531,8 @@ lt_status lti_lowrank_svd_rule_f64(size_t m, size_t n, size_t r, const double *b
     lt_status st = lowrank_args(m, n, r, b, ldb, a, lda, r, u, ldu, s, v, ldv, fn, err);
     if (st != LT_OK || r == 0)
         return st;
-    return lowrank(m, n, r, b, ldb, a, lda, r, choose, ctx, kk_out, u, ldu, s, v, ldv, fn, err);
+    return lowrank(m, n, r, b, ldb, b_scratch && ldb == r ? b : NULL, a, lda, r, choose, ctx, kk_out, u, ldu, s,
+                   v, ldv, fn, err);
 }
 
 

@@ -123,10 +123,12 @@ static bool fast_eligible(const plan_tensor *t, uint64_t *rank)
     return *rank > 0 && *rank <= MAX_FAST_RANK;
 }
 
-/* The best build this machine runs. */
+/* The best build this machine runs.  A build with -DLT_NO_TARGET_CLONES
+ * (the test build's generic binary, core.h LT_TARGET_CLONES) runs the
+ * baseline one. */
 static merge_isa best_isa(void)
 {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LT_NO_TARGET_CLONES)
     if (__builtin_cpu_supports("x86-64-v4"))
         return MERGE_ISA_AVX512;
     if (__builtin_cpu_supports("x86-64-v3"))

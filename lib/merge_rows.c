@@ -33,9 +33,7 @@ static double overflow_threshold(lt_dtype t)
 /* Built twice (AVX2 and baseline x86-64, chosen at load time); both do the
  * same IEEE double operations in the same order (no FMA contraction in
  * ISO C mode), so the output bytes do not depend on the machine's ISA. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+LT_TARGET_CLONES /* core.h */
 static void add_lowrank(double *acc, uint64_t nr, uint64_t cols, const merge_op *op, uint64_t row0)
 {
     uint32_t r = op->rank;

@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "core.h"
+
 #define LTI_QK 32    /* elements of a Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 block */
 #define LTI_QK_K 256 /* elements of a K-quant super-block                    */
 
@@ -64,10 +66,6 @@ static inline __attribute__((always_inline)) void to_lanes(int n, const float *x
 /* The lane functions are built for AVX2 and for baseline x86-64, chosen at
  * load time; the same IEEE operations lane by lane either way (nothing is
  * fused: -ffp-contract=off), so the same bytes. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define LT_LANES_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LT_LANES_CLONES
-#endif
+#define LT_LANES_CLONES LT_TARGET_CLONES /* core.h */
 
 #endif

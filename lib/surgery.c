@@ -135,7 +135,7 @@ static size_t choose_for_svd(void *ctx, double *s, size_t n)
 }
 
 /* Truncate b (m x R) a (R x n) by RULE into om, filling the report entry. */
-static lt_status truncate_product(const double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
+static lt_status truncate_product(double *b, const double *a, uint64_t m, uint64_t n, uint64_t r,
                                   const lt_rank_rule *rule, lti_out_module *om, lt_surgery_module *rep,
                                   lt_error *err)
 {
@@ -144,8 +144,8 @@ static lt_status truncate_product(const double *b, const double *a, uint64_t m, 
     lt_status s = u && v && sv ? LT_OK : lti_fail_nomem(err, om->name);
     rule_ctx rc = {rule, frobenius(b, m * r) * frobenius(a, r * n)};
     size_t k = 0;
-    if (s == LT_OK)
-        s = lti_lowrank_svd_rule_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, a, (size_t)n, choose_for_svd,
+    if (s == LT_OK) /* b is the caller's to free: factored in place */
+        s = lti_lowrank_svd_rule_f64((size_t)m, (size_t)n, (size_t)r, b, (size_t)r, true, a, (size_t)n, choose_for_svd,
                                     &rc, &k, u, (size_t)r, sv, v, (size_t)r, err);
     if (s == LT_OK) {
         double total = 0, kept = 0;
@@ -162,12 +162,14 @@ static lt_status truncate_product(const double *b, const double *a, uint64_t m, 
         om->a = malloc((size_t)(k * n) * sizeof(float) + 1);
         if (!om->a || !om->b)
             s = lti_fail_nomem(err, om->name);
+        for (size_t j = 0; j < k; j++) /* sv[j] is sqrt(s_j) from here on */
+            sv[j] = sqrt(sv[j]);
         for (uint64_t i = 0; s == LT_OK && i < m; i++)
             for (size_t j = 0; j < k; j++)
-                om->b[i * k + j] = (float)(u[i * r + j] * sqrt(sv[j]));
+                om->b[i * k + j] = (float)(u[i * r + j] * sv[j]);
         for (size_t j = 0; s == LT_OK && j < k; j++)
             for (uint64_t c = 0; c < n; c++)
-                om->a[j * n + c] = (float)(sqrt(sv[j]) * v[c * r + j]);
+                om->a[j * n + c] = (float)(sv[j] * v[c * r + j]);
     }
     free(u);
     free(v);
@@ -242,6 +244,7 @@ static lt_status gather(const lt_adapter *const *ads, const double *weights, siz
     uint64_t m = first->kind == LT_MODULE_EMBEDDING ? first->in_features : first->out_features;
     uint64_t n = first->kind == LT_MODULE_EMBEDDING ? first->out_features : first->in_features;
     uint64_t total_r = 0;
+    size_t n_from = 0, only = 0; /* adapters that have the module */
     for (size_t i = 0; i < n_ads; i++) {
         long k = module_index(ads[i], first->name);
         if (k < 0)
@@ -255,6 +258,13 @@ static lt_status gather(const lt_adapter *const *ads, const double *weights, siz
                            (unsigned long long)mk->out_features, (unsigned long long)mk->in_features,
                            (unsigned long long)first->out_features, (unsigned long long)first->in_features);
         total_r += mk->rank;
+        n_from++;
+        only = i;
+    }
+    if (n_from == 1) { /* resize: the one adapter's factors as they are */
+        const lt_lora_module *mk = lt_adapter_module(ads[only], (size_t)module_index(ads[only], first->name));
+        *r_out = total_r;
+        return load_scaled_factors(ads[only], mk, weights[only], b_out, a_out, err);
     }
     double *b = calloc((size_t)(m * total_r) + 1, sizeof *b), *a = calloc((size_t)(total_r * n) + 1, sizeof *a);
     if (!a || !b) {
@@ -551,6 +561,30 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
                            lt_combine_method method, double density, uint64_t seed, uint32_t rank,
                            lt_adapter **out, lt_surgery_report *report, lt_error *err)
 {
+    return lt_combine_dense_with(ads, weights, n_ads, method, density, seed, rank, NULL, NULL, out, report, err);
+}
+
+/* The number of distinct module names over all adapters (the modules
+ * lt_combine_dense_with writes), for progress. */
+static size_t count_unique_modules(const lt_adapter *const *ads, size_t n_ads)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n_ads; i++)
+        for (size_t k = 0; k < lt_adapter_module_count(ads[i]); k++) {
+            const char *name = lt_adapter_module(ads[i], k)->name;
+            bool seen = module_index(ads[i], name) < (long)k;
+            for (size_t e = 0; e < i && !seen; e++)
+                seen = module_index(ads[e], name) >= 0;
+            total += !seen;
+        }
+    return total;
+}
+
+lt_status lt_combine_dense_with(const lt_adapter *const *ads, const double *weights, size_t n_ads,
+                                lt_combine_method method, double density, uint64_t seed, uint32_t rank,
+                                lt_progress_fn progress, void *ctx, lt_adapter **out,
+                                lt_surgery_report *report, lt_error *err)
+{
     *out = NULL;
     const char *label = lti_adapter_path(ads[0]);
     if (!(density > 0 && density <= 1))
@@ -565,6 +599,7 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
     }
     if (rank == 0)
         rank = max_rank;
+    size_t total_modules = progress ? count_unique_modules(ads, n_ads) : 0;
     lti_out_module *mods = calloc(cap + 1, sizeof *mods);
     float **tau = calloc(n_ads + 1, sizeof *tau);
     lt_status s = mods && tau ? report_init(report, cap, err) : lti_fail_nomem(err, label);
@@ -627,6 +662,8 @@ lt_status lt_combine_dense(const lt_adapter *const *ads, const double *weights, 
                 rep->old_rank = input_rank;
                 report->params_after += (uint64_t)om->rank * (om->b_rows + om->a_cols);
             }
+            if (s == LT_OK && progress)
+                progress(ctx, n_out, total_modules);
             for (size_t a = 0; a < n_tau; a++)
                 free(tau[a]);
             free(merged);

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The long verbs (resize, combine, extract, model conversion) show a
+# The long verbs (resize, combine with every method, extract, model conversion) show a
 # progress line on stderr when it is a terminal, and never in pipes or with
 # --json (spec/cli.md); the output files are the same bytes either way.
 # The terminal is a pseudo-terminal made by script(1).  Run by tests/run.sh
@@ -17,7 +17,7 @@ failures=0
 export ASAN_OPTIONS=detect_leaks=0
 
 if ! command -v script >/dev/null 2>&1; then
-    for c in resize combine extract convert; do echo "SKIP progress_$c: script(1) is not installed"; done
+    for c in resize combine combine_ties combine_dare extract convert; do echo "SKIP progress_$c: script(1) is not installed"; done
     exit 0
 fi
 if ! "$LORATOOL" merge "$DEMO/base" "$DEMO/adapter" -o "$tmp/tuned.safetensors" >/dev/null 2>&1; then
@@ -68,6 +68,8 @@ check() {
 
 check resize resizing r resize "$DEMO/adapter" -o @OUT@ --rank 2
 check combine combining c combine "$DEMO/adapter" "$DEMO/adapter:-0.5" -o @OUT@ --rank 2
+check combine_ties combining ct combine "$DEMO/adapter" "$DEMO/adapter:-0.5" -o @OUT@ --method ties --density 0.5 --rank 2
+check combine_dare combining cd combine "$DEMO/adapter" "$DEMO/adapter:0.5" -o @OUT@ --method dare --density 0.5 --seed 7 --rank 2
 check extract extracting e extract "$DEMO/base/model.safetensors" "$tmp/tuned.safetensors" -o @OUT@ --rank 2
 check convert converting m.gguf convert "$DEMO/base/model.safetensors" -o @OUT@ --base "$DEMO/base/config.json"
 

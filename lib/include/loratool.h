@@ -783,6 +783,12 @@ LT_API lt_status lt_resize_with(const lt_adapter *ad, const lt_rank_rule *rule, 
 LT_API lt_status lt_combine_with(const lt_adapter *const *ads, const double *weights, size_t n,
                                  const lt_rank_rule *rule, lt_progress_fn progress, void *ctx,
                                  lt_adapter **out, lt_surgery_report *report, lt_error *err);
+/* lt_combine_dense, calling PROGRESS (may be NULL) with CTX once per
+ * finished output module (total: the distinct module names of all ADS). */
+LT_API lt_status lt_combine_dense_with(const lt_adapter *const *ads, const double *weights, size_t n,
+                                       lt_combine_method method, double density, uint64_t seed,
+                                       uint32_t rank, lt_progress_fn progress, void *ctx,
+                                       lt_adapter **out, lt_surgery_report *report, lt_error *err);
 
 typedef struct lt_extract_options {
     lt_rank_rule rule;       /* LT_RANK_FIXED or LT_RANK_ENERGY              */
